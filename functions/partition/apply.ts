@@ -1,0 +1,68 @@
+import type pg from 'pg';
+import { errorMessage } from '../../shared/errors';
+import { inTransaction } from '../../shared/db';
+import { withLockRetry } from '../../shared/lock-retry';
+import type { JobLogger } from '../../shared/logger';
+import type { TimeBudget } from '../../shared/time-budget';
+import type { DdlStep } from './ddl';
+
+export interface ApplyOptions {
+  budget: TimeBudget;
+  lockTimeoutMs: number;
+  lockAttempts: number;
+  logger: JobLogger;
+}
+
+export interface ApplyResult {
+  done: DdlStep[];
+  rowsMovedFromDefault: number;
+  failures: string[];
+}
+
+async function runStatements(client: pg.ClientBase, step: DdlStep): Promise<number> {
+  let moved = 0;
+  for (const statement of step.statements) {
+    const result = await client.query(statement.text, statement.params);
+    if (statement.movesDefaultRows) moved += result.rowCount ?? 0;
+  }
+  return moved;
+}
+
+/**
+ * Runs each step on its own (one transaction per created partition, one per retirement), so a
+ * failure costs only that step. Stops starting new steps once the budget is spent.
+ */
+export async function applySteps(client: pg.ClientBase, steps: DdlStep[], options: ApplyOptions): Promise<ApplyResult> {
+  const result: ApplyResult = { done: [], rowsMovedFromDefault: 0, failures: [] };
+  for (const [index, step] of steps.entries()) {
+    if (options.budget.isExhausted()) {
+      result.failures.push(`time budget spent: ${steps.length - index} step(s) not run, starting with ${step.kind} ${step.partition}`);
+      break;
+    }
+    const retry = {
+      client,
+      action: `${step.kind} ${step.partition}`,
+      relations: step.relations,
+      attempts: options.lockAttempts,
+      lockTimeoutMs: options.lockTimeoutMs,
+      budget: options.budget,
+    };
+    try {
+      if (step.transactional) {
+        result.rowsMovedFromDefault += await withLockRetry(retry, () => inTransaction(client, () => runStatements(client, step)));
+      } else {
+        // CONCURRENTLY cannot run in a transaction block; each statement is retried on its own,
+        // and a retry of the second never repeats the first.
+        for (const statement of step.statements) {
+          await withLockRetry(retry, () => client.query(statement.text, statement.params));
+        }
+      }
+      result.done.push(step);
+      options.logger.info(`${step.kind} ${step.partition}`);
+    } catch (error) {
+      options.logger.error(`${step.kind} ${step.partition} failed`, { error: errorMessage(error) });
+      result.failures.push(errorMessage(error));
+    }
+  }
+  return result;
+}

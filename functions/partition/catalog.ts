@@ -1,0 +1,137 @@
+import type pg from 'pg';
+import { CatalogError } from '../../shared/errors';
+import { displayName, type QualifiedName } from '../../shared/identifiers';
+
+export type PartitionKeyType = 'timestamptz' | 'timestamp' | 'date';
+
+/**
+ * Bounds are in "key milliseconds": epoch ms for timestamptz; for timestamp and date, the wall
+ * clock read as if it were UTC (those types carry no zone). null = MINVALUE / MAXVALUE.
+ */
+export interface ExistingPartition {
+  name: QualifiedName;
+  from: number | null;
+  to: number | null;
+  detachPending: boolean;
+}
+
+export interface PartitionCatalog {
+  parent: QualifiedName;
+  keyColumn: string;
+  keyType: PartitionKeyType;
+  /** The parent's columns in order; used to move rows out of DEFAULT column by column. */
+  columns: string[];
+  partitions: ExistingPartition[];
+  defaultPartition: QualifiedName | null;
+  /** Every relation name in the parent's schema, to refuse a planned name that is already taken. */
+  takenNames: Set<string>;
+}
+
+const STRATEGIES: Record<string, string> = { r: 'RANGE', l: 'LIST', h: 'HASH' };
+const KEY_TYPES: Record<string, PartitionKeyType> = {
+  'timestamp with time zone': 'timestamptz',
+  'timestamp without time zone': 'timestamp',
+  date: 'date',
+};
+
+/** Reads the truth about a partitioned table from the catalog. Bounds, not names, identify partitions. */
+export async function readPartitionCatalog(client: pg.ClientBase, parent: QualifiedName): Promise<PartitionCatalog> {
+  const shown = displayName(parent);
+  const { rows } = await client.query<{
+    oid: number;
+    relkind: string;
+    strategy: string | null;
+    key_count: number | null;
+    key_column: string | null;
+    key_type: string | null;
+  }>(
+    `SELECT c.oid, c.relkind, p.partstrat AS strategy, p.partnatts AS key_count,
+            a.attname AS key_column, format_type(a.atttypid, NULL) AS key_type
+     FROM pg_class c
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     LEFT JOIN pg_partitioned_table p ON p.partrelid = c.oid
+     LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = p.partattrs[0]
+     WHERE n.nspname = $1 AND c.relname = $2`,
+    [parent.schema, parent.name],
+  );
+  const table = rows[0];
+  if (!table) throw new CatalogError(shown, `table ${shown} does not exist`);
+  if (table.relkind !== 'p') {
+    throw new CatalogError(shown, `${shown} is not a partitioned table; create it with PARTITION BY RANGE (a timestamptz, timestamp or date column)`);
+  }
+  if (table.strategy !== 'r') {
+    throw new CatalogError(shown, `${shown} is ${STRATEGIES[table.strategy ?? ''] ?? 'not RANGE'}-partitioned; only RANGE partitioning is supported`);
+  }
+  if (table.key_count !== 1) {
+    throw new CatalogError(shown, `${shown} is partitioned on ${table.key_count} columns; only a single-column key is supported`);
+  }
+  if (!table.key_column) throw new CatalogError(shown, `${shown} is partitioned on an expression; only a plain column key is supported`);
+  const keyType = KEY_TYPES[table.key_type ?? ''];
+  if (!keyType) {
+    throw new CatalogError(
+      shown,
+      `${shown} is partitioned on ${table.key_column} of type ${table.key_type}; the key must be timestamptz, timestamp or date`,
+    );
+  }
+
+  // The bound literals are cast back to the key type in this same session (UTC, ISO), then to
+  // key milliseconds; no parsing of Postgres's text format in JS.
+  const epochOf = (literal: string) =>
+    keyType === 'timestamptz'
+      ? `extract(epoch FROM (${literal})::timestamptz)`
+      : `extract(epoch FROM (${literal})::${keyType === 'date' ? 'date' : 'timestamp'})`;
+  const children = await client.query<{
+    schema: string;
+    name: string;
+    is_default: boolean;
+    detach_pending: boolean;
+    from_epoch: string | null;
+    to_epoch: string | null;
+  }>(
+    `WITH kids AS (
+       SELECT n.nspname AS schema, c.relname AS name, i.inhdetachpending AS detach_pending,
+              pg_get_expr(c.relpartbound, c.oid) AS bound
+       FROM pg_inherits i
+       JOIN pg_class c ON c.oid = i.inhrelid
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE i.inhparent = $1),
+     parsed AS (
+       SELECT *, bound = 'DEFAULT' AS is_default,
+              substring(bound FROM 'FROM \\((.*)\\) TO') AS from_text,
+              substring(bound FROM 'TO \\((.*)\\)$') AS to_text
+       FROM kids)
+     SELECT schema, name, is_default, detach_pending,
+            CASE WHEN from_text IS NULL OR from_text = 'MINVALUE' THEN NULL ELSE ${epochOf('trim(both $$\'$$ FROM from_text)')} END AS from_epoch,
+            CASE WHEN to_text IS NULL OR to_text = 'MAXVALUE' THEN NULL ELSE ${epochOf('trim(both $$\'$$ FROM to_text)')} END AS to_epoch
+     FROM parsed`,
+    [table.oid],
+  );
+  const columns = await client.query<{ attname: string }>(
+    `SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+    [table.oid],
+  );
+  const names = await client.query<{ relname: string }>(
+    `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1`,
+    [parent.schema],
+  );
+
+  const toMs = (epoch: string | null) => (epoch === null ? null : Math.round(Number(epoch) * 1000));
+  const defaultRow = children.rows.find((row) => row.is_default);
+  return {
+    parent,
+    keyColumn: table.key_column,
+    keyType,
+    columns: columns.rows.map((row) => row.attname),
+    partitions: children.rows
+      .filter((row) => !row.is_default)
+      .map((row) => ({
+        name: { schema: row.schema, name: row.name },
+        from: toMs(row.from_epoch),
+        to: toMs(row.to_epoch),
+        detachPending: row.detach_pending,
+      }))
+      .sort((a, b) => (a.from ?? -Infinity) - (b.from ?? -Infinity)),
+    defaultPartition: defaultRow ? { schema: defaultRow.schema, name: defaultRow.name } : null,
+    takenNames: new Set(names.rows.map((row) => row.relname)),
+  };
+}

@@ -1,0 +1,97 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import pg from 'pg';
+import { parseConfig } from '../shared/config';
+import { openSession } from '../shared/db';
+import { ConfigError, errorMessage } from '../shared/errors';
+import { latestRuns } from '../shared/ledger';
+import { createJobLogger } from '../shared/logger';
+import { runJob, type JobSummary } from '../shared/run-job';
+import { TimeBudget } from '../shared/time-budget';
+import { startEmbeddedPostgres } from './embedded-postgres';
+import { JOBS, type CliJobName } from './jobs';
+
+export const EMBEDDED_DATA_DIR = resolve(import.meta.dirname, '..', '.housekeeper-db');
+
+export const USAGE = `usage:
+  housekeeper demo
+  housekeeper run <${Object.keys(JOBS).join('|')}> --config <file.json> [--database-url URL] [--dry-run]
+  housekeeper status [--database-url URL]
+
+Without --database-url (or DATABASE_URL), an embedded Postgres is started in .housekeeper-db/.`;
+
+export async function withDatabase<T>(databaseUrl: string | undefined, work: (url: string) => Promise<T>): Promise<T> {
+  if (databaseUrl) return work(databaseUrl);
+  const server = await startEmbeddedPostgres({ dataDir: EMBEDDED_DATA_DIR });
+  try {
+    return await work(server.url);
+  } finally {
+    await server.stop();
+  }
+}
+
+function formatCounts(counts: Record<string, number>): string {
+  const entries = Object.entries(counts);
+  return entries.length === 0 ? '' : entries.map(([key, value]) => `${key} ${value}`).join(', ');
+}
+
+export function humanSummary(summary: JobSummary): string {
+  const lines = [`${summary.job}${summary.dryRun ? ' (dry run)' : ''}: ${summary.targets.length} target(s) in ${(summary.durationMs / 1000).toFixed(1)} s`];
+  for (const target of summary.targets) {
+    lines.push(`  ${target.state.padEnd(9)} ${target.target.padEnd(32)} ${formatCounts(target.counts)}`);
+    if (target.detail) lines.push(`            ${target.detail}`);
+    for (const note of target.notes) lines.push(note.replace(/^/gm, '    '));
+  }
+  return lines.join('\n');
+}
+
+export function readConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError('--config', `cannot read ${path}: ${errorMessage(error)}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError('--config', `${path} is not valid JSON: ${errorMessage(error)}`);
+  }
+}
+
+export async function runFromCli(job: CliJobName, payload: unknown, databaseUrl: string, dryRunFlag: boolean): Promise<JobSummary> {
+  const { definition, eventSchema } = JOBS[job];
+  const withFlag = dryRunFlag && payload && typeof payload === 'object' ? { ...payload, dryRun: true } : payload;
+  const config = parseConfig(eventSchema, withFlag, 'config');
+  return runJob(definition as never, {
+    targets: (withFlag as { targets: unknown[] }).targets,
+    options: config,
+    dryRun: config.dryRun,
+    connect: () => openSession({ kind: 'url', url: databaseUrl }, { job, lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs: config.statementTimeoutMs }),
+    logger: createJobLogger(job),
+    budget: TimeBudget.unlimited(),
+  });
+}
+
+export async function printStatus(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const runs = await latestRuns(client);
+    if (runs.length === 0) {
+      console.log('no runs recorded yet');
+      return;
+    }
+    console.log(`${'job'.padEnd(10)} ${'target'.padEnd(32)} ${'state'.padEnd(10)} ${'started (UTC)'.padEnd(20)} ${'ms'.padStart(7)}  counts / detail`);
+    for (const run of runs) {
+      const started = run.startedAt.toISOString().slice(0, 19).replace('T', ' ');
+      const counts = formatCounts(run.counts as Record<string, number>);
+      console.log(
+        `${run.job.padEnd(10)} ${run.target.padEnd(32)} ${run.state.padEnd(10)} ${started.padEnd(20)} ${String(run.durationMs ?? '').padStart(7)}  ${[counts, run.detail].filter(Boolean).join(' | ')}`,
+      );
+    }
+  } finally {
+    await client.end();
+  }
+}
+

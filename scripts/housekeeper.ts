@@ -1,0 +1,68 @@
+/**
+ * Local CLI: the same job code as the Lambdas, against any Postgres, or against an embedded one
+ * (kept in .housekeeper-db/) when no --database-url is given.
+ *
+ *   housekeeper demo                                   seed demo tables and run the partition job
+ *   housekeeper run partition --config FILE [--database-url URL] [--dry-run]
+ *   housekeeper status [--database-url URL]
+ */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, HousekeeperError } from '../shared/errors';
+import { humanSummary, printStatus, readConfigFile, runFromCli, USAGE, withDatabase } from './cli';
+import { seedDemo } from './demo';
+import { JOBS, type CliJobName } from './jobs';
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' },
+      'database-url': { type: 'string' },
+      'dry-run': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  const [command, job] = positionals;
+  const databaseUrl = values['database-url'] ?? process.env.DATABASE_URL;
+  if (values.help || !command) {
+    console.log(USAGE);
+    return command || values.help ? 0 : 2;
+  }
+  if (command === 'status') {
+    await withDatabase(databaseUrl, printStatus);
+    return 0;
+  }
+  if (command === 'demo') {
+    const payload = readConfigFile(resolve(import.meta.dirname, '..', 'examples', 'partition.json'));
+    return withDatabase(databaseUrl, async (url) => {
+      await seedDemo(url);
+      const summary = await runFromCli('partition', payload, url, values['dry-run']);
+      console.log(`\n${humanSummary(summary)}`);
+      console.log(
+        "\nRun the same policy again (a second run changes nothing): npm run housekeeper -- run partition --config examples/partition.json\nSee the ledger: npm run housekeeper -- status",
+      );
+      return summary.failed.length > 0 ? 1 : 0;
+    });
+  }
+  if (command === 'run') {
+    if (!job || !(job in JOBS)) throw new ConfigError('job', `expected one of ${Object.keys(JOBS).join(', ')} (got ${job ?? 'nothing'})`);
+    if (!values.config) throw new ConfigError('--config', 'is required: the JSON payload the Lambda receives from its EventBridge rule');
+    const payload = readConfigFile(values.config);
+    return withDatabase(databaseUrl, async (url) => {
+      const summary = await runFromCli(job as CliJobName, payload, url, values['dry-run']);
+      console.log(`\n${humanSummary(summary)}`);
+      return summary.failed.length > 0 ? 1 : 0;
+    });
+  }
+  throw new ConfigError('command', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(error instanceof HousekeeperError ? `${error.name}: ${error.message}` : error);
+    process.exit(error instanceof ConfigError ? 2 : 1);
+  },
+);

@@ -1,0 +1,18 @@
+import type pg from 'pg';
+
+/**
+ * Session-level advisory lock keyed by (job, target). Non-blocking: a duplicate EventBridge
+ * delivery or an overlapping run simply finds it taken. Session locks pin a connection behind
+ * RDS Proxy; these jobs hold one connection per invocation anyway.
+ */
+export async function tryLockTarget(client: pg.ClientBase, job: string, target: string): Promise<boolean> {
+  const { rows } = await client.query<{ locked: boolean }>(
+    `SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS locked`,
+    [`pg-housekeeper:${job}`, target],
+  );
+  return rows[0]?.locked === true;
+}
+
+export async function unlockTarget(client: pg.ClientBase, job: string, target: string): Promise<void> {
+  await client.query(`SELECT pg_advisory_unlock(hashtext($1), hashtext($2))`, [`pg-housekeeper:${job}`, target]);
+}

@@ -1,0 +1,116 @@
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { ConfigError, sqlState } from './errors';
+import { getDatabaseSecret, type DatabaseSecret } from './secrets';
+
+/** Where the connection comes from: a URL (CLI, tests) or a Secrets Manager secret (Lambda). */
+export type DatabaseSource =
+  | { kind: 'url'; url: string; caBundlePath?: string }
+  | { kind: 'secret'; secretId: string; caBundlePath?: string; tls?: 'verify' | 'disable' };
+
+export interface SessionSettings {
+  job: string;
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+}
+
+const PASSWORD_REJECTED = '28P01';
+
+export function isLoopbackHost(host: string | undefined): boolean {
+  if (!host) return true; // a Unix socket
+  return host === 'localhost' || host === '::1' || host === '[::1]' || host.startsWith('127.') || host.startsWith('/');
+}
+
+function tlsOptions(host: string | undefined, caBundlePath: string | undefined, mode: 'verify' | 'disable' = 'verify') {
+  if (mode === 'disable' || isLoopbackHost(host)) return false;
+  return { rejectUnauthorized: true, ...(caBundlePath ? { ca: readFileSync(caBundlePath, 'utf8') } : {}) };
+}
+
+function configFromUrl(url: string, job: string, caBundlePath?: string): pg.ClientConfig {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // The URL may hold a password: never repeat it.
+    throw new ConfigError('database URL', 'is not a valid postgres:// URL');
+  }
+  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+    throw new ConfigError('database URL', `must start with postgres:// (got ${parsed.protocol}//)`);
+  }
+  const base: pg.ClientConfig = { connectionString: url, application_name: `pg-housekeeper/${job}` };
+  // An explicit sslmode in the URL wins; otherwise verify TLS for anything that is not loopback.
+  if (parsed.searchParams.has('sslmode')) return base;
+  return { ...base, ssl: tlsOptions(parsed.hostname, caBundlePath) };
+}
+
+function configFromSecret(secret: DatabaseSecret, job: string, source: Extract<DatabaseSource, { kind: 'secret' }>): pg.ClientConfig {
+  return {
+    host: secret.host,
+    port: secret.port,
+    user: secret.username,
+    password: secret.password,
+    database: secret.dbname,
+    application_name: `pg-housekeeper/${job}`,
+    ssl: tlsOptions(secret.host, source.caBundlePath, source.tls),
+    connectionTimeoutMillis: 10_000,
+  };
+}
+
+async function connectWith(config: pg.ClientConfig, settings: SessionSettings): Promise<pg.Client> {
+  const client = new pg.Client(config);
+  // An idle socket broken under us must surface as a query error, not crash the process.
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    // One round trip; UTC and ISO make catalog text (partition bounds) parse the same everywhere.
+    await client.query(
+      `SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false),
+              set_config('TimeZone', 'UTC', false), set_config('DateStyle', 'ISO, YMD', false)`,
+      [`${settings.statementTimeoutMs}ms`, `${settings.lockTimeoutMs}ms`],
+    );
+    return client;
+  } catch (error) {
+    await client.end().catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * Opens one session for a job run. With a secret, a rejected password (the secret was rotated
+ * since we cached it) triggers exactly one fresh fetch and retry.
+ */
+export async function openSession(source: DatabaseSource, settings: SessionSettings): Promise<pg.Client> {
+  if (source.kind === 'url') return connectWith(configFromUrl(source.url, settings.job, source.caBundlePath), settings);
+  const secret = await getDatabaseSecret(source.secretId);
+  try {
+    return await connectWith(configFromSecret(secret, settings.job, source), settings);
+  } catch (error) {
+    if (sqlState(error) !== PASSWORD_REJECTED) throw error;
+    const rotated = await getDatabaseSecret(source.secretId, { refresh: true });
+    return connectWith(configFromSecret(rotated, settings.job, source), settings);
+  }
+}
+
+/** Runs `work` in one transaction; rolls back on any error. */
+export async function inTransaction<T>(client: pg.ClientBase, work: () => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const result = await work();
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  }
+}
+
+/** Database source for a Lambda, from its environment. */
+export function databaseSourceFromEnvironment(env: NodeJS.ProcessEnv = process.env): DatabaseSource {
+  const secretId = env.PGHK_DB_SECRET_ARN;
+  if (secretId) {
+    const tls = env.PGHK_DB_TLS === 'disable' ? 'disable' : 'verify';
+    return { kind: 'secret', secretId, tls, ...(env.PGHK_DB_CA_BUNDLE ? { caBundlePath: env.PGHK_DB_CA_BUNDLE } : {}) };
+  }
+  if (env.DATABASE_URL) return { kind: 'url', url: env.DATABASE_URL };
+  throw new ConfigError('PGHK_DB_SECRET_ARN', 'is not set: the function needs the ARN of the database secret');
+}

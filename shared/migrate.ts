@@ -1,0 +1,49 @@
+import type pg from 'pg';
+import { inTransaction } from './db';
+import ledger from './migrations/0001_ledger';
+import settings from './migrations/0002_settings';
+
+/** Numbered, append-only: never edit a shipped migration, add the next number. */
+export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+  { version: 1, name: 'ledger', sql: ledger },
+  { version: 2, name: 'settings', sql: settings },
+];
+
+export const LATEST_MIGRATION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+async function appliedVersion(client: pg.ClientBase): Promise<number> {
+  const { rows: exists } = await client.query<{ ok: boolean }>(
+    `SELECT to_regclass('housekeeping.schema_migrations') IS NOT NULL AS ok`,
+  );
+  if (!exists[0]?.ok) return 0;
+  const { rows } = await client.query<{ version: number | null }>(`SELECT max(version) AS version FROM housekeeping.schema_migrations`);
+  return rows[0]?.version ?? 0;
+}
+
+/**
+ * Brings schema `housekeeping` up to date. Cheap when nothing is pending (one query); otherwise
+ * each migration runs in its own transaction under a transaction-scoped advisory lock, so
+ * concurrent first runs of several jobs apply each migration exactly once.
+ */
+export async function migrate(client: pg.ClientBase): Promise<number[]> {
+  if ((await appliedVersion(client)) >= LATEST_MIGRATION) return [];
+  const applied: number[] = [];
+  for (const migration of MIGRATIONS) {
+    await inTransaction(client, async () => {
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('pg-housekeeper'), hashtext('migrations'))`);
+      await client.query(`CREATE SCHEMA IF NOT EXISTS housekeeping`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS housekeeping.schema_migrations (
+           version    integer PRIMARY KEY,
+           name       text NOT NULL,
+           applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
+      const { rowCount } = await client.query(`SELECT 1 FROM housekeeping.schema_migrations WHERE version = $1`, [migration.version]);
+      if (rowCount) return;
+      await client.query(migration.sql);
+      await client.query(`INSERT INTO housekeeping.schema_migrations (version, name) VALUES ($1, $2)`, [migration.version, migration.name]);
+      applied.push(migration.version);
+    });
+  }
+  return applied;
+}

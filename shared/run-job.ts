@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { z } from 'zod';
+import { tryLockTarget, unlockTarget } from './advisory-lock';
+import { errorMessage } from './errors';
+import { recordRunState, type RunState } from './ledger';
+import type { JobLogger } from './logger';
+import { migrate } from './migrate';
+import { applyOverrides, readOverrides, type ValueSource } from './settings';
+import type { TimeBudget } from './time-budget';
+
+export type JobName = 'partition' | 'archive' | 'rollup';
+
+export interface TargetContext<P, O> {
+  client: pg.Client;
+  policy: P;
+  options: O;
+  logger: JobLogger;
+  budget: TimeBudget;
+  dryRun: boolean;
+  runId: string;
+}
+
+export interface TargetOutcome {
+  counts: Record<string, number>;
+  /** Set when the target did part of its work and then failed: counts still tell what was done. */
+  failure?: string;
+  /** Human lines for the CLI summary (plans, warnings). */
+  notes?: string[];
+}
+
+export interface JobDefinition<S extends z.ZodType, O> {
+  job: JobName;
+  targetSchema: S;
+  /** The name a target is locked, logged and recorded under, e.g. "public.events". */
+  targetName(policy: z.output<S>): string;
+  /** Targets the job always maintains besides the user's (the partition job keeps the ledger partitioned). */
+  implicitTargets?(options: O, dryRun: boolean): unknown[];
+  runTarget(context: TargetContext<z.output<S>, O>): Promise<TargetOutcome>;
+}
+
+export interface TargetSummary {
+  target: string;
+  runId: string;
+  state: Exclude<RunState, 'started'>;
+  durationMs: number;
+  counts: Record<string, number>;
+  detail?: string;
+  notes: string[];
+}
+
+export interface JobSummary {
+  job: JobName;
+  dryRun: boolean;
+  targets: TargetSummary[];
+  failed: string[];
+  durationMs: number;
+}
+
+export interface RunJobOptions<O> {
+  /** Deployed target policies as received (already validated once by the event schema). */
+  targets: unknown[];
+  options: O;
+  dryRun: boolean;
+  connect: () => Promise<pg.Client>;
+  logger: JobLogger;
+  budget: TimeBudget;
+}
+
+/**
+ * The one way every job runs: connect → migrate → per target: lock → effective policy → ledger
+ * → work within the budget → ledger → unlock; then one summary line. A failing target does not
+ * stop the others; the caller decides how to report `failed`.
+ */
+export async function runJob<S extends z.ZodType, O>(definition: JobDefinition<S, O>, run: RunJobOptions<O>): Promise<JobSummary> {
+  const started = Date.now();
+  const client = await run.connect();
+  const summaries: TargetSummary[] = [];
+  try {
+    // Dry run changes nothing, not even the ledger schema.
+    if (!run.dryRun) await migrate(client);
+    const inputs = [...run.targets, ...(definition.implicitTargets?.(run.options, run.dryRun) ?? [])];
+    for (const [index, input] of inputs.entries()) {
+      summaries.push(await runTarget(definition, run, client, input, index));
+    }
+  } finally {
+    await client.end().catch(() => {});
+  }
+  const summary: JobSummary = {
+    job: definition.job,
+    dryRun: run.dryRun,
+    targets: summaries,
+    failed: summaries.filter((s) => s.state === 'failed').map((s) => s.target),
+    durationMs: Date.now() - started,
+  };
+  const log = summary.failed.length > 0 ? run.logger.error.bind(run.logger) : run.logger.info.bind(run.logger);
+  log('run summary', {
+    dryRun: summary.dryRun,
+    durationMs: summary.durationMs,
+    failed: summary.failed,
+    targets: summary.targets.map(({ notes: _notes, ...rest }) => rest),
+  });
+  return summary;
+}
+
+async function runTarget<S extends z.ZodType, O>(
+  definition: JobDefinition<S, O>,
+  run: RunJobOptions<O>,
+  client: pg.Client,
+  input: unknown,
+  index: number,
+): Promise<TargetSummary> {
+  const runId = randomUUID();
+  const startedAt = new Date();
+  const deployed = definition.targetSchema.parse(input) as z.output<S>;
+  const target = definition.targetName(deployed);
+  const logger = run.logger.createChild({ persistentKeys: { target, runId } });
+  const finish = async (
+    state: TargetSummary['state'],
+    counts: Record<string, number>,
+    detail?: string,
+    notes: string[] = [],
+    policy?: unknown,
+  ): Promise<TargetSummary> => {
+    const durationMs = Date.now() - startedAt.getTime();
+    if (!run.dryRun) {
+      await recordRunState(client, { runId, job: definition.job, target, state, startedAt, durationMs, counts, detail, policy, dryRun: false }).catch(
+        (error) => logger.error('could not write the run ledger', { error: errorMessage(error) }),
+      );
+    }
+    const line = { state, durationMs, counts, ...(detail ? { detail } : {}) };
+    if (state === 'failed') logger.error('target failed', line);
+    else logger.info(`target ${state}`, line);
+    return { target, runId, state, durationMs, counts, notes, ...(detail ? { detail } : {}) };
+  };
+
+  if (run.budget.isExhausted()) return finish('skipped', {}, 'time budget spent before this target started');
+  if (!(await tryLockTarget(client, definition.job, target))) {
+    return finish('skipped', {}, 'locked: another run holds this target');
+  }
+  let policy: unknown;
+  try {
+    const overrides = await readOverrides(client, definition.job, target);
+    const effective = applyOverrides(definition.targetSchema, input, overrides, `targets[${index}]`);
+    policy = effective.policy;
+    logger.info('effective policy', { policy: effective.policy, sources: effective.sources as Record<string, ValueSource> });
+    if (!run.dryRun) {
+      await recordRunState(client, { runId, job: definition.job, target, state: 'started', startedAt, policy, dryRun: false });
+    }
+    const outcome = await definition.runTarget({
+      client,
+      policy: effective.policy,
+      options: run.options,
+      logger,
+      budget: run.budget,
+      dryRun: run.dryRun,
+      runId,
+    });
+    return await finish(outcome.failure ? 'failed' : 'succeeded', outcome.counts, outcome.failure, outcome.notes, policy);
+  } catch (error) {
+    // Leave the session usable for the next target whatever state the job left it in.
+    await client.query('ROLLBACK').catch(() => {});
+    return await finish('failed', {}, errorMessage(error), [], policy);
+  } finally {
+    await unlockTarget(client, definition.job, target).catch(() => {});
+  }
+}
