@@ -19,7 +19,7 @@ export interface PartitionCatalog {
   parent: QualifiedName;
   keyColumn: string;
   keyType: PartitionKeyType;
-  /** The parent's columns in order; used to move rows out of DEFAULT column by column. */
+  /** The parent's writable columns in order; used to move rows out of DEFAULT column by column. */
   columns: string[];
   partitions: ExistingPartition[];
   defaultPartition: QualifiedName | null;
@@ -107,7 +107,8 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
     [table.oid],
   );
   const columns = await client.query<{ attname: string }>(
-    `SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+    // Stored generated columns cannot be written; the new partition computes them again.
+    `SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`,
     [table.oid],
   );
   const names = await client.query<{ relname: string }>(
