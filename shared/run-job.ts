@@ -74,7 +74,14 @@ export interface RunJobOptions<O> {
  */
 export async function runJob<S extends z.ZodType, O>(definition: JobDefinition<S, O>, run: RunJobOptions<O>): Promise<JobSummary> {
   const started = Date.now();
-  const client = await run.connect();
+  let client: pg.Client;
+  try {
+    client = await run.connect();
+  } catch (error) {
+    // pg's messages name the user and host, never the password; ours never repeat a URL.
+    run.logger.error('cannot connect to the database', { error: errorMessage(error), code: (error as { code?: string }).code });
+    throw error;
+  }
   const summaries: TargetSummary[] = [];
   try {
     // Dry run changes nothing, not even the ledger schema.

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { errorMessage } from '../../shared/errors';
+import { errorMessage, LockTimeoutError } from '../../shared/errors';
 import { inTransaction } from '../../shared/db';
 import { withLockRetry } from '../../shared/lock-retry';
 import type { JobLogger } from '../../shared/logger';
@@ -17,6 +17,8 @@ export interface ApplyResult {
   done: DdlStep[];
   rowsMovedFromDefault: number;
   failures: string[];
+  /** A step gave up on a lock: later steps need the same locks, so none were tried. */
+  stoppedOnLock: boolean;
 }
 
 async function runStatements(client: pg.ClientBase, step: DdlStep): Promise<number> {
@@ -30,10 +32,11 @@ async function runStatements(client: pg.ClientBase, step: DdlStep): Promise<numb
 
 /**
  * Runs each step on its own (one transaction per created partition, one per retirement), so a
- * failure costs only that step. Stops starting new steps once the budget is spent.
+ * failure costs only that step. Stops starting new steps once the budget is spent, or once a
+ * step gave up waiting for a lock (retrying the others would only queue writers again).
  */
 export async function applySteps(client: pg.ClientBase, steps: DdlStep[], options: ApplyOptions): Promise<ApplyResult> {
-  const result: ApplyResult = { done: [], rowsMovedFromDefault: 0, failures: [] };
+  const result: ApplyResult = { done: [], rowsMovedFromDefault: 0, failures: [], stoppedOnLock: false };
   for (const [index, step] of steps.entries()) {
     if (options.budget.isExhausted()) {
       result.failures.push(`time budget spent: ${steps.length - index} step(s) not run, starting with ${step.kind} ${step.partition}`);
@@ -62,6 +65,12 @@ export async function applySteps(client: pg.ClientBase, steps: DdlStep[], option
     } catch (error) {
       options.logger.error(`${step.kind} ${step.partition} failed`, { error: errorMessage(error) });
       result.failures.push(errorMessage(error));
+      if (error instanceof LockTimeoutError) {
+        const skipped = steps.length - index - 1;
+        if (skipped > 0) result.failures.push(`${skipped} later step(s) not tried: they need the same locks`);
+        result.stoppedOnLock = true;
+        break;
+      }
     }
   }
   return result;

@@ -67,7 +67,10 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
   const applyOptions = { budget: context.budget, lockTimeoutMs: options.lockTimeoutMs, lockAttempts: options.lockAttempts, logger };
   // Creation commits before retention starts: a failed drop can never undo the partitions that keep inserts working.
   const created = await applySteps(client, createSteps, applyOptions);
-  const retired = await applySteps(client, retireSteps, applyOptions);
+  const retired =
+    created.stoppedOnLock && retireSteps.length > 0
+      ? { done: [], failures: [`retention not attempted: its ${retireSteps.length} step(s) wait for the same blocker`] }
+      : await applySteps(client, retireSteps, applyOptions);
   const rowsLeft = await rowsInDefault(client, catalog);
   if (rowsLeft > 0) {
     logger.warn(

@@ -1,0 +1,124 @@
+import { DateTime } from 'luxon';
+import type pg from 'pg';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { tryLockTarget } from '../../shared/advisory-lock';
+import { partitionsOf } from '../support/catalog';
+import { createTestDatabase, type TestDatabase } from '../support/db';
+import { runPartition } from '../support/jobs';
+
+let db: TestDatabase;
+let sql: pg.Client;
+let today: DateTime;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  sql = await db.connect();
+  const { rows } = await sql.query<{ now: Date }>('SELECT now()');
+  today = DateTime.fromJSDate(rows[0]!.now, { zone: 'UTC' }).startOf('day');
+});
+
+beforeEach(async () => {
+  await sql.query(`DROP SCHEMA IF EXISTS app CASCADE; DROP SCHEMA IF EXISTS housekeeping CASCADE; CREATE SCHEMA app;
+    CREATE TABLE app.events (id bigserial, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at);
+    CREATE TABLE app.events_default PARTITION OF app.events DEFAULT;`);
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('a session holding a conflicting lock', () => {
+  it('makes the job give up after its retries, naming the blocker, while writers stall at most about lock_timeout', async () => {
+    const lockTimeoutMs = 300;
+    const lockAttempts = 5; // 5 × 300 ms waits plus 0.2 + 0.4 + 0.8 + 1.6 s of backoff: the job is blocked for over 4 s
+    // The pg_partman #359 situation: a long report read the DEFAULT partition and keeps its transaction open.
+    const blocker = await db.connect('long-report');
+    await blocker.query('BEGIN');
+    await blocker.query('SELECT count(*) FROM app.events');
+
+    const writer = await db.connect('writer');
+    let writing = true;
+    let worstInsertMs = 0;
+    let inserts = 0;
+    const writes = (async () => {
+      while (writing) {
+        const started = performance.now();
+        // Far in the future: routed to DEFAULT, the partition the job must lock.
+        await writer.query(`INSERT INTO app.events (created_at) VALUES (now() + interval '1 year')`);
+        worstInsertMs = Math.max(worstInsertMs, performance.now() - started);
+        inserts++;
+        await sleep(20);
+      }
+    })();
+
+    const started = performance.now();
+    const summary = await runPartition(db.url, {
+      targets: [{ table: 'app.events', interval: 'day', premake: 1 }],
+      lockTimeoutMs,
+      lockAttempts,
+      maintainLedger: false,
+    });
+    const jobMs = performance.now() - started;
+    writing = false;
+    await writes;
+    await blocker.query('ROLLBACK');
+
+    expect(summary.failed).toEqual(['app.events']);
+    const detail = summary.targets[0]!.detail!;
+    expect(detail).toMatch(/create app\.events_p\d{4}_\d\d_\d\d: could not get a lock within 300 ms on 5 attempt\(s\)/);
+    expect(detail).toMatch(/pid \d+ \(application "long-report", state "idle in transaction", transaction open \d+ s\) holds AccessShareLock on app\.events_default/);
+    expect(Object.keys(await partitionsOf(sql, 'app.events'))).toEqual(['events_default']);
+    // Without lock_timeout the writer would have queued behind the job for the whole run.
+    expect(jobMs).toBeGreaterThan(4_000);
+    expect(inserts).toBeGreaterThan(10);
+    expect(worstInsertMs).toBeLessThan(lockTimeoutMs + 1_200);
+    const rows = await sql.query(`SELECT count(*)::int AS n FROM app.events`);
+    expect(rows.rows[0].n).toBe(inserts);
+  });
+
+  it('succeeds on a retry once the blocker finishes within the attempts', async () => {
+    const blocker = await db.connect('short-report');
+    await blocker.query('BEGIN');
+    await blocker.query('SELECT count(*) FROM app.events');
+    setTimeout(() => void blocker.query('ROLLBACK'), 700);
+    const summary = await runPartition(db.url, {
+      targets: [{ table: 'app.events', interval: 'day', premake: 1 }],
+      lockTimeoutMs: 200,
+      lockAttempts: 6,
+      maintainLedger: false,
+    });
+    expect(summary.targets[0]).toMatchObject({ state: 'succeeded', counts: { created: 2 } });
+  });
+});
+
+describe('two runs for the same target', () => {
+  it('records skipped: locked while another session holds the target, and succeeds', async () => {
+    const other = await db.connect('other-run');
+    expect(await tryLockTarget(other, 'partition', 'app.events')).toBe(true);
+    const summary = await runPartition(db.url, { targets: [{ table: 'app.events', interval: 'day', premake: 1 }] }).finally(() =>
+      other.query('SELECT pg_advisory_unlock_all()'),
+    );
+    expect(summary.failed).toEqual([]);
+    expect(summary.targets[0]).toMatchObject({ state: 'skipped', detail: 'locked: another run holds this target' });
+    expect(Object.keys(await partitionsOf(sql, 'app.events'))).toEqual(['events_default']);
+    const ledger = await sql.query(`SELECT state, detail FROM housekeeping.job_runs WHERE target = 'app.events'`);
+    expect(ledger.rows).toEqual([{ state: 'skipped', detail: 'locked: another run holds this target' }]);
+  });
+
+  it('run concurrently: one works, one is skipped, and the end state equals a single run', async () => {
+    // Hold DEFAULT briefly so the first run is still retrying when the second arrives.
+    const blocker = await db.connect('brief-report');
+    await blocker.query('BEGIN');
+    await blocker.query('SELECT count(*) FROM app.events');
+    const event = { targets: [{ table: 'app.events', interval: 'day' as const, premake: 3 }], lockTimeoutMs: 200, lockAttempts: 8, maintainLedger: false };
+    const first = runPartition(db.url, event);
+    await sleep(300);
+    const second = runPartition(db.url, event);
+    const secondSummary = await second;
+    await blocker.query('ROLLBACK');
+    const firstSummary = await first;
+
+    expect([firstSummary.targets[0]!.state, secondSummary.targets[0]!.state]).toEqual(['succeeded', 'skipped']);
+    expect(firstSummary.targets[0]!.counts.created).toBe(4);
+    const expected = [0, 1, 2, 3].map((d) => `events_p${today.plus({ days: d }).toFormat('yyyy_MM_dd')}`);
+    expect(Object.keys(await partitionsOf(sql, 'app.events'))).toEqual(['events_default', ...expected]);
+  });
+});
