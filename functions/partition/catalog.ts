@@ -23,7 +23,7 @@ export interface PartitionCatalog {
   columns: string[];
   partitions: ExistingPartition[];
   defaultPartition: QualifiedName | null;
-  /** Every relation name in the parent's schema, to refuse a planned name that is already taken. */
+  /** Relation names in the parent's schema that our naming scheme could produce, to refuse a taken one. */
   takenNames: Set<string>;
 }
 
@@ -111,9 +111,11 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
     `SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`,
     [table.oid],
   );
+  // Only names our scheme could generate (<parent>_p...): a schema can hold tens of thousands of relations.
   const names = await client.query<{ relname: string }>(
-    `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1`,
-    [parent.schema],
+    `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relname LIKE $2`,
+    [parent.schema, `${parent.name.replace(/[\\%_]/g, '\\$&')}\\_p%`],
   );
 
   const toMs = (epoch: string | null) => (epoch === null ? null : Math.round(Number(epoch) * 1000));
