@@ -26,7 +26,7 @@ function tlsOptions(host: string | undefined, caBundlePath: string | undefined, 
   return { rejectUnauthorized: true, ...(caBundlePath ? { ca: readFileSync(caBundlePath, 'utf8') } : {}) };
 }
 
-function configFromUrl(url: string, job: string, caBundlePath?: string): pg.ClientConfig {
+export function configFromUrl(url: string, job: string, caBundlePath?: string): pg.ClientConfig {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -43,7 +43,7 @@ function configFromUrl(url: string, job: string, caBundlePath?: string): pg.Clie
   return { ...base, ssl: tlsOptions(parsed.hostname, caBundlePath) };
 }
 
-function configFromSecret(secret: DatabaseSecret, job: string, source: Extract<DatabaseSource, { kind: 'secret' }>): pg.ClientConfig {
+export function configFromSecret(secret: DatabaseSecret, job: string, source: Extract<DatabaseSource, { kind: 'secret' }>): pg.ClientConfig {
   return {
     host: secret.host,
     port: secret.port,

@@ -4,7 +4,7 @@ import { inTransaction } from '../../shared/db';
 import { withLockRetry } from '../../shared/lock-retry';
 import type { JobLogger } from '../../shared/logger';
 import type { TimeBudget } from '../../shared/time-budget';
-import type { DdlStep } from './ddl';
+import type { DdlStep, SqlStatement } from './ddl';
 
 export interface ApplyOptions {
   budget: TimeBudget;
@@ -28,6 +28,25 @@ async function runStatements(client: pg.ClientBase, step: DdlStep): Promise<numb
     if (statement.movesDefaultRows) moved += result.rowCount ?? 0;
   }
   return moved;
+}
+
+async function isDetachPending(client: pg.ClientBase, partition: string): Promise<boolean> {
+  const { rows } = await client.query<{ pending: boolean }>(
+    `SELECT inhdetachpending AS pending FROM pg_inherits WHERE inhrelid = to_regclass($1)`,
+    [partition],
+  );
+  return rows[0]?.pending === true;
+}
+
+/** One statement outside a transaction block; a retry of an interrupted concurrent detach finalizes it. */
+function autocommitStatement(client: pg.ClientBase, statement: SqlStatement): () => Promise<unknown> {
+  let attempted = false;
+  return async () => {
+    const finalize = statement.finalizeIfPending;
+    const text = attempted && finalize && (await isDetachPending(client, finalize.partition)) ? finalize.text : statement.text;
+    attempted = true;
+    return client.query(text, statement.params);
+  };
 }
 
 /**
@@ -57,7 +76,7 @@ export async function applySteps(client: pg.ClientBase, steps: DdlStep[], option
         // CONCURRENTLY cannot run in a transaction block; each statement is retried on its own,
         // and a retry of the second never repeats the first.
         for (const statement of step.statements) {
-          await withLockRetry(retry, () => client.query(statement.text, statement.params));
+          await withLockRetry(retry, autocommitStatement(client, statement));
         }
       }
       result.done.push(step);

@@ -7,6 +7,11 @@ export interface SqlStatement {
   params?: unknown[];
   /** Its row count is the number of rows rescued from DEFAULT. */
   movesDefaultRows?: boolean;
+  /**
+   * A DETACH ... CONCURRENTLY that times out in its second phase leaves the partition "pending
+   * detach", and repeating it fails; a retry must then FINALIZE instead.
+   */
+  finalizeIfPending?: { partition: string; text: string };
 }
 
 export interface DdlStep {
@@ -67,7 +72,12 @@ function retireStep(catalog: PartitionCatalog, retirement: PlannedRetirement): D
   const child = quoteQualified(retirement.partition);
   const statements: SqlStatement[] = [];
   if (retirement.finalizePending) statements.push({ text: `ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE` });
-  else if (retirement.concurrently) statements.push({ text: `ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY` });
+  else if (retirement.concurrently) {
+    statements.push({
+      text: `ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`,
+      finalizeIfPending: { partition: displayName(retirement.partition), text: `ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE` },
+    });
+  }
   else if (retirement.mode === 'detach') statements.push({ text: `ALTER TABLE ${parent} DETACH PARTITION ${child}` });
   if (retirement.mode === 'drop') statements.push({ text: `DROP TABLE ${child}` });
   return {

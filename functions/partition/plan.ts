@@ -176,6 +176,9 @@ export function planPartitions(catalog: PartitionCatalog, policy: PartitionTarge
     });
   }
 
+  // A pending detach makes every other detach on the parent fail until it is finalized.
+  retire.sort((a, b) => Number(b.finalizePending) - Number(a.finalizePending));
+
   const nextFrom = addUnits(current, policy.interval, 1).toMillis();
   return {
     // The current and future partitions first: they are what keeps inserts working if the

@@ -122,3 +122,58 @@ describe('two runs for the same target', () => {
     expect(Object.keys(await partitionsOf(sql, 'app.events'))).toEqual(['events_default', ...expected]);
   });
 });
+
+describe('retention blocked by a reader', () => {
+  it('never undoes the partitions created in the same run, and the next run finishes the interrupted detach', async () => {
+    await sql.query(`DROP TABLE app.events_default`);
+    const old = `events_p${today.minus({ days: 10 }).toFormat('yyyy_MM_dd')}`;
+    const older = `events_p${today.minus({ days: 11 }).toFormat('yyyy_MM_dd')}`;
+    for (const [name, offset] of [[older, -11], [old, -10]] as const) {
+      await sql.query(
+        `CREATE TABLE app.${name} PARTITION OF app.events FOR VALUES FROM ('${today.plus({ days: offset }).toISO()}') TO ('${today.plus({ days: offset + 1 }).toISO()}')`,
+      );
+    }
+    const reader = await db.connect('slow-reader');
+    await reader.query('BEGIN');
+    await reader.query(`SELECT count(*) FROM app.${old}`);
+    const event = {
+      targets: [{ table: 'app.events', interval: 'day' as const, premake: 2, retention: { keep: 3 } }],
+      lockTimeoutMs: 200,
+      lockAttempts: 2,
+      maintainLedger: false,
+    };
+    const blocked = await runPartition(db.url, event);
+    await reader.query('ROLLBACK');
+
+    // keep 3: days -3 .. +2 are created (the gap back to the cutoff included); day -11 dropped; day -10 blocked
+    expect(blocked.targets[0]).toMatchObject({ state: 'failed', counts: { created: 6, dropped: 1 } });
+    expect(blocked.targets[0]!.detail).toMatch(new RegExp(`drop app\\.${old}: could not get a lock within 200 ms on 2 attempt`));
+    const created = [-3, -2, -1, 0, 1, 2].map((d) => `events_p${today.plus({ days: d }).toFormat('yyyy_MM_dd')}`);
+    expect(Object.keys(await partitionsOf(sql, 'app.events'))).toEqual([old, ...created]);
+    const pending = await sql.query(`SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = 'app.${old}'::regclass`);
+    expect(pending.rows[0].inhdetachpending).toBe(true);
+
+    const next = await runPartition(db.url, event);
+    expect(next.targets[0]).toMatchObject({ state: 'succeeded', counts: { created: 0, dropped: 1 } });
+    expect(Object.keys(await partitionsOf(sql, 'app.events'))).toEqual(created);
+    const gone = await sql.query(`SELECT to_regclass('app.${old}') AS r`);
+    expect(gone.rows[0].r).toBeNull();
+  });
+
+  it('with a DEFAULT partition, drops and detaches expired partitions without CONCURRENTLY', async () => {
+    for (const offset of [-9, -8, 0]) {
+      const name = `events_p${today.plus({ days: offset }).toFormat('yyyy_MM_dd')}`;
+      await sql.query(
+        `CREATE TABLE app.${name} PARTITION OF app.events FOR VALUES FROM ('${today.plus({ days: offset }).toISO()}') TO ('${today.plus({ days: offset + 1 }).toISO()}')`,
+      );
+    }
+    const summary = await runPartition(db.url, {
+      targets: [{ table: 'app.events', interval: 'day', premake: 1, retention: { keep: 3, mode: 'detach' } }],
+      maintainLedger: false,
+    });
+    expect(summary.targets[0]).toMatchObject({ state: 'succeeded', counts: { detached: 2, created: 4 } });
+    const parts = Object.keys(await partitionsOf(sql, 'app.events'));
+    expect(parts).toContain('events_default');
+    expect(parts).toHaveLength(6); // default + days -3..1
+  });
+});
