@@ -6,7 +6,7 @@ import { openSession } from '../shared/db';
 import { ConfigError, errorMessage } from '../shared/errors';
 import { latestRuns } from '../shared/ledger';
 import { createJobLogger } from '../shared/logger';
-import { runJob, type JobSummary } from '../shared/run-job';
+import { runJob, type JobSummary, type Progress } from '../shared/run-job';
 import { TimeBudget } from '../shared/time-budget';
 import { startEmbeddedPostgres } from './embedded-postgres';
 import { JOBS, type CliJobName } from './jobs';
@@ -38,7 +38,8 @@ function formatCounts(counts: Record<string, number>): string {
 export function humanSummary(summary: JobSummary): string {
   const lines = [`${summary.job}${summary.dryRun ? ' (dry run)' : ''}: ${summary.targets.length} target(s) in ${(summary.durationMs / 1000).toFixed(1)} s`];
   for (const target of summary.targets) {
-    lines.push(`  ${target.state.padEnd(9)} ${target.target.padEnd(32)} ${formatCounts(target.counts)}`);
+    const stop = target.stopReason ? ` (stopped: ${target.stopReason})` : '';
+    lines.push(`  ${target.state.padEnd(9)} ${target.target.padEnd(32)} ${formatCounts(target.counts)}${stop}`);
     if (target.detail) lines.push(`            ${target.detail}`);
     for (const note of target.notes) lines.push(note.replace(/^/gm, '    '));
   }
@@ -59,6 +60,21 @@ export function readConfigFile(path: string): unknown {
   }
 }
 
+/** A one-line progress bar on a terminal's stderr; nothing when output is piped (CI, files). */
+function progressBar(): ((progress: Progress & { target: string }) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  return ({ target, done, estimatedTotal, ratePerSecond }) => {
+    const fraction = estimatedTotal > 0 ? Math.min(1, done / estimatedTotal) : 0;
+    const width = 30;
+    const filled = Math.round(fraction * width);
+    process.stderr.write(
+      `\r${target} [${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ` +
+        `${done.toLocaleString()} / ~${estimatedTotal.toLocaleString()} rows, ${Math.round(ratePerSecond).toLocaleString()} rows/s   ` +
+        (fraction >= 1 ? '\n' : ''),
+    );
+  };
+}
+
 export async function runFromCli(job: CliJobName, payload: unknown, databaseUrl: string, dryRunFlag: boolean): Promise<JobSummary> {
   const { definition, eventSchema } = JOBS[job];
   const withFlag = dryRunFlag && payload && typeof payload === 'object' ? { ...payload, dryRun: true } : payload;
@@ -70,6 +86,7 @@ export async function runFromCli(job: CliJobName, payload: unknown, databaseUrl:
     connect: () => openSession({ kind: 'url', url: databaseUrl }, { job, lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs: config.statementTimeoutMs }),
     logger: createJobLogger(job),
     budget: TimeBudget.unlimited(),
+    onProgress: progressBar(),
   });
 }
 

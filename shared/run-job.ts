@@ -19,6 +19,14 @@ export interface TargetContext<P, O> {
   budget: TimeBudget;
   dryRun: boolean;
   runId: string;
+  /** Long jobs report progress here (the CLI draws a bar); logging progress stays the job's own. */
+  onProgress?: (progress: Progress) => void;
+}
+
+export interface Progress {
+  done: number;
+  estimatedTotal: number;
+  ratePerSecond: number;
 }
 
 export interface TargetOutcome {
@@ -27,6 +35,8 @@ export interface TargetOutcome {
   failure?: string;
   /** Human lines for the CLI summary (plans, warnings). */
   notes?: string[];
+  /** Why a run that can stop early stopped: "done", "time budget nearly spent", ... */
+  stopReason?: string;
 }
 
 export interface JobDefinition<S extends z.ZodType, O> {
@@ -46,6 +56,7 @@ export interface TargetSummary {
   durationMs: number;
   counts: Record<string, number>;
   detail?: string;
+  stopReason?: string;
   notes: string[];
 }
 
@@ -65,6 +76,7 @@ export interface RunJobOptions<O> {
   connect: () => Promise<pg.Client>;
   logger: JobLogger;
   budget: TimeBudget;
+  onProgress?: (progress: Progress & { target: string }) => void;
 }
 
 /**
@@ -126,19 +138,29 @@ async function runTarget<S extends z.ZodType, O>(
     state: TargetSummary['state'],
     counts: Record<string, number>,
     detail?: string,
-    notes: string[] = [],
+    outcome: Pick<TargetOutcome, 'notes' | 'stopReason'> = {},
     policy?: unknown,
   ): Promise<TargetSummary> => {
     const durationMs = Date.now() - startedAt.getTime();
+    const { notes = [], stopReason } = outcome;
     if (!run.dryRun) {
-      await recordRunState(client, { runId, job: definition.job, target, state, startedAt, durationMs, counts, detail, policy, dryRun: false }).catch(
-        (error) => logger.error('could not write the run ledger', { error: errorMessage(error) }),
-      );
+      await recordRunState(client, {
+        runId,
+        job: definition.job,
+        target,
+        state,
+        startedAt,
+        durationMs,
+        counts,
+        detail: detail ?? (stopReason ? `stopped: ${stopReason}` : undefined),
+        policy,
+        dryRun: false,
+      }).catch((error) => logger.error('could not write the run ledger', { error: errorMessage(error) }));
     }
-    const line = { state, durationMs, counts, ...(detail ? { detail } : {}) };
+    const line = { state, durationMs, counts, ...(detail ? { detail } : {}), ...(stopReason ? { stopReason } : {}) };
     if (state === 'failed') logger.error('target failed', line);
     else logger.info(`target ${state}`, line);
-    return { target, runId, state, durationMs, counts, notes, ...(detail ? { detail } : {}) };
+    return { target, runId, state, durationMs, counts, notes, ...(detail ? { detail } : {}), ...(stopReason ? { stopReason } : {}) };
   };
 
   if (run.budget.isExhausted()) return finish('skipped', {}, 'time budget spent before this target started');
@@ -162,12 +184,13 @@ async function runTarget<S extends z.ZodType, O>(
       budget: run.budget,
       dryRun: run.dryRun,
       runId,
+      onProgress: run.onProgress && ((progress) => run.onProgress?.({ target, ...progress })),
     });
-    return await finish(outcome.failure ? 'failed' : 'succeeded', outcome.counts, outcome.failure, outcome.notes, policy);
+    return await finish(outcome.failure ? 'failed' : 'succeeded', outcome.counts, outcome.failure, outcome, policy);
   } catch (error) {
     // Leave the session usable for the next target whatever state the job left it in.
     await client.query('ROLLBACK').catch(() => {});
-    return await finish('failed', {}, errorMessage(error), [], policy);
+    return await finish('failed', {}, errorMessage(error), {}, policy);
   } finally {
     await unlockTarget(client, definition.job, target).catch(() => {});
   }
