@@ -35,10 +35,14 @@ export function buildArchiveSql(source: QualifiedName, destination: QualifiedNam
   const batch = (afterKey: boolean) => {
     // SKIP LOCKED: a row another session holds is left for a later run instead of making us wait.
     const picked = `batch AS (${pick(afterKey)} FOR UPDATE OF s SKIP LOCKED)`;
+    // = ANY(ARRAY(...)) makes the delete probe the key index; a join against the batch CTE is
+    // planned as a hash join over a sequential scan of the whole source, every batch. The age
+    // predicate is repeated so only the rows the batch judged expired can ever be deleted.
+    const deleteWhere = `t.${key} = ANY (ARRAY(SELECT ${key} FROM batch)) AND ${predicate.replace(/\bs\./g, 't.')}`;
     const last = `(SELECT ${key} FROM moved ORDER BY ${key} DESC LIMIT 1)::text AS last_key`;
     if (!destination) {
       return (
-        `WITH ${picked}, moved AS (DELETE FROM ${src} AS t USING batch WHERE t.${key} = batch.${key} RETURNING t.${key}) ` +
+        `WITH ${picked}, moved AS (DELETE FROM ${src} AS t WHERE ${deleteWhere} RETURNING t.${key}) ` +
         `SELECT (SELECT count(*) FROM moved)::int AS moved, 0 AS inserted, ${last}`
       );
     }
@@ -46,7 +50,7 @@ export function buildArchiveSql(source: QualifiedName, destination: QualifiedNam
     // One statement, so one transaction: the rows leave the source and enter the archive
     // together or not at all. Keys already archived are skipped, never duplicated.
     return (
-      `WITH ${picked}, moved AS (DELETE FROM ${src} AS t USING batch WHERE t.${key} = batch.${key} RETURNING t.*), ` +
+      `WITH ${picked}, moved AS (DELETE FROM ${src} AS t WHERE ${deleteWhere} RETURNING t.*), ` +
       `inserted AS (INSERT INTO ${quoteQualified(destination)} (${columns}) OVERRIDING SYSTEM VALUE ` +
       `SELECT ${columns} FROM moved ON CONFLICT (${key}) DO NOTHING RETURNING 1) ` +
       `SELECT (SELECT count(*) FROM moved)::int AS moved, (SELECT count(*) FROM inserted)::int AS inserted, ${last}`

@@ -40,7 +40,7 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
   const destination: QualifiedName | undefined = policy.destination ? parseQualifiedName(policy.destination, 'destination') : undefined;
   const tables = await checkArchiveTables(client, source, destination, policy);
   if (!tables.sourceKeyUnique) {
-    logger.warn(`${displayName(source)} has no unique index on ${policy.key} alone; batches assume the key is unique`);
+    logger.warn(`${displayName(source)} is unique on ${policy.key} only together with other columns; batches assume ${policy.key} alone is unique`);
   }
 
   const { rows } = await client.query<{ now: Date }>('SELECT now() AS now');

@@ -13,6 +13,7 @@ interface Column {
 
 interface TableShape {
   name: QualifiedName;
+  partitioned: boolean;
   columns: Column[];
   /** Columns of each valid, non-partial unique index (primary key included). */
   uniqueKeys: string[][];
@@ -22,7 +23,7 @@ export interface ArchiveTables {
   /** Columns copied from source to destination, in source order. */
   copyColumns: string[];
   ageTypes: { primary: AgeColumnType; fallback?: AgeColumnType };
-  /** True when the key column alone is unique in the source (else we only trust it). */
+  /** False for a partitioned source whose unique key only includes the key column: uniqueness is then assumed. */
   sourceKeyUnique: boolean;
 }
 
@@ -58,6 +59,7 @@ async function readShape(client: pg.ClientBase, name: QualifiedName, role: strin
   );
   return {
     name,
+    partitioned: table.relkind === 'p',
     columns: columns.rows.map((c) => ({ name: c.name, typeId: c.type_id, typmod: c.typmod, type: c.type, generated: c.generated })),
     uniqueKeys: keys.rows.map((k) => k.columns),
   };
@@ -98,6 +100,15 @@ export async function checkArchiveTables(
     ...(policy.ageFallbackColumn ? { fallback: ageType(from, policy.ageFallbackColumn, 'ageFallbackColumn') } : {}),
   };
   const sourceKeyUnique = from.uniqueKeys.some((k) => k.length === 1 && k[0] === policy.key);
+  // A partitioned table's primary key must include its partition column, so (id, created_at) is
+  // the usual best; anything weaker and "delete exactly those keys" could touch other rows.
+  const partitionedKey = from.partitioned && from.uniqueKeys.some((k) => k.includes(policy.key));
+  if (!sourceKeyUnique && !partitionedKey) {
+    throw new CatalogError(
+      shownSource,
+      `key: ${shownSource} has no primary key or unique index on ${policy.key}; batches pick and delete rows by it, so it must be unique (nothing was moved)`,
+    );
+  }
   if (!destination) return { copyColumns: [], ageTypes, sourceKeyUnique };
 
   const to = await readShape(client, destination, 'destination');

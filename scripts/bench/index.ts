@@ -4,10 +4,12 @@
  * `npm run bench -- partition` runs one.
  */
 import { startEmbeddedPostgres } from '../embedded-postgres';
+import { benchArchive } from './archive';
 import { benchPartition } from './partition';
 
 const BENCHES: Record<string, (url: string) => Promise<string[]>> = {
   partition: benchPartition,
+  archive: benchArchive,
 };
 
 const wanted = process.argv.slice(2);

@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { resetSecretCache } from '../../shared/secrets';
 import { partitionsOf } from '../support/catalog';
 import { createTestDatabase, type TestDatabase } from '../support/db';
+import { lambdaContext, scheduledEvent } from '../support/lambda';
 
 const secrets = mockClient(SecretsManagerClient);
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pg-housekeeper-db-AbCdEf';
@@ -16,29 +17,6 @@ let role: string;
 let handler: (event: unknown, context: Context) => Promise<unknown>;
 let output: string[];
 let errorOutput: string[];
-
-function lambdaContext(remainingMs = 60_000): Context {
-  const deadline = Date.now() + remainingMs;
-  return {
-    awsRequestId: 'c6af9ac6-7b61-11e6-9a41-93e812345678',
-    functionName: 'pg-housekeeper-partition',
-    getRemainingTimeInMillis: () => deadline - Date.now(),
-  } as unknown as Context;
-}
-
-function scheduledEvent(detail: unknown) {
-  return {
-    version: '0',
-    id: '53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa',
-    'detail-type': 'Scheduled Event',
-    source: 'aws.events',
-    account: '123456789012',
-    time: '2026-11-23T00:05:00Z',
-    region: 'eu-west-1',
-    resources: ['arn:aws:events:eu-west-1:123456789012:rule/pg-housekeeper-partition'],
-    detail,
-  };
-}
 
 function secretFor(password: string) {
   const url = new URL(db.url);

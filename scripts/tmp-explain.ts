@@ -1,0 +1,18 @@
+import pg from 'pg';
+import { startEmbeddedPostgres } from './embedded-postgres';
+import { buildArchiveSql } from '../functions/archive/batch-sql';
+import { archiveTargetSchema } from '../functions/archive/policy';
+const server = await startEmbeddedPostgres();
+const sql = new pg.Client(server.url); await sql.connect();
+await sql.query(`CREATE SCHEMA bench; CREATE TABLE bench.orders (id bigint primary key, created_at timestamptz not null, completed_at timestamptz, note text);
+INSERT INTO bench.orders SELECT i, now() - interval '400 days' + i * interval '25 seconds', CASE WHEN i % 10 = 0 THEN NULL ELSE now() - interval '400 days' + i * interval '25 seconds' END, md5(i::text) FROM generate_series(1, 300000) i;
+CREATE INDEX ON bench.orders (completed_at); CREATE INDEX ON bench.orders (created_at);
+CREATE TABLE bench.orders_archive (LIKE bench.orders); ALTER TABLE bench.orders_archive ADD PRIMARY KEY (id);`);
+await sql.query('VACUUM ANALYZE bench.orders');
+const policy = archiveTargetSchema.parse({ source: 'bench.orders', destination: 'bench.orders_archive', ageColumn: 'completed_at', ageFallbackColumn: 'created_at', retention: '90 days' });
+const q = buildArchiveSql({ schema: 'bench', name: 'orders' }, { schema: 'bench', name: 'orders_archive' }, policy, ['id', 'created_at', 'completed_at', 'note']);
+const cut = (await sql.query(`select (now() - interval '90 days')::text c`)).rows[0].c;
+await sql.query(q.batch(false), q.params({ primary: cut, fallback: cut }, 5000));
+const plan = await sql.query(`EXPLAIN (ANALYZE, BUFFERS) ${q.batch(true)}`, q.params({ primary: cut, fallback: cut }, 5000, '5000'));
+console.log(plan.rows.map((r) => r['QUERY PLAN']).join('\n'));
+await sql.end(); await server.stop();

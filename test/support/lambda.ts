@@ -1,0 +1,43 @@
+import type { Context } from 'aws-lambda';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { mockClient } from 'aws-sdk-client-mock';
+
+/** A Lambda-like context whose remaining time counts down from `remainingMs`. */
+export function lambdaContext(remainingMs = 60_000): Context {
+  const deadline = Date.now() + remainingMs;
+  return {
+    awsRequestId: 'c6af9ac6-7b61-11e6-9a41-93e812345678',
+    functionName: 'pg-housekeeper-test',
+    getRemainingTimeInMillis: () => deadline - Date.now(),
+  } as unknown as Context;
+}
+
+export function scheduledEvent(detail: unknown) {
+  return {
+    version: '0',
+    id: '53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa',
+    'detail-type': 'Scheduled Event',
+    source: 'aws.events',
+    account: '123456789012',
+    time: '2026-11-23T00:05:00Z',
+    region: 'eu-west-1',
+    resources: ['arn:aws:events:eu-west-1:123456789012:rule/pg-housekeeper'],
+    detail,
+  };
+}
+
+/** Serves the test database's credentials as an RDS-shaped secret through a mocked Secrets Manager. */
+export function mockDatabaseSecret(url: string, secretArn: string) {
+  const parsed = new URL(url);
+  const secrets = mockClient(SecretsManagerClient);
+  secrets.on(GetSecretValueCommand, { SecretId: secretArn }).resolves({
+    SecretString: JSON.stringify({
+      host: parsed.hostname,
+      port: Number(parsed.port),
+      username: decodeURIComponent(parsed.username),
+      password: decodeURIComponent(parsed.password),
+      dbname: parsed.pathname.slice(1),
+    }),
+  });
+  return secrets;
+}
