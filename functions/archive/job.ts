@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { sqlState } from '../../shared/errors';
 import { withLockRetry } from '../../shared/lock-retry';
 import { displayName, parseQualifiedName, type QualifiedName } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
@@ -26,6 +27,13 @@ async function explain(client: pg.ClientBase, sql: string, params: unknown[]): P
   return rows[0]!['QUERY PLAN'][0]!.Plan;
 }
 
+const UNIQUE_VIOLATION = '23505';
+const LOCK_NOT_AVAILABLE = '55P03';
+/** How long a batch may wait for a row another session holds before it is redone skipping such rows. */
+export const ROW_LOCK_PATIENCE_MS = 20;
+/** After meeting a held row, this many batches lock-and-skip straight away. */
+const SKIP_LOCKED_STREAK = 10;
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface BatchResult {
@@ -49,7 +57,10 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
     primary: cutoffLiteral(cutoff, tables.ageTypes.primary),
     ...(tables.ageTypes.fallback ? { fallback: cutoffLiteral(cutoff, tables.ageTypes.fallback) } : {}),
   };
-  const sql = buildArchiveSql(source, destination, policy, tables.copyColumns);
+  const sql = buildArchiveSql(source, destination, policy, tables.copyColumns, {
+    partitioned: tables.sourceIsPartitioned,
+    integerKey: tables.keyIsInteger,
+  });
   const verb = destination ? 'moved' : 'purged';
 
   const pickPlan = await explain(client, sql.explainPick, sql.params(cutoffs, policy.batchSize));
@@ -103,46 +114,74 @@ async function moveBatches(
     action: `archive batch from ${policy.source}`,
     relations: [policy.source, ...(policy.destination ? [policy.destination] : [])],
     attempts: options.lockAttempts,
-    lockTimeoutMs: options.lockTimeoutMs,
+    lockTimeoutMs: ROW_LOCK_PATIENCE_MS,
     budget,
+  };
+  let skipLockedFor = 0;
+  let lockedRowBatches = 0;
+  /** One batch, escalating to SKIP LOCKED on a held row and to ON CONFLICT on an archived key. */
+  const runBatch = async (params: unknown[], afterKey: boolean): Promise<BatchResult> => {
+    const flags = { afterKey, skipLocked: skipLockedFor > 0, skipExisting: false };
+    if (flags.skipLocked) lockedRowBatches++;
+    for (;;) {
+      try {
+        return (await client.query<BatchResult>(sql.batch(flags), params)).rows[0]!;
+      } catch (error) {
+        const code = sqlState(error);
+        if (code === LOCK_NOT_AVAILABLE && !flags.skipLocked) {
+          flags.skipLocked = true;
+          skipLockedFor = SKIP_LOCKED_STREAK;
+          lockedRowBatches++;
+        } else if (code === UNIQUE_VIOLATION && !flags.skipExisting) {
+          flags.skipExisting = true;
+        } else {
+          throw error; // a table lock we could not get: withLockRetry backs off and retries
+        }
+      }
+    }
   };
   const rate = () => moved / Math.max(0.001, (performance.now() - started) / 1000);
 
-  for (;;) {
-    if (policy.maxRowsPerRun !== undefined && moved >= policy.maxRowsPerRun) {
-      stopReason = 'max rows reached';
-      break;
+  // Batches wait at most ROW_LOCK_PATIENCE_MS for any lock; the session's own value comes back after.
+  await client.query(`SELECT set_config('lock_timeout', $1, false)`, [`${ROW_LOCK_PATIENCE_MS}ms`]);
+  try {
+    for (;;) {
+      if (policy.maxRowsPerRun !== undefined && moved >= policy.maxRowsPerRun) {
+        stopReason = 'max rows reached';
+        break;
+      }
+      // Start a batch only if one as slow as the slowest so far still fits in the budget.
+      if (!budget.allows(Math.max(1_000, longestBatchMs * 2) + policy.pauseMs)) {
+        stopReason = 'time budget nearly spent';
+        break;
+      }
+      const limit = Math.min(policy.batchSize, (policy.maxRowsPerRun ?? Number.POSITIVE_INFINITY) - moved);
+      const batchStarted = performance.now();
+      const params = sql.params(cutoffs, limit, lastKey);
+      const batch = await withLockRetry(retry, () => runBatch(params, lastKey !== undefined));
+      skipLockedFor = Math.max(0, skipLockedFor - 1);
+      longestBatchMs = Math.max(longestBatchMs, performance.now() - batchStarted);
+      if (batch.moved === 0) break;
+      batches++;
+      moved += batch.moved;
+      alreadyArchived += batch.moved - batch.inserted;
+      lastKey = batch.last_key ?? lastKey;
+      const progress = { done: moved, estimatedTotal: Math.max(info.estimatedTotal, moved), ratePerSecond: rate() };
+      context.onProgress?.(progress);
+      if (batches % options.progressEveryBatches === 0) {
+        const remaining = Math.max(0, info.estimatedTotal - moved);
+        logger.info('archive progress', {
+          [`rows${info.verb === 'moved' ? 'Moved' : 'Purged'}`]: moved,
+          batches,
+          rowsPerSecond: Math.round(progress.ratePerSecond),
+          estimatedRemaining: remaining,
+          estimatedSecondsLeft: progress.ratePerSecond > 0 ? Math.round(remaining / progress.ratePerSecond) : null,
+        });
+      }
+      if (policy.pauseMs > 0) await sleep(policy.pauseMs);
     }
-    // Start a batch only if one as slow as the slowest so far still fits in the budget.
-    if (!budget.allows(Math.max(1_000, longestBatchMs * 2) + policy.pauseMs)) {
-      stopReason = 'time budget nearly spent';
-      break;
-    }
-    const limit = Math.min(policy.batchSize, (policy.maxRowsPerRun ?? Number.POSITIVE_INFINITY) - moved);
-    const batchStarted = performance.now();
-    const result = await withLockRetry(retry, () =>
-      client.query<BatchResult>(sql.batch(lastKey !== undefined), sql.params(cutoffs, limit, lastKey)),
-    );
-    const batch = result.rows[0]!;
-    longestBatchMs = Math.max(longestBatchMs, performance.now() - batchStarted);
-    if (batch.moved === 0) break;
-    batches++;
-    moved += batch.moved;
-    alreadyArchived += batch.moved - batch.inserted;
-    lastKey = batch.last_key ?? lastKey;
-    const progress = { done: moved, estimatedTotal: Math.max(info.estimatedTotal, moved), ratePerSecond: rate() };
-    context.onProgress?.(progress);
-    if (batches % options.progressEveryBatches === 0) {
-      const remaining = Math.max(0, info.estimatedTotal - moved);
-      logger.info('archive progress', {
-        [`rows${info.verb === 'moved' ? 'Moved' : 'Purged'}`]: moved,
-        batches,
-        rowsPerSecond: Math.round(progress.ratePerSecond),
-        estimatedRemaining: remaining,
-        estimatedSecondsLeft: progress.ratePerSecond > 0 ? Math.round(remaining / progress.ratePerSecond) : null,
-      });
-    }
-    if (policy.pauseMs > 0) await sleep(policy.pauseMs);
+  } finally {
+    await client.query(`SELECT set_config('lock_timeout', $1, false)`, [`${options.lockTimeoutMs}ms`]);
   }
 
   const durationMs = performance.now() - started;
@@ -152,6 +191,8 @@ async function moveBatches(
       [info.verb === 'moved' ? 'rowsMoved' : 'rowsPurged']: moved,
       ...(info.verb === 'moved' ? { alreadyArchived } : {}),
       batches,
+      /** Batches run with FOR UPDATE SKIP LOCKED because another session held rows. */
+      lockedRowBatches,
       durationMs: Math.round(durationMs),
       rowsPerSecond: Math.round(moved / Math.max(0.001, durationMs / 1000)),
       longestBatchMs: Math.round(longestBatchMs),

@@ -25,6 +25,9 @@ export interface ArchiveTables {
   ageTypes: { primary: AgeColumnType; fallback?: AgeColumnType };
   /** False for a partitioned source whose unique key only includes the key column: uniqueness is then assumed. */
   sourceKeyUnique: boolean;
+  sourceIsPartitioned: boolean;
+  /** smallint/integer/bigint keys can take max(), cheaper than sorting the batch for its last key. */
+  keyIsInteger: boolean;
 }
 
 const AGE_TYPES: Record<string, AgeColumnType> = {
@@ -109,7 +112,9 @@ export async function checkArchiveTables(
       `key: ${shownSource} has no primary key or unique index on ${policy.key}; batches pick and delete rows by it, so it must be unique (nothing was moved)`,
     );
   }
-  if (!destination) return { copyColumns: [], ageTypes, sourceKeyUnique };
+  const sourceIsPartitioned = from.partitioned;
+  const keyIsInteger = ['smallint', 'integer', 'bigint'].includes(from.columns.find((c) => c.name === policy.key)!.type);
+  if (!destination) return { copyColumns: [], ageTypes, sourceKeyUnique, sourceIsPartitioned, keyIsInteger };
 
   const to = await readShape(client, destination, 'destination');
   const shownDestination = displayName(destination);
@@ -135,5 +140,11 @@ export async function checkArchiveTables(
   }
   // Generated columns in the destination compute their own values.
   const generatedInDestination = new Set(to.columns.filter((d) => d.generated).map((d) => d.name));
-  return { copyColumns: from.columns.map((c) => c.name).filter((name) => !generatedInDestination.has(name)), ageTypes, sourceKeyUnique };
+  return {
+    copyColumns: from.columns.map((c) => c.name).filter((name) => !generatedInDestination.has(name)),
+    ageTypes,
+    sourceKeyUnique,
+    sourceIsPartitioned,
+    keyIsInteger,
+  };
 }

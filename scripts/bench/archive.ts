@@ -8,6 +8,7 @@ import { TimeBudget } from '../../shared/time-budget';
 import { connect, fmt, silentLogger } from './util';
 
 const ROWS = 1_000_000;
+const ROUNDS = 2;
 const NAIVE_SAMPLE = 10_000; // row-at-a-time over a million rows would take most of an hour; its rate is what we compare
 
 const AGE_PREDICATE = `(completed_at < now() - interval '90 days' OR (completed_at IS NULL AND created_at < now() - interval '90 days'))`;
@@ -21,8 +22,14 @@ async function freshTables(sql: pg.Client) {
     CREATE INDEX ON bench.orders (completed_at);
     CREATE INDEX ON bench.orders (created_at);
     CREATE TABLE bench.orders_archive (LIKE bench.orders_seed INCLUDING DEFAULTS);
-    ALTER TABLE bench.orders_archive ADD PRIMARY KEY (id);`);
+    ALTER TABLE bench.orders_archive ADD PRIMARY KEY (id);
+    -- Both methods leave the same dead tuples for vacuum; with autovacuum on, the batched mover
+    -- pays for that cleanup while it is timed (between its commits) and the single transaction
+    -- only after. Off for both, the comparison is of the moving alone.
+    ALTER TABLE bench.orders SET (autovacuum_enabled = false);
+    ALTER TABLE bench.orders_archive SET (autovacuum_enabled = false);`);
   await sql.query('VACUUM ANALYZE bench.orders');
+  await sql.query('CHECKPOINT');
 }
 
 async function seed(sql: pg.Client) {
@@ -89,16 +96,24 @@ export async function benchArchive(url: string): Promise<string[]> {
     await seed(sql);
     await freshTables(sql);
     const expired = await expiredCount(sql);
-    const ours = await batched(url);
-    if (ours.rows !== expired) throw new Error(`batched mover moved ${ours.rows} of ${expired} expired rows`);
-    await freshTables(sql);
-    const upper = await singleStatement(sql);
-    if (upper.rows !== expired) throw new Error(`single statement moved ${upper.rows} of ${expired} rows`);
+    // Two alternating rounds, best of each: one long transaction's time swings ±30% on a shared machine.
+    let ours = { rows: 0, ms: Number.POSITIVE_INFINITY, longestBatchMs: 0, batches: 0 };
+    let upper = { rows: 0, ms: Number.POSITIVE_INFINITY };
+    for (let round = 0; round < ROUNDS; round++) {
+      await freshTables(sql);
+      const a = await batched(url);
+      if (a.rows !== expired) throw new Error(`batched mover moved ${a.rows} of ${expired} expired rows`);
+      if (a.ms < ours.ms) ours = a;
+      await freshTables(sql);
+      const b = await singleStatement(sql);
+      if (b.rows !== expired) throw new Error(`single statement moved ${b.rows} of ${expired} rows`);
+      if (b.ms < upper.ms) upper = b;
+    }
     await freshTables(sql);
     const naive = await rowAtATime(sql);
     const rate = (r: { rows: number; ms: number }) => r.rows / (r.ms / 1000);
     return [
-      `archive: ${expired.toLocaleString()} expired rows of ~230 bytes (indexes on id, completed_at, created_at), two-branch age predicate`,
+      `archive: ${expired.toLocaleString()} expired rows of ~230 bytes (indexes on id, completed_at, created_at), two-branch age predicate, best of ${ROUNDS} rounds`,
       `  (a) batched mover, batch 5,000       ${fmt(rate(ours), 0).padStart(8)} rows/s  (${ours.batches} batches, longest batch transaction ${fmt(ours.longestBatchMs, 0)} ms)`,
       `  (b) one statement, one transaction  ${fmt(rate(upper), 0).padStart(8)} rows/s  (one transaction of ${fmt(upper.ms / 1000, 1)} s)`,
       `  (c) row at a time, copy then delete ${fmt(rate(naive), 0).padStart(8)} rows/s  (sample of ${naive.rows.toLocaleString()} rows)`,

@@ -121,6 +121,22 @@ describe('archive job: moving rows', () => {
   });
 });
 
+describe('archive job on a partitioned source', () => {
+  it('moves rows out of a partitioned table whose primary key includes the partition column', async () => {
+    await sql.query(`CREATE TABLE app.events (id bigint NOT NULL, created_at timestamptz NOT NULL, kind text, PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);
+      CREATE TABLE app.events_old PARTITION OF app.events FOR VALUES FROM (MINVALUE) TO (now() - interval '30 days');
+      CREATE TABLE app.events_new PARTITION OF app.events FOR VALUES FROM (now() - interval '30 days') TO (MAXVALUE);
+      CREATE TABLE app.events_archive (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, kind text);
+      INSERT INTO app.events SELECT i, now() - (i || ' days')::interval + interval '12 hours', 'k' FROM generate_series(1, 120) AS i;`);
+    const summary = await runArchive(db.url, {
+      targets: [{ source: 'app.events', destination: 'app.events_archive', ageColumn: 'created_at', retention: '60 days', batchSize: 25 }],
+    });
+    expect(summary.targets[0]).toMatchObject({ state: 'succeeded', counts: { rowsMoved: 60 } });
+    expect(await ids('app.events_archive')).toEqual(Array.from({ length: 60 }, (_, i) => 61 + i));
+    expect(await ids('app.events')).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+  });
+});
+
 describe('archive job beside other sessions', () => {
   it('skips rows another session has locked, and moves them on a later run', async () => {
     await sql.query(seedOrders(200, 0));
@@ -131,6 +147,7 @@ describe('archive job beside other sessions', () => {
     const summary = await runArchive(db.url, { targets: [{ ...move, batchSize: 30 }] });
     const elapsed = performance.now() - started;
     expect(summary.targets[0]!.counts.rowsMoved).toBe(190);
+    expect(summary.targets[0]!.counts.lockedRowBatches).toBeGreaterThanOrEqual(1);
     expect(await ids('app.orders')).toEqual(Array.from({ length: 10 }, (_, i) => 50 + i));
     expect(elapsed).toBeLessThan(30_000); // never waited for the holder, which never lets go during the run
     await holder.query('ROLLBACK');
