@@ -46,6 +46,8 @@ export interface JobDefinition<S extends z.ZodType, O> {
   targetName(policy: z.output<S>): string;
   /** Targets the job always maintains besides the user's (the partition job keeps the ledger partitioned). */
   implicitTargets?(options: O, dryRun: boolean): unknown[];
+  /** An explicit advisory lock key instead of the (job, target) one. */
+  lockKey?(policy: z.output<S>): number | undefined;
   runTarget(context: TargetContext<z.output<S>, O>): Promise<TargetOutcome>;
 }
 
@@ -164,7 +166,8 @@ async function runTarget<S extends z.ZodType, O>(
   };
 
   if (run.budget.isExhausted()) return finish('skipped', {}, 'time budget spent before this target started');
-  if (!(await tryLockTarget(client, definition.job, target))) {
+  const lockKey = definition.lockKey?.(deployed);
+  if (!(await tryLockTarget(client, definition.job, target, lockKey))) {
     return finish('skipped', {}, 'locked: another run holds this target');
   }
   let policy: unknown;
@@ -192,6 +195,6 @@ async function runTarget<S extends z.ZodType, O>(
     await client.query('ROLLBACK').catch(() => {});
     return await finish('failed', {}, errorMessage(error), {}, policy);
   } finally {
-    await unlockTarget(client, definition.job, target).catch(() => {});
+    await unlockTarget(client, definition.job, target, lockKey).catch(() => {});
   }
 }

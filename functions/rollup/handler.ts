@@ -1,0 +1,10 @@
+import type { Context } from 'aws-lambda';
+import { runLambdaJob } from '../../shared/lambda';
+import { createJobLogger } from '../../shared/logger';
+import { rollupJob } from './job';
+import { rollupEventSchema } from './policy';
+
+const logger = createJobLogger('rollup');
+
+/** EventBridge rule target: the event is the rollup policy (see README, "Rollup policy"). */
+export const handler = (event: unknown, context: Context) => runLambdaJob(rollupJob, rollupEventSchema, event, context, logger);

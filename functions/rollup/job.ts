@@ -1,0 +1,189 @@
+import type pg from 'pg';
+import { inTransaction } from '../../shared/db';
+import { CatalogError } from '../../shared/errors';
+import { parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
+import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
+import { rollupTargetSchema, type RollupEvent, type RollupPolicy } from './policy';
+import { prepareRecompute, type RecomputeWindow } from './window';
+
+const BUCKET_MS = { hour: 3_600_000, day: 86_400_000 } as const;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Clock {
+  now: Date;
+  /** Start of the oldest other transaction that has written something, if any. */
+  fence: Date | null;
+  holder: string | null;
+}
+
+/**
+ * A writer transaction that began before the upper bound but commits after we read lands rows
+ * behind the watermark. Its xact_start bounds where such rows can appear, so neither the upper
+ * bound nor the changed-rows horizon may pass it. (On RDS, seeing other roles' transactions needs
+ * pg_monitor; without it the fence only covers this role's sessions.)
+ */
+async function readClock(client: pg.ClientBase): Promise<Clock> {
+  const { rows } = await client.query<{ now: Date; fence: Date | null; holder: string | null }>(
+    `SELECT now() AS now, a.xact_start AS fence,
+            CASE WHEN a.pid IS NULL THEN NULL ELSE format('pid %s (application "%s", state "%s")', a.pid, a.application_name, a.state) END AS holder
+     FROM (SELECT 1) AS one
+     LEFT JOIN LATERAL (
+       SELECT pid, xact_start, application_name, state FROM pg_stat_activity
+       WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database()
+       ORDER BY xact_start LIMIT 1) AS a ON true`,
+  );
+  return rows[0]!;
+}
+
+const floorTo = (ms: number, size: number) => Math.floor(ms / size) * size;
+
+/** Merges sorted bucket starts into [from, to) ranges of adjacent buckets. */
+export function mergeBuckets(starts: number[], size: number): Array<[number, number]> {
+  const ranges: Array<[number, number]> = [];
+  for (const start of [...starts].sort((a, b) => a - b)) {
+    const last = ranges[ranges.length - 1];
+    if (last && start <= last[1]) last[1] = Math.max(last[1], start + size);
+    else ranges.push([start, start + size]);
+  }
+  return ranges;
+}
+
+interface State {
+  watermark: Date;
+  changes_seen_until: Date | null;
+}
+
+async function readState(client: pg.ClientBase, name: string): Promise<State | undefined> {
+  const { rows } = await client.query<State>(`SELECT watermark, changes_seen_until FROM housekeeping.rollup_state WHERE name = $1`, [name]);
+  return rows[0];
+}
+
+export async function runRollupTarget(context: TargetContext<RollupPolicy, RollupEvent>): Promise<TargetOutcome> {
+  const { client, policy, logger, budget } = context;
+  const recompute = await prepareRecompute(client, policy);
+  const source = quoteQualified(parseQualifiedName(policy.source, 'source'));
+  const time = quoteIdent(policy.timeColumn);
+  const size = BUCKET_MS[policy.bucket];
+  const clock = await readClock(client);
+  const nowMs = clock.now.getTime();
+  const settled = nowMs - policy.settleDelayMinutes * 60_000;
+  const upper = floorTo(Math.min(settled, clock.fence?.getTime() ?? Number.POSITIVE_INFINITY), size);
+  if (clock.fence && clock.fence.getTime() < settled) {
+    logger.info('upper bound held back by an open writing transaction', { openSince: clock.fence, holder: clock.holder });
+  }
+
+  let state = context.dryRun ? await readStateIfAny(client, policy.name) : await readState(client, policy.name);
+  if (state && state.watermark.getTime() > nowMs) {
+    throw new CatalogError(
+      `housekeeping.rollup_state(${policy.name})`,
+      `watermark ${state.watermark.toISOString()} is ahead of the database clock (${clock.now.toISOString()}); refusing to write. ` +
+        'Was it set from another clock? Fix the row in housekeeping.rollup_state.',
+    );
+  }
+  const counts = { slices: 0, bucketsWritten: 0, targetRowsWritten: 0, sourceRowsRead: 0, recomputedRanges: 0, lagSeconds: 0 };
+  const lag = (watermark: number) => Math.max(0, Math.round((nowMs - watermark) / 1000));
+
+  if (!state) {
+    const { rows } = await client.query<{ first: Date | null }>(`SELECT min(${time}) AS first FROM ${source}`);
+    const first = rows[0]!.first;
+    // An empty source has nothing to roll up: the watermark starts at the upper bound.
+    const start = first ? floorTo(first.getTime(), size) : upper;
+    if (context.dryRun) {
+      return { counts: { ...counts, lagSeconds: lag(start) }, notes: [`-- dry run: would backfill from ${new Date(start).toISOString()} to ${new Date(upper).toISOString()}`] };
+    }
+    await client.query(
+      `INSERT INTO housekeeping.rollup_state (name, watermark, changes_seen_until) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`,
+      [policy.name, new Date(start), clock.now],
+    );
+    state = (await readState(client, policy.name))!;
+  }
+  const startWatermark = state.watermark.getTime();
+  if (context.dryRun) {
+    const behind = Math.max(0, Math.ceil((upper - startWatermark) / size));
+    return {
+      counts: { ...counts, lagSeconds: lag(startWatermark) },
+      notes: [`-- dry run: watermark ${state.watermark.toISOString()}, ${behind} bucket(s) to advance, lookback ${policy.lookbackBuckets}`],
+    };
+  }
+
+  const run = async (from: number, to: number, moveWatermark: boolean) => {
+    const result = await inTransaction(client, async () => {
+      const window = await recompute(client, new Date(from), new Date(to));
+      // Same transaction as the slice: after a crash the watermark never claims an uncommitted slice.
+      if (moveWatermark) await client.query(`UPDATE housekeeping.rollup_state SET watermark = $2, updated_at = now() WHERE name = $1`, [policy.name, new Date(to)]);
+      return window;
+    });
+    counts.slices++;
+    counts.bucketsWritten += Math.round((to - from) / size);
+    counts.targetRowsWritten += result.written;
+    counts.sourceRowsRead += result.rowsRead;
+  };
+  let longestSliceMs = 0;
+  const fits = () => budget.allows(Math.max(2_000, longestSliceMs * 2) + policy.pauseMs);
+  const timed = async (work: () => Promise<void>) => {
+    const started = performance.now();
+    await work();
+    longestSliceMs = Math.max(longestSliceMs, performance.now() - started);
+    if (policy.pauseMs > 0) await sleep(policy.pauseMs);
+  };
+
+  // 1. Already-published buckets that may have changed: the lookback, and buckets holding rows
+  //    changed since the last look. They are recomputed whole, never patched.
+  const lookbackFrom = startWatermark - policy.lookbackBuckets * size;
+  const ranges: Array<[number, number]> = policy.lookbackBuckets > 0 ? [[lookbackFrom, startWatermark]] : [];
+  const changesHorizon = Math.min(nowMs, clock.fence?.getTime() ?? Number.POSITIVE_INFINITY);
+  if (policy.changedAtColumn && state.changes_seen_until) {
+    const changedAt = quoteIdent(policy.changedAtColumn);
+    const { rows } = await client.query<{ bucket: Date }>(
+      `SELECT DISTINCT date_trunc('${policy.bucket}', ${time}) AS bucket FROM ${source}
+       WHERE ${changedAt} >= $1 AND ${time} < $2`,
+      [state.changes_seen_until, new Date(lookbackFrom)],
+    );
+    ranges.push(...mergeBuckets(rows.map((r) => r.bucket.getTime()), size));
+  }
+  let stopReason = 'caught up';
+  let rangesDone = true;
+  for (const [from, to] of ranges) {
+    for (let sliceFrom = from; sliceFrom < to; sliceFrom += policy.sliceBuckets * size) {
+      if (!fits()) {
+        rangesDone = false;
+        break;
+      }
+      await timed(() => run(sliceFrom, Math.min(to, sliceFrom + policy.sliceBuckets * size), false));
+    }
+    if (!rangesDone) break;
+    counts.recomputedRanges++;
+  }
+  if (rangesDone && policy.changedAtColumn) {
+    await client.query(`UPDATE housekeeping.rollup_state SET changes_seen_until = $2 WHERE name = $1`, [policy.name, new Date(changesHorizon)]);
+  }
+
+  // 2. Advance the watermark slice by slice (a backfill is just a long advance).
+  let watermark = startWatermark;
+  while (watermark < upper) {
+    if (!fits()) {
+      stopReason = 'time budget nearly spent';
+      break;
+    }
+    const end = Math.min(upper, watermark + policy.sliceBuckets * size);
+    await timed(() => run(watermark, end, true));
+    watermark = end;
+  }
+  if (!rangesDone) stopReason = 'time budget nearly spent';
+  counts.lagSeconds = lag(watermark);
+  logger.info('rollup watermark', { watermark: new Date(watermark).toISOString(), upperBound: new Date(upper).toISOString(), lagSeconds: counts.lagSeconds });
+  return { counts, stopReason };
+}
+
+async function readStateIfAny(client: pg.ClientBase, name: string): Promise<State | undefined> {
+  const { rows } = await client.query<{ ok: boolean }>(`SELECT to_regclass('housekeeping.rollup_state') IS NOT NULL AS ok`);
+  return rows[0]?.ok ? readState(client, name) : undefined;
+}
+
+export const rollupJob: JobDefinition<typeof rollupTargetSchema, RollupEvent> = {
+  job: 'rollup',
+  targetSchema: rollupTargetSchema,
+  targetName: (policy) => policy.name,
+  lockKey: (policy) => policy.lockKey,
+  runTarget: runRollupTarget,
+};

@@ -1,0 +1,68 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import type pg from 'pg';
+import { rollupJob } from '../../functions/rollup/job';
+import { rollupEventSchema, type RollupEventInput } from '../../functions/rollup/policy';
+import { parseConfig } from '../../shared/config';
+import { openSession } from '../../shared/db';
+import { runJob, type JobSummary } from '../../shared/run-job';
+import { TimeBudget } from '../../shared/time-budget';
+import { quietLogger } from './jobs';
+
+export async function runRollup(url: string, event: RollupEventInput, options: { logger?: Logger; budget?: TimeBudget } = {}): Promise<JobSummary> {
+  const config = parseConfig(rollupEventSchema, event, 'event');
+  return runJob(rollupJob, {
+    targets: event.targets,
+    options: config,
+    dryRun: config.dryRun,
+    connect: () => openSession({ kind: 'url', url }, { job: 'rollup', lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs: config.statementTimeoutMs }),
+    logger: options.logger ?? quietLogger(),
+    budget: options.budget ?? TimeBudget.unlimited(),
+  });
+}
+
+export const USAGE_DDL = `
+  DROP SCHEMA IF EXISTS app CASCADE; DROP SCHEMA IF EXISTS housekeeping CASCADE; CREATE SCHEMA app;
+  CREATE TABLE app.usage (
+    id bigserial PRIMARY KEY,
+    occurred_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    tenant text NOT NULL,
+    units numeric NOT NULL
+  );
+  CREATE INDEX ON app.usage (occurred_at);
+  CREATE INDEX ON app.usage (updated_at);
+  CREATE TABLE app.usage_hourly (bucket timestamptz NOT NULL, tenant text NOT NULL, events bigint NOT NULL, units numeric NOT NULL, peak numeric,
+    PRIMARY KEY (bucket, tenant));
+`;
+
+export const usageRollup = {
+  name: 'usage_hourly',
+  source: 'app.usage',
+  timeColumn: 'occurred_at',
+  changedAtColumn: 'updated_at',
+  target: 'app.usage_hourly',
+  settleDelayMinutes: 0,
+  spec: {
+    groupBy: ['tenant'],
+    measures: [
+      { name: 'events', fn: 'count' as const },
+      { name: 'units', fn: 'sum' as const, column: 'units' },
+      { name: 'peak', fn: 'max' as const, column: 'units' },
+    ],
+  },
+};
+
+/** Target rows below the watermark that differ from a fresh GROUP BY over the source (both directions). */
+export async function rollupMismatches(sql: pg.Client, name = 'usage_hourly', bucket: 'hour' | 'day' = 'hour', target = 'app.usage_hourly') {
+  const { rows } = await sql.query(
+    `WITH wm AS (SELECT watermark FROM housekeeping.rollup_state WHERE name = $1),
+     fresh AS (SELECT date_trunc('${bucket}', occurred_at) AS bucket, tenant, count(*)::bigint AS events, sum(units) AS units, max(units) AS peak
+               FROM app.usage WHERE occurred_at < (SELECT watermark FROM wm) GROUP BY 1, 2),
+     rolled AS (SELECT bucket, tenant, events, units, peak FROM ${target} WHERE bucket < (SELECT watermark FROM wm))
+     (SELECT 'missing' AS kind, * FROM (SELECT * FROM fresh EXCEPT SELECT * FROM rolled) a)
+     UNION ALL
+     (SELECT 'extra', * FROM (SELECT * FROM rolled EXCEPT SELECT * FROM fresh) b)`,
+    [name],
+  );
+  return rows;
+}
