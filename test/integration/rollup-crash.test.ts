@@ -1,0 +1,96 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Context } from 'aws-lambda';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resetSecretCache } from '../../shared/secrets';
+import { createTestDatabase, type TestDatabase } from '../support/db';
+import { lambdaContext, mockDatabaseSecret, scheduledEvent } from '../support/lambda';
+import { rollupMismatches, USAGE_DDL, usageRollup } from '../support/rollup';
+
+let db: TestDatabase;
+let sql: pg.Client;
+
+const HOURS = 240;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  sql = await db.connect();
+});
+
+async function seedTenDays() {
+  await sql.query(USAGE_DDL);
+  await sql.query(`INSERT INTO app.usage (occurred_at, tenant, units)
+    SELECT date_trunc('hour', now()) - interval '${HOURS} hours' + i * interval '3 minutes', (ARRAY['a','b','c'])[1 + i % 3], i % 11
+    FROM generate_series(0, ${HOURS * 20 - 1}) AS i`);
+}
+
+const watermark = async () => (await sql.query(`SELECT watermark FROM housekeeping.rollup_state WHERE name = 'usage_hourly'`)).rows[0]?.watermark as Date | undefined;
+
+describe('rollup crash and resume', () => {
+  it('a SIGKILL mid-backfill leaves every bucket below the watermark exact, and a rerun resumes from it', async () => {
+    await seedTenDays();
+    const dir = mkdtempSync(join(tmpdir(), 'hk-rollup-'));
+    const slow = join(dir, 'slow.json');
+    writeFileSync(slow, JSON.stringify({ targets: [{ ...usageRollup, sliceBuckets: 2, pauseMs: 60 }] }));
+    const marks = new Set<number>();
+    for (let i = 0; i < 6; i++) {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'rollup', '--config', slow, '--database-url', db.url], {
+        detached: true,
+        stdio: 'ignore',
+      });
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      await new Promise((resolve) => setTimeout(resolve, 1_200 + Math.random() * 1_200));
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already done
+      }
+      await exited;
+      const wm = await watermark();
+      if (wm) marks.add(wm.getTime());
+      expect(await rollupMismatches(sql)).toEqual([]); // exact below the watermark, whatever the moment of death
+    }
+    const upper = Math.floor(Date.now() / 3_600_000) * 3_600_000;
+    // the kills landed at several different points in the middle of the backfill
+    expect([...marks].filter((mark) => mark < upper).length).toBeGreaterThanOrEqual(3);
+
+    await expect
+      .poll(async () => (await sql.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-housekeeper/rollup'`)).rows[0].n, { timeout: 10_000 })
+      .toBe(0);
+    const fast = join(dir, 'fast.json');
+    writeFileSync(fast, JSON.stringify({ targets: [{ ...usageRollup, sliceBuckets: 48 }] }));
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'rollup', '--config', fast, '--database-url', db.url], { stdio: 'ignore' });
+    expect(await new Promise((resolve) => child.on('exit', resolve))).toBe(0);
+    expect((await watermark())!.getTime()).toBe(Math.floor(Date.now() / 3_600_000) * 3_600_000);
+    expect(await rollupMismatches(sql)).toEqual([]);
+  });
+});
+
+describe('rollup Lambda handler', () => {
+  const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:rollup-db-AbCdEf';
+  afterAll(() => {
+    delete process.env.PGHK_DB_SECRET_ARN;
+  });
+
+  it('stops before the time budget ends with the watermark at a committed slice; the next invocation continues', async () => {
+    await seedTenDays();
+    resetSecretCache();
+    mockDatabaseSecret(db.url, SECRET_ARN);
+    process.env.PGHK_DB_SECRET_ARN = SECRET_ARN;
+    const { handler } = (await import('../../functions/rollup/handler')) as unknown as {
+      handler: (e: unknown, c: Context) => Promise<{ targets: Array<{ state: string; stopReason: string; counts: Record<string, number> }> }>;
+    };
+    const policy = { targets: [{ ...usageRollup, sliceBuckets: 1, pauseMs: 20 }] };
+    const first = await handler(scheduledEvent(policy), lambdaContext(8_000));
+    expect(first.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'time budget nearly spent' });
+    expect(first.targets[0]!.counts.lagSeconds).toBeGreaterThan(3_600);
+    expect(await rollupMismatches(sql)).toEqual([]);
+    const second = await handler({ targets: [{ ...usageRollup, sliceBuckets: 100 }] }, lambdaContext(120_000));
+    expect(second.targets[0]).toMatchObject({ stopReason: 'caught up' });
+    expect(second.targets[0]!.counts.lagSeconds).toBeLessThan(3_700);
+    expect(await rollupMismatches(sql)).toEqual([]);
+  });
+});
