@@ -6,10 +6,12 @@
 import { startEmbeddedPostgres } from '../embedded-postgres';
 import { benchArchive } from './archive';
 import { benchPartition } from './partition';
+import { benchRollup } from './rollup';
 
 const BENCHES: Record<string, (url: string) => Promise<string[]>> = {
   partition: benchPartition,
   archive: benchArchive,
+  rollup: benchRollup,
 };
 
 const wanted = process.argv.slice(2);
