@@ -1,5 +1,5 @@
 import { IANAZone } from 'luxon';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConfigError } from './errors';
 import { qualifiedNameProblem, identifierProblem } from './identifiers';
 import { parseDuration } from './calendar';

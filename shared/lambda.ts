@@ -4,6 +4,8 @@ import { parseConfig } from './config';
 import { databaseSourceFromEnvironment, openSession } from './db';
 import { JobFailedError } from './errors';
 import type { JobLogger } from './logger';
+import { publishRunMetrics } from './metrics';
+import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { runJob, type JobDefinition, type JobSummary } from './run-job';
 import { TimeBudget } from './time-budget';
 
@@ -35,20 +37,28 @@ export async function runLambdaJob<S extends z.ZodType, E extends z.ZodType<JobE
   event: unknown,
   context: Pick<Context, 'getRemainingTimeInMillis' | 'awsRequestId'>,
   logger: JobLogger,
+  metrics: Metrics,
 ): Promise<JobSummary> {
   logger.appendKeys({ requestId: context.awsRequestId });
   const payload = unwrapScheduledEvent(event);
   const config = parseConfig(eventSchema, payload, 'event') as z.output<E>;
   const source = databaseSourceFromEnvironment();
-  const summary = await runJob(definition, {
-    targets: (payload as { targets: unknown[] }).targets,
-    options: config,
-    dryRun: config.dryRun,
-    connect: () =>
-      openSession(source, { job: definition.job, lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs: config.statementTimeoutMs }),
-    logger,
-    budget: TimeBudget.fromLambda(context),
-  });
+  const started = Date.now();
+  let summary: JobSummary | undefined;
+  try {
+    summary = await runJob(definition, {
+      targets: (payload as { targets: unknown[] }).targets,
+      options: config,
+      dryRun: config.dryRun,
+      connect: () =>
+        openSession(source, { job: definition.job, lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs: config.statementTimeoutMs }),
+      logger,
+      budget: TimeBudget.fromLambda(context),
+    });
+  } finally {
+    // Also when the run died before any target: TargetsFailed then counts the run itself.
+    publishRunMetrics(metrics, summary, Date.now() - started);
+  }
   if (summary.failed.length > 0) throw new JobFailedError(definition.job, summary.failed);
   return summary;
 }

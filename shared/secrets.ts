@@ -10,8 +10,9 @@ export interface DatabaseSecret {
   dbname: string;
 }
 
-// Module scope: survives warm Lambda invocations, so a schedule does not pay a Secrets Manager call per run.
-let secretsClient: SecretsManagerClient | undefined;
+// Module scope: survives warm Lambda invocations, so a schedule does not pay a Secrets Manager call per
+// run. Built at import, so Lambda's init phase (not the first invocation) pays for it.
+let secretsClient: SecretsManagerClient | undefined = new SecretsManagerClient({});
 const cache = new Map<string, DatabaseSecret>();
 
 function client(): SecretsManagerClient {

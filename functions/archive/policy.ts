@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { durationSchema, identifierSchema, qualifiedNameSchema, runOptionsShape, timeZoneSchema } from '../../shared/config';
 
 export const archiveTargetSchema = z

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { durationSchema, qualifiedNameSchema, runOptionsShape, timeZoneSchema } from '../../shared/config';
 import { MAX_IDENTIFIER_BYTES } from '../../shared/identifiers';
 

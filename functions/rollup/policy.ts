@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { identifierSchema, qualifiedNameSchema, runOptionsShape } from '../../shared/config';
 
 export const MEASURE_FUNCTIONS = ['count', 'sum', 'min', 'max'] as const;

@@ -76,6 +76,12 @@ describe('partition Lambda handler', () => {
     expect(done).toMatchObject({ service: 'pg-housekeeper', job: 'partition', target: 'app.events', level: 'INFO' });
     expect(done.runId).toMatch(/^[0-9a-f-]{36}$/);
     expect(lines.find((l) => l.message === 'run summary')).toMatchObject({ job: 'partition', failed: [] });
+    const emf = lines.find((l) => l._aws !== undefined)!;
+    expect(emf).toMatchObject({ job: 'partition', PartitionsCreated: 3, PartitionsAhead: 2, TargetsFailed: 0 });
+    expect((emf._aws as { CloudWatchMetrics: Array<{ Namespace: string; Dimensions: string[][] }> }).CloudWatchMetrics[0]).toMatchObject({
+      Namespace: 'PgHousekeeper',
+      Dimensions: [expect.arrayContaining(['job'])],
+    });
     const application = await sql.query(`SELECT count(*)::int AS n FROM housekeeping.job_runs WHERE target = 'app.events'`);
     expect(application.rows[0].n).toBe(2);
   });
