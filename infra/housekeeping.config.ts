@@ -1,15 +1,18 @@
 /**
- * THE FILE YOU EDIT: which tables get which policy, on which schedule. Each policy is exactly
- * the event its Lambda receives (README: "Partition policy"), validated when you run `cdk synth`.
- * EventBridge schedules are in UTC.
+ * THE FILE YOU EDIT: which tables get which policy, on which schedule. Each `policy` is exactly the
+ * event its Lambda receives (README: "Partition policy", "Archive policy", "Rollup policy") and is
+ * validated when you run `cdk synth`: a bad field fails the synth, naming it.
+ * EventBridge schedules are in UTC. Remove a job's entry to not deploy it.
  */
 import { Duration } from 'aws-cdk-lib';
 import { Schedule } from 'aws-cdk-lib/aws-events';
 import type { PgHousekeepingProps } from './pg-housekeeping';
 
-export const housekeeping: Omit<PgHousekeepingProps, 'databaseSecret' | 'vpc' | 'vpcSubnets' | 'securityGroups'> = {
+export type HousekeepingConfig = Pick<PgHousekeepingProps, 'partition' | 'archive' | 'rollup' | 'rollupLagAlarmSeconds'>;
+
+export const housekeeping: HousekeepingConfig = {
   partition: {
-    // Hourly at :05, so a missed run is retried long before tomorrow's partition is needed.
+    // Hourly at :05: a failed run is retried long before tomorrow's partition is needed.
     schedule: Schedule.cron({ minute: '5' }),
     timeout: Duration.minutes(5),
     policy: {
@@ -17,7 +20,65 @@ export const housekeeping: Omit<PgHousekeepingProps, 'databaseSecret' | 'vpc' | 
         { table: 'public.events', interval: 'day', premake: 7, retention: { keep: 30, mode: 'drop' } },
         { table: 'public.invoices', interval: 'month', premake: 3, retention: { duration: '24 months', mode: 'detach' } },
       ],
-      lockTimeoutMs: 3000,
+    },
+  },
+  archive: {
+    // Nightly at 03:15 UTC; maxRowsPerRun bounds the first catch-up, later nights continue it.
+    schedule: Schedule.cron({ hour: '3', minute: '15' }),
+    timeout: Duration.minutes(15),
+    policy: {
+      targets: [
+        {
+          source: 'public.orders',
+          destination: 'archive.orders',
+          ageColumn: 'completed_at',
+          ageFallbackColumn: 'created_at',
+          retention: '13 months',
+          pauseMs: 20,
+          maxRowsPerRun: 5_000_000,
+        },
+      ],
+    },
+  },
+  rollup: {
+    // Every 15 minutes: hourly buckets settle 5 minutes after the hour and are recomputed twice more.
+    schedule: Schedule.rate(Duration.minutes(15)),
+    timeout: Duration.minutes(10),
+    policy: {
+      targets: [
+        {
+          name: 'usage_hourly',
+          source: 'public.usage',
+          timeColumn: 'occurred_at',
+          changedAtColumn: 'updated_at',
+          target: 'public.usage_hourly',
+          spec: { groupBy: ['tenant_id'], measures: [{ name: 'events', fn: 'count' }, { name: 'units', fn: 'sum', column: 'units' }] },
+        },
+      ],
+    },
+  },
+  rollupLagAlarmSeconds: 7_200,
+};
+
+/** What the sandbox (-c demo=true) runs against the demo tables it seeds. */
+export const demoHousekeeping: HousekeepingConfig = {
+  partition: {
+    schedule: Schedule.rate(Duration.hours(1)),
+    policy: {
+      targets: [
+        { table: 'demo.events', interval: 'day', premake: 7, retention: { keep: 14 } },
+        { table: 'demo.invoices', interval: 'month', premake: 3, retention: { duration: '12 months', mode: 'detach' } },
+      ],
+    },
+  },
+  archive: {
+    schedule: Schedule.rate(Duration.hours(1)),
+    policy: { targets: [{ source: 'demo.orders', destination: 'demo.orders_archive', ageColumn: 'completed_at', ageFallbackColumn: 'created_at', retention: '90 days' }] },
+  },
+  rollup: {
+    schedule: Schedule.rate(Duration.minutes(15)),
+    policy: {
+      targets: [{ name: 'demo_events_hourly', source: 'demo.events', timeColumn: 'occurred_at', target: 'demo.events_hourly', spec: { groupBy: ['kind'], measures: [{ name: 'events', fn: 'count' }] } }],
     },
   },
 };

@@ -1,14 +1,17 @@
-import { Duration } from 'aws-cdk-lib';
+import { fileURLToPath } from 'node:url';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
-import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
-import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
+import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { fileURLToPath } from 'node:url';
+import { METRICS_NAMESPACE } from '../shared/metrics';
 
 export interface JobFunctionProps {
-  job: 'partition' | 'archive' | 'rollup';
+  /** Folder under functions/ holding handler.ts. */
+  entry: 'partition' | 'archive' | 'rollup' | 'demo-seed';
   databaseSecret: ISecret;
   timeout: Duration;
   memorySize?: number;
@@ -20,12 +23,37 @@ export interface JobFunctionProps {
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
-/** One Lambda per job, with the team's defaults in one place. */
-export class JobFunction extends NodejsFunction {
+/** The bundling every function shares: local esbuild (no Docker), minified, source maps, Node 22. */
+export const BUNDLING = {
+  minify: true,
+  sourceMap: true,
+  target: 'node22',
+  format: OutputFormat.CJS,
+  // pg optionally requires its native binding; we never use it.
+  externalModules: ['pg-native'],
+  forceDockerBundling: false,
+};
+
+/**
+ * One Lambda per job with the team's defaults in one place: Node 22 on arm64, reserved
+ * concurrency 1, an explicit log group with retention, an SQS dead-letter queue for failed
+ * asynchronous invocations, two async retries within an hour, and read access to one secret.
+ */
+export class JobFunction extends Construct {
+  readonly function: NodejsFunction;
+  readonly deadLetterQueue: Queue;
+  readonly logGroup: LogGroup;
+
   constructor(scope: Construct, id: string, props: JobFunctionProps) {
-    const logGroup = new LogGroup(scope, `${id}Logs`, { retention: props.logRetention });
-    super(scope, id, {
-      entry: `${repoRoot}functions/${props.job}/handler.ts`,
+    super(scope, id);
+    this.logGroup = new LogGroup(this, 'Logs', { retention: props.logRetention, removalPolicy: RemovalPolicy.DESTROY });
+    this.deadLetterQueue = new Queue(this, 'DeadLetters', {
+      retentionPeriod: Duration.days(14),
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+    });
+    this.function = new NodejsFunction(this, 'Function', {
+      entry: `${repoRoot}functions/${props.entry}/handler.ts`,
       handler: 'handler',
       projectRoot: repoRoot,
       depsLockFilePath: `${repoRoot}package-lock.json`,
@@ -33,27 +61,22 @@ export class JobFunction extends NodejsFunction {
       architecture: Architecture.ARM_64,
       memorySize: props.memorySize ?? 256,
       timeout: props.timeout,
-      // One run at a time per job; the advisory locks make overlaps harmless, this makes them rare.
       reservedConcurrentExecutions: 1,
-      logGroup,
+      logGroup: this.logGroup,
+      deadLetterQueue: this.deadLetterQueue,
+      retryAttempts: 2,
+      maxEventAge: Duration.hours(1),
       vpc: props.vpc,
       vpcSubnets: props.vpcSubnets,
       securityGroups: props.securityGroups,
       environment: {
         PGHK_DB_SECRET_ARN: props.databaseSecret.secretArn,
         POWERTOOLS_SERVICE_NAME: 'pg-housekeeper',
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         NODE_OPTIONS: '--enable-source-maps',
       },
-      bundling: {
-        minify: true,
-        sourceMap: true,
-        target: 'node22',
-        format: OutputFormat.CJS,
-        // pg optionally requires its native binding; we never use it.
-        externalModules: ['pg-native'],
-        forceDockerBundling: false,
-      },
+      bundling: BUNDLING,
     });
-    props.databaseSecret.grantRead(this);
+    props.databaseSecret.grantRead(this.function);
   }
 }

@@ -1,56 +1,12 @@
 import pg from 'pg';
+import { seedDemo as seedDemoTables } from '../functions/demo-seed/seed';
 
-/**
- * Demo tables for `npm start`, placed relative to the database clock so the demo always has
- * work to do: demo.events (daily, timestamptz) with partitions from 20 to 10 days ago, none for
- * today or later, and rows for tomorrow stuck in its DEFAULT partition; demo.invoices (monthly,
- * date) with partitions from 18 to 4 months ago.
- */
+/** Recreates the demo schema in the database at `url` (see functions/demo-seed/seed.ts). */
 export async function seedDemo(url: string): Promise<void> {
   const client = new pg.Client({ connectionString: url, application_name: 'pg-housekeeper/demo-seed' });
   await client.connect();
   try {
-    await client.query(`
-      DROP SCHEMA IF EXISTS demo CASCADE;
-      CREATE SCHEMA demo;
-      CREATE TABLE demo.events (
-        id          bigserial,
-        occurred_at timestamptz NOT NULL,
-        kind        text NOT NULL,
-        payload     jsonb NOT NULL DEFAULT '{}'
-      ) PARTITION BY RANGE (occurred_at);
-      CREATE INDEX ON demo.events (occurred_at);
-      CREATE TABLE demo.events_default PARTITION OF demo.events DEFAULT;
-      CREATE TABLE demo.invoices (
-        id        bigserial,
-        issued_on date NOT NULL,
-        amount    numeric(12, 2) NOT NULL
-      ) PARTITION BY RANGE (issued_on);
-
-      DO $$
-      DECLARE
-        day date;
-        month date;
-      BEGIN
-        FOR day IN SELECT generate_series(current_date - 20, current_date - 10, interval '1 day')::date LOOP
-          EXECUTE format('CREATE TABLE demo.%I PARTITION OF demo.events FOR VALUES FROM (%L) TO (%L)',
-                         'events_p' || to_char(day, 'YYYY_MM_DD'), day::timestamptz, (day + 1)::timestamptz);
-        END LOOP;
-        FOR month IN SELECT generate_series(date_trunc('month', current_date) - interval '18 months',
-                                            date_trunc('month', current_date) - interval '4 months', interval '1 month')::date LOOP
-          EXECUTE format('CREATE TABLE demo.%I PARTITION OF demo.invoices FOR VALUES FROM (%L) TO (%L)',
-                         'invoices_p' || to_char(month, 'YYYY_MM'), month, (month + interval '1 month')::date);
-        END LOOP;
-      END $$;
-
-      INSERT INTO demo.events (occurred_at, kind)
-      SELECT current_date - 15 + (i || ' minutes')::interval, 'page_view' FROM generate_series(1, 500) AS i;
-      -- Tomorrow has no partition yet: these rows land in DEFAULT and the job must rescue them.
-      INSERT INTO demo.events (occurred_at, kind)
-      SELECT current_date + 1 + (i || ' minutes')::interval, 'signup' FROM generate_series(1, 40) AS i;
-      INSERT INTO demo.invoices (issued_on, amount)
-      SELECT current_date - (i * 10), i FROM generate_series(20, 50) AS i;
-    `);
+    await seedDemoTables(client);
   } finally {
     await client.end();
   }
