@@ -42,7 +42,7 @@ export const DEMO_SQL = `
       END $$;
 
       INSERT INTO demo.events (occurred_at, kind)
-      SELECT current_date - 15 + (i || ' minutes')::interval, 'page_view' FROM generate_series(1, 500) AS i;
+      SELECT current_date - 10 + (i * 7 || ' minutes')::interval, 'page_view' FROM generate_series(1, 500) AS i;
       -- Tomorrow has no partition yet: these rows land in DEFAULT and the job must rescue them.
       INSERT INTO demo.events (occurred_at, kind)
       SELECT current_date + 1 + (i || ' minutes')::interval, 'signup' FROM generate_series(1, 40) AS i;

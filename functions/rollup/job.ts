@@ -86,8 +86,9 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
   if (!state) {
     const { rows } = await client.query<{ first: Date | null }>(`SELECT min(${time}) AS first FROM ${source}`);
     const first = rows[0]!.first;
-    // An empty source has nothing to roll up: the watermark starts at the upper bound.
-    const start = first ? floorTo(first.getTime(), size) : upper;
+    // An empty source has nothing to roll up: the watermark starts at the upper bound. So does
+    // a source whose rows are all in the future: a watermark must never pass the database clock.
+    const start = first ? Math.min(floorTo(first.getTime(), size), upper) : upper;
     if (context.dryRun) {
       return { counts: { ...counts, lagSeconds: lag(start) }, notes: [`-- dry run: would backfill from ${new Date(start).toISOString()} to ${new Date(upper).toISOString()}`] };
     }

@@ -5,6 +5,7 @@
  */
 import { startEmbeddedPostgres } from '../embedded-postgres';
 import { benchArchive } from './archive';
+import { benchBundles } from './bundles';
 import { benchPartition } from './partition';
 import { benchRollup } from './rollup';
 
@@ -12,6 +13,7 @@ const BENCHES: Record<string, (url: string) => Promise<string[]>> = {
   partition: benchPartition,
   archive: benchArchive,
   rollup: benchRollup,
+  bundles: async () => benchBundles(),
 };
 
 const wanted = process.argv.slice(2);

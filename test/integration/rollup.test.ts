@@ -128,6 +128,14 @@ describe('rollup modes and edges', () => {
     expect((await sql.query(`SELECT count(*)::int AS n FROM app.usage_hourly`)).rows[0].n).toBe(0);
   });
 
+  it('a first run over rows that are all in the future starts the watermark at the upper bound, not ahead of the clock', async () => {
+    await sql.query(`INSERT INTO app.usage (occurred_at, tenant, units) VALUES (now() + interval '1 day', 'acme', 1)`);
+    await runRollup(db.url, { targets: [usageRollup] });
+    expect((await watermark()).getTime()).toBeLessThanOrEqual(Date.now());
+    const next = await runRollup(db.url, { targets: [usageRollup] });
+    expect(next.targets[0]!.state).toBe('succeeded');
+  });
+
   it('day buckets', async () => {
     await sql.query(`CREATE TABLE app.usage_daily (LIKE app.usage_hourly INCLUDING ALL);
       INSERT INTO app.usage (occurred_at, tenant, units) SELECT now() - i * interval '5 hours', 'acme', i FROM generate_series(1, 40) i`);
