@@ -1,15 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pg from 'pg';
-import { parseConfig } from '../shared/config';
-import { openSession } from '../shared/db';
 import { ConfigError, errorMessage } from '../shared/errors';
 import { latestRuns } from '../shared/ledger';
-import { createJobLogger } from '../shared/logger';
-import { runJob, type JobSummary, type Progress } from '../shared/run-job';
-import { TimeBudget } from '../shared/time-budget';
+import type { JobSummary, Progress } from '../shared/run-job';
 import { startEmbeddedPostgres } from './embedded-postgres';
 import { JOBS, type CliJobName } from './jobs';
+import { runLocally } from './run-local';
 
 export const EMBEDDED_DATA_DIR = resolve(import.meta.dirname, '..', '.housekeeper-db');
 
@@ -76,18 +73,8 @@ function progressBar(): ((progress: Progress & { target: string }) => void) | un
 }
 
 export async function runFromCli(job: CliJobName, payload: unknown, databaseUrl: string, dryRunFlag: boolean): Promise<JobSummary> {
-  const { definition, eventSchema } = JOBS[job];
   const withFlag = dryRunFlag && payload && typeof payload === 'object' ? { ...payload, dryRun: true } : payload;
-  const config = parseConfig(eventSchema, withFlag, 'config');
-  return runJob(definition as never, {
-    targets: (withFlag as { targets: unknown[] }).targets,
-    options: config,
-    dryRun: config.dryRun,
-    connect: () => openSession({ kind: 'url', url: databaseUrl }, { job, lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs: config.statementTimeoutMs }),
-    logger: createJobLogger(job),
-    budget: TimeBudget.unlimited(),
-    onProgress: progressBar(),
-  });
+  return runLocally(job, withFlag, databaseUrl, { where: 'config', onProgress: progressBar() });
 }
 
 export async function printStatus(url: string): Promise<void> {

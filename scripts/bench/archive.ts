@@ -1,10 +1,5 @@
 import type pg from 'pg';
-import { archiveJob } from '../../functions/archive/job';
-import { archiveEventSchema } from '../../functions/archive/policy';
-import { parseConfig } from '../../shared/config';
-import { openSession } from '../../shared/db';
-import { runJob } from '../../shared/run-job';
-import { TimeBudget } from '../../shared/time-budget';
+import { runLocally } from '../run-local';
 import { connect, fmt, silentLogger } from './util';
 
 const ROWS = 1_000_000;
@@ -56,16 +51,9 @@ async function expiredCount(sql: pg.Client): Promise<number> {
 async function batched(url: string) {
   const event = {
     targets: [{ source: 'bench.orders', destination: 'bench.orders_archive', ageColumn: 'completed_at', ageFallbackColumn: 'created_at', retention: '90 days' }],
+    statementTimeoutMs: 600_000,
   };
-  const config = parseConfig(archiveEventSchema, event);
-  const summary = await runJob(archiveJob, {
-    targets: event.targets,
-    options: config,
-    dryRun: false,
-    connect: () => openSession({ kind: 'url', url }, { job: 'archive', lockTimeoutMs: 3000, statementTimeoutMs: 600_000 }),
-    logger: silentLogger(),
-    budget: TimeBudget.unlimited(),
-  });
+  const summary = await runLocally('archive', event, url, { logger: silentLogger() });
   const counts = summary.targets[0]!.counts;
   return { rows: counts.rowsMoved!, ms: counts.durationMs!, longestBatchMs: counts.longestBatchMs!, batches: counts.batches! };
 }

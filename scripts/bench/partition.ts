@@ -1,9 +1,4 @@
-import { partitionJob } from '../../functions/partition/job';
-import { partitionEventSchema } from '../../functions/partition/policy';
-import { parseConfig } from '../../shared/config';
-import { openSession } from '../../shared/db';
-import { runJob } from '../../shared/run-job';
-import { TimeBudget } from '../../shared/time-budget';
+import { runLocally } from '../run-local';
 import { connect, fmt, latencyProbe, silentLogger, sleep } from './util';
 
 const TABLES = 200;
@@ -35,16 +30,8 @@ async function maintain(url: string) {
     targets: Array.from({ length: TABLES }, (_, i) => ({ table: `bench.t${i + 1}`, interval: 'day', premake: 7, retention: { keep: KEEP } })),
     maintainLedger: false,
   };
-  const config = parseConfig(partitionEventSchema, event);
   const started = performance.now();
-  const summary = await runJob(partitionJob, {
-    targets: event.targets,
-    options: config,
-    dryRun: false,
-    connect: () => openSession({ kind: 'url', url }, { job: 'partition', lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs: config.statementTimeoutMs }),
-    logger: silentLogger(),
-    budget: TimeBudget.unlimited(),
-  });
+  const summary = await runLocally('partition', event, url, { logger: silentLogger() });
   const ms = performance.now() - started;
   if (summary.failed.length > 0) throw new Error(`bench run failed: ${summary.targets.find((t) => t.state === 'failed')?.detail}`);
   const total = (key: string) => summary.targets.reduce((sum, t) => sum + (t.counts[key] ?? 0), 0);

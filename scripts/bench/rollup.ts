@@ -1,10 +1,5 @@
 import type pg from 'pg';
-import { rollupJob } from '../../functions/rollup/job';
-import { rollupEventSchema } from '../../functions/rollup/policy';
-import { parseConfig } from '../../shared/config';
-import { openSession } from '../../shared/db';
-import { runJob } from '../../shared/run-job';
-import { TimeBudget } from '../../shared/time-budget';
+import { runLocally } from '../run-local';
 import { connect, fmt, percentile, silentLogger } from './util';
 
 const ROWS = 5_000_000;
@@ -49,17 +44,8 @@ async function createTarget(sql: pg.Client, table: string) {
 }
 
 async function runOnce(url: string, target: ReturnType<typeof policy>) {
-  const event = { targets: [target] };
-  const config = parseConfig(rollupEventSchema, event);
   const started = performance.now();
-  const summary = await runJob(rollupJob, {
-    targets: event.targets,
-    options: config,
-    dryRun: false,
-    connect: () => openSession({ kind: 'url', url }, { job: 'rollup', lockTimeoutMs: 3000, statementTimeoutMs: 600_000 }),
-    logger: silentLogger(),
-    budget: TimeBudget.unlimited(),
-  });
+  const summary = await runLocally('rollup', { targets: [target], statementTimeoutMs: 600_000 }, url, { logger: silentLogger() });
   if (summary.failed.length) throw new Error(summary.targets[0]!.detail);
   return { ms: performance.now() - started, counts: summary.targets[0]!.counts };
 }
@@ -84,7 +70,7 @@ export async function benchRollup(url: string): Promise<string[]> {
     // (b-upper) one INSERT ... SELECT ... GROUP BY over the whole range
     await createTarget(sql, 'hourly_once');
     await sql.query('CHECKPOINT');
-    let started = performance.now();
+    const started = performance.now();
     await sql.query(`INSERT INTO bench.hourly_once SELECT date_trunc('hour', occurred_at), tenant_id, kind, count(*), sum(units), max(units)
       FROM bench.events WHERE occurred_at < ${upper} GROUP BY 1, 2, 3`);
     const onceMs = performance.now() - started;

@@ -1,22 +1,10 @@
-import type { Logger } from '@aws-lambda-powertools/logger';
-import { archiveJob } from '../../functions/archive/job';
-import { archiveEventSchema, type ArchiveEventInput } from '../../functions/archive/policy';
-import { parseConfig } from '../../shared/config';
-import { openSession } from '../../shared/db';
-import { runJob, type JobSummary } from '../../shared/run-job';
-import { TimeBudget } from '../../shared/time-budget';
-import { quietLogger } from './jobs';
+import type { ArchiveEventInput } from '../../functions/archive/policy';
+import type { JobSummary } from '../../shared/run-job';
+import { runLocally } from '../../scripts/run-local';
+import { quietLogger, type TestRunOptions } from './jobs';
 
-export async function runArchive(url: string, event: ArchiveEventInput, options: { logger?: Logger; budget?: TimeBudget } = {}): Promise<JobSummary> {
-  const config = parseConfig(archiveEventSchema, event, 'event');
-  return runJob(archiveJob, {
-    targets: event.targets,
-    options: config,
-    dryRun: config.dryRun,
-    connect: () => openSession({ kind: 'url', url }, { job: 'archive', lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs: config.statementTimeoutMs }),
-    logger: options.logger ?? quietLogger(),
-    budget: options.budget ?? TimeBudget.unlimited(),
-  });
+export function runArchive(url: string, event: ArchiveEventInput, options: TestRunOptions = {}): Promise<JobSummary> {
+  return runLocally('archive', event, url, { logger: options.logger ?? quietLogger(), budget: options.budget });
 }
 
 /** app.orders (hot) and app.orders_archive with the same columns; `expired` rows older than 100 days. */

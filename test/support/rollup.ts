@@ -1,23 +1,11 @@
-import type { Logger } from '@aws-lambda-powertools/logger';
 import type pg from 'pg';
-import { rollupJob } from '../../functions/rollup/job';
-import { rollupEventSchema, type RollupEventInput } from '../../functions/rollup/policy';
-import { parseConfig } from '../../shared/config';
-import { openSession } from '../../shared/db';
-import { runJob, type JobSummary } from '../../shared/run-job';
-import { TimeBudget } from '../../shared/time-budget';
-import { quietLogger } from './jobs';
+import type { RollupEventInput } from '../../functions/rollup/policy';
+import type { JobSummary } from '../../shared/run-job';
+import { runLocally } from '../../scripts/run-local';
+import { quietLogger, type TestRunOptions } from './jobs';
 
-export async function runRollup(url: string, event: RollupEventInput, options: { logger?: Logger; budget?: TimeBudget } = {}): Promise<JobSummary> {
-  const config = parseConfig(rollupEventSchema, event, 'event');
-  return runJob(rollupJob, {
-    targets: event.targets,
-    options: config,
-    dryRun: config.dryRun,
-    connect: () => openSession({ kind: 'url', url }, { job: 'rollup', lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs: config.statementTimeoutMs }),
-    logger: options.logger ?? quietLogger(),
-    budget: options.budget ?? TimeBudget.unlimited(),
-  });
+export function runRollup(url: string, event: RollupEventInput, options: TestRunOptions = {}): Promise<JobSummary> {
+  return runLocally('rollup', event, url, { logger: options.logger ?? quietLogger(), budget: options.budget });
 }
 
 export const USAGE_DDL = `
