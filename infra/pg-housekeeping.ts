@@ -29,8 +29,11 @@ export interface ScheduledJob<Policy> {
 export interface PgHousekeepingProps {
   /** Secret in the RDS JSON shape: host, port, username, password, dbname. */
   databaseSecret: ISecret;
-  /** The RDS instance or cluster (or anything with connections): each job is allowed to reach its port. */
-  database?: IConnectable;
+  /**
+   * The RDS instance or cluster (anything with connections): each job is allowed to reach its
+   * port, and the functions run in its VPC unless `vpc` is given.
+   */
+  database?: IConnectable & { vpc?: IVpc };
   vpc?: IVpc;
   vpcSubnets?: SubnetSelection;
   securityGroups?: ISecurityGroup[];
@@ -69,7 +72,7 @@ export class PgHousekeeping extends Construct {
         timeout,
         memorySize: scheduled.memorySize,
         logRetention: props.logRetention ?? RetentionDays.THREE_MONTHS,
-        vpc: props.vpc,
+        vpc: props.vpc ?? props.database?.vpc,
         vpcSubnets: props.vpcSubnets,
         securityGroups: props.securityGroups,
       });

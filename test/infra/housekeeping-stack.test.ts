@@ -1,6 +1,8 @@
 import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { Schedule } from 'aws-cdk-lib/aws-events';
+import { SubnetType, Vpc } from 'aws-cdk-lib/aws-ec2';
+import { DatabaseInstance, DatabaseInstanceEngine, PostgresEngineVersion } from 'aws-cdk-lib/aws-rds';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -113,6 +115,32 @@ describe('PgHousekeeping template', () => {
     expect(queries.map((q) => q.Name).sort()).toEqual(['pg-housekeeper/failed-runs', 'pg-housekeeper/run-summaries', 'pg-housekeeper/slowest-targets']);
     for (const query of queries) expect(query.LogGroupNames).toHaveLength(3); // every job's log group
     expect(queries.find((q) => q.Name === 'pg-housekeeper/failed-runs')!.QueryString).toContain('filter level = "ERROR"');
+  });
+});
+
+describe('deriving the network from an RDS instance', () => {
+  it('runs the functions in the database VPC and opens its port to them', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Derived', { env: { account: '123456789012', region: 'eu-west-1' } });
+    const vpc = new Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 0, subnetConfiguration: [{ name: 'db', subnetType: SubnetType.PRIVATE_ISOLATED }] });
+    const database = new DatabaseInstance(stack, 'Db', {
+      engine: DatabaseInstanceEngine.postgres({ version: PostgresEngineVersion.VER_17 }),
+      vpc,
+      vpcSubnets: { subnetType: SubnetType.PRIVATE_ISOLATED },
+    });
+    new PgHousekeeping(stack, 'Housekeeping', {
+      databaseSecret: database.secret!,
+      database,
+      vpcSubnets: { subnetType: SubnetType.PRIVATE_ISOLATED },
+      partition: { schedule: Schedule.rate(Duration.hours(1)), policy: partitionPolicy },
+    });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::Lambda::Function', { VpcConfig: { SubnetIds: Match.anyValue(), SecurityGroupIds: Match.anyValue() } });
+    template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
+      IpProtocol: 'tcp',
+      Description: 'pg-housekeeper partition',
+      FromPort: { 'Fn::GetAtt': [Match.stringLikeRegexp('^Db'), 'Endpoint.Port'] },
+    });
   });
 });
 
