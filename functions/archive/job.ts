@@ -61,7 +61,7 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
     partitioned: tables.sourceIsPartitioned,
     integerKey: tables.keyIsInteger,
   });
-  const verb = destination ? 'moved' : 'purged';
+  const countKey = destination ? 'rowsMoved' : 'rowsPurged';
 
   const pickPlan = await explain(client, sql.explainPick, sql.params(cutoffs, policy.batchSize));
   const seqScan = findSeqScan(pickPlan, source.name);
@@ -92,14 +92,14 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
 
   const estimate = await explain(client, sql.count, sql.ageParams(cutoffs));
   const estimatedTotal = Math.max(0, Math.round(estimate.Plans?.[0]?.['Plan Rows'] ?? estimate['Plan Rows'] ?? 0));
-  return moveBatches(context, sql, cutoffs, { verb, estimatedTotal, seqScan });
+  return moveBatches(context, sql, cutoffs, { countKey, estimatedTotal });
 }
 
 async function moveBatches(
   context: TargetContext<ArchiveTargetPolicy, ArchiveEvent>,
   sql: ArchiveSql,
   cutoffs: { primary: string; fallback?: string },
-  info: { verb: string; estimatedTotal: number; seqScan: boolean },
+  info: { countKey: 'rowsMoved' | 'rowsPurged'; estimatedTotal: number },
 ): Promise<TargetOutcome> {
   const { client, policy, options, logger, budget } = context;
   const started = performance.now();
@@ -171,7 +171,7 @@ async function moveBatches(
       if (batches % options.progressEveryBatches === 0) {
         const remaining = Math.max(0, info.estimatedTotal - moved);
         logger.info('archive progress', {
-          [`rows${info.verb === 'moved' ? 'Moved' : 'Purged'}`]: moved,
+          [info.countKey]: moved,
           batches,
           rowsPerSecond: Math.round(progress.ratePerSecond),
           estimatedRemaining: remaining,
@@ -185,11 +185,11 @@ async function moveBatches(
   }
 
   const durationMs = performance.now() - started;
-  logger.info(`archive stopped: ${stopReason}`, { stopReason, [info.verb]: moved, batches });
+  logger.info(`archive stopped: ${stopReason}`, { stopReason, [info.countKey]: moved, batches });
   return {
     counts: {
-      [info.verb === 'moved' ? 'rowsMoved' : 'rowsPurged']: moved,
-      ...(info.verb === 'moved' ? { alreadyArchived } : {}),
+      [info.countKey]: moved,
+      ...(info.countKey === 'rowsMoved' ? { alreadyArchived } : {}),
       batches,
       /** Batches run with FOR UPDATE SKIP LOCKED because another session held rows. */
       lockedRowBatches,
