@@ -32,6 +32,7 @@ beforeAll(async () => {
   await sql.query(`CREATE ROLE ${role} LOGIN SUPERUSER PASSWORD 'first-Pa55word'`);
   process.env.PGHK_DB_SECRET_ARN = SECRET_ARN;
   process.env.POWERTOOLS_LOG_LEVEL = 'INFO';
+  process.env.POWERTOOLS_METRICS_DISABLED = 'false'; // this file checks the EMF record
   // Imported after the environment is set, as Lambda does at cold start.
   ({ handler } = await import('../../functions/partition/handler'));
 });
