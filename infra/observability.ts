@@ -123,7 +123,7 @@ export class Observability extends Construct {
       queryString: new QueryString({
         fields: ['@timestamp', 'job', 'durationMs', 'dryRun'],
         filterStatements: ['message = "run summary"'],
-        stats: 'count(*) as runs, sum(strcontains(@message, "\\"failed\\":[\\"")) as runsWithFailures, avg(durationMs) as avgMs, max(durationMs) as maxMs by job, bin(1d)',
+        statsStatements: ['count(*) as runs, sum(strcontains(@message, "\\"failed\\":[\\"")) as runsWithFailures, avg(durationMs) as avgMs, max(durationMs) as maxMs by job, bin(1d)'],
       }),
     });
     new QueryDefinition(this, 'SlowestRunsQuery', {
