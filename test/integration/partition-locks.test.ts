@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { tryLockTarget } from '../../shared/advisory-lock';
 import { partitionsOf } from '../support/catalog';
-import { createTestDatabase, type TestDatabase } from '../support/db';
+import { createTestDatabase, databaseToday, type TestDatabase } from '../support/db';
 import { runPartition } from '../support/jobs';
 
 let db: TestDatabase;
@@ -13,8 +13,7 @@ let today: DateTime;
 beforeAll(async () => {
   db = await createTestDatabase();
   sql = await db.connect();
-  const { rows } = await sql.query<{ now: Date }>('SELECT now()');
-  today = DateTime.fromJSDate(rows[0]!.now, { zone: 'UTC' }).startOf('day');
+  today = await databaseToday(sql);
 });
 
 beforeEach(async () => {

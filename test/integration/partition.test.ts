@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../shared/errors';
 import { partitionsOf, relationsIn } from '../support/catalog';
-import { createTestDatabase, type TestDatabase } from '../support/db';
+import { createTestDatabase, databaseToday, type TestDatabase } from '../support/db';
 import { runPartition } from '../support/jobs';
 
 let db: TestDatabase;
@@ -16,8 +16,7 @@ const dayIso = (offsetDays: number) => today.plus({ days: offsetDays }).toISO();
 beforeAll(async () => {
   db = await createTestDatabase();
   sql = await db.connect();
-  const { rows } = await sql.query<{ now: Date }>('SELECT now()');
-  today = DateTime.fromJSDate(rows[0]!.now, { zone: 'UTC' }).startOf('day');
+  today = await databaseToday(sql);
 });
 
 beforeEach(async () => {

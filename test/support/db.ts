@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { DateTime } from 'luxon';
 import pg from 'pg';
 import { afterAll, inject } from 'vitest';
 
@@ -37,4 +38,10 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       return client;
     },
   };
+}
+
+/** The start of the database's current UTC day: tests place partitions relative to the database clock. */
+export async function databaseToday(client: pg.ClientBase): Promise<DateTime> {
+  const { rows } = await client.query<{ now: Date }>('SELECT now() AS now');
+  return DateTime.fromJSDate(rows[0]!.now, { zone: 'UTC' }).startOf('day');
 }
