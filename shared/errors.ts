@@ -50,9 +50,6 @@ export class LockTimeoutError extends HousekeeperError {
   }
 }
 
-/** The invocation's time budget ran out before the work could start or continue. */
-export class BudgetExhaustedError extends HousekeeperError {}
-
 /** At least one target failed; thrown at the end of an invocation so Lambda records an error. */
 export class JobFailedError extends HousekeeperError {
   constructor(

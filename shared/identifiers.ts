@@ -27,12 +27,6 @@ export function identifierProblem(value: string): string | undefined {
   return undefined;
 }
 
-export function assertIdentifier(value: string, field: string): string {
-  const problem = identifierProblem(value);
-  if (problem) throw new ConfigError(field, problem);
-  return value;
-}
-
 /** Returns an error message when `value` is not `table` or `schema.table`, else undefined. */
 export function qualifiedNameProblem(value: string): string | undefined {
   const parts = value.split('.');

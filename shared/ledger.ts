@@ -12,15 +12,17 @@ export interface RunRecord {
   counts?: Record<string, unknown>;
   policy?: unknown;
   detail?: string;
-  dryRun: boolean;
 }
 
-/** Appends one state change. Runs outside any job transaction, so it survives the job's rollbacks. */
+/**
+ * Appends one state change. Runs outside any job transaction, so it survives the job's rollbacks.
+ * Dry runs are never recorded, so dry_run keeps its default (false).
+ */
 export async function recordRunState(client: pg.ClientBase, record: RunRecord): Promise<void> {
   await client.query(
     `INSERT INTO housekeeping.job_runs
-       (run_id, job, target, state, started_at, duration_ms, counts, policy, detail, dry_run)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+       (run_id, job, target, state, started_at, duration_ms, counts, policy, detail)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
     [
       record.runId,
       record.job,
@@ -31,7 +33,6 @@ export async function recordRunState(client: pg.ClientBase, record: RunRecord): 
       JSON.stringify(record.counts ?? {}),
       record.policy === undefined ? null : JSON.stringify(record.policy),
       record.detail ?? null,
-      record.dryRun,
     ],
   );
 }

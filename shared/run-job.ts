@@ -6,7 +6,7 @@ import { errorMessage } from './errors';
 import { recordRunState, type RunState } from './ledger';
 import type { JobLogger } from './logger';
 import { migrate } from './migrate';
-import { applyOverrides, readOverrides, type ValueSource } from './settings';
+import { applyOverrides, readOverrides } from './settings';
 import type { TimeBudget } from './time-budget';
 
 export type JobName = 'partition' | 'archive' | 'rollup';
@@ -156,7 +156,6 @@ async function runTarget<S extends z.ZodType, O>(
         counts,
         detail: detail ?? (stopReason ? `stopped: ${stopReason}` : undefined),
         policy,
-        dryRun: false,
       }).catch((error) => logger.error('could not write the run ledger', { error: errorMessage(error) }));
     }
     const line = { state, durationMs, counts, ...(detail ? { detail } : {}), ...(stopReason ? { stopReason } : {}) };
@@ -175,9 +174,9 @@ async function runTarget<S extends z.ZodType, O>(
     const overrides = await readOverrides(client, definition.job, target);
     const effective = applyOverrides(definition.targetSchema, input, overrides, `targets[${index}]`);
     policy = effective.policy;
-    logger.info('effective policy', { policy: effective.policy, sources: effective.sources as Record<string, ValueSource> });
+    logger.info('effective policy', { policy: effective.policy, sources: effective.sources });
     if (!run.dryRun) {
-      await recordRunState(client, { runId, job: definition.job, target, state: 'started', startedAt, policy, dryRun: false });
+      await recordRunState(client, { runId, job: definition.job, target, state: 'started', startedAt, policy });
     }
     const outcome = await definition.runTarget({
       client,
