@@ -91,6 +91,12 @@ export async function openSession(source: DatabaseSource, settings: SessionSetti
   }
 }
 
+/** Whether a table or view exists: `housekeeping` relations only do once migrations ran. */
+export async function relationExists(client: pg.ClientBase, name: string): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [name]);
+  return rows[0]?.ok === true;
+}
+
 /** Runs `work` in one transaction; rolls back on any error. */
 export async function inTransaction<T>(client: pg.ClientBase, work: () => Promise<T>): Promise<T> {
   await client.query('BEGIN');

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { relationExists } from './db';
 
 export type RunState = 'started' | 'succeeded' | 'failed' | 'skipped';
 
@@ -51,8 +52,7 @@ export interface LatestRun {
 
 /** The newest state of every (job, target), or an empty list before the first run. */
 export async function latestRuns(client: pg.ClientBase): Promise<LatestRun[]> {
-  const { rows } = await client.query<{ exists: boolean }>(`SELECT to_regclass('housekeeping.latest_runs') IS NOT NULL AS exists`);
-  if (!rows[0]?.exists) return [];
+  if (!(await relationExists(client, 'housekeeping.latest_runs'))) return [];
   const result = await client.query(
     `SELECT job, target, state, run_id, started_at, recorded_at, duration_ms, counts, detail
      FROM housekeeping.latest_runs ORDER BY job, target`,

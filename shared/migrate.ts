@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { inTransaction } from './db';
+import { inTransaction, relationExists } from './db';
 import ledger from './migrations/0001_ledger';
 import settings from './migrations/0002_settings';
 import rollupState from './migrations/0003_rollup_state';
@@ -14,10 +14,7 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
 export const LATEST_MIGRATION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
 async function appliedVersion(client: pg.ClientBase): Promise<number> {
-  const { rows: exists } = await client.query<{ ok: boolean }>(
-    `SELECT to_regclass('housekeeping.schema_migrations') IS NOT NULL AS ok`,
-  );
-  if (!exists[0]?.ok) return 0;
+  if (!(await relationExists(client, 'housekeeping.schema_migrations'))) return 0;
   const { rows } = await client.query<{ version: number | null }>(`SELECT max(version) AS version FROM housekeeping.schema_migrations`);
   return rows[0]?.version ?? 0;
 }

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { z } from 'zod';
 import { parseConfig } from './config';
+import { relationExists } from './db';
 
 export type ValueSource = 'settings' | 'deployed' | 'default';
 
@@ -18,8 +19,7 @@ export interface EffectivePolicy<P> {
 
 /** Overrides for one (job, target): rows for the exact target win over rows for '*'. */
 export async function readOverrides(client: pg.ClientBase, job: string, target: string): Promise<Override[]> {
-  const { rows: exists } = await client.query<{ ok: boolean }>(`SELECT to_regclass('housekeeping.settings') IS NOT NULL AS ok`);
-  if (!exists[0]?.ok) return [];
+  if (!(await relationExists(client, 'housekeeping.settings'))) return [];
   const { rows } = await client.query<Override>(
     `SELECT target, key, value FROM housekeeping.settings
      WHERE job = $1 AND target IN ($2, '*')

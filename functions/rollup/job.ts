@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { inTransaction } from '../../shared/db';
+import { inTransaction, relationExists } from '../../shared/db';
 import { CatalogError } from '../../shared/errors';
 import { parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
@@ -53,7 +53,9 @@ interface State {
   changes_seen_until: Date | null;
 }
 
+/** The rollup's state, or undefined before its first run (or before any migration, in a dry run). */
 async function readState(client: pg.ClientBase, name: string): Promise<State | undefined> {
+  if (!(await relationExists(client, 'housekeeping.rollup_state'))) return undefined;
   const { rows } = await client.query<State>(`SELECT watermark, changes_seen_until FROM housekeeping.rollup_state WHERE name = $1`, [name]);
   return rows[0];
 }
@@ -72,7 +74,7 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
     logger.info('upper bound held back by an open writing transaction', { openSince: clock.fence, holder: clock.holder });
   }
 
-  let state = context.dryRun ? await readStateIfAny(client, policy.name) : await readState(client, policy.name);
+  let state = await readState(client, policy.name);
   if (state && state.watermark.getTime() > nowMs) {
     throw new CatalogError(
       `housekeeping.rollup_state(${policy.name})`,
@@ -174,11 +176,6 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
   counts.lagSeconds = lag(watermark);
   logger.info('rollup watermark', { watermark: new Date(watermark).toISOString(), upperBound: new Date(upper).toISOString(), lagSeconds: counts.lagSeconds });
   return { counts, stopReason };
-}
-
-async function readStateIfAny(client: pg.ClientBase, name: string): Promise<State | undefined> {
-  const { rows } = await client.query<{ ok: boolean }>(`SELECT to_regclass('housekeeping.rollup_state') IS NOT NULL AS ok`);
-  return rows[0]?.ok ? readState(client, name) : undefined;
 }
 
 export const rollupJob: JobDefinition<typeof rollupTargetSchema, RollupEvent> = {

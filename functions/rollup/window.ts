@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { relationExists } from '../../shared/db';
 import { CatalogError } from '../../shared/errors';
 import { displayName, parseQualifiedName, quoteIdent, quoteQualified, type QualifiedName } from '../../shared/identifiers';
 import type { RollupPolicy } from './policy';
@@ -27,8 +28,7 @@ async function columnsOf(client: pg.ClientBase, table: QualifiedName, role: stri
     [quoteQualified(table)],
   );
   if (rows.length === 0) {
-    const { rows: exists } = await client.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [quoteQualified(table)]);
-    if (!exists[0].ok) throw new CatalogError(displayName(table), `${role} table ${displayName(table)} does not exist`);
+    if (!(await relationExists(client, quoteQualified(table)))) throw new CatalogError(displayName(table), `${role} table ${displayName(table)} does not exist`);
   }
   return new Map(rows.map((r) => [r.name, r]));
 }

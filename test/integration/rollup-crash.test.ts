@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Context } from 'aws-lambda';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { relationExists } from '../../shared/db';
 import { resetSecretCache } from '../../shared/secrets';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { lambdaContext, mockDatabaseSecret, scheduledEvent } from '../support/lambda';
@@ -29,8 +30,7 @@ async function seedTenDays() {
 
 /** The watermark, or undefined while no run has got as far as creating its state. */
 async function watermark(): Promise<Date | undefined> {
-  const { rows: ready } = await sql.query(`SELECT to_regclass('housekeeping.rollup_state') IS NOT NULL AS ok`);
-  if (!ready[0].ok) return undefined;
+  if (!(await relationExists(sql, 'housekeeping.rollup_state'))) return undefined;
   const { rows } = await sql.query(`SELECT watermark FROM housekeeping.rollup_state WHERE name = 'usage_hourly'`);
   return rows[0]?.watermark as Date | undefined;
 }

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { relationExists } from '../../shared/db';
 import type { RollupEventInput } from '../../functions/rollup/policy';
 import type { JobSummary } from '../../shared/run-job';
 import { runLocally } from '../../scripts/run-local';
@@ -43,8 +44,7 @@ export const usageRollup = {
 /** Target rows below the watermark that differ from a fresh GROUP BY over the source (both directions). */
 export async function rollupMismatches(sql: pg.Client, name = 'usage_hourly', bucket: 'hour' | 'day' = 'hour', target = 'app.usage_hourly') {
   // Before the first run has migrated there is no state, hence no watermark and nothing to compare.
-  const { rows: ready } = await sql.query(`SELECT to_regclass('housekeeping.rollup_state') IS NOT NULL AS ok`);
-  if (!ready[0].ok) return [];
+  if (!(await relationExists(sql, 'housekeeping.rollup_state'))) return [];
   const { rows } = await sql.query(
     `WITH wm AS (SELECT watermark FROM housekeeping.rollup_state WHERE name = $1),
      fresh AS (SELECT date_trunc('${bucket}', occurred_at) AS bucket, tenant, count(*)::bigint AS events, sum(units) AS units, max(units) AS peak
