@@ -1,28 +1,24 @@
 import type { Context } from 'aws-lambda';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resetSecretCache } from '../../shared/secrets';
 import { ORDERS_DDL, seedOrders } from '../support/archive';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { lambdaContext, mockDatabaseSecret, scheduledEvent } from '../support/lambda';
+import { lambdaContext, serveDatabaseSecret, scheduledEvent } from '../support/lambda';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:archive-db-AbCdEf';
 let db: TestDatabase;
 let sql: pg.Client;
+let stopServingSecret: () => void;
 let handler: (event: unknown, context: Context) => Promise<{ targets: Array<{ state: string; stopReason?: string; counts: Record<string, number> }> }>;
 
 beforeAll(async () => {
   db = await createTestDatabase();
   sql = await db.connect();
-  resetSecretCache();
-  mockDatabaseSecret(db.url, SECRET_ARN);
-  process.env.PGHK_DB_SECRET_ARN = SECRET_ARN;
+  stopServingSecret = serveDatabaseSecret(db.url, SECRET_ARN);
   ({ handler } = (await import('../../functions/archive/handler')) as never);
 });
 
-afterAll(() => {
-  delete process.env.PGHK_DB_SECRET_ARN;
-});
+afterAll(() => stopServingSecret());
 
 describe('archive Lambda handler', () => {
   it('stops cleanly when the remaining time runs short, and the next invocation continues', async () => {

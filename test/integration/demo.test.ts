@@ -1,27 +1,23 @@
 import { readFileSync } from 'node:fs';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resetSecretCache } from '../../shared/secrets';
 import { runLocally } from '../../scripts/run-local';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { quietLogger } from '../support/jobs';
-import { mockDatabaseSecret } from '../support/lambda';
+import { serveDatabaseSecret } from '../support/lambda';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:sandbox-db-AbCdEf';
 let db: TestDatabase;
 let sql: pg.Client;
+let stopServingSecret: () => void;
 
 beforeAll(async () => {
   db = await createTestDatabase();
   sql = await db.connect();
-  resetSecretCache();
-  mockDatabaseSecret(db.url, SECRET_ARN);
-  process.env.PGHK_DB_SECRET_ARN = SECRET_ARN;
+  stopServingSecret = serveDatabaseSecret(db.url, SECRET_ARN);
 });
 
-afterAll(() => {
-  delete process.env.PGHK_DB_SECRET_ARN;
-});
+afterAll(() => stopServingSecret());
 
 const example = (name: string) => JSON.parse(readFileSync(new URL(`../../examples/${name}.json`, import.meta.url), 'utf8')) as unknown;
 

@@ -6,9 +6,8 @@ import type { Context } from 'aws-lambda';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { relationExists } from '../../shared/db';
-import { resetSecretCache } from '../../shared/secrets';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { lambdaContext, mockDatabaseSecret, scheduledEvent } from '../support/lambda';
+import { lambdaContext, serveDatabaseSecret, scheduledEvent } from '../support/lambda';
 import { rollupMismatches, USAGE_DDL, usageRollup } from '../support/rollup';
 
 let db: TestDatabase;
@@ -79,15 +78,12 @@ describe('rollup crash and resume', () => {
 
 describe('rollup Lambda handler', () => {
   const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:rollup-db-AbCdEf';
-  afterAll(() => {
-    delete process.env.PGHK_DB_SECRET_ARN;
-  });
+  let stopServingSecret = () => {};
+  afterAll(() => stopServingSecret());
 
   it('stops before the time budget ends with the watermark at a committed slice; the next invocation continues', async () => {
     await seedTenDays();
-    resetSecretCache();
-    mockDatabaseSecret(db.url, SECRET_ARN);
-    process.env.PGHK_DB_SECRET_ARN = SECRET_ARN;
+    stopServingSecret = serveDatabaseSecret(db.url, SECRET_ARN);
     const { handler } = (await import('../../functions/rollup/handler')) as unknown as {
       handler: (e: unknown, c: Context) => Promise<{ targets: Array<{ state: string; stopReason: string; counts: Record<string, number> }> }>;
     };

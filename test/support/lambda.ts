@@ -1,6 +1,7 @@
 import type { Context } from 'aws-lambda';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
+import { resetSecretCache } from '../../shared/secrets';
 
 /** A Lambda-like context whose remaining time counts down from `remainingMs`. */
 export function lambdaContext(remainingMs = 60_000): Context {
@@ -26,9 +27,14 @@ export function scheduledEvent(detail: unknown) {
   };
 }
 
-/** Serves the test database's credentials as an RDS-shaped secret through a mocked Secrets Manager. */
-export function mockDatabaseSecret(url: string, secretArn: string) {
+/**
+ * Points handlers at the test database as a deployed Lambda is pointed at its own: the
+ * credentials as an RDS-shaped secret behind a mocked Secrets Manager, its ARN in
+ * PGHK_DB_SECRET_ARN, and no secret cached from an earlier test. Returns the undo.
+ */
+export function serveDatabaseSecret(url: string, secretArn: string): () => void {
   const parsed = new URL(url);
+  resetSecretCache();
   const secrets = mockClient(SecretsManagerClient);
   secrets.on(GetSecretValueCommand, { SecretId: secretArn }).resolves({
     SecretString: JSON.stringify({
@@ -39,5 +45,9 @@ export function mockDatabaseSecret(url: string, secretArn: string) {
       dbname: parsed.pathname.slice(1),
     }),
   });
-  return secrets;
+  process.env.PGHK_DB_SECRET_ARN = secretArn;
+  return () => {
+    delete process.env.PGHK_DB_SECRET_ARN;
+    secrets.restore();
+  };
 }
