@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { ConfigError, sqlState } from './errors';
+import { ConfigError } from './errors';
+import { SQLSTATE, sqlState } from './postgres';
 import { getDatabaseSecret, type DatabaseSecret } from './secrets';
 
 /** Where the connection comes from: a URL (CLI, tests) or a Secrets Manager secret (Lambda). */
@@ -13,8 +14,6 @@ export interface SessionSettings {
   statementTimeoutMs: number;
   lockTimeoutMs: number;
 }
-
-const PASSWORD_REJECTED = '28P01';
 
 export function isLoopbackHost(host: string | undefined): boolean {
   if (!host) return true; // a Unix socket
@@ -85,7 +84,7 @@ export async function openSession(source: DatabaseSource, settings: SessionSetti
   try {
     return await connectWith(configFromSecret(secret, settings.job, source), settings);
   } catch (error) {
-    if (sqlState(error) !== PASSWORD_REJECTED) throw error;
+    if (sqlState(error) !== SQLSTATE.invalidPassword) throw error;
     const rotated = await getDatabaseSecret(source.secretId, { refresh: true });
     return connectWith(configFromSecret(rotated, settings.job, source), settings);
   }

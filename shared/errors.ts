@@ -63,9 +63,3 @@ export class JobFailedError extends HousekeeperError {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
-
-/** SQLSTATE of a node-postgres error, if it is one. */
-export function sqlState(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}

@@ -1,9 +1,8 @@
 import type pg from 'pg';
-import { LockTimeoutError, sqlState } from './errors';
+import { LockTimeoutError } from './errors';
+import { SQLSTATE, sleep, sqlState } from './postgres';
 import type { TimeBudget } from './time-budget';
 
-const LOCK_NOT_AVAILABLE = '55P03';
-const DEADLOCK_DETECTED = '40P01';
 
 export interface LockRetryOptions {
   client: pg.ClientBase;
@@ -16,8 +15,6 @@ export interface LockRetryOptions {
   budget: TimeBudget;
   initialBackoffMs?: number;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Who holds locks on these relations right now, in words an operator can act on. */
 export async function describeLockHolders(client: pg.ClientBase, relations: string[]): Promise<string> {
@@ -62,12 +59,12 @@ export async function withLockRetry<T>(options: LockRetryOptions, statement: () 
       return await statement();
     } catch (error) {
       const code = sqlState(error);
-      if (code !== LOCK_NOT_AVAILABLE && code !== DEADLOCK_DETECTED) throw error;
+      if (code !== SQLSTATE.lockNotAvailable && code !== SQLSTATE.deadlockDetected) throw error;
       const nextWait = backoff + Math.floor(Math.random() * backoff * 0.2);
       const budgetLeft = options.budget.allows(nextWait + options.lockTimeoutMs);
       if (attempt >= options.attempts || !budgetLeft) {
         const holders = await describeLockHolders(options.client, options.relations).catch(() => 'unknown holders');
-        const why = code === DEADLOCK_DETECTED ? 'deadlocked' : `could not get a lock within ${options.lockTimeoutMs} ms`;
+        const why = code === SQLSTATE.deadlockDetected ? 'deadlocked' : `could not get a lock within ${options.lockTimeoutMs} ms`;
         throw new LockTimeoutError(
           options.relations[0] ?? options.action,
           `${options.action}: ${why} on ${attempt} attempt(s)${budgetLeft ? '' : ' (time budget spent)'}; ` +

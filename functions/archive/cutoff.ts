@@ -2,7 +2,9 @@ import { DateTime } from 'luxon';
 import { parseDuration, subtractDuration } from '../../shared/calendar';
 import { ConfigError } from '../../shared/errors';
 
-export type AgeColumnType = 'timestamptz' | 'timestamp' | 'date';
+import type { TimeColumnType } from '../../shared/postgres';
+
+export type AgeColumnType = TimeColumnType;
 
 /**
  * The archive cutoff: database now minus the retention, in calendar terms in `timeZone`

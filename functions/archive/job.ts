@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { sqlState } from '../../shared/errors';
+import { databaseNow, sleep, SQLSTATE, sqlState } from '../../shared/postgres';
 import { withLockRetry } from '../../shared/lock-retry';
 import { displayName, parseQualifiedName, type QualifiedName } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
@@ -27,14 +27,10 @@ async function explain(client: pg.ClientBase, sql: string, params: unknown[]): P
   return rows[0]!['QUERY PLAN'][0]!.Plan;
 }
 
-const UNIQUE_VIOLATION = '23505';
-const LOCK_NOT_AVAILABLE = '55P03';
 /** How long a batch may wait for a row another session holds before it is redone skipping such rows. */
 export const ROW_LOCK_PATIENCE_MS = 20;
 /** After meeting a held row, this many batches lock-and-skip straight away. */
 const SKIP_LOCKED_STREAK = 10;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface BatchResult {
   moved: number;
@@ -51,8 +47,7 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
     logger.warn(`${displayName(source)} is unique on ${policy.key} only together with other columns; batches assume ${policy.key} alone is unique`);
   }
 
-  const { rows } = await client.query<{ now: Date }>('SELECT now() AS now');
-  const cutoff = archiveCutoff(rows[0]!.now, policy.retention, policy.timeZone);
+  const cutoff = archiveCutoff(await databaseNow(client), policy.retention, policy.timeZone);
   const cutoffs = {
     primary: cutoffLiteral(cutoff, tables.ageTypes.primary),
     ...(tables.ageTypes.fallback ? { fallback: cutoffLiteral(cutoff, tables.ageTypes.fallback) } : {}),
@@ -128,11 +123,11 @@ async function moveBatches(
         return (await client.query<BatchResult>(sql.batch(flags), params)).rows[0]!;
       } catch (error) {
         const code = sqlState(error);
-        if (code === LOCK_NOT_AVAILABLE && !flags.skipLocked) {
+        if (code === SQLSTATE.lockNotAvailable && !flags.skipLocked) {
           flags.skipLocked = true;
           skipLockedFor = SKIP_LOCKED_STREAK;
           lockedRowBatches++;
-        } else if (code === UNIQUE_VIOLATION && !flags.skipExisting) {
+        } else if (code === SQLSTATE.uniqueViolation && !flags.skipExisting) {
           flags.skipExisting = true;
         } else {
           throw error; // a table lock we could not get: withLockRetry backs off and retries

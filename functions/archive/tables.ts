@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { CatalogError, SchemaDriftError } from '../../shared/errors';
 import { displayName, type QualifiedName } from '../../shared/identifiers';
+import { TIME_COLUMN_TYPES } from '../../shared/postgres';
 import type { AgeColumnType } from './cutoff';
 
 interface Column {
@@ -30,11 +31,6 @@ export interface ArchiveTables {
   keyIsInteger: boolean;
 }
 
-const AGE_TYPES: Record<string, AgeColumnType> = {
-  'timestamp with time zone': 'timestamptz',
-  'timestamp without time zone': 'timestamp',
-  date: 'date',
-};
 
 async function readShape(client: pg.ClientBase, name: QualifiedName, role: string): Promise<TableShape> {
   const shown = displayName(name);
@@ -72,7 +68,7 @@ function ageType(shape: TableShape, column: string, field: string): AgeColumnTyp
   const found = shape.columns.find((c) => c.name === column);
   const shown = displayName(shape.name);
   if (!found) throw new CatalogError(shown, `${field}: column ${column} does not exist in ${shown}`);
-  const type = AGE_TYPES[found.type];
+  const type = TIME_COLUMN_TYPES[found.type];
   if (!type) throw new CatalogError(shown, `${field}: ${shown}.${column} is ${found.type}; expected timestamptz, timestamp or date`);
   return type;
 }

@@ -1,8 +1,9 @@
 import type pg from 'pg';
 import { CatalogError } from '../../shared/errors';
 import { displayName, type QualifiedName } from '../../shared/identifiers';
+import { TIME_COLUMN_TYPES, type TimeColumnType } from '../../shared/postgres';
 
-export type PartitionKeyType = 'timestamptz' | 'timestamp' | 'date';
+export type PartitionKeyType = TimeColumnType;
 
 /**
  * Bounds are in "key milliseconds": epoch ms for timestamptz; for timestamp and date, the wall
@@ -28,11 +29,6 @@ export interface PartitionCatalog {
 }
 
 const STRATEGIES: Record<string, string> = { r: 'RANGE', l: 'LIST', h: 'HASH' };
-const KEY_TYPES: Record<string, PartitionKeyType> = {
-  'timestamp with time zone': 'timestamptz',
-  'timestamp without time zone': 'timestamp',
-  date: 'date',
-};
 
 /** Reads the truth about a partitioned table from the catalog. Bounds, not names, identify partitions. */
 export async function readPartitionCatalog(client: pg.ClientBase, parent: QualifiedName): Promise<PartitionCatalog> {
@@ -66,7 +62,7 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
     throw new CatalogError(shown, `${shown} is partitioned on ${table.key_count} columns; only a single-column key is supported`);
   }
   if (!table.key_column) throw new CatalogError(shown, `${shown} is partitioned on an expression; only a plain column key is supported`);
-  const keyType = KEY_TYPES[table.key_type ?? ''];
+  const keyType = TIME_COLUMN_TYPES[table.key_type ?? ''];
   if (!keyType) {
     throw new CatalogError(
       shown,

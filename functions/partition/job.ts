@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { databaseNow } from '../../shared/postgres';
 import { displayName, parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
 import { applySteps } from './apply';
@@ -9,11 +10,6 @@ import { partitionTargetSchema, type PartitionEvent, type PartitionTargetInput, 
 
 /** Rows counted in DEFAULT are capped: the count is a warning, not worth a full scan of a huge table. */
 const DEFAULT_ROWS_COUNT_CAP = 1_000_000;
-
-async function databaseNow(client: pg.ClientBase): Promise<Date> {
-  const { rows } = await client.query<{ now: Date }>('SELECT now() AS now');
-  return rows[0]!.now;
-}
 
 async function rowsInDefault(client: pg.ClientBase, catalog: PartitionCatalog, from?: string, to?: string): Promise<number> {
   if (!catalog.defaultPartition) return 0;

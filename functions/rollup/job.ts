@@ -1,13 +1,13 @@
 import type pg from 'pg';
 import { inTransaction, relationExists } from '../../shared/db';
 import { CatalogError } from '../../shared/errors';
+import { sleep } from '../../shared/postgres';
 import { parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
 import { rollupTargetSchema, type RollupEvent, type RollupPolicy } from './policy';
 import { prepareRecompute, type RecomputeWindow } from './window';
 
 const BUCKET_MS = { hour: 3_600_000, day: 86_400_000 } as const;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Clock {
   now: Date;
