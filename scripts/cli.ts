@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import pg from 'pg';
+import { openSession } from '../shared/db';
 import { ConfigError, errorMessage } from '../shared/errors';
 import { latestRuns } from '../shared/ledger';
 import type { JobSummary, Progress } from '../shared/run-job';
@@ -77,9 +77,13 @@ export async function runFromCli(job: CliJobName, payload: unknown, databaseUrl:
   return runLocally(job, withFlag, databaseUrl, { where: 'config', onProgress: progressBar() });
 }
 
+/** A read of the ledger: it may wait briefly behind a partition's DDL, never hang on it. */
+export const STATUS_SESSION = { job: 'status', lockTimeoutMs: 3_000, statementTimeoutMs: 30_000 } as const;
+
 export async function printStatus(url: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
+  // The same session as a job run: TLS verified for any non-loopback host, application_name,
+  // timeouts. A plain pg.Client talked to a remote database in clear text, password included.
+  const client = await openSession({ kind: 'url', url }, STATUS_SESSION);
   try {
     const runs = await latestRuns(client);
     if (runs.length === 0) {

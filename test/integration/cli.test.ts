@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type pg from 'pg';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { relationExists } from '../../shared/db';
+import { migrate } from '../../shared/migrate';
 import { partitionsOf } from '../support/catalog';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 
@@ -63,5 +65,54 @@ describe('housekeeper CLI', () => {
     const failed = await housekeeper('run', 'partition', '--config', missingPath, '--database-url', db.url);
     expect(failed.code).toBe(1);
     expect(failed.stdout).toContain('table app.nope does not exist');
+  });
+
+  it('status opens its session like a run does: application_name and lock_timeout apply', async () => {
+    await migrate(sql);
+    const locker = await db.connect('locker');
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE housekeeping.job_runs IN ACCESS EXCLUSIVE MODE');
+    try {
+      const status = housekeeper('status', '--database-url', db.url);
+      const waiting = await vi.waitFor(
+        async () => {
+          const { rows } = await sql.query(
+            `SELECT application_name FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'`,
+            [db.name],
+          );
+          if (rows.length === 0) throw new Error('status is not waiting yet');
+          return rows;
+        },
+        { timeout: 30_000, interval: 50 },
+      );
+      expect(waiting).toEqual([{ application_name: 'pg-housekeeper/status' }]);
+      // Still locked: status gives up after its lock_timeout instead of hanging.
+      const result = await status;
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain('canceling statement due to lock timeout');
+    } finally {
+      await locker.query('ROLLBACK');
+    }
+  });
+
+  it('status and demo refuse a non-loopback database without TLS exactly as run does', async () => {
+    // 0.0.0.0 reaches this machine's server, but it is not a loopback name, so TLS is required
+    // (shared/db.ts) and the test server offers none.
+    const remote = db.url.replace('127.0.0.1', '0.0.0.0');
+    const outcomes = {
+      run: await housekeeper('run', 'partition', '--config', configPath, '--database-url', remote),
+      status: await housekeeper('status', '--database-url', remote),
+      demo: await housekeeper('demo', '--database-url', remote),
+    };
+    for (const outcome of Object.values(outcomes)) {
+      expect(outcome.code).toBe(1);
+      expect(outcome.stderr).toContain('Error: The server does not support SSL connections');
+    }
+    // demo refused before seeding, not only at the partition run after it.
+    expect(await relationExists(sql, 'demo.events')).toBe(false);
+    // The refusal is about TLS alone: with it switched off explicitly, the same address works.
+    const plain = await housekeeper('status', '--database-url', `${remote}?sslmode=disable`);
+    expect(plain.code).toBe(0);
+    expect(plain.stdout).toMatch(/partition +app\.events +succeeded/);
   });
 });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { seedDemo } from '../../scripts/demo';
 import { runLocally } from '../../scripts/run-local';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { quietLogger } from '../support/jobs';
@@ -39,5 +40,30 @@ describe('the sandbox seed and the example configs', () => {
 
     const rollup = await runLocally('rollup', example('rollup'), db.url, { logger: quietLogger() });
     expect(rollup.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'caught up', counts: { sourceRowsRead: 500 } });
+  });
+
+  it("npm start's seed names itself pg-housekeeper/demo-seed, as the seed Lambda does", async () => {
+    // Held by another session, the demo schema makes the seed wait long enough to be seen.
+    const locker = await db.connect('locker');
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE demo.invoices IN ACCESS SHARE MODE');
+    const seeding = seedDemo(db.url).then(
+      () => 'seeded',
+      (error: Error) => error.message,
+    );
+    try {
+      const waiting = await vi.waitFor(
+        async () => {
+          const { rows } = await sql.query(`SELECT application_name FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'`, [db.name]);
+          if (rows.length === 0) throw new Error('the seed is not waiting yet');
+          return rows;
+        },
+        { timeout: 30_000, interval: 50 },
+      );
+      expect(waiting).toEqual([{ application_name: 'pg-housekeeper/demo-seed' }]);
+    } finally {
+      await locker.query('ROLLBACK');
+    }
+    expect(await seeding).toBe('seeded');
   });
 });
