@@ -32,6 +32,23 @@ export function readDeployedPolicy(directory: string | undefined = typeof __dirn
 }
 
 const deployedPolicy = readDeployedPolicy();
+let coldStart = true;
+
+/**
+ * Powertools' Lambda context fields, as keys every child logger inherits. Logger.addContext
+ * would do for this logger, but each child it makes calls it again and reads cold_start false.
+ */
+function lambdaContextKeys(context: Context): Record<string, unknown> {
+  const cold = coldStart;
+  coldStart = false;
+  return {
+    cold_start: cold,
+    function_name: context.functionName,
+    function_arn: context.invokedFunctionArn,
+    function_memory_size: Number(context.memoryLimitInMB),
+    function_request_id: context.awsRequestId,
+  };
+}
 
 /**
  * The rule target's input is empty: the event runs the deployed policy. A full EventBridge
@@ -103,7 +120,7 @@ export async function runLambdaJob<S extends z.ZodType, E extends z.ZodType<JobE
   deployed: unknown = deployedPolicy,
 ): Promise<JobSummary> {
   // cold_start, function_request_id and the function's name on every line, children included.
-  logger.addContext(context);
+  logger.appendKeys(lambdaContextKeys(context));
   const payload = resolvePolicy(unwrapScheduledEvent(event), deployed);
   const config = parseConfig(eventSchema, payload, 'event') as z.output<E>;
   const source = databaseSourceFromEnvironment();

@@ -30,7 +30,12 @@ const cache = new Map<string, DatabaseSecret>();
 function newClient(module: SecretsManagerSdk): SecretsManagerClient {
   return new module.SecretsManagerClient({
     maxAttempts: SECRETS_MANAGER_TIMEOUTS.maxAttempts,
-    requestHandler: { connectionTimeout: SECRETS_MANAGER_TIMEOUTS.connectionTimeoutMs, requestTimeout: SECRETS_MANAGER_TIMEOUTS.requestTimeoutMs },
+    // Without throwOnRequestTimeout the SDK only warns at requestTimeout and keeps waiting.
+    requestHandler: {
+      connectionTimeout: SECRETS_MANAGER_TIMEOUTS.connectionTimeoutMs,
+      requestTimeout: SECRETS_MANAGER_TIMEOUTS.requestTimeoutMs,
+      throwOnRequestTimeout: true,
+    },
   });
 }
 
