@@ -97,7 +97,8 @@ export async function invokeBundle(bundle: Bundle, event: unknown, options: Invo
     ({ stdout, stderr } = error as { stdout: string; stderr: string });
     ok = false;
   }
-  const lines = stdout
+  // Lambda sends both streams to CloudWatch; Powertools writes errors to stderr.
+  const lines = `${stdout}\n${stderr}`
     .split('\n')
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line) as Record<string, any>);
