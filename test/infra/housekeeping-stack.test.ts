@@ -348,6 +348,24 @@ describe('the app context', () => {
   });
 });
 
+describe('the README', () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('## Running in Lambda'), readme.indexOf('## Benchmarks'));
+
+  it('lists exactly the alarms the template has', () => {
+    const documented = [...section.matchAll(/^\s*\| `([<>\w]+)` \| .* \| (OK|breaching) \|$/gm)].map((m) => m[1]!);
+    const expanded = documented.flatMap((name) => (name.startsWith('<job>') ? ['partition', 'archive', 'rollup'].map((job) => name.replace('<job>', job)) : [name]));
+    const inTemplate = ofType(existing.json, 'AWS::CloudWatch::Alarm').map(([id]) => id.replace(/^HousekeepingObservability/, '').replace(/[0-9A-F]{8}$/, ''));
+    expect(expanded.sort()).toEqual(inTemplate.sort());
+  });
+
+  it('documents every environment variable the template sets, and every output', () => {
+    const variables = new Set(ofType(existing.json, 'AWS::Lambda::Function').flatMap(([, fn]) => Object.keys(props(fn).Environment.Variables)));
+    for (const variable of variables) expect(section, variable).toContain(`\`${variable}\``);
+    for (const output of Object.keys(existing.json.Outputs ?? {})) expect(section, output).toContain(`\`${output.replace(/[0-9A-F]{8}$/, '')}…\``);
+  });
+});
+
 describe('cdk.json', () => {
   it('turns on every feature flag aws-cdk-lib recommends', () => {
     for (const [flag, value] of Object.entries(CURRENTLY_RECOMMENDED_FLAGS)) expect(CDK_CONTEXT[flag], flag).toEqual(value);
