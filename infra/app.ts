@@ -1,32 +1,28 @@
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { HousekeepingStack, type Target } from './stack';
+import { readContext, USAGE, UsageError } from './context';
 import { acknowledgeReviewedFindings } from './nag';
+import { HousekeepingStack } from './stack';
 
 /**
- * Existing database:  cdk deploy -c secretArn=arn:... [-c vpcId=vpc-... -c subnetIds=subnet-a,subnet-b -c securityGroupId=sg-...]
+ * Existing database:  cdk deploy -c secretArn=arn:... [-c vpcId=vpc-... -c subnetIds=subnet-a,subnet-b -c securityGroupId=sg-...] [-c alarmEmail=...]
  * Sandbox:            cdk deploy -c demo=true
  */
 const app = new App();
-const context = (key: string): string | undefined => app.node.tryGetContext(key);
-const demo = context('demo') === 'true' || (context('demo') as unknown) === true;
-const secretArn = context('secretArn');
-if (!demo && !secretArn) {
-  throw new Error('pass -c secretArn=arn:aws:secretsmanager:... for an existing database, or -c demo=true for a sandbox (README, "Deploying")');
+let choice: ReturnType<typeof readContext>;
+try {
+  choice = readContext((key) => app.node.tryGetContext(key));
+} catch (error) {
+  if (!(error instanceof UsageError)) throw error;
+  // What to deploy is a question for the user, not a crash: no stack trace.
+  process.stderr.write(`${error.message}\n${USAGE}\n`);
+  process.exit(2);
 }
-const target: Target = demo
-  ? { kind: 'demo' }
-  : {
-      kind: 'existing',
-      secretArn: secretArn!,
-      vpcId: context('vpcId'),
-      subnetIds: context('subnetIds')?.split(',').map((s) => s.trim()).filter(Boolean),
-      securityGroupId: context('securityGroupId'),
-    };
-const stack = new HousekeepingStack(app, demo ? 'PgHousekeepingSandbox' : 'PgHousekeeping', {
-  target,
+const stack = new HousekeepingStack(app, choice.stackId, {
+  target: choice.target,
+  deployment: choice.deployment,
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
 });
-acknowledgeReviewedFindings(stack, { sandbox: demo });
+acknowledgeReviewedFindings(stack, { sandbox: choice.target.kind === 'demo' });
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
 app.synth();

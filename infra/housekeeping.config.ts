@@ -1,7 +1,8 @@
 /**
  * THE FILE YOU EDIT: which tables get which policy, on which schedule. Each `policy` is exactly the
- * event its Lambda receives (README: "Partition policy", "Archive policy", "Rollup policy") and is
- * validated when you run `cdk synth`: a bad field fails the synth, naming it.
+ * policy its Lambda runs (README: "Partition policy", "Archive policy", "Rollup policy"), shipped
+ * inside the function (the schedule sends `{}`), and is validated when you run `cdk synth`: a bad
+ * field fails the synth, naming it.
  * EventBridge schedules are in UTC. Remove a job's entry to not deploy it.
  */
 import { Duration } from 'aws-cdk-lib';

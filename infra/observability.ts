@@ -7,19 +7,30 @@ import {
   Metric,
   TreatMissingData,
   type IAlarmAction,
+  type IMetric,
 } from 'aws-cdk-lib/aws-cloudwatch';
-import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import { QueryDefinition, QueryString } from 'aws-cdk-lib/aws-logs';
-import type { ITopic } from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { METRIC, METRICS_NAMESPACE } from '../shared/metrics';
 import type { JobFunction } from './job-function';
 import type { JobName } from './pg-housekeeping';
 
+/** What the alarms need to know of one deployed job. */
+export interface WatchedJob {
+  fn: JobFunction;
+  /** Longest gap between two scheduled runs: the period of every alarm that treats missing data as breaching. */
+  period: Duration;
+  /** Alarm when a target's newest success is older than this. */
+  staleAfter: Duration;
+}
+
 export interface ObservabilityProps {
-  jobs: Partial<Record<JobName, JobFunction>>;
+  jobs: Partial<Record<JobName, WatchedJob>>;
   rollupLagAlarmSeconds: number;
-  alarmTopic?: ITopic;
+  /** Consecutive schedule periods without an invocation (or a safety metric) before alarming. */
+  missedRuns: number;
+  /** Notified when any alarm goes to ALARM and back to OK. */
+  actions: IAlarmAction[];
 }
 
 /** Our EMF metrics carry the dimensions Powertools writes: service and job. */
@@ -33,17 +44,31 @@ export class Observability extends Construct {
 
   constructor(scope: Construct, id: string, props: ObservabilityProps) {
     super(scope, id);
-    const action: IAlarmAction | undefined = props.alarmTopic ? new SnsAction(props.alarmTopic) : undefined;
     const alarm = (alarmId: string, options: ConstructorParameters<typeof Alarm>[2]) => {
       const created = new Alarm(this, alarmId, options);
-      if (action) created.addAlarmAction(action);
+      for (const action of props.actions) {
+        created.addAlarmAction(action);
+        created.addOkAction(action);
+      }
       this.alarms.push(created);
       return created;
     };
+    /**
+     * Missing data is breaching: a job that stops running, or runs and never succeeds, must not
+     * look healthy. The period holds at least one scheduled run, and `missedRuns` consecutive
+     * periods must breach, so a run that lands late in its window does not page anyone.
+     */
+    const whileRunning = (metric: IMetric) => ({
+      metric,
+      evaluationPeriods: props.missedRuns,
+      datapointsToAlarm: props.missedRuns,
+      treatMissingData: TreatMissingData.BREACHING,
+    });
     const dashboard = new Dashboard(this, 'Dashboard', { dashboardName: undefined });
-    const entries = Object.entries(props.jobs) as Array<[JobName, JobFunction]>;
+    const entries = Object.entries(props.jobs) as Array<[JobName, WatchedJob]>;
 
-    for (const [job, fn] of entries) {
+    for (const [job, watched] of entries) {
+      const { fn, period } = watched;
       alarm(`${job}Errors`, {
         alarmDescription: `pg-housekeeper ${job}: an invocation failed (a target failed, or the job could not run). See the "failed runs" saved query.`,
         metric: fn.function.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }),
@@ -52,45 +77,63 @@ export class Observability extends Construct {
         comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: TreatMissingData.NOT_BREACHING,
       });
-      alarm(`${job}DeadLetters`, {
-        alarmDescription: `pg-housekeeper ${job}: events landed in the dead-letter queue after all retries`,
-        metric: fn.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: 'Maximum' }),
+      // Messages arriving, not messages visible: each new failure notifies again, and the alarm
+      // clears after five quiet minutes instead of staying red while the queue keeps them 14 days.
+      alarm(`${job}Failures`, {
+        alarmDescription: `pg-housekeeper ${job}: an invocation failed after its retries (or its schedule could not deliver it); the message in the failures queue holds the error`,
+        metric: fn.failures.metricNumberOfMessagesSent({ period: Duration.minutes(5), statistic: 'Sum' }),
         threshold: 1,
         evaluationPeriods: 1,
         comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: TreatMissingData.NOT_BREACHING,
       });
+      alarm(`${job}NotInvoked`, {
+        alarmDescription: `pg-housekeeper ${job}: not invoked for ${props.missedRuns} schedule periods of ${period.toHumanString()} (rule disabled or deleted, or invocations throttled)`,
+        ...whileRunning(fn.function.metricInvocations({ period, statistic: 'Sum' })),
+        threshold: 1,
+        comparisonOperator: ComparisonOperator.LESS_THAN_THRESHOLD,
+      });
+      alarm(`${job}Stale`, {
+        alarmDescription:
+          `pg-housekeeper ${job}: a target's last success is more than ${watched.staleAfter.toHumanString()} old ` +
+          '(failing, skipped because its lock is held, or the job stopped running). The run summary names the target.',
+        ...whileRunning(jobMetric(job, METRIC.secondsSinceLastSuccess, 'Maximum', period)),
+        threshold: watched.staleAfter.toSeconds(),
+        comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+      });
     }
     if (props.jobs.partition) {
       alarm('PartitionsAheadLow', {
-        alarmDescription: 'pg-housekeeper partition: some table has no partition ready after the current one; inserts fail at the next boundary',
-        metric: jobMetric('partition', METRIC.partitionsAhead, 'Minimum'),
+        alarmDescription: 'pg-housekeeper partition: some table has no partition ready after the current one (or no run reported it); inserts fail at the next boundary',
+        ...whileRunning(jobMetric('partition', METRIC.partitionsAhead, 'Minimum', props.jobs.partition.period)),
         threshold: 1,
-        evaluationPeriods: 1,
         comparisonOperator: ComparisonOperator.LESS_THAN_THRESHOLD,
-        treatMissingData: TreatMissingData.NOT_BREACHING,
       });
     }
     if (props.jobs.rollup) {
       alarm('RollupLagHigh', {
-        alarmDescription: `pg-housekeeper rollup: a rollup's watermark is more than ${props.rollupLagAlarmSeconds} s behind the database clock`,
-        metric: jobMetric('rollup', METRIC.rollupLagSeconds, 'Maximum'),
+        alarmDescription: `pg-housekeeper rollup: a rollup's watermark is more than ${props.rollupLagAlarmSeconds} s behind the database clock (or no run reported it)`,
+        ...whileRunning(jobMetric('rollup', METRIC.rollupLagSeconds, 'Maximum', props.jobs.rollup.period)),
         threshold: props.rollupLagAlarmSeconds,
-        evaluationPeriods: 1,
         comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
-        treatMissingData: TreatMissingData.NOT_BREACHING,
       });
     }
 
     dashboard.addWidgets(
       new GraphWidget({
         title: 'Invocations and errors',
-        left: entries.flatMap(([, fn]) => [fn.function.metricInvocations(), fn.function.metricErrors()]),
+        left: entries.flatMap(([, { fn }]) => [fn.function.metricInvocations(), fn.function.metricErrors()]),
         width: 12,
       }),
       new GraphWidget({ title: 'Run duration (ms, max)', left: entries.map(([job]) => jobMetric(job, METRIC.runDuration, 'Maximum')), width: 12 }),
     );
-    const jobWidgets: GraphWidget[] = [];
+    const jobWidgets: GraphWidget[] = [
+      new GraphWidget({
+        title: 'Seconds since last success (max over targets)',
+        left: entries.map(([job]) => jobMetric(job, METRIC.secondsSinceLastSuccess, 'Maximum')),
+        width: 8,
+      }),
+    ];
     if (props.jobs.partition) {
       jobWidgets.push(
         new GraphWidget({
@@ -103,9 +146,9 @@ export class Observability extends Construct {
     }
     if (props.jobs.archive) jobWidgets.push(new GraphWidget({ title: 'Rows archived', left: [jobMetric('archive', METRIC.rowsArchived, 'Sum')], width: 8 }));
     if (props.jobs.rollup) jobWidgets.push(new GraphWidget({ title: 'Rollup lag (s, max)', left: [jobMetric('rollup', METRIC.rollupLagSeconds, 'Maximum')], width: 8 }));
-    if (jobWidgets.length) dashboard.addWidgets(...jobWidgets);
+    if (entries.length) dashboard.addWidgets(...jobWidgets);
 
-    const logGroups = entries.map(([, fn]) => fn.logGroup);
+    const logGroups = entries.map(([, { fn }]) => fn.logGroup);
     if (logGroups.length === 0) return;
     new QueryDefinition(this, 'FailedRunsQuery', {
       queryDefinitionName: 'pg-housekeeper/failed-runs',

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { Annotations, Duration, Fn, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import {
   InstanceClass,
   InstanceSize,
@@ -13,23 +13,28 @@ import {
   type IVpc,
   type SubnetSelection,
 } from 'aws-cdk-lib/aws-ec2';
-import { Credentials, DatabaseInstance, DatabaseInstanceEngine, PostgresEngineVersion } from 'aws-cdk-lib/aws-rds';
-import { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Credentials, DatabaseInstance, DatabaseInstanceEngine, PostgresEngineVersion, StorageType } from 'aws-cdk-lib/aws-rds';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Topic } from 'aws-cdk-lib/aws-sns';
 import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Trigger } from 'aws-cdk-lib/triggers';
 import type { Construct } from 'constructs';
 import { demoHousekeeping, housekeeping, type HousekeepingConfig } from './housekeeping.config';
 import { JobFunction } from './job-function';
-import { PgHousekeeping } from './pg-housekeeping';
+import { PgHousekeeping, type PgHousekeepingProps } from './pg-housekeeping';
 
 /** Where the database is: an existing one (secret, VPC, subnets, security group) or a sandbox. */
 export type Target =
   | { kind: 'existing'; secretArn: string; vpcId?: string; subnetIds?: string[]; securityGroupId?: string }
   | { kind: 'demo' };
 
+/** Deployment choices beside the policies: where alarms go, concurrency, the owner role. */
+export type DeploymentOptions = Pick<PgHousekeepingProps, 'alarmEmail' | 'reservedConcurrency' | 'databaseRole'> & { alarmTopicArn?: string };
+
 export interface HousekeepingStackProps extends StackProps {
   target: Target;
   config?: HousekeepingConfig;
+  deployment?: DeploymentOptions;
 }
 
 export class HousekeepingStack extends Stack {
@@ -37,8 +42,16 @@ export class HousekeepingStack extends Stack {
 
   constructor(scope: Construct, id: string, props: HousekeepingStackProps) {
     super(scope, id, props);
+    const { alarmTopicArn, ...deployment } = props.deployment ?? {};
+    const options: Partial<PgHousekeepingProps> = {
+      ...deployment,
+      ...(alarmTopicArn ? { alarmTopic: Topic.fromTopicArn(this, 'AlarmTopic', alarmTopicArn) } : {}),
+    };
+    if (!options.alarmTopic && !options.alarmEmail) {
+      Annotations.of(this).addWarningV2('pg-housekeeper:no-alarm-target', 'no alarmEmail or alarmTopicArn: the alarms change state and notify no one');
+    }
     if (props.target.kind === 'demo') {
-      this.housekeeping = this.sandbox(props.config ?? demoHousekeeping);
+      this.housekeeping = this.sandbox(props.config ?? demoHousekeeping, options);
       return;
     }
     const target = props.target;
@@ -47,25 +60,36 @@ export class HousekeepingStack extends Stack {
     if (target.vpcId) {
       const subnetIds = target.subnetIds ?? [];
       if (subnetIds.length === 0) throw new Error('context subnetIds is required with vpcId (comma-separated private subnet ids)');
+      // The subnets are given by id, so the zones are never consulted; `this.availabilityZones`
+      // would be a context lookup that needs AWS credentials whenever CDK_DEFAULT_ACCOUNT is set.
+      const vpc = Vpc.fromVpcAttributes(this, 'Vpc', { vpcId: target.vpcId, availabilityZones: Fn.getAzs() });
+      Annotations.of(vpc).acknowledgeWarning('@aws-cdk/aws-ec2:vpcAttributeIsListTokenavailabilityZones', 'Only the explicit subnets are used, never a selection by zone');
+      const subnets = subnetIds.map((subnetId, i) => {
+        const subnet = Subnet.fromSubnetId(this, `Subnet${i}`, subnetId);
+        Annotations.of(subnet).acknowledgeWarning('@aws-cdk/aws-ec2:noSubnetRouteTableId', 'Only the subnet id is used (to place the functions)');
+        return subnet;
+      });
       network = {
-        vpc: Vpc.fromVpcAttributes(this, 'Vpc', { vpcId: target.vpcId, availabilityZones: this.availabilityZones.slice(0, subnetIds.length) }),
-        vpcSubnets: { subnets: subnetIds.map((subnetId, i) => Subnet.fromSubnetId(this, `Subnet${i}`, subnetId)) },
+        vpc,
+        vpcSubnets: { subnets },
         securityGroups: target.securityGroupId ? [SecurityGroup.fromSecurityGroupId(this, 'SecurityGroup', target.securityGroupId)] : undefined,
       };
     }
-    this.housekeeping = new PgHousekeeping(this, 'Housekeeping', { databaseSecret: secret, ...network, ...(props.config ?? housekeeping) });
+    this.housekeeping = new PgHousekeeping(this, 'Housekeeping', { databaseSecret: secret, ...network, ...(props.config ?? housekeeping), ...options });
   }
 
   /** A complete sandbox: isolated VPC, a small RDS PostgreSQL with a generated secret, demo tables, the three jobs. */
-  private sandbox(config: HousekeepingConfig): PgHousekeeping {
+  private sandbox(config: HousekeepingConfig, options: Partial<PgHousekeepingProps>): PgHousekeeping {
+    // The sandbox leaves nothing behind after `cdk destroy`, its flow logs included.
+    const flowLogs = new LogGroup(this, 'SandboxFlowLogs', { retention: RetentionDays.ONE_WEEK, removalPolicy: RemovalPolicy.DESTROY });
     const vpc = new Vpc(this, 'SandboxVpc', {
       maxAzs: 2,
       natGateways: 0,
       subnetConfiguration: [{ name: 'isolated', subnetType: SubnetType.PRIVATE_ISOLATED, cidrMask: 24 }],
-      flowLogs: { rejected: { destination: FlowLogDestination.toCloudWatchLogs() } },
+      flowLogs: { rejected: { destination: FlowLogDestination.toCloudWatchLogs(flowLogs) } },
     });
     // No NAT: the functions reach Secrets Manager through an endpoint, nothing else leaves the VPC.
-    vpc.addInterfaceEndpoint('SecretsManagerEndpoint', { service: InterfaceVpcEndpointAwsService.SECRETS_MANAGER });
+    const endpoint = vpc.addInterfaceEndpoint('SecretsManagerEndpoint', { service: InterfaceVpcEndpointAwsService.SECRETS_MANAGER });
     const database = new DatabaseInstance(this, 'SandboxDatabase', {
       engine: DatabaseInstanceEngine.postgres({ version: PostgresEngineVersion.VER_17 }),
       instanceType: InstanceType.of(InstanceClass.BURSTABLE4_GRAVITON, InstanceSize.MICRO),
@@ -73,6 +97,7 @@ export class HousekeepingStack extends Stack {
       vpcSubnets: { subnetType: SubnetType.PRIVATE_ISOLATED },
       credentials: Credentials.fromGeneratedSecret('housekeeper'),
       allocatedStorage: 20,
+      storageType: StorageType.GP3,
       storageEncrypted: true,
       backupRetention: Duration.days(1),
       deletionProtection: false,
@@ -86,12 +111,29 @@ export class HousekeepingStack extends Stack {
       databaseSecret: secret,
       timeout: Duration.minutes(2),
       logRetention: RetentionDays.ONE_WEEK,
+      logRemovalPolicy: RemovalPolicy.DESTROY,
       vpc,
       vpcSubnets,
     });
     database.connections.allowDefaultPortFrom(seed.function, 'pg-housekeeper demo seed');
-    // Runs once after the database exists: the jobs then find their demo tables.
-    new Trigger(this, 'SeedDemoTables', { handler: seed.function, executeAfter: [database], timeout: Duration.minutes(5) });
-    return new PgHousekeeping(this, 'Housekeeping', { databaseSecret: secret, database, vpc, vpcSubnets, ...config, logRetention: RetentionDays.ONE_WEEK });
+    // Once, after the database and the endpoint the seed reaches Secrets Manager through exist;
+    // not again when the seed's code changes (it would re-create the demo tables).
+    new Trigger(this, 'SeedDemoTables', {
+      handler: seed.function,
+      executeAfter: [database, endpoint],
+      executeOnHandlerChange: false,
+      timeout: Duration.minutes(5),
+    });
+    return new PgHousekeeping(this, 'Housekeeping', {
+      databaseSecret: secret,
+      database,
+      vpc,
+      vpcSubnets,
+      ...config,
+      ...options,
+      logRetention: RetentionDays.ONE_WEEK,
+      // A sandbox is for trying the jobs: `cdk destroy` removes its logs too.
+      logRemovalPolicy: RemovalPolicy.DESTROY,
+    });
   }
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
 import pg from 'pg';
-import { ConfigError } from './errors';
+import { ConfigError, errorMessage } from './errors';
 import { SQLSTATE, sqlState } from './postgres';
 import { getDatabaseSecret, type DatabaseSecret } from './secrets';
 
@@ -20,9 +21,55 @@ export function isLoopbackHost(host: string | undefined): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || host.startsWith('127.') || host.startsWith('/');
 }
 
+/**
+ * A `ca` option replaces every root Node trusts. So an extra bundle is added to what is trusted
+ * anyway: Node's public roots (RDS Proxy's certificates chain to Amazon's public roots) and the
+ * file in NODE_EXTRA_CA_CERTS (on Lambda, /var/runtime/ca-cert.pem: the RDS and Aurora CAs).
+ */
+function trustedCas(caBundlePath: string): string {
+  const cas = [...rootCertificates];
+  const extra = process.env.NODE_EXTRA_CA_CERTS;
+  if (extra) {
+    try {
+      cas.push(readFileSync(extra, 'utf8'));
+    } catch {
+      // Node itself only warns about an unreadable NODE_EXTRA_CA_CERTS; so do we, by not adding it.
+    }
+  }
+  cas.push(readFileSync(caBundlePath, 'utf8'));
+  return cas.join('\n');
+}
+
 function tlsOptions(host: string | undefined, caBundlePath: string | undefined, mode: 'verify' | 'disable' = 'verify') {
   if (mode === 'disable' || isLoopbackHost(host)) return false;
-  return { rejectUnauthorized: true, ...(caBundlePath ? { ca: readFileSync(caBundlePath, 'utf8') } : {}) };
+  return { rejectUnauthorized: true, ...(caBundlePath ? { ca: trustedCas(caBundlePath) } : {}) };
+}
+
+const TLS_VERIFY_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** Node's verification errors name a code, not TLS or the server: say both, and where trust comes from. */
+function explainTlsFailure(error: unknown, config: pg.ClientConfig): unknown {
+  const code = (error as { code?: string })?.code;
+  if (!config.ssl || !code || !TLS_VERIFY_CODES.has(code)) return error;
+  const extra = process.env.NODE_EXTRA_CA_CERTS;
+  const server = config.host ? `${config.host}:${config.port ?? 5432}` : 'the database';
+  return new ConfigError(
+    'database TLS',
+    `certificate verification failed for ${server} (${code}: ${errorMessage(error)}). ` +
+      `Trusted: Node's public roots${extra ? ` and NODE_EXTRA_CA_CERTS (${extra})` : ' (NODE_EXTRA_CA_CERTS is not set: on Lambda set it to /var/runtime/ca-cert.pem for RDS and Aurora)'}` +
+      `${typeof config.ssl === 'object' && config.ssl.ca ? ' and PGHK_DB_CA_BUNDLE' : ''}; the server's certificate must chain to one of them and name the host.`,
+  );
 }
 
 export function configFromUrl(url: string, job: string, caBundlePath?: string): pg.ClientConfig {
@@ -70,7 +117,7 @@ async function connectWith(config: pg.ClientConfig, settings: SessionSettings): 
     return client;
   } catch (error) {
     await client.end().catch(() => {});
-    throw error;
+    throw explainTlsFailure(error, config);
   }
 }
 

@@ -69,3 +69,22 @@ export async function latestRuns(client: pg.ClientBase): Promise<LatestRun[]> {
     detail: row.detail,
   }));
 }
+
+/**
+ * Seconds from each target's newest success to the database's now(), in one query for all the
+ * job's targets. A target that never succeeded counts from its first recorded run (it has been
+ * failing since it was added); one with no record at all is left out.
+ */
+export async function secondsSinceLastSuccess(client: pg.ClientBase, job: string, targets: string[]): Promise<Map<string, number>> {
+  const { rows } = await client.query<{ target: string; seconds: number | null }>(
+    `SELECT t.target,
+            extract(epoch FROM now() - coalesce(
+              (SELECT r.recorded_at FROM housekeeping.job_runs r
+                WHERE r.job = $1 AND r.target = t.target AND r.state = 'succeeded'
+                ORDER BY r.started_at DESC, r.recorded_at DESC LIMIT 1),
+              (SELECT min(r.started_at) FROM housekeeping.job_runs r WHERE r.job = $1 AND r.target = t.target)))::float8 AS seconds
+     FROM unnest($2::text[]) AS t(target)`,
+    [job, targets],
+  );
+  return new Map(rows.filter((row) => row.seconds !== null).map((row) => [row.target, Math.max(0, Math.round(row.seconds!))]));
+}

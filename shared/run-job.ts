@@ -79,6 +79,8 @@ export interface RunJobOptions<O> {
   logger: JobLogger;
   budget: TimeBudget;
   onProgress?: (progress: Progress & { target: string }) => void;
+  /** Runs on the job's session after the last target, before it closes (the Lambda reads its metrics from the ledger). */
+  beforeClose?: (client: pg.Client, targets: TargetSummary[]) => Promise<void>;
 }
 
 /**
@@ -104,6 +106,7 @@ export async function runJob<S extends z.ZodType, O>(definition: JobDefinition<S
     for (const [index, input] of inputs.entries()) {
       summaries.push(await runTarget(definition, run, client, input, index));
     }
+    await run.beforeClose?.(client, summaries);
   } finally {
     await client.end().catch(() => {});
   }

@@ -22,7 +22,7 @@ function emptyInitMs(): number {
 }
 
 export async function benchBundles(): Promise<string[]> {
-  const lines = ['bundles: built exactly as CDK builds them (esbuild, minified, node22, cjs); init = require() in a fresh node process, median of 7'];
+  const lines = [`bundles: built exactly as CDK builds them (esbuild, minified, ${BUNDLING.target}, cjs); init = require() in a fresh node process, median of 7`];
   const outdir = mkdtempSync(join(tmpdir(), 'hk-bundles-'));
   for (const job of JOBS) {
     const outfile = join(outdir, job, 'index.js');

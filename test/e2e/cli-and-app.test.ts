@@ -1,0 +1,61 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { USAGE } from '../../infra/context';
+import { createTestDatabase, type TestDatabase } from '../support/db';
+
+const run = promisify(execFile);
+const NO_SDK = ['--import', 'tsx', '--import', './test/support/no-aws-sdk.mjs'];
+
+async function node(args: string[], env: NodeJS.ProcessEnv = {}) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, args, { env: { ...process.env, ...env } });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+  const sql = await db.connect();
+  await sql.query(`CREATE SCHEMA app; CREATE TABLE app.events (id bigserial, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)`);
+});
+
+describe('a local command that does not call AWS', () => {
+  it('never loads the AWS SDK, so it prints no SDK warning', async () => {
+    const config = join(mkdtempSync(join(tmpdir(), 'hk-cli-')), 'partition.json');
+    writeFileSync(config, JSON.stringify({ targets: [{ table: 'app.events', interval: 'day', premake: 2 }] }));
+    const cli = await node([...NO_SDK, 'scripts/housekeeper.ts', 'run', 'partition', '--config', config, '--database-url', db.url, '--dry-run']);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toContain('partition (dry run): 1 target(s)');
+    expect(cli.stderr).not.toMatch(/AWS SDK|NodeVersionSupportWarning/);
+  });
+
+  it('while the Lambda entry does load it, at import (the probe works)', async () => {
+    const lambda = await node([...NO_SDK, '--input-type=module', '-e', `await import('./shared/lambda.ts')`]);
+    expect(lambda.code).not.toBe(0);
+    expect(lambda.stderr).toContain('the AWS SDK was loaded: @aws-sdk/client-secrets-manager');
+  });
+});
+
+describe('cdk synth without context', () => {
+  // cdk.json's app command, as `cdk synth` runs it: context arrives in CDK_CONTEXT_JSON.
+  it('prints what is missing and the one-line usage, no stack trace, exit 2', async () => {
+    const synth = await node(['--import', 'tsx', 'infra/app.ts'], { CDK_CONTEXT_JSON: '{}' });
+    expect(synth.code).toBe(2);
+    expect(synth.stderr.trim().split('\n')).toEqual(['nothing to deploy: pass -c secretArn=… for an existing database, or -c demo=true for a sandbox', USAGE]);
+  });
+
+  it('names a partial secret ARN the same way', async () => {
+    const synth = await node(['--import', 'tsx', 'infra/app.ts'], { CDK_CONTEXT_JSON: JSON.stringify({ secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod-db' }) });
+    expect(synth.code).toBe(2);
+    expect(synth.stderr).toMatch(/^secretArn: .* is not a complete secret ARN/);
+    expect(synth.stderr).not.toMatch(/^\s+at /m);
+  });
+});
