@@ -4,10 +4,12 @@ import { CatalogError } from '../../shared/errors';
 import { sleep } from '../../shared/postgres';
 import { parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
+import { BUCKET_MS, floorToBucket, mergeBuckets, upperBound } from './buckets';
 import { rollupTargetSchema, type RollupEvent, type RollupPolicy } from './policy';
-import { prepareRecompute, type RecomputeWindow } from './window';
+import { prepareRecompute } from './window';
 
-const BUCKET_MS = { hour: 3_600_000, day: 86_400_000 } as const;
+/** Where a run reads the database clock; tests inject a later one to put an open transaction behind a bucket boundary. */
+export type ReadNow = (client: pg.ClientBase) => Promise<Date>;
 
 interface Clock {
   now: Date;
@@ -35,19 +37,6 @@ async function readClock(client: pg.ClientBase): Promise<Clock> {
   return rows[0]!;
 }
 
-const floorTo = (ms: number, size: number) => Math.floor(ms / size) * size;
-
-/** Merges sorted bucket starts into [from, to) ranges of adjacent buckets. */
-export function mergeBuckets(starts: number[], size: number): Array<[number, number]> {
-  const ranges: Array<[number, number]> = [];
-  for (const start of [...starts].sort((a, b) => a - b)) {
-    const last = ranges[ranges.length - 1];
-    if (last && start <= last[1]) last[1] = Math.max(last[1], start + size);
-    else ranges.push([start, start + size]);
-  }
-  return ranges;
-}
-
 interface State {
   watermark: Date;
   changes_seen_until: Date | null;
@@ -60,16 +49,17 @@ async function readState(client: pg.ClientBase, name: string): Promise<State | u
   return rows[0];
 }
 
-export async function runRollupTarget(context: TargetContext<RollupPolicy, RollupEvent>): Promise<TargetOutcome> {
+export async function runRollupTarget(context: TargetContext<RollupPolicy, RollupEvent>, readNow?: ReadNow): Promise<TargetOutcome> {
   const { client, policy, logger, budget } = context;
   const recompute = await prepareRecompute(client, policy);
   const source = quoteQualified(parseQualifiedName(policy.source, 'source'));
   const time = quoteIdent(policy.timeColumn);
   const size = BUCKET_MS[policy.bucket];
   const clock = await readClock(client);
+  if (readNow) clock.now = await readNow(client);
   const nowMs = clock.now.getTime();
   const settled = nowMs - policy.settleDelayMinutes * 60_000;
-  const upper = floorTo(Math.min(settled, clock.fence?.getTime() ?? Number.POSITIVE_INFINITY), size);
+  const upper = upperBound(nowMs, policy.settleDelayMinutes, clock.fence?.getTime() ?? null, policy.bucket);
   if (clock.fence && clock.fence.getTime() < settled) {
     logger.info('upper bound held back by an open writing transaction', { openSince: clock.fence, holder: clock.holder });
   }
@@ -90,7 +80,7 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
     const first = rows[0]!.first;
     // An empty source has nothing to roll up: the watermark starts at the upper bound. So does
     // a source whose rows are all in the future: a watermark must never pass the database clock.
-    const start = first ? Math.min(floorTo(first.getTime(), size), upper) : upper;
+    const start = first ? Math.min(floorToBucket(first.getTime(), policy.bucket), upper) : upper;
     if (context.dryRun) {
       return { counts: { ...counts, lagSeconds: lag(start) }, notes: [`-- dry run: would backfill from ${new Date(start).toISOString()} to ${new Date(upper).toISOString()}`] };
     }
@@ -142,7 +132,7 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
        WHERE ${changedAt} >= $1 AND ${time} < $2`,
       [state.changes_seen_until, new Date(lookbackFrom)],
     );
-    ranges.push(...mergeBuckets(rows.map((r) => r.bucket.getTime()), size));
+    ranges.push(...mergeBuckets(rows.map((r) => r.bucket.getTime()), policy.bucket));
   }
   let stopReason = 'caught up';
   let rangesDone = true;
@@ -178,10 +168,14 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
   return { counts, stopReason };
 }
 
-export const rollupJob: JobDefinition<typeof rollupTargetSchema, RollupEvent> = {
-  job: 'rollup',
-  targetSchema: rollupTargetSchema,
-  targetName: (policy) => policy.name,
-  lockKey: (policy) => policy.lockKey,
-  runTarget: runRollupTarget,
-};
+export function createRollupJob(options: { readNow?: ReadNow } = {}): JobDefinition<typeof rollupTargetSchema, RollupEvent> {
+  return {
+    job: 'rollup',
+    targetSchema: rollupTargetSchema,
+    targetName: (policy) => policy.name,
+    lockKey: (policy) => policy.lockKey,
+    runTarget: (context) => runRollupTarget(context, options.readNow),
+  };
+}
+
+export const rollupJob = createRollupJob();
