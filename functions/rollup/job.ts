@@ -1,41 +1,16 @@
 import type pg from 'pg';
 import { inTransaction, relationExists } from '../../shared/db';
 import { CatalogError } from '../../shared/errors';
-import { sleep } from '../../shared/postgres';
+import { databaseNow, sleep } from '../../shared/postgres';
 import { parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
 import { BUCKET_MS, floorToBucket, mergeBuckets, upperBound } from './buckets';
+import { blindness, describeHolder, readFence } from './fence';
 import { rollupTargetSchema, type RollupEvent, type RollupPolicy } from './policy';
 import { prepareRecompute } from './window';
 
 /** Where a run reads the database clock; tests inject a later one to put an open transaction behind a bucket boundary. */
 export type ReadNow = (client: pg.ClientBase) => Promise<Date>;
-
-interface Clock {
-  now: Date;
-  /** Start of the oldest other transaction that has written something, if any. */
-  fence: Date | null;
-  holder: string | null;
-}
-
-/**
- * A writer transaction that began before the upper bound but commits after we read lands rows
- * behind the watermark. Its xact_start bounds where such rows can appear, so neither the upper
- * bound nor the changed-rows horizon may pass it. (On RDS, seeing other roles' transactions needs
- * pg_monitor; without it the fence only covers this role's sessions.)
- */
-async function readClock(client: pg.ClientBase): Promise<Clock> {
-  const { rows } = await client.query<{ now: Date; fence: Date | null; holder: string | null }>(
-    `SELECT now() AS now, a.xact_start AS fence,
-            CASE WHEN a.pid IS NULL THEN NULL ELSE format('pid %s (application "%s", state "%s")', a.pid, a.application_name, a.state) END AS holder
-     FROM (SELECT 1) AS one
-     LEFT JOIN LATERAL (
-       SELECT pid, xact_start, application_name, state FROM pg_stat_activity
-       WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database()
-       ORDER BY xact_start LIMIT 1) AS a ON true`,
-  );
-  return rows[0]!;
-}
 
 interface State {
   watermark: Date;
@@ -55,20 +30,31 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
   const source = quoteQualified(parseQualifiedName(policy.source, 'source'));
   const time = quoteIdent(policy.timeColumn);
   const size = BUCKET_MS[policy.bucket];
-  const clock = await readClock(client);
-  if (readNow) clock.now = await readNow(client);
-  const nowMs = clock.now.getTime();
-  const settled = nowMs - policy.settleDelayMinutes * 60_000;
-  const upper = upperBound(nowMs, policy.settleDelayMinutes, clock.fence?.getTime() ?? null, policy.bucket);
-  if (clock.fence && clock.fence.getTime() < settled) {
-    logger.info('upper bound held back by an open writing transaction', { openSince: clock.fence, holder: clock.holder });
+  // The clock first, then the fence: a transaction that began before `now` and is still open when
+  // the fence is read is in it; one that committed in between is visible to every read below.
+  const now = await (readNow ?? databaseNow)(client);
+  const nowMs = now.getTime();
+  const fence = await readFence(client);
+  const fenceMs = fence.at?.getTime() ?? null;
+  const upper = upperBound(nowMs, policy.settleDelayMinutes, fenceMs, policy.bucket);
+  const unfenced = upperBound(nowMs, policy.settleDelayMinutes, null, policy.bucket);
+  const notes: string[] = [];
+  if (fence.holder) {
+    logger.info('rollup fence', { fence: fence.holder.since, holder: fence.holder, upperBoundHeldBack: upper < unfenced });
+    if (upper < unfenced) notes.push(`upper bound held back to ${new Date(upper).toISOString()} by ${describeHolder(fence.holder)}`);
+    else if (policy.changedAtColumn) notes.push(`changed-at horizon held at ${fence.holder.since} by ${describeHolder(fence.holder)}`);
+  }
+  const blind = blindness(fence);
+  if (blind) {
+    logger.warn(blind, { role: fence.role, hiddenSessions: fence.hidden.sessions, hiddenWriting: fence.hidden.writing });
+    notes.push(`warning: ${blind}`);
   }
 
   let state = await readState(client, policy.name);
   if (state && state.watermark.getTime() > nowMs) {
     throw new CatalogError(
       `housekeeping.rollup_state(${policy.name})`,
-      `watermark ${state.watermark.toISOString()} is ahead of the database clock (${clock.now.toISOString()}); refusing to write. ` +
+      `watermark ${state.watermark.toISOString()} is ahead of the database clock (${now.toISOString()}); refusing to write. ` +
         'Was it set from another clock? Fix the row in housekeeping.rollup_state.',
     );
   }
@@ -82,11 +68,11 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
     // a source whose rows are all in the future: a watermark must never pass the database clock.
     const start = first ? Math.min(floorToBucket(first.getTime(), policy.bucket), upper) : upper;
     if (context.dryRun) {
-      return { counts: { ...counts, lagSeconds: lag(start) }, notes: [`-- dry run: would backfill from ${new Date(start).toISOString()} to ${new Date(upper).toISOString()}`] };
+      return { counts: { ...counts, lagSeconds: lag(start) }, notes: [...notes, `-- dry run: would backfill from ${new Date(start).toISOString()} to ${new Date(upper).toISOString()}`] };
     }
     await client.query(
       `INSERT INTO housekeeping.rollup_state (name, watermark, changes_seen_until) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`,
-      [policy.name, new Date(start), clock.now],
+      [policy.name, new Date(start), now],
     );
     state = (await readState(client, policy.name))!;
   }
@@ -95,7 +81,7 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
     const behind = Math.max(0, Math.ceil((upper - startWatermark) / size));
     return {
       counts: { ...counts, lagSeconds: lag(startWatermark) },
-      notes: [`-- dry run: watermark ${state.watermark.toISOString()}, ${behind} bucket(s) to advance, lookback ${policy.lookbackBuckets}`],
+      notes: [...notes, `-- dry run: watermark ${state.watermark.toISOString()}, ${behind} bucket(s) to advance, lookback ${policy.lookbackBuckets}`],
     };
   }
 
@@ -124,7 +110,7 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
   //    changed since the last look. They are recomputed whole, never patched.
   const lookbackFrom = startWatermark - policy.lookbackBuckets * size;
   const ranges: Array<[number, number]> = policy.lookbackBuckets > 0 ? [[lookbackFrom, startWatermark]] : [];
-  const changesHorizon = Math.min(nowMs, clock.fence?.getTime() ?? Number.POSITIVE_INFINITY);
+  const changesHorizon = Math.min(nowMs, fenceMs ?? Number.POSITIVE_INFINITY);
   if (policy.changedAtColumn && state.changes_seen_until) {
     const changedAt = quoteIdent(policy.changedAtColumn);
     const { rows } = await client.query<{ bucket: Date }>(
@@ -165,7 +151,7 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
   if (!rangesDone) stopReason = 'time budget nearly spent';
   counts.lagSeconds = lag(watermark);
   logger.info('rollup watermark', { watermark: new Date(watermark).toISOString(), upperBound: new Date(upper).toISOString(), lagSeconds: counts.lagSeconds });
-  return { counts, stopReason };
+  return { counts, stopReason, notes };
 }
 
 export function createRollupJob(options: { readNow?: ReadNow } = {}): JobDefinition<typeof rollupTargetSchema, RollupEvent> {
