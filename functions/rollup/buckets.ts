@@ -15,6 +15,11 @@ export function floorToBucket(ms: number, bucket: Bucket): number {
   return Math.floor(ms / size) * size;
 }
 
+/** An instant as ISO-8601 UTC text: how the rollup binds times, so no parameter depends on the driver's Date handling. */
+export function instant(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
 export function isBucketStart(ms: number, bucket: Bucket): boolean {
   return floorToBucket(ms, bucket) === ms;
 }
