@@ -93,11 +93,10 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
   };
 
   let state = await readState(client, policy.name, policy.bucket);
-  let position = state && positionOf(state);
   const counts = { slices: 0, bucketsWritten: 0, targetRowsWritten: 0, sourceRowsRead: 0, recomputedRanges: 0, lagSeconds: 0 };
   const lag = (watermark: number) => Math.max(0, Math.round((nowMs - watermark) / 1000));
 
-  if (!state || !position) {
+  if (!state) {
     const { rows } = await client.query<{ first: Date | null }>(`SELECT min(${time}) AS first FROM ${source}`);
     const first = rows[0]!.first;
     // An empty source has nothing to roll up: the watermark starts at the upper bound. So does
@@ -111,8 +110,8 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
       [policy.name, instant(start), instant(changesHorizon)],
     );
     state = (await readState(client, policy.name, policy.bucket))!;
-    position = positionOf(state);
   }
+  const position = positionOf(state);
   if (context.dryRun) {
     const behind = Math.max(0, Math.ceil((upper - position.from) / size));
     return {
@@ -136,17 +135,18 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
    * for this slice rather than being overwritten by it, and one that got in before makes this
    * slice write nothing. Returns the watermark as now stored, or null if it had moved.
    */
-  const advance = (from: number, to: number, expected: string) =>
-    inTransaction(client, async () => {
+  const advance = async (from: number, to: number, expected: string): Promise<string | null> => {
+    const moved = await inTransaction(client, async () => {
       const { rows } = await client.query<{ stored: string }>(
         `UPDATE housekeeping.rollup_state SET watermark = $2, updated_at = now()
          WHERE name = $1 AND watermark = $3::timestamptz RETURNING watermark::text AS stored`,
         [policy.name, instant(to), expected],
       );
-      if (rows.length === 0) return null;
-      tally(from, to, await recompute(client, from, to));
-      return rows[0]!.stored;
+      return rows[0] ? { stored: rows[0].stored, window: await recompute(client, from, to) } : null;
     });
+    if (moved) tally(from, to, moved.window);
+    return moved?.stored ?? null;
+  };
   let longestSliceMs = 0;
   const fits = () => budget.allows(Math.max(2_000, longestSliceMs * 2) + policy.pauseMs);
   const timed = async <T>(work: () => Promise<T>): Promise<T> => {

@@ -144,4 +144,24 @@ describe('watermark compare-and-set', () => {
     });
     expect((await state()).changes_text).toBe(requested);
   });
+
+  it('a watermark that keeps moving under the run stops the target after three foreign moves, without overwriting it', async () => {
+    await runRollup(db.url, { targets: [usageRollup] });
+    // Something else writing the state: after each of the run's moves it puts the watermark an hour back.
+    await sql.query(`
+      CREATE FUNCTION app.fight() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        UPDATE housekeeping.rollup_state SET watermark = NEW.watermark - interval '1 hour' WHERE name = NEW.name;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER fight AFTER UPDATE OF watermark ON housekeeping.rollup_state FOR EACH ROW WHEN (pg_trigger_depth() = 0) EXECUTE FUNCTION app.fight();
+      UPDATE housekeeping.rollup_state SET watermark = watermark - interval '12 hours';`);
+    const summary = await runRollup(db.url, { targets: [{ ...usageRollup, sliceBuckets: 1, lookbackBuckets: 0 }] });
+    expect(summary.targets[0]!.state).toBe('failed');
+    expect(summary.targets[0]!.detail).toMatch(
+      /housekeeping\.rollup_state\(usage_hourly\): the watermark was moved by another session 4 times during this run; stopped without overwriting it/,
+    );
+    expect(await rollupMismatches(sql)).toEqual([]);
+    await sql.query(`DROP TRIGGER fight ON housekeeping.rollup_state`);
+  });
 });
