@@ -103,7 +103,7 @@ export function configFromSecret(secret: DatabaseSecret, job: string, source: Ex
 }
 
 async function connectWith(config: pg.ClientConfig, settings: SessionSettings): Promise<pg.Client> {
-  const client = new pg.Client(config);
+  const client = zoneIndependentClient(config);
   // An idle socket broken under us must surface as a query error, not crash the process.
   client.on('error', () => {});
   try {
@@ -165,4 +165,74 @@ export function databaseSourceFromEnvironment(env: NodeJS.ProcessEnv = process.e
   }
   if (env.DATABASE_URL) return { kind: 'url', url: env.DATABASE_URL };
   throw new ConfigError('PGHK_DB_SECRET_ARN', 'is not set: the function needs the ARN of the database secret');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driver type handling. node-postgres reads `timestamp` and `date` as *local* time and binds a
+// Date as local time with an offset, which a `timestamp` or `date` parameter then drops: a
+// `timestamp` source rolled up to 30 buckets under TZ=UTC, 21 under Asia/Seoul. The Lambda runs
+// in UTC, the CLI wherever its user is, so every value crossing the driver on our sessions is
+// read and written as UTC instead (the session's TimeZone is UTC too). Per client, not by
+// mutating the pg module, so no other code in the process changes behaviour.
+
+const OID = { date: 1082, timestamp: 1114, timestamptz: 1184, dateArray: 1182, timestampArray: 1115 } as const;
+const INFINITE = /^-?infinity$/;
+
+/** `timestamp` text (ISO DateStyle) as the UTC instant of that wall-clock time. */
+export function parseUtcTimestamp(text: string): Date | number {
+  if (INFINITE.test(text)) return text.startsWith('-') ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+  // The timestamptz parser with an explicit +00 offset, placed before a trailing " BC".
+  return pg.types.getTypeParser(OID.timestamptz, 'text')(text.replace(/( BC)?$/, '+00$1')) as Date;
+}
+
+/** `date` text as UTC midnight of that day (what a bound Date serializes back to). */
+export function parseUtcDate(text: string): Date | number {
+  if (INFINITE.test(text)) return text.startsWith('-') ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+  return parseUtcTimestamp(text.replace(/^(\d+-\d\d-\d\d)/, '$1 00:00:00'));
+}
+
+type ArrayParserModule = { create(source: string, transform: (entry: string) => unknown): { parse(): unknown[] } };
+const parseArrayOf = (element: (text: string) => unknown) => (text: string) =>
+  (pg.types.arrayParser as unknown as ArrayParserModule).create(text, element).parse();
+
+const UTC_TYPES: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format: 'text' | 'binary' = 'text') => {
+    if (format === 'text') {
+      if (oid === OID.timestamp) return parseUtcTimestamp;
+      if (oid === OID.date) return parseUtcDate;
+      if (oid === OID.timestampArray) return parseArrayOf(parseUtcTimestamp);
+      if (oid === OID.dateArray) return parseArrayOf(parseUtcDate);
+    } else if (oid === OID.timestamp) {
+      return pg.types.getTypeParser(OID.timestamptz, 'binary'); // same microseconds, read as UTC
+    }
+    return pg.types.getTypeParser(oid, format);
+  }) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/** A Date as ISO-8601 text in UTC (years before 1 AD in Postgres's BC form); arrays element-wise; anything else unchanged. */
+export function utcParameter(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(utcParameter);
+  if (!(value instanceof Date) || Number.isNaN(value.getTime())) return value;
+  const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+  const year = value.getUTCFullYear();
+  const bc = year < 1;
+  return (
+    `${pad(bc ? 1 - year : year, 4)}-${pad(value.getUTCMonth() + 1)}-${pad(value.getUTCDate())}` +
+    `T${pad(value.getUTCHours())}:${pad(value.getUTCMinutes())}:${pad(value.getUTCSeconds())}.${pad(value.getUTCMilliseconds(), 3)}+00:00${bc ? ' BC' : ''}`
+  );
+}
+
+function zoneIndependentClient(config: pg.ClientConfig): pg.Client {
+  const client = new pg.Client({ ...config, types: UTC_TYPES });
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  // pg serializes a bound Date in the process zone, with no per-client option: map Dates first.
+  client.query = ((first: unknown, values?: unknown, ...rest: unknown[]) => {
+    const config = first as { values?: unknown; submit?: unknown } | null;
+    if (config && typeof config === 'object' && Array.isArray(config.values)) {
+      if (typeof config.submit === 'function') config.values = config.values.map(utcParameter);
+      else first = { ...config, values: config.values.map(utcParameter) };
+    }
+    return query(first, Array.isArray(values) ? values.map(utcParameter) : values, ...rest);
+  }) as typeof client.query;
+  return client;
 }

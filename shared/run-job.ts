@@ -2,14 +2,15 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { z } from 'zod';
 import { tryLockTarget, unlockTarget } from './advisory-lock';
-import { errorMessage } from './errors';
+import { ConfigError, errorMessage } from './errors';
 import { recordRunState, type RunState } from './ledger';
 import type { JobLogger } from './logger';
 import { migrate } from './migrate';
-import { applyOverrides, readOverrides } from './settings';
+import { applyOverrides, readOverrides, reportUnmatchedSettings } from './settings';
 import type { TimeBudget } from './time-budget';
 
-export type JobName = 'partition' | 'archive' | 'rollup';
+export const JOB_NAMES = ['partition', 'archive', 'rollup'] as const;
+export type JobName = (typeof JOB_NAMES)[number];
 
 export interface TargetContext<P, O> {
   client: pg.Client;
@@ -42,7 +43,10 @@ export interface TargetOutcome {
 export interface JobDefinition<S extends z.ZodType, O> {
   job: JobName;
   targetSchema: S;
-  /** The name a target is locked, logged and recorded under, e.g. "public.events". */
+  /**
+   * The target's one name: what it is locked, logged, recorded and measured under, and what its
+   * housekeeping.settings rows put in `target` (e.g. "public.events").
+   */
   targetName(policy: z.output<S>): string;
   /** Targets the job always maintains besides the user's (the partition job keeps the ledger partitioned). */
   implicitTargets?(options: O, dryRun: boolean): unknown[];
@@ -68,6 +72,8 @@ export interface JobSummary {
   targets: TargetSummary[];
   failed: string[];
   durationMs: number;
+  /** Problems that did not stop any target (settings rows that match no target). */
+  warnings: string[];
 }
 
 export interface RunJobOptions<O> {
@@ -99,12 +105,19 @@ export async function runJob<S extends z.ZodType, O>(definition: JobDefinition<S
     throw error;
   }
   const summaries: TargetSummary[] = [];
+  const warnings: string[] = [];
   try {
     // Dry run changes nothing, not even the ledger schema.
     if (!run.dryRun) await migrate(client);
-    const inputs = [...run.targets, ...(definition.implicitTargets?.(run.options, run.dryRun) ?? [])];
-    for (const [index, input] of inputs.entries()) {
-      summaries.push(await runTarget(definition, run, client, input, index));
+    const inputs = [
+      ...run.targets.map((input) => ({ input, implicit: false })),
+      ...(definition.implicitTargets?.(run.options, run.dryRun) ?? []).map((input) => ({ input, implicit: true })),
+    ];
+    const targets = inputs.map(({ input }) => ({ name: definition.targetName(definition.targetSchema.parse(input) as z.output<S>), input }));
+    warnings.push(...(await reportUnmatchedSettings(client, definition.job, targets, JOB_NAMES)));
+    for (const warning of warnings) run.logger.warn(warning);
+    for (const [index, { input, implicit }] of inputs.entries()) {
+      summaries.push(await runTarget(definition, run, client, input, index, implicit));
     }
     await run.beforeClose?.(client, summaries);
   } finally {
@@ -116,12 +129,14 @@ export async function runJob<S extends z.ZodType, O>(definition: JobDefinition<S
     targets: summaries,
     failed: summaries.filter((s) => s.state === 'failed').map((s) => s.target),
     durationMs: Date.now() - started,
+    warnings,
   };
   const log = summary.failed.length > 0 ? run.logger.error.bind(run.logger) : run.logger.info.bind(run.logger);
   log('run summary', {
     dryRun: summary.dryRun,
     durationMs: summary.durationMs,
     failed: summary.failed,
+    ...(warnings.length > 0 ? { warnings } : {}),
     targets: summary.targets.map(({ notes: _notes, ...rest }) => rest),
   });
   return summary;
@@ -133,6 +148,7 @@ async function runTarget<S extends z.ZodType, O>(
   client: pg.Client,
   input: unknown,
   index: number,
+  implicit: boolean,
 ): Promise<TargetSummary> {
   const runId = randomUUID();
   const startedAt = new Date();
@@ -174,8 +190,12 @@ async function runTarget<S extends z.ZodType, O>(
   }
   let policy: unknown;
   try {
-    const overrides = await readOverrides(client, definition.job, target);
+    const overrides = await readOverrides(client, definition.job, target, { implicit });
     const effective = applyOverrides(definition.targetSchema, input, overrides, `targets[${index}]`);
+    // applyOverrides refuses identity keys by name; this catches any other path to a new identity.
+    if (definition.targetName(effective.policy) !== target || definition.lockKey?.(effective.policy) !== lockKey) {
+      throw new ConfigError(`targets[${index}]`, `housekeeping.settings overrides would change the identity of target ${target}; refused`);
+    }
     policy = effective.policy;
     logger.info('effective policy', { policy: effective.policy, sources: effective.sources });
     if (!run.dryRun) {

@@ -2,13 +2,34 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import { parseConfig } from './config';
 import { relationExists } from './db';
+import { ConfigError } from './errors';
 
 export type ValueSource = 'settings' | 'deployed' | 'default';
 
 export interface Override {
+  job: string;
   target: string;
   key: string;
   value: unknown;
+}
+
+/**
+ * Policy keys that say *what* a target is, not how it is maintained. The lock, the ledger row and
+ * the metrics use the deployed value; an override would send the work elsewhere under the old
+ * name (two targets could then work one table under two locks), so such rows are refused.
+ */
+export const IDENTITY_KEYS: ReadonlySet<string> = new Set(['table', 'source', 'destination', 'name', 'target', 'lockKey', 'function']);
+
+/** What a job's settings rows put in `target`: the target name that also keys its lock and ledger rows. */
+export const TARGET_KEY_DESCRIPTION: Readonly<Record<string, string>> = {
+  partition: 'the table as schema.table',
+  archive: 'the source table as schema.table',
+  rollup: "the rollup's name",
+};
+
+/** A settings row as operators will look for it. */
+export function settingsRow(row: { job: string; target: string; key: string }): string {
+  return `housekeeping.settings (job '${row.job}', target '${row.target}', key '${row.key}')`;
 }
 
 export interface EffectivePolicy<P> {
@@ -17,16 +38,75 @@ export interface EffectivePolicy<P> {
   sources: Record<string, ValueSource>;
 }
 
-/** Overrides for one (job, target): rows for the exact target win over rows for '*'. */
-export async function readOverrides(client: pg.ClientBase, job: string, target: string): Promise<Override[]> {
+/**
+ * Overrides for one (job, target): rows for the exact target win over rows for '*'. An implicit
+ * target (one the job adds itself, like the partition job's ledger) takes only rows keyed to its
+ * own name: a '*' retention meant for daily tables once dropped three months of run history.
+ */
+export async function readOverrides(client: pg.ClientBase, job: string, target: string, options: { implicit?: boolean } = {}): Promise<Override[]> {
   if (!(await relationExists(client, 'housekeeping.settings'))) return [];
   const { rows } = await client.query<Override>(
-    `SELECT target, key, value FROM housekeeping.settings
-     WHERE job = $1 AND target IN ($2, '*')
+    `SELECT job, target, key, value FROM housekeeping.settings
+     WHERE job = $1 AND (target = $2 OR (target = '*' AND NOT $3::boolean))
      ORDER BY (target = '*') DESC, key`,
-    [job, target],
+    [job, target, options.implicit === true],
   );
   return rows;
+}
+
+export interface SettingsTarget {
+  /** The target name (lock, ledger, settings key). */
+  name: string;
+  /** The deployed policy input, to recognise a row keyed by one of its tables. */
+  input: unknown;
+}
+
+const bareName = (name: string) => name.slice(name.lastIndexOf('.') + 1);
+const qualified = (name: string) => (name.includes('.') ? name : `public.${name}`);
+const TABLE_FIELDS = ['table', 'source', 'target', 'destination'];
+
+/** The target a mis-keyed row was most likely meant for: the same name in another spelling, or the target whose policy names that table. */
+function likelyTarget(rowTarget: string, targets: SettingsTarget[]): string | undefined {
+  const sameName = targets.find((t) => bareName(t.name) === bareName(rowTarget));
+  if (sameName) return sameName.name;
+  return targets.find((t) =>
+    TABLE_FIELDS.some((field) => {
+      const value = (t.input as Record<string, unknown> | null)?.[field];
+      return typeof value === 'string' && qualified(value) === qualified(rowTarget);
+    }),
+  )?.name;
+}
+
+/**
+ * Settings rows this run will never apply, one message each: rows of this job keyed to no target
+ * of the run, and rows of no job at all. A mis-keyed row used to be ignored silently, so the
+ * operator believed a change was live that was not.
+ */
+export function unmatchedSettings(rows: Array<{ job: string; target: string; key: string }>, job: string, targets: SettingsTarget[], jobs: readonly string[]): string[] {
+  const names = new Set(targets.map((t) => t.name));
+  const messages: string[] = [];
+  for (const row of rows) {
+    if (!jobs.includes(row.job)) {
+      messages.push(`housekeeping.settings row (job '${row.job}', target '${row.target}', key '${row.key}') is ignored: '${row.job}' is not a job (${jobs.join(', ')})`);
+    } else if (row.job === job && row.target !== '*' && !names.has(row.target)) {
+      const meant = likelyTarget(row.target, targets);
+      messages.push(
+        `housekeeping.settings row (job '${row.job}', target '${row.target}', key '${row.key}') matches no target of this run and is ignored: ` +
+          `${job} settings are keyed by ${TARGET_KEY_DESCRIPTION[job] ?? 'the target name'} (or '*')${meant ? `; did you mean target '${meant}'?` : ''}`,
+      );
+    }
+  }
+  return messages;
+}
+
+/** Reads the settings rows that matter to this job's run and returns the unmatched ones' messages. */
+export async function reportUnmatchedSettings(client: pg.ClientBase, job: string, targets: SettingsTarget[], jobs: readonly string[]): Promise<string[]> {
+  if (!(await relationExists(client, 'housekeeping.settings'))) return [];
+  const { rows } = await client.query<{ job: string; target: string; key: string }>(
+    `SELECT job, target, key FROM housekeeping.settings WHERE job = $1 OR NOT (job = ANY ($2::text[])) ORDER BY job, target, key`,
+    [job, jobs],
+  );
+  return unmatchedSettings(rows, job, targets, jobs);
 }
 
 function setPath(object: Record<string, unknown>, path: string[], value: unknown): void {
@@ -62,6 +142,16 @@ export function applyOverrides<S extends z.ZodType>(
   overrides: Override[],
   where: string,
 ): EffectivePolicy<z.output<S>> {
+  for (const override of overrides) {
+    const head = override.key.split('.')[0]!;
+    if (IDENTITY_KEYS.has(head)) {
+      throw new ConfigError(
+        settingsRow(override),
+        `'${head}' identifies the target (its lock, ledger row and metrics keep the deployed value), so it cannot be overridden; ` +
+          'change it in the deployed policy and delete this row',
+      );
+    }
+  }
   const merged = structuredClone(deployed) as Record<string, unknown>;
   // '*' rows come first, so exact-target rows overwrite them.
   for (const override of overrides) setPath(merged, override.key.split('.'), override.value);

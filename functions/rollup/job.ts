@@ -1,87 +1,98 @@
 import type pg from 'pg';
 import { inTransaction, relationExists } from '../../shared/db';
 import { CatalogError } from '../../shared/errors';
-import { sleep } from '../../shared/postgres';
+import { databaseNow, sleep } from '../../shared/postgres';
 import { parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
+import { BUCKET_MS, floorToBucket, instant, mergeBuckets, upperBound } from './buckets';
+import { blindness, describeHolder, readFence } from './fence';
 import { rollupTargetSchema, type RollupEvent, type RollupPolicy } from './policy';
-import { prepareRecompute, type RecomputeWindow } from './window';
+import { prepareRecompute, type WindowResult } from './window';
 
-const BUCKET_MS = { hour: 3_600_000, day: 86_400_000 } as const;
-
-interface Clock {
-  now: Date;
-  /** Start of the oldest other transaction that has written something, if any. */
-  fence: Date | null;
-  holder: string | null;
-}
-
-/**
- * A writer transaction that began before the upper bound but commits after we read lands rows
- * behind the watermark. Its xact_start bounds where such rows can appear, so neither the upper
- * bound nor the changed-rows horizon may pass it. (On RDS, seeing other roles' transactions needs
- * pg_monitor; without it the fence only covers this role's sessions.)
- */
-async function readClock(client: pg.ClientBase): Promise<Clock> {
-  const { rows } = await client.query<{ now: Date; fence: Date | null; holder: string | null }>(
-    `SELECT now() AS now, a.xact_start AS fence,
-            CASE WHEN a.pid IS NULL THEN NULL ELSE format('pid %s (application "%s", state "%s")', a.pid, a.application_name, a.state) END AS holder
-     FROM (SELECT 1) AS one
-     LEFT JOIN LATERAL (
-       SELECT pid, xact_start, application_name, state FROM pg_stat_activity
-       WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database()
-       ORDER BY xact_start LIMIT 1) AS a ON true`,
-  );
-  return rows[0]!;
-}
-
-const floorTo = (ms: number, size: number) => Math.floor(ms / size) * size;
-
-/** Merges sorted bucket starts into [from, to) ranges of adjacent buckets. */
-export function mergeBuckets(starts: number[], size: number): Array<[number, number]> {
-  const ranges: Array<[number, number]> = [];
-  for (const start of [...starts].sort((a, b) => a - b)) {
-    const last = ranges[ranges.length - 1];
-    if (last && start <= last[1]) last[1] = Math.max(last[1], start + size);
-    else ranges.push([start, start + size]);
-  }
-  return ranges;
-}
+/** Where a run reads the database clock; tests inject a later one to put an open transaction behind a bucket boundary. */
+export type ReadNow = (client: pg.ClientBase) => Promise<Date>;
 
 interface State {
-  watermark: Date;
-  changes_seen_until: Date | null;
+  /** The watermark exactly as stored (microseconds kept): what a compare-and-set compares with. */
+  watermarkText: string;
+  watermark: number;
+  /** Whether the watermark is a bucket start of this rollup's bucket. */
+  aligned: boolean;
+  changesText: string | null;
 }
 
 /** The rollup's state, or undefined before its first run (or before any migration, in a dry run). */
-async function readState(client: pg.ClientBase, name: string): Promise<State | undefined> {
+async function readState(client: pg.ClientBase, name: string, bucket: RollupPolicy['bucket']): Promise<State | undefined> {
   if (!(await relationExists(client, 'housekeeping.rollup_state'))) return undefined;
-  const { rows } = await client.query<State>(`SELECT watermark, changes_seen_until FROM housekeeping.rollup_state WHERE name = $1`, [name]);
-  return rows[0];
+  const { rows } = await client.query<{ watermark: Date; watermark_text: string; aligned: boolean; changes_text: string | null }>(
+    `SELECT watermark, watermark::text AS watermark_text, watermark = date_trunc($2::text, watermark) AS aligned,
+            changes_seen_until::text AS changes_text
+     FROM housekeeping.rollup_state WHERE name = $1`,
+    [name, bucket],
+  );
+  const row = rows[0];
+  return row && { watermarkText: row.watermark_text, watermark: row.watermark.getTime(), aligned: row.aligned, changesText: row.changes_text };
 }
 
-export async function runRollupTarget(context: TargetContext<RollupPolicy, RollupEvent>): Promise<TargetOutcome> {
+/** Watermark moves by other sessions one run tolerates (honouring each) before it stops the target. */
+const MAX_FOREIGN_MOVES = 3;
+
+export async function runRollupTarget(context: TargetContext<RollupPolicy, RollupEvent>, readNow?: ReadNow): Promise<TargetOutcome> {
   const { client, policy, logger, budget } = context;
   const recompute = await prepareRecompute(client, policy);
   const source = quoteQualified(parseQualifiedName(policy.source, 'source'));
   const time = quoteIdent(policy.timeColumn);
   const size = BUCKET_MS[policy.bucket];
-  const clock = await readClock(client);
-  const nowMs = clock.now.getTime();
-  const settled = nowMs - policy.settleDelayMinutes * 60_000;
-  const upper = floorTo(Math.min(settled, clock.fence?.getTime() ?? Number.POSITIVE_INFINITY), size);
-  if (clock.fence && clock.fence.getTime() < settled) {
-    logger.info('upper bound held back by an open writing transaction', { openSince: clock.fence, holder: clock.holder });
+  const stateRow = `housekeeping.rollup_state(${policy.name})`;
+  // The clock first, then the fence: a transaction that began before `now` and is still open when
+  // the fence is read is in it; one that committed in between is visible to every read below.
+  const now = await (readNow ?? databaseNow)(client);
+  const nowMs = now.getTime();
+  const fence = await readFence(client);
+  const fenceMs = fence.at?.getTime() ?? null;
+  const upper = upperBound(nowMs, policy.settleDelayMinutes, fenceMs, policy.bucket);
+  const unfenced = upperBound(nowMs, policy.settleDelayMinutes, null, policy.bucket);
+  // Rows changed at or after this may still be invisible to us (or not yet written).
+  const changesHorizon = Math.min(nowMs, fenceMs ?? Number.POSITIVE_INFINITY);
+  const notes: string[] = [];
+  if (fence.holder) {
+    logger.info('rollup fence', { fence: fence.holder.since, holder: fence.holder, upperBoundHeldBack: upper < unfenced });
+    if (upper < unfenced) notes.push(`upper bound held back to ${instant(upper)} by ${describeHolder(fence.holder)}`);
+    else if (policy.changedAtColumn) notes.push(`changed-at horizon held at ${fence.holder.since} by ${describeHolder(fence.holder)}`);
+  }
+  const blind = blindness(fence);
+  if (blind) {
+    logger.warn(blind, { role: fence.role, hiddenSessions: fence.hidden.sessions, hiddenWriting: fence.hidden.writing });
+    notes.push(`warning: ${blind}`);
   }
 
-  let state = await readState(client, policy.name);
-  if (state && state.watermark.getTime() > nowMs) {
-    throw new CatalogError(
-      `housekeeping.rollup_state(${policy.name})`,
-      `watermark ${state.watermark.toISOString()} is ahead of the database clock (${clock.now.toISOString()}); refusing to write. ` +
-        'Was it set from another clock? Fix the row in housekeeping.rollup_state.',
-    );
-  }
+  /**
+   * Where to work from, given the stored state: refuses a watermark ahead of the clock, and floors
+   * one that is not a bucket start (a reset typed in another session's zone, or a bucket change
+   * from hour to day): recomputing from the whole bucket is always safe, a window starting
+   * mid-bucket would write a partial bucket beside the whole one.
+   */
+  const positionOf = (stored: State) => {
+    if (stored.watermark > nowMs) {
+      throw new CatalogError(
+        stateRow,
+        `watermark ${instant(stored.watermark)} is ahead of the database clock (${instant(nowMs)}); refusing to write. ` +
+          'Was it set from another clock? Fix the row in housekeeping.rollup_state.',
+      );
+    }
+    const from = floorToBucket(stored.watermark, policy.bucket);
+    if (!stored.aligned) {
+      logger.warn('watermark not on a bucket boundary: recomputing from the start of its bucket', {
+        stored: stored.watermarkText,
+        bucket: policy.bucket,
+        flooredTo: instant(from),
+      });
+      notes.push(`watermark ${stored.watermarkText} is not on a ${policy.bucket} boundary: recomputed from ${instant(from)}`);
+    }
+    return { from, expected: stored.watermarkText, expectedMs: stored.watermark };
+  };
+
+  let state = await readState(client, policy.name, policy.bucket);
   const counts = { slices: 0, bucketsWritten: 0, targetRowsWritten: 0, sourceRowsRead: 0, recomputedRanges: 0, lagSeconds: 0 };
   const lag = (watermark: number) => Math.max(0, Math.round((nowMs - watermark) / 1000));
 
@@ -90,59 +101,74 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
     const first = rows[0]!.first;
     // An empty source has nothing to roll up: the watermark starts at the upper bound. So does
     // a source whose rows are all in the future: a watermark must never pass the database clock.
-    const start = first ? Math.min(floorTo(first.getTime(), size), upper) : upper;
+    const start = first ? Math.min(floorToBucket(first.getTime(), policy.bucket), upper) : upper;
     if (context.dryRun) {
-      return { counts: { ...counts, lagSeconds: lag(start) }, notes: [`-- dry run: would backfill from ${new Date(start).toISOString()} to ${new Date(upper).toISOString()}`] };
+      return { counts: { ...counts, lagSeconds: lag(start) }, notes: [...notes, `-- dry run: would backfill from ${instant(start)} to ${instant(upper)}`] };
     }
     await client.query(
       `INSERT INTO housekeeping.rollup_state (name, watermark, changes_seen_until) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`,
-      [policy.name, new Date(start), clock.now],
+      [policy.name, instant(start), instant(changesHorizon)],
     );
-    state = (await readState(client, policy.name))!;
+    state = (await readState(client, policy.name, policy.bucket))!;
   }
-  const startWatermark = state.watermark.getTime();
+  const position = positionOf(state);
   if (context.dryRun) {
-    const behind = Math.max(0, Math.ceil((upper - startWatermark) / size));
+    const behind = Math.max(0, Math.ceil((upper - position.from) / size));
     return {
-      counts: { ...counts, lagSeconds: lag(startWatermark) },
-      notes: [`-- dry run: watermark ${state.watermark.toISOString()}, ${behind} bucket(s) to advance, lookback ${policy.lookbackBuckets}`],
+      counts: { ...counts, lagSeconds: lag(position.from) },
+      notes: [...notes, `-- dry run: watermark ${instant(position.from)}, ${behind} bucket(s) to advance, lookback ${policy.lookbackBuckets}`],
     };
   }
 
-  const run = async (from: number, to: number, moveWatermark: boolean) => {
-    const result = await inTransaction(client, async () => {
-      const window = await recompute(client, new Date(from), new Date(to));
-      // Same transaction as the slice: after a crash the watermark never claims an uncommitted slice.
-      if (moveWatermark) await client.query(`UPDATE housekeeping.rollup_state SET watermark = $2, updated_at = now() WHERE name = $1`, [policy.name, new Date(to)]);
-      return window;
-    });
+  const tally = (from: number, to: number, result: WindowResult) => {
     counts.slices++;
     counts.bucketsWritten += Math.round((to - from) / size);
     counts.targetRowsWritten += result.written;
     counts.sourceRowsRead += result.rowsRead;
   };
+  /** Recomputes published buckets; the watermark stays where it is. */
+  const recomputeOnly = async (from: number, to: number) => tally(from, to, await inTransaction(client, () => recompute(client, from, to)));
+  /**
+   * Recomputes [from, to) and moves the watermark to `to` in one transaction (after a crash the
+   * watermark never claims an uncommitted slice), but only from the value this run last saw.
+   * The compare-and-set comes first and takes the state row's lock: an operator's UPDATE waits
+   * for this slice rather than being overwritten by it, and one that got in before makes this
+   * slice write nothing. Returns the watermark as now stored, or null if it had moved.
+   */
+  const advance = async (from: number, to: number, expected: string): Promise<string | null> => {
+    const moved = await inTransaction(client, async () => {
+      const { rows } = await client.query<{ stored: string }>(
+        `UPDATE housekeeping.rollup_state SET watermark = $2, updated_at = now()
+         WHERE name = $1 AND watermark = $3::timestamptz RETURNING watermark::text AS stored`,
+        [policy.name, instant(to), expected],
+      );
+      return rows[0] ? { stored: rows[0].stored, window: await recompute(client, from, to) } : null;
+    });
+    if (moved) tally(from, to, moved.window);
+    return moved?.stored ?? null;
+  };
   let longestSliceMs = 0;
   const fits = () => budget.allows(Math.max(2_000, longestSliceMs * 2) + policy.pauseMs);
-  const timed = async (work: () => Promise<void>) => {
+  const timed = async <T>(work: () => Promise<T>): Promise<T> => {
     const started = performance.now();
-    await work();
+    const result = await work();
     longestSliceMs = Math.max(longestSliceMs, performance.now() - started);
     if (policy.pauseMs > 0) await sleep(policy.pauseMs);
+    return result;
   };
 
   // 1. Already-published buckets that may have changed: the lookback, and buckets holding rows
   //    changed since the last look. They are recomputed whole, never patched.
-  const lookbackFrom = startWatermark - policy.lookbackBuckets * size;
-  const ranges: Array<[number, number]> = policy.lookbackBuckets > 0 ? [[lookbackFrom, startWatermark]] : [];
-  const changesHorizon = Math.min(nowMs, clock.fence?.getTime() ?? Number.POSITIVE_INFINITY);
-  if (policy.changedAtColumn && state.changes_seen_until) {
+  const lookbackFrom = position.from - policy.lookbackBuckets * size;
+  const ranges: Array<[number, number]> = policy.lookbackBuckets > 0 ? [[lookbackFrom, position.from]] : [];
+  if (policy.changedAtColumn && state.changesText !== null) {
     const changedAt = quoteIdent(policy.changedAtColumn);
+    // Untyped parameters take the columns' own types: for `timestamp` columns the UTC wall clock.
     const { rows } = await client.query<{ bucket: Date }>(
-      `SELECT DISTINCT date_trunc('${policy.bucket}', ${time}) AS bucket FROM ${source}
-       WHERE ${changedAt} >= $1 AND ${time} < $2`,
-      [state.changes_seen_until, new Date(lookbackFrom)],
+      `SELECT DISTINCT date_trunc($3::text, ${time}) AS bucket FROM ${source} WHERE ${changedAt} >= $1 AND ${time} < $2`,
+      [state.changesText, instant(lookbackFrom), policy.bucket],
     );
-    ranges.push(...mergeBuckets(rows.map((r) => r.bucket.getTime()), size));
+    ranges.push(...mergeBuckets(rows.map((r) => r.bucket.getTime()), policy.bucket));
   }
   let stopReason = 'caught up';
   let rangesDone = true;
@@ -152,36 +178,75 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
         rangesDone = false;
         break;
       }
-      await timed(() => run(sliceFrom, Math.min(to, sliceFrom + policy.sliceBuckets * size), false));
+      await timed(() => recomputeOnly(sliceFrom, Math.min(to, sliceFrom + policy.sliceBuckets * size)));
     }
     if (!rangesDone) break;
     counts.recomputedRanges++;
   }
   if (rangesDone && policy.changedAtColumn) {
-    await client.query(`UPDATE housekeeping.rollup_state SET changes_seen_until = $2 WHERE name = $1`, [policy.name, new Date(changesHorizon)]);
+    // Compare-and-set too: an operator who moved it back during the run asked for a wider rescan.
+    const { rowCount } = await client.query(
+      `UPDATE housekeeping.rollup_state SET changes_seen_until = $2 WHERE name = $1 AND changes_seen_until IS NOT DISTINCT FROM $3::timestamptz`,
+      [policy.name, instant(changesHorizon), state.changesText],
+    );
+    if (rowCount === 0) {
+      logger.warn('changes_seen_until moved by another session during this run; left as it is for the next run', { expected: state.changesText });
+      notes.push(`changes_seen_until was moved by another session during this run; the next run scans from its new value`);
+    }
   }
 
   // 2. Advance the watermark slice by slice (a backfill is just a long advance).
-  let watermark = startWatermark;
+  let watermark = position.from;
+  let expected = position.expected;
+  let expectedMs = position.expectedMs;
+  let foreignMoves = 0;
   while (watermark < upper) {
     if (!fits()) {
       stopReason = 'time budget nearly spent';
       break;
     }
-    const end = Math.min(upper, watermark + policy.sliceBuckets * size);
-    await timed(() => run(watermark, end, true));
-    watermark = end;
+    const from = watermark;
+    const end = Math.min(upper, from + policy.sliceBuckets * size);
+    const stored = await timed(() => advance(from, end, expected));
+    if (stored !== null) {
+      watermark = expectedMs = end;
+      expected = stored;
+      continue;
+    }
+    // Someone else moved it (an operator's reset, most likely): honour it, never overwrite it.
+    const current = await readState(client, policy.name, policy.bucket);
+    if (!current) throw new CatalogError(stateRow, `the row was deleted while this run was advancing it; nothing more was written`);
+    logger.warn('watermark moved by another session during this run; continuing from it', {
+      expected: instant(expectedMs),
+      found: instant(current.watermark),
+    });
+    notes.push(`watermark moved by another session during this run from ${expected} to ${current.watermarkText}; continued from there`);
+    if (++foreignMoves > MAX_FOREIGN_MOVES) {
+      counts.lagSeconds = lag(current.watermark);
+      return {
+        counts,
+        notes,
+        failure:
+          `${stateRow}: the watermark was moved by another session ${foreignMoves} times during this run; stopped without overwriting it. ` +
+          'Is something else (another entry point without this rollup\'s lock) writing housekeeping.rollup_state?',
+      };
+    }
+    ({ from: watermark, expected, expectedMs } = positionOf(current));
   }
   if (!rangesDone) stopReason = 'time budget nearly spent';
   counts.lagSeconds = lag(watermark);
-  logger.info('rollup watermark', { watermark: new Date(watermark).toISOString(), upperBound: new Date(upper).toISOString(), lagSeconds: counts.lagSeconds });
-  return { counts, stopReason };
+  logger.info('rollup watermark', { watermark: instant(watermark), upperBound: instant(upper), lagSeconds: counts.lagSeconds });
+  return { counts, stopReason, notes };
 }
 
-export const rollupJob: JobDefinition<typeof rollupTargetSchema, RollupEvent> = {
-  job: 'rollup',
-  targetSchema: rollupTargetSchema,
-  targetName: (policy) => policy.name,
-  lockKey: (policy) => policy.lockKey,
-  runTarget: runRollupTarget,
-};
+export function createRollupJob(options: { readNow?: ReadNow } = {}): JobDefinition<typeof rollupTargetSchema, RollupEvent> {
+  return {
+    job: 'rollup',
+    targetSchema: rollupTargetSchema,
+    targetName: (policy) => policy.name,
+    lockKey: (policy) => policy.lockKey,
+    runTarget: (context) => runRollupTarget(context, options.readNow),
+  };
+}
+
+export const rollupJob = createRollupJob();

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { relationExists } from '../../shared/db';
 import { CatalogError } from '../../shared/errors';
 import { displayName, parseQualifiedName, quoteIdent, quoteQualified, type QualifiedName } from '../../shared/identifiers';
+import { instant, isBucketStart } from './buckets';
 import type { RollupPolicy } from './policy';
 
 export interface WindowResult {
@@ -11,8 +12,11 @@ export interface WindowResult {
   rowsRead: number;
 }
 
-/** Recomputes [from, to) inside the caller's transaction: the window's target rows are replaced, never added to. */
-export type RecomputeWindow = (client: pg.ClientBase, from: Date, to: Date) => Promise<WindowResult>;
+/**
+ * Recomputes [from, to) (epoch ms, bucket starts) inside the caller's transaction: the window's
+ * target rows are replaced, never added to.
+ */
+export type RecomputeWindow = (client: pg.ClientBase, from: number, to: number) => Promise<WindowResult>;
 
 interface Column {
   name: string;
@@ -57,6 +61,13 @@ export async function prepareRecompute(client: pg.ClientBase, policy: RollupPoli
   }
   const targetColumns = await columnsOf(client, target, 'target');
   const time = quoteIdent(policy.timeColumn);
+  // A window off the bucket grid would delete part of a bucket and write a partial one beside it.
+  const bounds = (from: number, to: number): [string, string] => {
+    if (!isBucketStart(from, policy.bucket) || !isBucketStart(to, policy.bucket)) {
+      throw new Error(`internal: window [${instant(from)}, ${instant(to)}) is not on ${policy.bucket} boundaries; nothing was written`);
+    }
+    return [instant(from), instant(to)];
+  };
 
   if (policy.function) {
     const fn = parseQualifiedName(policy.function, 'function');
@@ -72,7 +83,7 @@ export async function prepareRecompute(client: pg.ClientBase, policy: RollupPoli
     }
     const call = `SELECT ${quoteQualified(fn)}($1::timestamptz, $2::timestamptz)::bigint AS written`;
     return async (c, from, to) => {
-      const { rows: result } = await c.query<{ written: string | null }>(call, [from, to]);
+      const { rows: result } = await c.query<{ written: string | null }>(call, bounds(from, to));
       return { written: Number(result[0]?.written ?? 0), rowsRead: 0 };
     };
   }
@@ -106,7 +117,7 @@ export async function prepareRecompute(client: pg.ClientBase, policy: RollupPoli
   const bucketColumn = quoteIdent(spec.bucketColumn);
   const remove = `DELETE FROM ${quoteQualified(target)} WHERE ${bucketColumn} >= $1 AND ${bucketColumn} < $2`;
   const insert =
-    `WITH agg AS (SELECT date_trunc('${policy.bucket}', s.${time}) AS pghk_bucket${groups.map((g) => `, ${g}`).join('')}, ` +
+    `WITH agg AS (SELECT date_trunc($3::text, s.${time}) AS pghk_bucket${groups.map((g) => `, ${g}`).join('')}, ` +
     `${measures.join(', ')}, count(*) AS pghk_rows_read FROM ${quoteQualified(source)} AS s ` +
     `WHERE s.${time} >= $1 AND s.${time} < $2 GROUP BY ${['1', ...groups].join(', ')}), ` +
     `ins AS (INSERT INTO ${quoteQualified(target)} (${targetColumnsList}) SELECT ${[
@@ -116,8 +127,9 @@ export async function prepareRecompute(client: pg.ClientBase, policy: RollupPoli
     ].join(', ')} FROM agg RETURNING 1) ` +
     `SELECT (SELECT count(*) FROM ins)::bigint AS written, coalesce((SELECT sum(pghk_rows_read) FROM agg), 0)::bigint AS rows_read`;
   return async (c, from, to) => {
-    await c.query(remove, [from, to]);
-    const { rows } = await c.query<{ written: string; rows_read: string }>(insert, [from, to]);
+    const window = bounds(from, to);
+    await c.query(remove, window);
+    const { rows } = await c.query<{ written: string; rows_read: string }>(insert, [...window, policy.bucket]);
     return { written: Number(rows[0]!.written), rowsRead: Number(rows[0]!.rows_read) };
   };
 }

@@ -43,14 +43,19 @@ describe('rollup crash and resume', () => {
     const marks = new Set<number>();
     const upper = () => Math.floor(Date.now() / 3_600_000) * 3_600_000;
     const midBackfill = () => [...marks].filter((mark) => mark < upper()).length;
-    // Kill until three different mid-backfill watermarks were seen (a loaded machine starts the CLI slowly).
+    // Each kill waits until the run has got somewhere (its state created, or a slice committed since
+    // the last kill), then lands at a random moment after: a loaded machine that starts the CLI
+    // slowly cannot make every kill land before the work begins.
     for (let i = 0; i < 10 && (i < 4 || midBackfill() < 3); i++) {
+      const before = (await watermark())?.getTime();
       const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'rollup', '--config', slow, '--database-url', db.url], {
         detached: true,
         stdio: 'ignore',
       });
-      const exited = new Promise((resolve) => child.on('exit', resolve));
-      await new Promise((resolve) => setTimeout(resolve, 1_200 + Math.random() * 1_200));
+      let done = false;
+      const exited = new Promise((resolve) => child.on('exit', resolve)).then(() => (done = true));
+      await expect.poll(async () => done || (await watermark())?.getTime() !== before, { timeout: 60_000, interval: 50 }).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 800));
       try {
         process.kill(-child.pid!, 'SIGKILL');
       } catch {

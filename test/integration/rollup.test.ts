@@ -105,19 +105,7 @@ describe('rollup exactness', () => {
     await runRollup(db.url, { targets: [{ ...usageRollup, lookbackBuckets: 5 }] });
     expect((await sql.query(`SELECT tenant FROM app.usage_hourly`)).rows).toEqual([{ tenant: 'acme' }]);
   });
-
-  it('holds the upper bound at the start of an open writing transaction and reports it', async () => {
-    await sql.query(`INSERT INTO app.usage (occurred_at, tenant, units) VALUES (now() - interval '5 hours', 'acme', 1)`);
-    await runRollup(db.url, { targets: [usageRollup] });
-    const writer = await db.connect('slow-import');
-    await writer.query('BEGIN');
-    await writer.query(`INSERT INTO app.usage (occurred_at, tenant, units) VALUES (now(), 'acme', 1)`); // now() = its xact_start
-    const fence = (await writer.query('SELECT now() AS t')).rows[0].t as Date;
-    await sql.query(`UPDATE housekeeping.rollup_state SET watermark = date_trunc('hour', $1::timestamptz) - interval '3 hours'`, [fence]);
-    await runRollup(db.url, { targets: [usageRollup] });
-    expect((await watermark()).getTime()).toBeLessThanOrEqual(fence.getTime());
-    await writer.query('COMMIT');
-  });
+  // The fence (open transactions holding back the upper bound and the changed-at horizon): rollup-fence.test.ts.
 });
 
 describe('rollup modes and edges', () => {

@@ -1,12 +1,52 @@
+import { Logger } from '@aws-lambda-powertools/logger';
 import type pg from 'pg';
-import { relationExists } from '../../shared/db';
-import type { RollupEventInput } from '../../functions/rollup/policy';
-import type { JobSummary } from '../../shared/run-job';
+import { vi } from 'vitest';
+import { createRollupJob, type ReadNow } from '../../functions/rollup/job';
+import { rollupEventSchema, type RollupEventInput } from '../../functions/rollup/policy';
+import { parseConfig } from '../../shared/config';
+import { openSession, relationExists } from '../../shared/db';
+import { databaseNow } from '../../shared/postgres';
+import { runJob, type JobSummary } from '../../shared/run-job';
+import { TimeBudget } from '../../shared/time-budget';
 import { runLocally } from '../../scripts/run-local';
 import { quietLogger, type TestRunOptions } from './jobs';
 
 export function runRollup(url: string, event: RollupEventInput, options: TestRunOptions = {}): Promise<JobSummary> {
   return runLocally('rollup', event, url, { logger: options.logger ?? quietLogger(), budget: options.budget });
+}
+
+/**
+ * Runs the rollup as the CLI does, but reading a database clock `shiftMs` later than the real one:
+ * an open transaction then lies behind a bucket boundary of the run's clock without waiting for
+ * the wall clock to cross one (no timed tests).
+ */
+export function runRollupLater(url: string, event: RollupEventInput, shiftMs: number, options: TestRunOptions = {}): Promise<JobSummary> {
+  const readNow: ReadNow = async (client) => new Date((await databaseNow(client)).getTime() + shiftMs);
+  const config = parseConfig(rollupEventSchema, event, 'event');
+  return runJob(createRollupJob({ readNow }), {
+    targets: event.targets,
+    options: config,
+    dryRun: config.dryRun,
+    connect: () => openSession({ kind: 'url', url }, { job: 'rollup', lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs: config.statementTimeoutMs }),
+    logger: options.logger ?? quietLogger(),
+    budget: options.budget ?? TimeBudget.unlimited(),
+  });
+}
+
+/** A logger whose JSON lines the test can read back (stdout and stderr are captured until vi.restoreAllMocks). */
+export function capturedLogger(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
+  const output: string[] = [];
+  for (const stream of [process.stdout, process.stderr]) {
+    vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => (output.push(String(chunk)), true));
+  }
+  const logger = new Logger({ serviceName: 'test', logLevel: 'INFO' });
+  const lines = () =>
+    output
+      .join('')
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  return { logger, lines };
 }
 
 export const USAGE_DDL = `
