@@ -5,7 +5,7 @@ import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/r
 import { applySteps } from './apply';
 import { readPartitionCatalog, type PartitionCatalog } from './catalog';
 import { renderCreateSteps, renderRetireSteps, stepToSql } from './ddl';
-import { describeKeyMs, planPartitions, type PartitionPlan } from './plan';
+import { describeKeyMs, partitionsAhead, planPartitions, type PartitionPlan } from './plan';
 import { partitionTargetSchema, type PartitionEvent, type PartitionTargetInput, type PartitionTargetPolicy } from './policy';
 
 /** Rows counted in DEFAULT are capped: the count is a warning, not worth a full scan of a huge table. */
@@ -29,7 +29,7 @@ function describePlan(catalog: PartitionCatalog, plan: PartitionPlan, policy: Pa
     keyType: catalog.keyType,
     currentPartitionFrom: show(plan.currentFrom),
     retentionCutoff: plan.cutoff === null ? null : show(plan.cutoff),
-    create: plan.create.map((p) => `${displayName(p.name)} [${p.fromLiteral}, ${p.toLiteral})`),
+    create: plan.create.map((p) => `${displayName(p.name)} [${p.fromLiteral}, ${p.toLiteral})${p.fill ? ' (fills part of a period)' : ''}`),
     retire: plan.retire.map((r) => `${r.mode} ${displayName(r.partition)} (upper bound ${show(r.to)})`),
   };
 }
@@ -43,18 +43,19 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
   const retireSteps = renderRetireSteps(catalog, plan);
   logger.info('partition plan', describePlan(catalog, plan, policy));
   for (const warning of plan.warnings) logger.warn(warning);
+  const attached = catalog.partitions.filter((p) => !p.detachPending);
 
   if (context.dryRun) {
     let wouldMove = 0;
     for (const planned of plan.create) wouldMove += await rowsInDefault(client, catalog, planned.fromLiteral, planned.toLiteral);
-    const sql = [...createSteps, ...retireSteps].map(stepToSql);
+    const sql = [...plan.failures.map((f) => `-- cannot: ${f}`), ...[...createSteps, ...retireSteps].map(stepToSql)];
     return {
       counts: {
         wouldCreate: createSteps.length,
         wouldDrop: retireSteps.filter((s) => s.kind === 'drop').length,
         wouldDetach: retireSteps.filter((s) => s.kind === 'detach').length,
         wouldMoveFromDefault: wouldMove,
-        partitionsAhead: plan.aheadBefore + plan.aheadPlanned.size,
+        partitionsAhead: partitionsAhead(plan, [...attached, ...plan.create]),
       },
       notes: sql.length > 0 ? ['-- dry run: nothing was changed. This is the SQL a real run would execute:', ...sql] : ['-- dry run: nothing to do'],
     };
@@ -74,7 +75,8 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
         'their keys fall outside every partition this policy keeps (older than retention, or beyond premake)',
     );
   }
-  const failures = [...created.failures, ...retired.failures];
+  const failures = [...plan.failures, ...created.failures, ...retired.failures];
+  const createdRanges = plan.create.filter((p) => created.done.some((s) => s.partition === displayName(p.name)));
   return {
     counts: {
       created: created.done.length,
@@ -82,7 +84,7 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
       detached: retired.done.filter((s) => s.kind === 'detach').length,
       rowsMovedFromDefault: created.rowsMovedFromDefault,
       rowsLeftInDefault: rowsLeft,
-      partitionsAhead: plan.aheadBefore + created.done.filter((s) => plan.aheadPlanned.has(s.partition)).length,
+      partitionsAhead: partitionsAhead(plan, [...attached, ...createdRanges]),
     },
     ...(failures.length > 0 ? { failure: failures.join('; ') } : {}),
   };
