@@ -26,9 +26,42 @@ export interface PartitionCatalog {
   defaultPartition: QualifiedName | null;
   /** Relation names in the parent's schema that our naming scheme could produce, to refuse a taken one. */
   takenNames: Set<string>;
+  /**
+   * What moving a row out of DEFAULT (DELETE from DEFAULT, INSERT into the new table before it is
+   * attached) would fire: foreign keys referencing the partition tree, enabled DELETE triggers
+   * and DELETE rules on DEFAULT. Empty without a DEFAULT partition.
+   */
+  rescueHazards: string[];
 }
 
 const STRATEGIES: Record<string, string> = { r: 'RANGE', l: 'LIST', h: 'HASH' };
+
+/**
+ * For the DEFAULT partition's row of the children query (its oid is parsed.oid there, the parent's $1):
+ * everything a DELETE from DEFAULT fires. Foreign keys referencing any table of the tree (a key
+ * declared on the parent has per-partition copies with conparentid set; the declared one is
+ * named). DELETE triggers and rules on DEFAULT itself: the parent's row triggers are cloned onto
+ * it, and statement triggers and rules of the parent do not fire for a DELETE aimed at a
+ * partition. INSERT triggers never fire: the rows go into the new table before it is attached,
+ * when it has no triggers at all (CREATE TABLE ... LIKE copies none).
+ */
+const RESCUE_HAZARDS = `ARRAY(
+  SELECT format('foreign key %I on %s (ON DELETE %s) references %s', con.conname, con.conrelid::regclass,
+                CASE con.confdeltype WHEN 'a' THEN 'NO ACTION' WHEN 'r' THEN 'RESTRICT' WHEN 'c' THEN 'CASCADE'
+                                     WHEN 'n' THEN 'SET NULL' ELSE 'SET DEFAULT' END, con.confrelid::regclass)
+  FROM pg_constraint con
+  WHERE con.contype = 'f' AND con.conparentid = 0
+    AND con.confrelid IN (SELECT relid FROM pg_partition_tree($1::regclass) UNION SELECT relid FROM pg_partition_ancestors($1::regclass))
+  UNION ALL
+  SELECT format('trigger %I on %s (fires on DELETE)', t.tgname,
+                coalesce((SELECT p.tgrelid::regclass FROM pg_trigger p WHERE p.oid = t.tgparentid), t.tgrelid::regclass))
+  FROM pg_trigger t
+  WHERE t.tgrelid = parsed.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D' AND (t.tgtype & 8) <> 0
+  UNION ALL
+  SELECT format('rule %I on %s (ON DELETE)', r.rulename, r.ev_class::regclass)
+  FROM pg_rewrite r
+  WHERE r.ev_class = parsed.oid AND r.ev_type = '4'
+  ORDER BY 1)`;
 
 /** Reads the truth about a partitioned table from the catalog. Bounds, not names, identify partitions. */
 export async function readPartitionCatalog(client: pg.ClientBase, parent: QualifiedName): Promise<PartitionCatalog> {
@@ -77,15 +110,17 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
       ? `extract(epoch FROM (${literal})::timestamptz)`
       : `extract(epoch FROM (${literal})::${keyType === 'date' ? 'date' : 'timestamp'})`;
   const children = await client.query<{
+    oid: number;
     schema: string;
     name: string;
     is_default: boolean;
     detach_pending: boolean;
     from_epoch: string | null;
     to_epoch: string | null;
+    rescue_hazards: string[] | null;
   }>(
     `WITH kids AS (
-       SELECT n.nspname AS schema, c.relname AS name, i.inhdetachpending AS detach_pending,
+       SELECT c.oid, n.nspname AS schema, c.relname AS name, i.inhdetachpending AS detach_pending,
               pg_get_expr(c.relpartbound, c.oid) AS bound
        FROM pg_inherits i
        JOIN pg_class c ON c.oid = i.inhrelid
@@ -96,9 +131,10 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
               substring(bound FROM 'FROM \\((.*)\\) TO') AS from_text,
               substring(bound FROM 'TO \\((.*)\\)$') AS to_text
        FROM kids)
-     SELECT schema, name, is_default, detach_pending,
+     SELECT oid, schema, name, is_default, detach_pending,
             CASE WHEN from_text IS NULL OR from_text = 'MINVALUE' THEN NULL ELSE ${epochOf('trim(both $$\'$$ FROM from_text)')} END AS from_epoch,
-            CASE WHEN to_text IS NULL OR to_text = 'MAXVALUE' THEN NULL ELSE ${epochOf('trim(both $$\'$$ FROM to_text)')} END AS to_epoch
+            CASE WHEN to_text IS NULL OR to_text = 'MAXVALUE' THEN NULL ELSE ${epochOf('trim(both $$\'$$ FROM to_text)')} END AS to_epoch,
+            CASE WHEN is_default THEN ${RESCUE_HAZARDS} END AS rescue_hazards
      FROM parsed`,
     [table.oid],
   );
@@ -132,5 +168,6 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
       .sort((a, b) => (a.from ?? -Infinity) - (b.from ?? -Infinity)),
     defaultPartition: defaultRow ? { schema: defaultRow.schema, name: defaultRow.name } : null,
     takenNames: new Set(names.rows.map((row) => row.relname)),
+    rescueHazards: defaultRow?.rescue_hazards ?? [],
   };
 }

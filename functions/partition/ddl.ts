@@ -12,6 +12,8 @@ export interface SqlStatement {
    * detach", and repeating it fails; a retry must then FINALIZE instead.
    */
   finalizeIfPending?: { partition: string; text: string };
+  /** A guard: if the query returns a row, the step is refused (rolled back, not retried) with this message. */
+  refuseIfRow?: string;
 }
 
 export interface DdlStep {
@@ -23,13 +25,19 @@ export interface DdlStep {
   /** One transaction (retried whole) or, for CONCURRENTLY, statements each on their own. */
   transactional: boolean;
   statements: SqlStatement[];
+  /** The range a create step attaches, in key ms. */
+  range?: { from: number; to: number };
+  /** A refusal of this step is a warning, not a failure: it fills a gap in the past. */
+  past?: boolean;
 }
 
 /**
  * CREATE TABLE (LIKE parent) + ATTACH rather than CREATE TABLE ... PARTITION OF: PARTITION OF
  * takes ACCESS EXCLUSIVE on the parent (blocking every reader and writer while it waits),
  * ATTACH only SHARE UPDATE EXCLUSIVE. Rows of the new range parked in DEFAULT move into the new
- * table in the same transaction; otherwise the attach would fail on them.
+ * table in the same transaction; otherwise the attach would fail on them. When that move would
+ * fire foreign-key actions, triggers or rules (catalog.rescueHazards), the step only checks that
+ * DEFAULT holds no row of the range, and refuses if it does.
  */
 function createStep(catalog: PartitionCatalog, planned: PlannedPartition): DdlStep {
   const parent = quoteQualified(catalog.parent);
@@ -43,23 +51,39 @@ function createStep(catalog: PartitionCatalog, planned: PlannedPartition): DdlSt
     const fallback = quoteQualified(catalog.defaultPartition);
     const columns = catalog.columns.map(quoteIdent).join(', ');
     const key = quoteIdent(catalog.keyColumn);
-    statements.push(
-      // Held to commit, so no row for this range can land in DEFAULT between the move and the attach.
-      { text: `LOCK TABLE ${fallback} IN ACCESS EXCLUSIVE MODE` },
-      {
-        text:
-          `WITH moved AS (DELETE FROM ${fallback} WHERE ${key} >= $1::${catalog.keyType} AND ${key} < $2::${catalog.keyType} RETURNING ${columns}) ` +
-          `INSERT INTO ${child} (${columns}) SELECT ${columns} FROM moved`,
+    const inRange = `${key} >= $1::${catalog.keyType} AND ${key} < $2::${catalog.keyType}`;
+    // Held to commit, so no row for this range can land in DEFAULT between the check or move and the attach.
+    statements.push({ text: `LOCK TABLE ${fallback} IN ACCESS EXCLUSIVE MODE` });
+    if (catalog.rescueHazards.length > 0) {
+      statements.push({
+        text: `SELECT 1 FROM ${fallback} WHERE ${inRange} LIMIT 1`,
+        params: [planned.fromLiteral, planned.toLiteral],
+        refuseIfRow:
+          `DEFAULT partition ${displayName(catalog.defaultPartition)} holds rows in [${planned.fromLiteral}, ${planned.toLiteral}); ` +
+          `moving them (a DELETE and an INSERT) would fire ${catalog.rescueHazards.join(', ')}, so ${displayName(planned.name)} was not created. ` +
+          'Move those rows out of DEFAULT yourself; the next run then creates it',
+      });
+    } else {
+      statements.push({
+        text: `WITH moved AS (DELETE FROM ${fallback} WHERE ${inRange} RETURNING ${columns}) INSERT INTO ${child} (${columns}) SELECT ${columns} FROM moved`,
         params: [planned.fromLiteral, planned.toLiteral],
         movesDefaultRows: true,
-      },
-    );
+      });
+    }
   }
   statements.push({
     text: `ALTER TABLE ${parent} ATTACH PARTITION ${child} FOR VALUES FROM (${quoteLiteral(planned.fromLiteral)}) TO (${quoteLiteral(planned.toLiteral)})`,
   });
   const relations = [displayName(catalog.parent), ...(catalog.defaultPartition ? [displayName(catalog.defaultPartition)] : [])];
-  return { kind: 'create', partition: displayName(planned.name), relations, transactional: true, statements };
+  return {
+    kind: 'create',
+    partition: displayName(planned.name),
+    relations,
+    transactional: true,
+    statements,
+    range: { from: planned.from, to: planned.to },
+    past: planned.past,
+  };
 }
 
 /**

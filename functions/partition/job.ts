@@ -31,6 +31,7 @@ function describePlan(catalog: PartitionCatalog, plan: PartitionPlan, policy: Pa
     retentionCutoff: plan.cutoff === null ? null : show(plan.cutoff),
     create: plan.create.map((p) => `${displayName(p.name)} [${p.fromLiteral}, ${p.toLiteral})${p.fill ? ' (fills part of a period)' : ''}`),
     retire: plan.retire.map((r) => `${r.mode} ${displayName(r.partition)} (upper bound ${show(r.to)})`),
+    ...(catalog.rescueHazards.length > 0 ? { rowsInDefaultStayThere: catalog.rescueHazards } : {}),
   };
 }
 
@@ -47,14 +48,21 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
 
   if (context.dryRun) {
     let wouldMove = 0;
-    for (const planned of plan.create) wouldMove += await rowsInDefault(client, catalog, planned.fromLiteral, planned.toLiteral);
-    const sql = [...plan.failures.map((f) => `-- cannot: ${f}`), ...[...createSteps, ...retireSteps].map(stepToSql)];
+    const refusals: string[] = [];
+    for (const planned of plan.create) {
+      const rows = await rowsInDefault(client, catalog, planned.fromLiteral, planned.toLiteral);
+      if (rows === 0) continue;
+      if (catalog.rescueHazards.length === 0) wouldMove += rows;
+      else refusals.push(`-- would refuse ${displayName(planned.name)}: DEFAULT holds ${rows} row(s) of its range and moving them would fire ${catalog.rescueHazards.join(', ')}`);
+    }
+    const sql = [...plan.failures.map((f) => `-- cannot: ${f}`), ...refusals, ...[...createSteps, ...retireSteps].map(stepToSql)];
     return {
       counts: {
         wouldCreate: createSteps.length,
         wouldDrop: retireSteps.filter((s) => s.kind === 'drop').length,
         wouldDetach: retireSteps.filter((s) => s.kind === 'detach').length,
         wouldMoveFromDefault: wouldMove,
+        wouldRefuse: refusals.length,
         partitionsAhead: partitionsAhead(plan, [...attached, ...plan.create]),
       },
       notes: sql.length > 0 ? ['-- dry run: nothing was changed. This is the SQL a real run would execute:', ...sql] : ['-- dry run: nothing to do'],
@@ -66,17 +74,19 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
   const created = await applySteps(client, createSteps, applyOptions);
   const retired =
     created.stoppedOnLock && retireSteps.length > 0
-      ? { done: [], failures: [`retention not attempted: its ${retireSteps.length} step(s) wait for the same blocker`] }
+      ? { done: [], warnings: [], failures: [`retention not attempted: its ${retireSteps.length} step(s) wait for the same blocker`] }
       : await applySteps(client, retireSteps, applyOptions);
   const rowsLeft = await rowsInDefault(client, catalog);
   if (rowsLeft > 0) {
     logger.warn(
       `${rowsLeft}${rowsLeft >= DEFAULT_ROWS_COUNT_CAP ? '+' : ''} row(s) remain in DEFAULT partition ${displayName(catalog.defaultPartition!)}: ` +
-        'their keys fall outside every partition this policy keeps (older than retention, or beyond premake)',
+        (created.refused > 0
+          ? 'some could not be moved without firing foreign keys, triggers or rules (see the refusals); the others '
+          : 'their keys ') +
+        'fall outside every partition this policy keeps (older than retention, or beyond premake)',
     );
   }
   const failures = [...plan.failures, ...created.failures, ...retired.failures];
-  const createdRanges = plan.create.filter((p) => created.done.some((s) => s.partition === displayName(p.name)));
   return {
     counts: {
       created: created.done.length,
@@ -84,9 +94,11 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
       detached: retired.done.filter((s) => s.kind === 'detach').length,
       rowsMovedFromDefault: created.rowsMovedFromDefault,
       rowsLeftInDefault: rowsLeft,
-      partitionsAhead: partitionsAhead(plan, [...attached, ...createdRanges]),
+      rescuesRefused: created.refused,
+      partitionsAhead: partitionsAhead(plan, [...attached, ...created.done.map((s) => s.range!)]),
     },
     ...(failures.length > 0 ? { failure: failures.join('; ') } : {}),
+    ...(created.warnings.length > 0 ? { notes: created.warnings.map((w) => `warning: ${w}`) } : {}),
   };
 }
 

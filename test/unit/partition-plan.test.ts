@@ -30,6 +30,7 @@ function catalog(
     partitions: existing,
     defaultPartition: null,
     takenNames: new Set(partitions.map(([name]) => name)),
+    rescueHazards: [],
     ...extra,
   };
 }

@@ -145,6 +145,7 @@ const emptyCatalog: PartitionCatalog = {
   partitions: [],
   defaultPartition: null,
   takenNames: new Set(),
+  rescueHazards: [],
 };
 
 const iso = (ms: number) => new Date(ms).toISOString();
