@@ -28,12 +28,13 @@ export interface ApplyResult {
 /** A guard statement found the step unsafe; its transaction is rolled back and it is not retried. */
 export class StepRefusedError extends HousekeeperError {}
 
-async function runStatements(client: pg.ClientBase, step: DdlStep): Promise<number> {
+async function runStatements(client: pg.ClientBase, statements: SqlStatement[]): Promise<number> {
   let moved = 0;
-  for (const statement of step.statements) {
+  for (const statement of statements) {
     const result = await client.query(statement.text, statement.params);
     if (statement.movesDefaultRows) moved += result.rowCount ?? 0;
     if (statement.refuseIfRow && (result.rowCount ?? 0) > 0) throw new StepRefusedError(statement.refuseIfRow);
+    if (statement.refuseUnlessRow && (result.rowCount ?? 0) === 0) throw new StepRefusedError(statement.refuseUnlessRow);
   }
   return moved;
 }
@@ -58,10 +59,10 @@ function autocommitStatement(client: pg.ClientBase, statement: SqlStatement): ()
 }
 
 /**
- * Runs each step on its own (one transaction per created partition, one per retirement), so a
- * failure costs only that step. A refused step is reported and the others continue. Stops
- * starting new steps once the budget is spent, or once a step gave up waiting for a lock
- * (retrying the others would only queue writers again).
+ * Runs each step on its own (one transaction per created partition; a retirement's groups one
+ * after the other), so a failure costs only that step. A refused step is reported and the others
+ * continue. Stops starting new steps once the budget is spent, or once a step gave up waiting for
+ * a lock (retrying the others would only queue writers again).
  */
 export async function applySteps(client: pg.ClientBase, steps: DdlStep[], options: ApplyOptions): Promise<ApplyResult> {
   const result: ApplyResult = { done: [], rowsMovedFromDefault: 0, failures: [], warnings: [], refused: 0, stoppedOnLock: false };
@@ -79,13 +80,13 @@ export async function applySteps(client: pg.ClientBase, steps: DdlStep[], option
       budget: options.budget,
     };
     try {
-      if (step.transactional) {
-        result.rowsMovedFromDefault += await withLockRetry(retry, () => inTransaction(client, () => runStatements(client, step)));
-      } else {
-        // CONCURRENTLY cannot run in a transaction block; each statement is retried on its own,
-        // and a retry of the second never repeats the first.
-        for (const statement of step.statements) {
-          await withLockRetry(retry, autocommitStatement(client, statement));
+      // A retry of a later group never repeats an earlier one.
+      for (const group of step.groups) {
+        if (group.length === 1 && !group[0]!.refuseIfRow && !group[0]!.refuseUnlessRow && !group[0]!.movesDefaultRows) {
+          // Outside a transaction block: CONCURRENTLY cannot run in one.
+          await withLockRetry(retry, autocommitStatement(client, group[0]!));
+        } else {
+          result.rowsMovedFromDefault += await withLockRetry(retry, () => inTransaction(client, () => runStatements(client, group)));
         }
       }
       result.done.push(step);

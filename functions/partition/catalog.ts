@@ -11,6 +11,7 @@ export type PartitionKeyType = TimeColumnType;
  */
 export interface ExistingPartition {
   name: QualifiedName;
+  oid: number;
   from: number | null;
   to: number | null;
   detachPending: boolean;
@@ -32,6 +33,20 @@ export interface PartitionCatalog {
    * and DELETE rules on DEFAULT. Empty without a DEFAULT partition.
    */
   rescueHazards: string[];
+  /** Retirements an earlier run recorded in housekeeping.partition_retirements and did not finish. */
+  unfinishedRetirements: RecordedRetirement[];
+}
+
+export interface RecordedRetirement {
+  partition: QualifiedName;
+  /** The oid the table had when the retirement was recorded: a table that reused the name is never touched. */
+  oid: number;
+  mode: 'drop' | 'detach';
+  recordedAt: string;
+  /** What the catalog holds under that name now. */
+  currentOid: number | null;
+  /** The table it is a partition of now (pending detach included), if any. */
+  attachedTo: number | null;
 }
 
 const STRATEGIES: Record<string, string> = { r: 'RANGE', l: 'LIST', h: 'HASH' };
@@ -63,6 +78,26 @@ const RESCUE_HAZARDS = `ARRAY(
   WHERE r.ev_class = parsed.oid AND r.ev_type = '4'
   ORDER BY 1)`;
 
+interface RetirementRow {
+  partition_schema: string;
+  partition_name: string;
+  partition_oid: string;
+  mode: 'drop' | 'detach';
+  recorded_at: string;
+  current_oid: string | null;
+  attached_to: string | null;
+}
+
+/** The parent's recorded, unfinished retirements ($2 = parent as schema.table), with what the catalog holds under each name now. */
+const UNFINISHED_RETIREMENTS = `(SELECT json_agg(json_build_object(
+     'partition_schema', r.partition_schema, 'partition_name', r.partition_name, 'partition_oid', r.partition_oid::text,
+     'mode', r.mode, 'recorded_at', r.recorded_at, 'current_oid', cur.oid::text, 'attached_to', inh.inhparent::text)
+     ORDER BY r.recorded_at)
+   FROM housekeeping.partition_retirements r
+   LEFT JOIN pg_class cur ON cur.oid = to_regclass(format('%I.%I', r.partition_schema, r.partition_name))
+   LEFT JOIN pg_inherits inh ON inh.inhrelid = cur.oid
+   WHERE r.parent = $2)`;
+
 /** Reads the truth about a partitioned table from the catalog. Bounds, not names, identify partitions. */
 export async function readPartitionCatalog(client: pg.ClientBase, parent: QualifiedName): Promise<PartitionCatalog> {
   const shown = displayName(parent);
@@ -73,9 +108,11 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
     key_count: number | null;
     key_column: string | null;
     key_type: string | null;
+    has_retirements: boolean;
   }>(
     `SELECT c.oid, c.relkind, p.partstrat AS strategy, p.partnatts AS key_count,
-            a.attname AS key_column, format_type(a.atttypid, NULL) AS key_type
+            a.attname AS key_column, format_type(a.atttypid, NULL) AS key_type,
+            to_regclass('housekeeping.partition_retirements') IS NOT NULL AS has_retirements
      FROM pg_class c
      JOIN pg_namespace n ON n.oid = c.relnamespace
      LEFT JOIN pg_partitioned_table p ON p.partrelid = c.oid
@@ -138,10 +175,12 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
      FROM parsed`,
     [table.oid],
   );
-  const columns = await client.query<{ attname: string }>(
+  const extra = await client.query<{ columns: string[]; retirements: RetirementRow[] | null }>(
     // Stored generated columns cannot be written; the new partition computes them again.
-    `SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`,
-    [table.oid],
+    `SELECT ARRAY(SELECT attname::text FROM pg_attribute
+                  WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum) AS columns,
+            ${table.has_retirements ? UNFINISHED_RETIREMENTS : 'NULL::json'} AS retirements`,
+    table.has_retirements ? [table.oid, shown] : [table.oid],
   );
   // Only names our scheme could generate (<parent>_p...): a schema can hold tens of thousands of relations.
   const names = await client.query<{ relname: string }>(
@@ -156,11 +195,12 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
     parent,
     keyColumn: table.key_column,
     keyType,
-    columns: columns.rows.map((row) => row.attname),
+    columns: extra.rows[0]!.columns,
     partitions: children.rows
       .filter((row) => !row.is_default)
       .map((row) => ({
         name: { schema: row.schema, name: row.name },
+        oid: row.oid,
         from: toMs(row.from_epoch),
         to: toMs(row.to_epoch),
         detachPending: row.detach_pending,
@@ -169,5 +209,13 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
     defaultPartition: defaultRow ? { schema: defaultRow.schema, name: defaultRow.name } : null,
     takenNames: new Set(names.rows.map((row) => row.relname)),
     rescueHazards: defaultRow?.rescue_hazards ?? [],
+    unfinishedRetirements: (extra.rows[0]!.retirements ?? []).map((row) => ({
+      partition: { schema: row.partition_schema, name: row.partition_name },
+      oid: Number(row.partition_oid),
+      mode: row.mode,
+      recordedAt: row.recorded_at,
+      currentOid: row.current_oid === null ? null : Number(row.current_oid),
+      attachedTo: row.attached_to === null ? null : Number(row.attached_to),
+    })),
   };
 }

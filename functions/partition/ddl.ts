@@ -1,6 +1,6 @@
 import { displayName, quoteIdent, quoteLiteral, quoteQualified } from '../../shared/identifiers';
 import type { PartitionCatalog } from './catalog';
-import type { PartitionPlan, PlannedPartition, PlannedRetirement } from './plan';
+import type { PartitionPlan, PlannedPartition, PlannedRetirement, UnfinishedRetirement } from './plan';
 
 export interface SqlStatement {
   text: string;
@@ -14,22 +14,29 @@ export interface SqlStatement {
   finalizeIfPending?: { partition: string; text: string };
   /** A guard: if the query returns a row, the step is refused (rolled back, not retried) with this message. */
   refuseIfRow?: string;
+  /** A guard: if the query returns no row, the step is refused with this message. */
+  refuseUnlessRow?: string;
 }
 
 export interface DdlStep {
-  kind: 'create' | 'drop' | 'detach';
+  kind: 'create' | 'drop' | 'detach' | 'forget';
   /** The partition this step creates or retires. */
   partition: string;
   /** Relations whose lock holders are named if the step cannot get its locks. */
   relations: string[];
-  /** One transaction (retried whole) or, for CONCURRENTLY, statements each on their own. */
-  transactional: boolean;
-  statements: SqlStatement[];
+  /**
+   * Run in order, each its own transaction (retried whole on a lock timeout). A group of one
+   * statement runs outside a transaction block, as DETACH ... CONCURRENTLY must. A failed group
+   * ends the step.
+   */
+  groups: SqlStatement[][];
   /** The range a create step attaches, in key ms. */
   range?: { from: number; to: number };
   /** A refusal of this step is a warning, not a failure: it fills a gap in the past. */
   past?: boolean;
 }
+
+const RETIREMENTS = 'housekeeping.partition_retirements';
 
 /**
  * CREATE TABLE (LIKE parent) + ATTACH rather than CREATE TABLE ... PARTITION OF: PARTITION OF
@@ -79,37 +86,79 @@ function createStep(catalog: PartitionCatalog, planned: PlannedPartition): DdlSt
     kind: 'create',
     partition: displayName(planned.name),
     relations,
-    transactional: true,
-    statements,
+    groups: [statements],
     range: { from: planned.from, to: planned.to },
     past: planned.past,
   };
 }
 
+function recordRetirement(catalog: PartitionCatalog, retirement: { partition: PlannedRetirement['partition']; oid: number; mode: string }): SqlStatement {
+  return {
+    text:
+      `INSERT INTO ${RETIREMENTS} (parent, partition_schema, partition_name, partition_oid, mode) VALUES ($1, $2, $3, $4, $5) ` +
+      'ON CONFLICT (parent, partition_oid) DO UPDATE SET mode = excluded.mode',
+    params: [displayName(catalog.parent), retirement.partition.schema, retirement.partition.name, retirement.oid, retirement.mode],
+  };
+}
+
+function forgetRetirement(catalog: PartitionCatalog, oid: number): SqlStatement {
+  return { text: `DELETE FROM ${RETIREMENTS} WHERE parent = $1 AND partition_oid = $2`, params: [displayName(catalog.parent), oid] };
+}
+
 /**
  * DETACH ... CONCURRENTLY (no DEFAULT partition) never takes more than SHARE UPDATE EXCLUSIVE on
- * the parent but cannot run inside a transaction; otherwise a short ACCESS EXCLUSIVE is
- * unavoidable and lock_timeout bounds it.
+ * the parent but cannot run inside a transaction, so detach and drop are separate transactions:
+ * the retirement is recorded first and forgotten in the drop's own transaction, so a run that
+ * dies in between leaves a record the next run finishes. With a DEFAULT partition, one plain
+ * DETACH or DROP under lock_timeout is atomic and needs no record.
  */
 function retireStep(catalog: PartitionCatalog, retirement: PlannedRetirement): DdlStep {
   const parent = quoteQualified(catalog.parent);
   const child = quoteQualified(retirement.partition);
-  const statements: SqlStatement[] = [];
-  if (retirement.finalizePending) statements.push({ text: `ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE` });
-  else if (retirement.concurrently) {
-    statements.push({
-      text: `ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`,
-      finalizeIfPending: { partition: displayName(retirement.partition), text: `ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE` },
-    });
-  }
-  else if (retirement.mode === 'detach') statements.push({ text: `ALTER TABLE ${parent} DETACH PARTITION ${child}` });
-  if (retirement.mode === 'drop') statements.push({ text: `DROP TABLE ${child}` });
-  return {
+  const step = {
     kind: retirement.mode,
     partition: displayName(retirement.partition),
     relations: [displayName(catalog.parent), displayName(retirement.partition)],
-    transactional: statements.length === 1 && !retirement.concurrently && !retirement.finalizePending,
-    statements,
+  };
+  if (!retirement.concurrently && !retirement.finalizePending) {
+    const text = retirement.mode === 'drop' ? `DROP TABLE ${child}` : `ALTER TABLE ${parent} DETACH PARTITION ${child}`;
+    return { ...step, groups: [[{ text }]] };
+  }
+  const detach: SqlStatement = retirement.finalizePending
+    ? { text: `ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE` }
+    : {
+        text: `ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`,
+        finalizeIfPending: { partition: displayName(retirement.partition), text: `ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE` },
+      };
+  const done = forgetRetirement(catalog, retirement.oid);
+  return {
+    ...step,
+    groups: [[recordRetirement(catalog, retirement)], [detach], retirement.mode === 'drop' ? [{ text: `DROP TABLE ${child}` }, done] : [done]],
+  };
+}
+
+/** Finishes what an earlier run recorded: drops the detached table only if it is still the same, standalone table. */
+function finishStep(catalog: PartitionCatalog, unfinished: UnfinishedRetirement): DdlStep {
+  const shown = displayName(unfinished.partition);
+  const done = forgetRetirement(catalog, unfinished.oid);
+  if (unfinished.action === 'forget') return { kind: 'forget', partition: shown, relations: [], groups: [[done]] };
+  const child = quoteQualified(unfinished.partition);
+  return {
+    kind: 'drop',
+    partition: shown,
+    relations: [shown],
+    groups: [
+      [
+        { text: `LOCK TABLE ${child} IN ACCESS EXCLUSIVE MODE` },
+        {
+          text: `SELECT 1 FROM pg_class WHERE oid = $1 AND oid = to_regclass($2) AND NOT relispartition`,
+          params: [unfinished.oid, child],
+          refuseUnlessRow: `${shown} changed since its retirement was recorded (another table took the name, or it was attached again); not dropped`,
+        },
+        { text: `DROP TABLE ${child}` },
+        done,
+      ],
+    ],
   };
 }
 
@@ -121,11 +170,19 @@ export function renderRetireSteps(catalog: PartitionCatalog, plan: PartitionPlan
   return plan.retire.map((retirement) => retireStep(catalog, retirement));
 }
 
+export function renderFinishSteps(catalog: PartitionCatalog, plan: PartitionPlan): DdlStep[] {
+  return plan.finish.map((unfinished) => finishStep(catalog, unfinished));
+}
+
 /** The exact SQL a step runs, as printed by dry run. */
 export function stepToSql(step: DdlStep): string {
-  const lines = step.statements.map((s) => {
-    const params = s.params?.length ? `  -- $1..$${s.params.length} = ${s.params.map((p) => JSON.stringify(p)).join(', ')}` : '';
-    return `${s.text};${params}`;
-  });
-  return step.transactional && lines.length > 1 ? ['BEGIN;', ...lines, 'COMMIT;'].join('\n') : lines.join('\n');
+  return step.groups
+    .map((group) => {
+      const lines = group.map((s) => {
+        const params = s.params?.length ? `  -- $1..$${s.params.length} = ${s.params.map((p) => JSON.stringify(p)).join(', ')}` : '';
+        return `${s.text};${params}`;
+      });
+      return lines.length > 1 ? ['BEGIN;', ...lines, 'COMMIT;'].join('\n') : lines.join('\n');
+    })
+    .join('\n');
 }

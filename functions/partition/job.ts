@@ -4,7 +4,7 @@ import { displayName, parseQualifiedName, quoteIdent, quoteQualified } from '../
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
 import { applySteps } from './apply';
 import { readPartitionCatalog, type PartitionCatalog } from './catalog';
-import { renderCreateSteps, renderRetireSteps, stepToSql } from './ddl';
+import { renderCreateSteps, renderFinishSteps, renderRetireSteps, stepToSql } from './ddl';
 import { describeKeyMs, partitionsAhead, planPartitions, type PartitionPlan } from './plan';
 import { partitionTargetSchema, type PartitionEvent, type PartitionTargetInput, type PartitionTargetPolicy } from './policy';
 
@@ -31,6 +31,7 @@ function describePlan(catalog: PartitionCatalog, plan: PartitionPlan, policy: Pa
     retentionCutoff: plan.cutoff === null ? null : show(plan.cutoff),
     create: plan.create.map((p) => `${displayName(p.name)} [${p.fromLiteral}, ${p.toLiteral})${p.fill ? ' (fills part of a period)' : ''}`),
     retire: plan.retire.map((r) => `${r.mode} ${displayName(r.partition)} (upper bound ${show(r.to)})`),
+    ...(plan.finish.length > 0 ? { finish: plan.finish.map((f) => `${f.action} ${displayName(f.partition)}: ${f.reason}`) } : {}),
     ...(catalog.rescueHazards.length > 0 ? { rowsInDefaultStayThere: catalog.rescueHazards } : {}),
   };
 }
@@ -40,6 +41,7 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
   const parent = parseQualifiedName(policy.table, 'table');
   const catalog = await readPartitionCatalog(client, parent);
   const plan = planPartitions(catalog, policy, await databaseNow(client));
+  const finishSteps = renderFinishSteps(catalog, plan);
   const createSteps = renderCreateSteps(catalog, plan);
   const retireSteps = renderRetireSteps(catalog, plan);
   logger.info('partition plan', describePlan(catalog, plan, policy));
@@ -55,21 +57,28 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
       if (catalog.rescueHazards.length === 0) wouldMove += rows;
       else refusals.push(`-- would refuse ${displayName(planned.name)}: DEFAULT holds ${rows} row(s) of its range and moving them would fire ${catalog.rescueHazards.join(', ')}`);
     }
-    const sql = [...plan.failures.map((f) => `-- cannot: ${f}`), ...refusals, ...[...createSteps, ...retireSteps].map(stepToSql)];
+    const sql = [
+      ...finishSteps.map((step, i) => `-- finish an earlier run's retirement: ${plan.finish[i]!.reason}\n${stepToSql(step)}`),
+      ...createSteps.map(stepToSql),
+      ...retireSteps.map(stepToSql),
+    ];
+    const lines = [...plan.failures.map((f) => `-- cannot: ${f}`), ...refusals, ...sql];
     return {
       counts: {
         wouldCreate: createSteps.length,
-        wouldDrop: retireSteps.filter((s) => s.kind === 'drop').length,
+        wouldDrop: retireSteps.filter((s) => s.kind === 'drop').length + finishSteps.filter((s) => s.kind === 'drop').length,
         wouldDetach: retireSteps.filter((s) => s.kind === 'detach').length,
         wouldMoveFromDefault: wouldMove,
         wouldRefuse: refusals.length,
         partitionsAhead: partitionsAhead(plan, [...attached, ...plan.create]),
       },
-      notes: sql.length > 0 ? ['-- dry run: nothing was changed. This is the SQL a real run would execute:', ...sql] : ['-- dry run: nothing to do'],
+      notes: lines.length > 0 ? ['-- dry run: nothing was changed. This is the SQL a real run would execute:', ...lines] : ['-- dry run: nothing to do'],
     };
   }
 
   const applyOptions = { budget: context.budget, lockTimeoutMs: options.lockTimeoutMs, lockAttempts: options.lockAttempts, logger };
+  // What an earlier run left half done first: it locks only the detached tables, never what creation needs.
+  const finished = await applySteps(client, finishSteps, applyOptions);
   // Creation commits before retention starts: a failed drop can never undo the partitions that keep inserts working.
   const created = await applySteps(client, createSteps, applyOptions);
   const retired =
@@ -86,12 +95,13 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
         'fall outside every partition this policy keeps (older than retention, or beyond premake)',
     );
   }
-  const failures = [...plan.failures, ...created.failures, ...retired.failures];
+  const failures = [...plan.failures, ...finished.failures, ...created.failures, ...retired.failures];
+  const retiredSteps = [...finished.done, ...retired.done];
   return {
     counts: {
       created: created.done.length,
-      dropped: retired.done.filter((s) => s.kind === 'drop').length,
-      detached: retired.done.filter((s) => s.kind === 'detach').length,
+      dropped: retiredSteps.filter((s) => s.kind === 'drop').length,
+      detached: retiredSteps.filter((s) => s.kind === 'detach').length,
       rowsMovedFromDefault: created.rowsMovedFromDefault,
       rowsLeftInDefault: rowsLeft,
       rescuesRefused: created.refused,

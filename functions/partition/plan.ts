@@ -21,6 +21,7 @@ export interface PlannedPartition {
 
 export interface PlannedRetirement {
   partition: QualifiedName;
+  oid: number;
   to: number | null;
   mode: 'drop' | 'detach';
   /** DETACH ... CONCURRENTLY is only allowed when the parent has no DEFAULT partition. */
@@ -29,9 +30,23 @@ export interface PlannedRetirement {
   finalizePending: boolean;
 }
 
+/** A retirement an earlier run recorded and did not finish, and what this run does about it. */
+export interface UnfinishedRetirement {
+  partition: QualifiedName;
+  oid: number;
+  mode: 'drop' | 'detach';
+  /** drop: the detached table is still there, finish the drop. forget: nothing left to do, delete the record. */
+  action: 'drop' | 'forget';
+  /** Why, for the log (and a warning when the record is dropped without finishing). */
+  reason: string;
+  warn: boolean;
+}
+
 export interface PartitionPlan {
   create: PlannedPartition[];
   retire: PlannedRetirement[];
+  /** Done before anything else: the interrupted retirements of earlier runs. */
+  finish: UnfinishedRetirement[];
   warnings: string[];
   /** Current or future ranges the plan cannot create: each fails the target. */
   failures: string[];
@@ -140,6 +155,34 @@ function retentionCutoff(policy: PartitionTargetPolicy, calendar: ZoneCalendar, 
   const duration = parseDuration(retention.duration ?? '');
   if (!duration) throw new ConfigError('retention.duration', `cannot parse ${JSON.stringify(retention.duration)}`);
   return subtractDuration(calendar.dateTime(now), duration).toMillis();
+}
+
+/**
+ * What an earlier run recorded and did not finish. Only a standalone table with the recorded oid
+ * is dropped: a name reused by another table, or a table attached again, is left alone.
+ */
+function unfinishedRetirements(catalog: PartitionCatalog, retire: PlannedRetirement[]): UnfinishedRetirement[] {
+  const retiring = new Set(retire.map((r) => r.oid));
+  const out: UnfinishedRetirement[] = [];
+  for (const recorded of catalog.unfinishedRetirements) {
+    const shown = displayName(recorded.partition);
+    const base = { partition: recorded.partition, oid: recorded.oid, mode: recorded.mode };
+    if (recorded.currentOid === null) {
+      out.push({ ...base, action: 'forget', reason: `${shown} no longer exists`, warn: false });
+    } else if (recorded.currentOid !== recorded.oid) {
+      out.push({ ...base, action: 'forget', reason: `${shown} is now a different table (oid ${recorded.currentOid}, recorded ${recorded.oid}); left alone`, warn: true });
+    } else if (retiring.has(recorded.oid)) {
+      // Still attached (or pending detach) and due: this run's own retirement records and finishes it.
+      continue;
+    } else if (recorded.attachedTo !== null) {
+      out.push({ ...base, action: 'forget', reason: `${shown} is attached to a table again and not due for retirement; left alone`, warn: true });
+    } else if (recorded.mode === 'drop') {
+      out.push({ ...base, action: 'drop', reason: `${shown} was detached by a run that did not finish dropping it`, warn: false });
+    } else {
+      out.push({ ...base, action: 'forget', reason: `${shown} was detached`, warn: false });
+    }
+  }
+  return out;
 }
 
 /**
@@ -265,6 +308,7 @@ function plan(catalog: PartitionCatalog, policy: PartitionTargetPolicy, dbNow: D
     if (!expired && !partition.detachPending) continue;
     retire.push({
       partition: partition.name,
+      oid: partition.oid,
       to: partition.to,
       mode: expired ? (policy.retention?.mode ?? 'drop') : 'detach',
       concurrently: catalog.defaultPartition === null,
@@ -275,11 +319,15 @@ function plan(catalog: PartitionCatalog, policy: PartitionTargetPolicy, dbNow: D
   // A pending detach makes every other detach on the parent fail until it is finalized.
   retire.sort((a, b) => Number(b.finalizePending) - Number(a.finalizePending));
 
+  const finish = unfinishedRetirements(catalog, retire);
+  for (const unfinished of finish) if (unfinished.warn) warnings.push(`recorded retirement: ${unfinished.reason}`);
+
   return {
     // The current and future partitions first: they are what keeps inserts working if the
     // budget runs out during a long catch-up. Then past gaps, newest first.
     create: [...future, ...past.reverse()],
     retire,
+    finish,
     warnings,
     failures,
     cutoff,

@@ -18,6 +18,7 @@ function catalog(
 ): PartitionCatalog {
   const existing: ExistingPartition[] = partitions.map(([name, from, to], i) => ({
     name: { schema: 'public', name },
+    oid: 1000 + i,
     from: from === null ? null : keyMs(from, keyType),
     to: to === null ? null : keyMs(to, keyType),
     detachPending: extra.pending?.includes(name) ?? false,
@@ -31,6 +32,7 @@ function catalog(
     defaultPartition: null,
     takenNames: new Set(partitions.map(([name]) => name)),
     rescueHazards: [],
+    unfinishedRetirements: [],
     ...extra,
   };
 }
@@ -171,7 +173,7 @@ describe('planPartitions: existing partitions, gaps and adoption', () => {
     const now = at('2026-11-23T10:00:00Z');
     const first = planPartitions(catalog('timestamptz'), policy({ interval: 'day', premake: 3 }), now);
     const applied = catalog('timestamptz');
-    applied.partitions = first.create.map((p) => ({ name: p.name, from: p.from, to: p.to, detachPending: false })).sort((a, b) => a.from - b.from);
+    applied.partitions = first.create.map((p, i) => ({ name: p.name, oid: i, from: p.from, to: p.to, detachPending: false })).sort((a, b) => a.from - b.from);
     const second = planPartitions(applied, policy({ interval: 'day', premake: 3 }), now);
     expect(second.create).toEqual([]);
     expect(partitionsAhead(second, applied.partitions)).toBe(3);

@@ -146,6 +146,7 @@ const emptyCatalog: PartitionCatalog = {
   defaultPartition: null,
   takenNames: new Set(),
   rescueHazards: [],
+  unfinishedRetirements: [],
 };
 
 const iso = (ms: number) => new Date(ms).toISOString();
