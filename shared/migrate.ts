@@ -3,12 +3,14 @@ import { inTransaction, relationExists } from './db';
 import ledger from './migrations/0001_ledger';
 import settings from './migrations/0002_settings';
 import rollupState from './migrations/0003_rollup_state';
+import partitionRetirements from './migrations/0004_partition_retirements';
 
 /** Numbered, append-only: never edit a shipped migration, add the next number. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
   { version: 1, name: 'ledger', sql: ledger },
   { version: 2, name: 'settings', sql: settings },
   { version: 3, name: 'rollup_state', sql: rollupState },
+  { version: 4, name: 'partition_retirements', sql: partitionRetirements },
 ];
 
 export const LATEST_MIGRATION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

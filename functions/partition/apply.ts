@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { errorMessage, LockTimeoutError } from '../../shared/errors';
+import { errorMessage, HousekeeperError, LockTimeoutError } from '../../shared/errors';
 import { inTransaction } from '../../shared/db';
 import { withLockRetry } from '../../shared/lock-retry';
 import type { JobLogger } from '../../shared/logger';
@@ -17,15 +17,24 @@ export interface ApplyResult {
   done: DdlStep[];
   rowsMovedFromDefault: number;
   failures: string[];
+  /** Refusals of steps that only fill past gaps: reported, but they fail nothing. */
+  warnings: string[];
+  /** Steps a guard refused (see SqlStatement.refuseIfRow). */
+  refused: number;
   /** A step gave up on a lock: later steps need the same locks, so none were tried. */
   stoppedOnLock: boolean;
 }
 
-async function runStatements(client: pg.ClientBase, step: DdlStep): Promise<number> {
+/** A guard statement found the step unsafe; its transaction is rolled back and it is not retried. */
+export class StepRefusedError extends HousekeeperError {}
+
+async function runStatements(client: pg.ClientBase, statements: SqlStatement[]): Promise<number> {
   let moved = 0;
-  for (const statement of step.statements) {
+  for (const statement of statements) {
     const result = await client.query(statement.text, statement.params);
     if (statement.movesDefaultRows) moved += result.rowCount ?? 0;
+    if (statement.refuseIfRow && (result.rowCount ?? 0) > 0) throw new StepRefusedError(statement.refuseIfRow);
+    if (statement.refuseUnlessRow && (result.rowCount ?? 0) === 0) throw new StepRefusedError(statement.refuseUnlessRow);
   }
   return moved;
 }
@@ -50,12 +59,13 @@ function autocommitStatement(client: pg.ClientBase, statement: SqlStatement): ()
 }
 
 /**
- * Runs each step on its own (one transaction per created partition, one per retirement), so a
- * failure costs only that step. Stops starting new steps once the budget is spent, or once a
- * step gave up waiting for a lock (retrying the others would only queue writers again).
+ * Runs each step on its own (one transaction per created partition; a retirement's groups one
+ * after the other), so a failure costs only that step. A refused step is reported and the others
+ * continue. Stops starting new steps once the budget is spent, or once a step gave up waiting for
+ * a lock (retrying the others would only queue writers again).
  */
 export async function applySteps(client: pg.ClientBase, steps: DdlStep[], options: ApplyOptions): Promise<ApplyResult> {
-  const result: ApplyResult = { done: [], rowsMovedFromDefault: 0, failures: [], stoppedOnLock: false };
+  const result: ApplyResult = { done: [], rowsMovedFromDefault: 0, failures: [], warnings: [], refused: 0, stoppedOnLock: false };
   for (const [index, step] of steps.entries()) {
     if (options.budget.isExhausted()) {
       result.failures.push(`time budget spent: ${steps.length - index} step(s) not run, starting with ${step.kind} ${step.partition}`);
@@ -70,18 +80,24 @@ export async function applySteps(client: pg.ClientBase, steps: DdlStep[], option
       budget: options.budget,
     };
     try {
-      if (step.transactional) {
-        result.rowsMovedFromDefault += await withLockRetry(retry, () => inTransaction(client, () => runStatements(client, step)));
-      } else {
-        // CONCURRENTLY cannot run in a transaction block; each statement is retried on its own,
-        // and a retry of the second never repeats the first.
-        for (const statement of step.statements) {
-          await withLockRetry(retry, autocommitStatement(client, statement));
+      // A retry of a later group never repeats an earlier one.
+      for (const group of step.groups) {
+        if (group.length === 1 && !group[0]!.refuseIfRow && !group[0]!.refuseUnlessRow && !group[0]!.movesDefaultRows) {
+          // Outside a transaction block: CONCURRENTLY cannot run in one.
+          await withLockRetry(retry, autocommitStatement(client, group[0]!));
+        } else {
+          result.rowsMovedFromDefault += await withLockRetry(retry, () => inTransaction(client, () => runStatements(client, group)));
         }
       }
       result.done.push(step);
       options.logger.info(`${step.kind} ${step.partition}`);
     } catch (error) {
+      if (error instanceof StepRefusedError) {
+        result.refused++;
+        options.logger.warn(`${step.kind} ${step.partition} refused`, { reason: error.message });
+        (step.past ? result.warnings : result.failures).push(error.message);
+        continue;
+      }
       options.logger.error(`${step.kind} ${step.partition} failed`, { error: errorMessage(error) });
       result.failures.push(errorMessage(error));
       if (error instanceof LockTimeoutError) {

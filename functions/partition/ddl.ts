@@ -1,6 +1,6 @@
 import { displayName, quoteIdent, quoteLiteral, quoteQualified } from '../../shared/identifiers';
 import type { PartitionCatalog } from './catalog';
-import type { PartitionPlan, PlannedPartition, PlannedRetirement } from './plan';
+import type { PartitionPlan, PlannedPartition, PlannedRetirement, UnfinishedRetirement } from './plan';
 
 export interface SqlStatement {
   text: string;
@@ -12,24 +12,39 @@ export interface SqlStatement {
    * detach", and repeating it fails; a retry must then FINALIZE instead.
    */
   finalizeIfPending?: { partition: string; text: string };
+  /** A guard: if the query returns a row, the step is refused (rolled back, not retried) with this message. */
+  refuseIfRow?: string;
+  /** A guard: if the query returns no row, the step is refused with this message. */
+  refuseUnlessRow?: string;
 }
 
 export interface DdlStep {
-  kind: 'create' | 'drop' | 'detach';
+  kind: 'create' | 'drop' | 'detach' | 'forget';
   /** The partition this step creates or retires. */
   partition: string;
   /** Relations whose lock holders are named if the step cannot get its locks. */
   relations: string[];
-  /** One transaction (retried whole) or, for CONCURRENTLY, statements each on their own. */
-  transactional: boolean;
-  statements: SqlStatement[];
+  /**
+   * Run in order, each its own transaction (retried whole on a lock timeout). A group of one
+   * statement runs outside a transaction block, as DETACH ... CONCURRENTLY must. A failed group
+   * ends the step.
+   */
+  groups: SqlStatement[][];
+  /** The range a create step attaches, in key ms. */
+  range?: { from: number; to: number };
+  /** A refusal of this step is a warning, not a failure: it fills a gap in the past. */
+  past?: boolean;
 }
+
+const RETIREMENTS = 'housekeeping.partition_retirements';
 
 /**
  * CREATE TABLE (LIKE parent) + ATTACH rather than CREATE TABLE ... PARTITION OF: PARTITION OF
  * takes ACCESS EXCLUSIVE on the parent (blocking every reader and writer while it waits),
  * ATTACH only SHARE UPDATE EXCLUSIVE. Rows of the new range parked in DEFAULT move into the new
- * table in the same transaction; otherwise the attach would fail on them.
+ * table in the same transaction; otherwise the attach would fail on them. When that move would
+ * fire foreign-key actions, triggers or rules (catalog.rescueHazards), the step only checks that
+ * DEFAULT holds no row of the range, and refuses if it does.
  */
 function createStep(catalog: PartitionCatalog, planned: PlannedPartition): DdlStep {
   const parent = quoteQualified(catalog.parent);
@@ -43,49 +58,107 @@ function createStep(catalog: PartitionCatalog, planned: PlannedPartition): DdlSt
     const fallback = quoteQualified(catalog.defaultPartition);
     const columns = catalog.columns.map(quoteIdent).join(', ');
     const key = quoteIdent(catalog.keyColumn);
-    statements.push(
-      // Held to commit, so no row for this range can land in DEFAULT between the move and the attach.
-      { text: `LOCK TABLE ${fallback} IN ACCESS EXCLUSIVE MODE` },
-      {
-        text:
-          `WITH moved AS (DELETE FROM ${fallback} WHERE ${key} >= $1::${catalog.keyType} AND ${key} < $2::${catalog.keyType} RETURNING ${columns}) ` +
-          `INSERT INTO ${child} (${columns}) SELECT ${columns} FROM moved`,
+    const inRange = `${key} >= $1::${catalog.keyType} AND ${key} < $2::${catalog.keyType}`;
+    // Held to commit, so no row for this range can land in DEFAULT between the check or move and the attach.
+    statements.push({ text: `LOCK TABLE ${fallback} IN ACCESS EXCLUSIVE MODE` });
+    if (catalog.rescueHazards.length > 0) {
+      statements.push({
+        text: `SELECT 1 FROM ${fallback} WHERE ${inRange} LIMIT 1`,
+        params: [planned.fromLiteral, planned.toLiteral],
+        refuseIfRow:
+          `DEFAULT partition ${displayName(catalog.defaultPartition)} holds rows in [${planned.fromLiteral}, ${planned.toLiteral}); ` +
+          `moving them (a DELETE and an INSERT) would fire ${catalog.rescueHazards.join(', ')}, so ${displayName(planned.name)} was not created. ` +
+          'Move those rows out of DEFAULT yourself; the next run then creates it',
+      });
+    } else {
+      statements.push({
+        text: `WITH moved AS (DELETE FROM ${fallback} WHERE ${inRange} RETURNING ${columns}) INSERT INTO ${child} (${columns}) SELECT ${columns} FROM moved`,
         params: [planned.fromLiteral, planned.toLiteral],
         movesDefaultRows: true,
-      },
-    );
+      });
+    }
   }
   statements.push({
     text: `ALTER TABLE ${parent} ATTACH PARTITION ${child} FOR VALUES FROM (${quoteLiteral(planned.fromLiteral)}) TO (${quoteLiteral(planned.toLiteral)})`,
   });
   const relations = [displayName(catalog.parent), ...(catalog.defaultPartition ? [displayName(catalog.defaultPartition)] : [])];
-  return { kind: 'create', partition: displayName(planned.name), relations, transactional: true, statements };
+  return {
+    kind: 'create',
+    partition: displayName(planned.name),
+    relations,
+    groups: [statements],
+    range: { from: planned.from, to: planned.to },
+    past: planned.past,
+  };
+}
+
+function recordRetirement(catalog: PartitionCatalog, retirement: { partition: PlannedRetirement['partition']; oid: number; mode: string }): SqlStatement {
+  return {
+    text:
+      `INSERT INTO ${RETIREMENTS} (parent, partition_schema, partition_name, partition_oid, mode) VALUES ($1, $2, $3, $4, $5) ` +
+      'ON CONFLICT (parent, partition_oid) DO UPDATE SET mode = excluded.mode',
+    params: [displayName(catalog.parent), retirement.partition.schema, retirement.partition.name, retirement.oid, retirement.mode],
+  };
+}
+
+function forgetRetirement(catalog: PartitionCatalog, oid: number): SqlStatement {
+  return { text: `DELETE FROM ${RETIREMENTS} WHERE parent = $1 AND partition_oid = $2`, params: [displayName(catalog.parent), oid] };
 }
 
 /**
  * DETACH ... CONCURRENTLY (no DEFAULT partition) never takes more than SHARE UPDATE EXCLUSIVE on
- * the parent but cannot run inside a transaction; otherwise a short ACCESS EXCLUSIVE is
- * unavoidable and lock_timeout bounds it.
+ * the parent but cannot run inside a transaction, so detach and drop are separate transactions:
+ * the retirement is recorded first and forgotten in the drop's own transaction, so a run that
+ * dies in between leaves a record the next run finishes. With a DEFAULT partition, one plain
+ * DETACH or DROP under lock_timeout is atomic and needs no record.
  */
 function retireStep(catalog: PartitionCatalog, retirement: PlannedRetirement): DdlStep {
   const parent = quoteQualified(catalog.parent);
   const child = quoteQualified(retirement.partition);
-  const statements: SqlStatement[] = [];
-  if (retirement.finalizePending) statements.push({ text: `ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE` });
-  else if (retirement.concurrently) {
-    statements.push({
-      text: `ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`,
-      finalizeIfPending: { partition: displayName(retirement.partition), text: `ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE` },
-    });
-  }
-  else if (retirement.mode === 'detach') statements.push({ text: `ALTER TABLE ${parent} DETACH PARTITION ${child}` });
-  if (retirement.mode === 'drop') statements.push({ text: `DROP TABLE ${child}` });
-  return {
+  const step = {
     kind: retirement.mode,
     partition: displayName(retirement.partition),
     relations: [displayName(catalog.parent), displayName(retirement.partition)],
-    transactional: statements.length === 1 && !retirement.concurrently && !retirement.finalizePending,
-    statements,
+  };
+  if (!retirement.concurrently && !retirement.finalizePending) {
+    const text = retirement.mode === 'drop' ? `DROP TABLE ${child}` : `ALTER TABLE ${parent} DETACH PARTITION ${child}`;
+    return { ...step, groups: [[{ text }]] };
+  }
+  const detach: SqlStatement = retirement.finalizePending
+    ? { text: `ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE` }
+    : {
+        text: `ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`,
+        finalizeIfPending: { partition: displayName(retirement.partition), text: `ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE` },
+      };
+  const done = forgetRetirement(catalog, retirement.oid);
+  return {
+    ...step,
+    groups: [[recordRetirement(catalog, retirement)], [detach], retirement.mode === 'drop' ? [{ text: `DROP TABLE ${child}` }, done] : [done]],
+  };
+}
+
+/** Finishes what an earlier run recorded: drops the detached table only if it is still the same, standalone table. */
+function finishStep(catalog: PartitionCatalog, unfinished: UnfinishedRetirement): DdlStep {
+  const shown = displayName(unfinished.partition);
+  const done = forgetRetirement(catalog, unfinished.oid);
+  if (unfinished.action === 'forget') return { kind: 'forget', partition: shown, relations: [], groups: [[done]] };
+  const child = quoteQualified(unfinished.partition);
+  return {
+    kind: 'drop',
+    partition: shown,
+    relations: [shown],
+    groups: [
+      [
+        { text: `LOCK TABLE ${child} IN ACCESS EXCLUSIVE MODE` },
+        {
+          text: `SELECT 1 FROM pg_class WHERE oid = $1 AND oid = to_regclass($2) AND NOT relispartition`,
+          params: [unfinished.oid, child],
+          refuseUnlessRow: `${shown} changed since its retirement was recorded (another table took the name, or it was attached again); not dropped`,
+        },
+        { text: `DROP TABLE ${child}` },
+        done,
+      ],
+    ],
   };
 }
 
@@ -97,11 +170,19 @@ export function renderRetireSteps(catalog: PartitionCatalog, plan: PartitionPlan
   return plan.retire.map((retirement) => retireStep(catalog, retirement));
 }
 
+export function renderFinishSteps(catalog: PartitionCatalog, plan: PartitionPlan): DdlStep[] {
+  return plan.finish.map((unfinished) => finishStep(catalog, unfinished));
+}
+
 /** The exact SQL a step runs, as printed by dry run. */
 export function stepToSql(step: DdlStep): string {
-  const lines = step.statements.map((s) => {
-    const params = s.params?.length ? `  -- $1..$${s.params.length} = ${s.params.map((p) => JSON.stringify(p)).join(', ')}` : '';
-    return `${s.text};${params}`;
-  });
-  return step.transactional && lines.length > 1 ? ['BEGIN;', ...lines, 'COMMIT;'].join('\n') : lines.join('\n');
+  return step.groups
+    .map((group) => {
+      const lines = group.map((s) => {
+        const params = s.params?.length ? `  -- $1..$${s.params.length} = ${s.params.map((p) => JSON.stringify(p)).join(', ')}` : '';
+        return `${s.text};${params}`;
+      });
+      return lines.length > 1 ? ['BEGIN;', ...lines, 'COMMIT;'].join('\n') : lines.join('\n');
+    })
+    .join('\n');
 }

@@ -4,8 +4,8 @@ import { displayName, parseQualifiedName, quoteIdent, quoteQualified } from '../
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
 import { applySteps } from './apply';
 import { readPartitionCatalog, type PartitionCatalog } from './catalog';
-import { renderCreateSteps, renderRetireSteps, stepToSql } from './ddl';
-import { describeKeyMs, planPartitions, type PartitionPlan } from './plan';
+import { renderCreateSteps, renderFinishSteps, renderRetireSteps, stepToSql } from './ddl';
+import { describeKeyMs, partitionsAhead, planPartitions, type PartitionPlan } from './plan';
 import { partitionTargetSchema, type PartitionEvent, type PartitionTargetInput, type PartitionTargetPolicy } from './policy';
 
 /** Rows counted in DEFAULT are capped: the count is a warning, not worth a full scan of a huge table. */
@@ -29,8 +29,10 @@ function describePlan(catalog: PartitionCatalog, plan: PartitionPlan, policy: Pa
     keyType: catalog.keyType,
     currentPartitionFrom: show(plan.currentFrom),
     retentionCutoff: plan.cutoff === null ? null : show(plan.cutoff),
-    create: plan.create.map((p) => `${displayName(p.name)} [${p.fromLiteral}, ${p.toLiteral})`),
+    create: plan.create.map((p) => `${displayName(p.name)} [${p.fromLiteral}, ${p.toLiteral})${p.fill ? ' (fills part of a period)' : ''}`),
     retire: plan.retire.map((r) => `${r.mode} ${displayName(r.partition)} (upper bound ${show(r.to)})`),
+    ...(plan.finish.length > 0 ? { finish: plan.finish.map((f) => `${f.action} ${displayName(f.partition)}: ${f.reason}`) } : {}),
+    ...(catalog.rescueHazards.length > 0 ? { rowsInDefaultStayThere: catalog.rescueHazards } : {}),
   };
 }
 
@@ -39,52 +41,74 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
   const parent = parseQualifiedName(policy.table, 'table');
   const catalog = await readPartitionCatalog(client, parent);
   const plan = planPartitions(catalog, policy, await databaseNow(client));
+  const finishSteps = renderFinishSteps(catalog, plan);
   const createSteps = renderCreateSteps(catalog, plan);
   const retireSteps = renderRetireSteps(catalog, plan);
   logger.info('partition plan', describePlan(catalog, plan, policy));
   for (const warning of plan.warnings) logger.warn(warning);
+  const attached = catalog.partitions.filter((p) => !p.detachPending);
 
   if (context.dryRun) {
     let wouldMove = 0;
-    for (const planned of plan.create) wouldMove += await rowsInDefault(client, catalog, planned.fromLiteral, planned.toLiteral);
-    const sql = [...createSteps, ...retireSteps].map(stepToSql);
+    const refusals: string[] = [];
+    for (const planned of plan.create) {
+      const rows = await rowsInDefault(client, catalog, planned.fromLiteral, planned.toLiteral);
+      if (rows === 0) continue;
+      if (catalog.rescueHazards.length === 0) wouldMove += rows;
+      else refusals.push(`-- would refuse ${displayName(planned.name)}: DEFAULT holds ${rows} row(s) of its range and moving them would fire ${catalog.rescueHazards.join(', ')}`);
+    }
+    const sql = [
+      ...finishSteps.map((step, i) => `-- finish an earlier run's retirement: ${plan.finish[i]!.reason}\n${stepToSql(step)}`),
+      ...createSteps.map(stepToSql),
+      ...retireSteps.map(stepToSql),
+    ];
+    const lines = [...plan.failures.map((f) => `-- cannot: ${f}`), ...refusals, ...sql];
     return {
       counts: {
         wouldCreate: createSteps.length,
-        wouldDrop: retireSteps.filter((s) => s.kind === 'drop').length,
+        wouldDrop: retireSteps.filter((s) => s.kind === 'drop').length + finishSteps.filter((s) => s.kind === 'drop').length,
         wouldDetach: retireSteps.filter((s) => s.kind === 'detach').length,
         wouldMoveFromDefault: wouldMove,
-        partitionsAhead: plan.aheadBefore + plan.aheadPlanned.size,
+        wouldRefuse: refusals.length,
+        partitionsAhead: partitionsAhead(plan, [...attached, ...plan.create]),
       },
-      notes: sql.length > 0 ? ['-- dry run: nothing was changed. This is the SQL a real run would execute:', ...sql] : ['-- dry run: nothing to do'],
+      notes: lines.length > 0 ? ['-- dry run: nothing was changed. This is the SQL a real run would execute:', ...lines] : ['-- dry run: nothing to do'],
     };
   }
 
   const applyOptions = { budget: context.budget, lockTimeoutMs: options.lockTimeoutMs, lockAttempts: options.lockAttempts, logger };
+  // What an earlier run left half done first: it locks only the detached tables, never what creation needs.
+  const finished = await applySteps(client, finishSteps, applyOptions);
   // Creation commits before retention starts: a failed drop can never undo the partitions that keep inserts working.
   const created = await applySteps(client, createSteps, applyOptions);
   const retired =
     created.stoppedOnLock && retireSteps.length > 0
-      ? { done: [], failures: [`retention not attempted: its ${retireSteps.length} step(s) wait for the same blocker`] }
+      ? { done: [], warnings: [], failures: [`retention not attempted: its ${retireSteps.length} step(s) wait for the same blocker`] }
       : await applySteps(client, retireSteps, applyOptions);
   const rowsLeft = await rowsInDefault(client, catalog);
   if (rowsLeft > 0) {
     logger.warn(
       `${rowsLeft}${rowsLeft >= DEFAULT_ROWS_COUNT_CAP ? '+' : ''} row(s) remain in DEFAULT partition ${displayName(catalog.defaultPartition!)}: ` +
-        'their keys fall outside every partition this policy keeps (older than retention, or beyond premake)',
+        (created.refused > 0
+          ? 'some could not be moved without firing foreign keys, triggers or rules (see the refusals); the others '
+          : 'their keys ') +
+        'fall outside every partition this policy keeps (older than retention, or beyond premake)',
     );
   }
-  const failures = [...created.failures, ...retired.failures];
+  const failures = [...plan.failures, ...finished.failures, ...created.failures, ...retired.failures];
+  const retiredSteps = [...finished.done, ...retired.done];
   return {
     counts: {
       created: created.done.length,
-      dropped: retired.done.filter((s) => s.kind === 'drop').length,
-      detached: retired.done.filter((s) => s.kind === 'detach').length,
+      dropped: retiredSteps.filter((s) => s.kind === 'drop').length,
+      detached: retiredSteps.filter((s) => s.kind === 'detach').length,
       rowsMovedFromDefault: created.rowsMovedFromDefault,
       rowsLeftInDefault: rowsLeft,
-      partitionsAhead: plan.aheadBefore + created.done.filter((s) => plan.aheadPlanned.has(s.partition)).length,
+      rescuesRefused: created.refused,
+      partitionsAhead: partitionsAhead(plan, [...attached, ...created.done.map((s) => s.range!)]),
     },
     ...(failures.length > 0 ? { failure: failures.join('; ') } : {}),
+    ...(created.warnings.length > 0 ? { notes: created.warnings.map((w) => `warning: ${w}`) } : {}),
   };
 }
 

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { tryLockTarget } from '../../shared/advisory-lock';
 import { partitionsOf } from '../support/catalog';
+import { tableFingerprints } from '../support/fingerprint';
 import { createTestDatabase, databaseToday, type TestDatabase } from '../support/db';
 import { runPartition } from '../support/jobs';
 
@@ -19,7 +20,9 @@ beforeAll(async () => {
 beforeEach(async () => {
   await sql.query(`DROP SCHEMA IF EXISTS app CASCADE; DROP SCHEMA IF EXISTS housekeeping CASCADE; CREATE SCHEMA app;
     CREATE TABLE app.events (id bigserial, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at);
-    CREATE TABLE app.events_default PARTITION OF app.events DEFAULT;`);
+    CREATE TABLE app.events_default PARTITION OF app.events DEFAULT;
+    CREATE TABLE app.bystander (id int PRIMARY KEY, v text);
+    INSERT INTO app.bystander SELECT i, md5(i::text) FROM generate_series(1, 20) i;`);
 });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -132,6 +135,7 @@ describe('retention blocked by a reader', () => {
         `CREATE TABLE app.${name} PARTITION OF app.events FOR VALUES FROM ('${today.plus({ days: offset }).toISO()}') TO ('${today.plus({ days: offset + 1 }).toISO()}')`,
       );
     }
+    const others = await tableFingerprints(sql, ['app.events_*']);
     const reader = await db.connect('slow-reader');
     await reader.query('BEGIN');
     await reader.query(`SELECT count(*) FROM app.${old}`);
@@ -157,6 +161,7 @@ describe('retention blocked by a reader', () => {
     expect(Object.keys(await partitionsOf(sql, 'app.events'))).toEqual(created);
     const gone = await sql.query(`SELECT to_regclass('app.${old}') AS r`);
     expect(gone.rows[0].r).toBeNull();
+    expect(await tableFingerprints(sql, ['app.events_*'])).toEqual(others);
   });
 
   it('with a DEFAULT partition, drops and detaches expired partitions without CONCURRENTLY', async () => {
@@ -166,10 +171,12 @@ describe('retention blocked by a reader', () => {
         `CREATE TABLE app.${name} PARTITION OF app.events FOR VALUES FROM ('${today.plus({ days: offset }).toISO()}') TO ('${today.plus({ days: offset + 1 }).toISO()}')`,
       );
     }
+    const others = await tableFingerprints(sql, ['app.events_*']);
     const summary = await runPartition(db.url, {
       targets: [{ table: 'app.events', interval: 'day', premake: 1, retention: { keep: 3, mode: 'detach' } }],
       maintainLedger: false,
     });
+    expect(await tableFingerprints(sql, ['app.events_*'])).toEqual(others);
     expect(summary.targets[0]).toMatchObject({ state: 'succeeded', counts: { detached: 2, created: 4 } });
     const parts = Object.keys(await partitionsOf(sql, 'app.events'));
     expect(parts).toContain('events_default');

@@ -4,6 +4,8 @@ import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../shared/errors';
 import { partitionsOf, relationsIn } from '../support/catalog';
 import { createTestDatabase, databaseToday, type TestDatabase } from '../support/db';
+import type { PartitionEventInput } from '../../functions/partition/policy';
+import { tableFingerprints } from '../support/fingerprint';
 import { runPartition } from '../support/jobs';
 
 let db: TestDatabase;
@@ -20,8 +22,30 @@ beforeAll(async () => {
 });
 
 beforeEach(async () => {
-  await sql.query('DROP SCHEMA IF EXISTS app CASCADE; DROP SCHEMA IF EXISTS housekeeping CASCADE; CREATE SCHEMA app');
+  await sql.query(`DROP SCHEMA IF EXISTS app CASCADE; DROP SCHEMA IF EXISTS housekeeping CASCADE; CREATE SCHEMA app;
+    CREATE TABLE app.bystander (id int PRIMARY KEY, v text);
+    INSERT INTO app.bystander SELECT i, md5(i::text) FROM generate_series(1, 20) i;`);
 });
+
+/** Tables that are (or were, before a retirement) partitions of app.events. */
+async function eventsPartitions(): Promise<string[]> {
+  const { rows } = await sql.query<{ name: string }>(
+    `SELECT 'app.' || c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass('app.events')`,
+  );
+  return rows.map((r) => r.name);
+}
+
+/** Runs the job and proves that no table outside app.events's own partitions changed, row for row. */
+async function runChecked(event: PartitionEventInput) {
+  const own = await eventsPartitions();
+  const others = await tableFingerprints(sql, own);
+  const summary = await runPartition(db.url, event);
+  const ownAfter = [...own, ...(await eventsPartitions())];
+  const after = await tableFingerprints(sql, ownAfter);
+  for (const name of ownAfter) delete others[name];
+  expect(after).toEqual(others);
+  return summary;
+}
 
 /** app.events, daily, with a partition for each offset (days from today). */
 async function createEvents(offsets: number[], options: { withDefault?: boolean } = {}) {
@@ -44,7 +68,7 @@ async function createEvents(offsets: number[], options: { withDefault?: boolean 
 describe('partition job against Postgres', () => {
   it('creates, fills gaps and drops as planned; a second run changes nothing', async () => {
     await createEvents([-10, -9, -8, -3, 0]);
-    const summary = await runPartition(db.url, {
+    const summary = await runChecked({
       targets: [{ table: 'app.events', interval: 'day', premake: 3, retention: { keep: 5 } }],
       maintainLedger: false,
     });
@@ -57,7 +81,7 @@ describe('partition job against Postgres', () => {
     );
 
     const before = await relationsIn(sql, 'app');
-    const again = await runPartition(db.url, {
+    const again = await runChecked({
       targets: [{ table: 'app.events', interval: 'day', premake: 3, retention: { keep: 5 } }],
       maintainLedger: false,
     });
@@ -67,7 +91,7 @@ describe('partition job against Postgres', () => {
 
   it('new partitions keep identity, generated columns, checks and indexes working', async () => {
     await createEvents([]);
-    await runPartition(db.url, { targets: [{ table: 'app.events', interval: 'day', premake: 1 }], maintainLedger: false });
+    await runChecked({ targets: [{ table: 'app.events', interval: 'day', premake: 1 }], maintainLedger: false });
     const { rows } = await sql.query(
       `INSERT INTO app.events (created_at, payload) VALUES (now(), 'hello'), (now() + interval '1 day', 'hi') RETURNING id, payload_length, tableoid::regclass::text AS part`,
     );
@@ -83,7 +107,7 @@ describe('partition job against Postgres', () => {
   it('detaches instead of dropping in detach mode, leaving the data in a standalone table', async () => {
     await createEvents([-4, -3, 0]);
     await sql.query(`INSERT INTO app.events (created_at) SELECT $1::timestamptz + i * interval '1 minute' FROM generate_series(1, 7) i`, [dayIso(-4)]);
-    const summary = await runPartition(db.url, {
+    const summary = await runChecked({
       targets: [{ table: 'app.events', interval: 'day', premake: 1, retention: { keep: 2, mode: 'detach' } }],
       maintainLedger: false,
     });
@@ -98,7 +122,7 @@ describe('partition job against Postgres', () => {
     await createEvents([]);
     await sql.query(`CREATE TABLE app.handmade_today PARTITION OF app.events FOR VALUES FROM ('${dayIso(0)}') TO ('${dayIso(1)}')`);
     await sql.query(`CREATE TABLE app.legacy_two_days PARTITION OF app.events FOR VALUES FROM ('${dayIso(1)}') TO ('${dayIso(3)}')`);
-    const summary = await runPartition(db.url, { targets: [{ table: 'app.events', interval: 'day', premake: 3 }], maintainLedger: false });
+    const summary = await runChecked({ targets: [{ table: 'app.events', interval: 'day', premake: 3 }], maintainLedger: false });
     expect(summary.targets[0]!.counts.created).toBe(1);
     expect(Object.keys(await partitionsOf(sql, 'app.events')).sort()).toEqual(['events_p' + today.plus({ days: 3 }).toFormat('yyyy_MM_dd'), 'handmade_today', 'legacy_two_days'].sort());
   });
@@ -111,7 +135,7 @@ describe('partition job against Postgres', () => {
       [dayIso(-1)],
     ); // spans about 7.7 days from yesterday: some rows beyond premake stay in DEFAULT
     const before = await sql.query(`SELECT id, created_at, payload FROM app.events ORDER BY id`);
-    const summary = await runPartition(db.url, { targets: [{ table: 'app.events', interval: 'day', premake: 3 }], maintainLedger: false });
+    const summary = await runChecked({ targets: [{ table: 'app.events', interval: 'day', premake: 3 }], maintainLedger: false });
     const horizon = today.plus({ days: 4 });
     const expectedLeft = before.rows.filter((r) => r.created_at >= horizon.toJSDate()).length;
     const inYesterday = before.rows.filter((r) => r.created_at < today.toJSDate()).length;
@@ -133,7 +157,7 @@ describe('partition job against Postgres', () => {
     await createEvents([-6, 0], { withDefault: true });
     await sql.query(`INSERT INTO app.events (created_at) VALUES ($1)`, [dayIso(2)]);
     const before = await relationsIn(sql, 'app');
-    const summary = await runPartition(db.url, {
+    const summary = await runChecked({
       targets: [{ table: 'app.events', interval: 'day', premake: 2, retention: { keep: 3 } }],
       dryRun: true,
     });
@@ -149,7 +173,7 @@ describe('partition job against Postgres', () => {
 
   it('records started and succeeded in the ledger, and keeps the ledger itself partitioned', async () => {
     await createEvents([0]);
-    const summary = await runPartition(db.url, { targets: [{ table: 'app.events', interval: 'day', premake: 1 }] });
+    const summary = await runChecked({ targets: [{ table: 'app.events', interval: 'day', premake: 1 }] });
     expect(summary.targets.map((t) => t.target)).toEqual(['app.events', 'housekeeping.job_runs']);
     const runs = await sql.query(`SELECT state, counts FROM housekeeping.job_runs WHERE target = 'app.events' ORDER BY recorded_at`);
     expect(runs.rows.map((r) => r.state)).toEqual(['started', 'succeeded']);
@@ -167,17 +191,17 @@ describe('partition job against Postgres', () => {
 
   it('applies hot overrides from housekeeping.settings and rejects bad ones before changing anything', async () => {
     await createEvents([-5, -4, 0]);
-    await runPartition(db.url, { targets: [{ table: 'app.events', interval: 'day', premake: 1 }], maintainLedger: false });
+    await runChecked({ targets: [{ table: 'app.events', interval: 'day', premake: 1 }], maintainLedger: false });
     await sql.query(`INSERT INTO housekeeping.settings (job, target, key, value) VALUES ('partition', 'app.events', 'retention', '{"keep": 2}')`);
     await sql.query(`INSERT INTO housekeeping.settings (job, target, key, value) VALUES ('partition', '*', 'premake', '4')`);
-    const summary = await runPartition(db.url, { targets: [{ table: 'app.events', interval: 'day', premake: 1 }], maintainLedger: false });
+    const summary = await runChecked({ targets: [{ table: 'app.events', interval: 'day', premake: 1 }], maintainLedger: false });
     expect(summary.targets[0]!.counts).toMatchObject({ created: 3, dropped: 3, partitionsAhead: 4 });
     const recorded = await sql.query(`SELECT policy FROM housekeeping.job_runs WHERE state = 'started' ORDER BY recorded_at DESC LIMIT 1`);
     expect(recorded.rows[0].policy).toMatchObject({ premake: 4, retention: { keep: 2, mode: 'drop' } });
 
     await sql.query(`UPDATE housekeeping.settings SET value = '0' WHERE key = 'premake'`);
     const before = await relationsIn(sql, 'app');
-    const bad = await runPartition(db.url, { targets: [{ table: 'app.events', interval: 'day', premake: 1 }], maintainLedger: false });
+    const bad = await runChecked({ targets: [{ table: 'app.events', interval: 'day', premake: 1 }], maintainLedger: false });
     expect(bad.targets[0]!.state).toBe('failed');
     expect(bad.targets[0]!.detail).toMatch(/housekeeping\.settings overrides .*premake.*premake: Too small.*got 0/);
     expect(await relationsIn(sql, 'app')).toEqual(before);
@@ -194,7 +218,7 @@ describe('bad catalog state fails the target clearly and changes nothing', () =>
   ])('%s', async (_label, ddl, table, message) => {
     if (ddl) await sql.query(ddl);
     const before = await relationsIn(sql, 'app');
-    const summary = await runPartition(db.url, { targets: [{ table, interval: 'day' }], maintainLedger: false });
+    const summary = await runChecked({ targets: [{ table, interval: 'day' }], maintainLedger: false });
     expect(summary.failed).toEqual([table]);
     expect(summary.targets[0]!.detail).toMatch(message);
     expect(await relationsIn(sql, 'app')).toEqual(before);
@@ -204,7 +228,7 @@ describe('bad catalog state fails the target clearly and changes nothing', () =>
 
   it('one failing target does not stop the others', async () => {
     await createEvents([0]);
-    const summary = await runPartition(db.url, {
+    const summary = await runChecked({
       targets: [{ table: 'app.missing', interval: 'day' }, { table: 'app.events', interval: 'day', premake: 2 }],
       maintainLedger: false,
     });
