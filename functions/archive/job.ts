@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { HousekeeperError } from '../../shared/errors';
+import { errorMessage, HousekeeperError } from '../../shared/errors';
 import { databaseNow, sleep, SQLSTATE, sqlState } from '../../shared/postgres';
 import { withLockRetry } from '../../shared/lock-retry';
 import { displayName, parseQualifiedName, type QualifiedName } from '../../shared/identifiers';
@@ -197,8 +197,8 @@ async function moveBatches(
       try {
         batch = await withLockRetry(retry, () => runBatch(params, lastKey !== undefined));
       } catch (error) {
-        if (!(error instanceof ArchiveBatchRefused)) throw error;
-        failure = error.message;
+        // The batch rolled back whole; what earlier batches moved stays moved and is reported.
+        failure = errorMessage(error);
         break;
       }
       skipLockedFor = Math.max(0, skipLockedFor - 1);

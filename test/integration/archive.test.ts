@@ -111,6 +111,13 @@ describe('archive job: moving rows', () => {
     expect(summary.targets[0]!.notes[0]).toMatch(/dry run: nothing was changed\. 77 row\(s\) of app\.orders are older than/);
   });
 
+  it('dry run refuses what a real run would refuse', async () => {
+    await sql.query(seedOrders(5, 0));
+    await sql.query(`CREATE TABLE other.items (id int PRIMARY KEY, order_id bigint REFERENCES app.orders ON DELETE CASCADE)`);
+    const summary = await archive({ targets: [move], dryRun: true });
+    expect(summary.targets[0]).toMatchObject({ state: 'failed', detail: expect.stringMatching(/^app\.orders is referenced by foreign keys: items_order_id_fkey/) });
+  });
+
   it('does not stop as done while expired rows remain after a batch that moved none of its picked rows', async () => {
     // A BEFORE DELETE trigger keeps rows 1-10 (the whole first batch): the run must go on past
     // them to rows 11-30, which a run ending on "moved 0" never reached.
@@ -396,6 +403,7 @@ describe('archive job refuses bad tables before moving anything', () => {
     ['no unique key on the archive', 'ALTER TABLE app.orders_archive DROP CONSTRAINT orders_archive_pkey', /app\.orders_archive has no primary key or unique index on id alone/],
     ['a missing archive', 'DROP TABLE app.orders_archive', /destination table app\.orders_archive does not exist/],
     ['a missing source', 'DROP TABLE app.orders CASCADE', /source table app\.orders does not exist/],
+    ['a source that is a view', 'ALTER TABLE app.orders RENAME TO orders_data; CREATE VIEW app.orders AS SELECT * FROM app.orders_data', /source app\.orders is not a table \(relkind v\)/],
     ['a source key that is not unique', 'ALTER TABLE app.orders DROP CONSTRAINT orders_pkey', /key: app\.orders has no primary key or unique index on id; .* must be unique/],
     [
       'a source unique only on an expression of the key',
@@ -527,6 +535,17 @@ describe('archive job: what it accepts', () => {
     expect(summary.targets[0]).toMatchObject({ state: 'succeeded', counts: { rowsMoved: 30, alreadyArchived: 1 } });
   });
 
+  it('an archive referenced by other tables is fine; one whose foreign key a row breaks fails the batch and moves nothing', async () => {
+    await sql.query(`CREATE TABLE other.notes (order_id bigint REFERENCES app.orders_archive); CREATE TABLE other.customers (id int PRIMARY KEY);
+      ALTER TABLE app.orders ADD COLUMN customer_id int NOT NULL DEFAULT 1; ALTER TABLE app.orders_archive ADD COLUMN customer_id int NOT NULL REFERENCES other.customers`);
+    await sql.query(seedOrders(20, 0));
+    const broken = await archive({ targets: [move] });
+    expect(broken.targets[0]).toMatchObject({ state: 'failed', detail: expect.stringMatching(/violates foreign key constraint "orders_archive_customer_id_fkey"/) });
+    await sql.query(`INSERT INTO other.customers VALUES (1)`);
+    const summary = await archive({ targets: [move] });
+    expect(summary.targets[0]).toMatchObject({ state: 'succeeded', counts: { rowsMoved: 20 } });
+  });
+
   it('allowReferencingForeignKeys: moves the rows and lets their ON DELETE actions run, changing only the referencing table', async () => {
     await sql.query(seedOrders(20, 5));
     await sql.query(`CREATE TABLE other.items (id int PRIMARY KEY, order_id bigint REFERENCES app.orders ON DELETE CASCADE);
@@ -534,6 +553,14 @@ describe('archive job: what it accepts', () => {
     const summary = await archive({ targets: [{ ...move, allowReferencingForeignKeys: true }] }, { allowedToChange: ['other.items'] });
     expect(summary.targets[0]).toMatchObject({ state: 'succeeded', counts: { rowsMoved: 20 } });
     expect(await ids('other.items')).toEqual(range(21, 25)); // children of archived orders went with them
+  });
+
+  it('allowReferencingForeignKeys with NO ACTION: a child still referencing an expired row fails its batch, which moves nothing', async () => {
+    await sql.query(seedOrders(20, 0));
+    await sql.query(`CREATE TABLE other.items (id int PRIMARY KEY, order_id bigint REFERENCES app.orders); INSERT INTO other.items VALUES (1, 15)`);
+    const summary = await archive({ targets: [{ ...move, batchSize: 10, allowReferencingForeignKeys: true }] });
+    expect(summary.targets[0]).toMatchObject({ state: 'failed', counts: { rowsMoved: 10, batches: 1 }, detail: expect.stringMatching(/violates foreign key constraint "items_order_id_fkey"/) });
+    expect(await ids('app.orders')).toEqual(range(11, 20));
   });
 
   it('allowTriggers: the source trigger fires once per moved row; a trigger that alters or drops archived rows fails the batch', async () => {
