@@ -1,13 +1,15 @@
 import { quoteIdent, quoteQualified, type QualifiedName } from '../../shared/identifiers';
-import type { ArchiveTargetPolicy } from './policy';
+import type { ArchiveTables } from './tables';
 
 export interface BatchOptions {
   /** Continue after this key (keyset pagination). */
   afterKey: boolean;
   /**
-   * Skip keys already in the archive (ON CONFLICT DO NOTHING). Costs a speculative insert per
-   * row, so it is the fallback: a batch first runs as a plain insert, and only if the archive's
-   * unique key rejects it (the whole batch rolls back, nothing lost) is it rerun this way.
+   * Some picked keys are already in the archive. Costs a lookup and a byte-for-byte comparison
+   * per row, so it is the fallback: a batch first runs as a plain insert, and only if the
+   * archive's unique key rejects it (the whole batch rolls back, nothing lost) is it rerun this
+   * way. A row then leaves the source only if it is inserted, or if the archive already holds a
+   * byte-identical copy; a key archived with other contents stays and is reported.
    */
   skipExisting: boolean;
   /**
@@ -19,8 +21,27 @@ export interface BatchOptions {
   skipLocked: boolean;
 }
 
+/** What one batch statement reports. */
+export interface BatchResult {
+  /** Expired rows the batch picked; rows that changed since (re-check) or collide stay. */
+  picked: number;
+  /** Rows deleted from the source. */
+  moved: number;
+  /** Rows inserted into the archive. */
+  inserted: number;
+  /** Rows deleted because the archive already held a byte-identical copy. */
+  identical: number;
+  /** Archived copies that differ from the row deleted (only counted when the archive has triggers). */
+  altered: number;
+  /** Keys (as text, at most 10) of picked rows whose key the archive holds with other contents. */
+  collisions: string[];
+  collision_count: number;
+  /** The last picked key, one text per key column: the next batch starts after it. */
+  last_key: string[] | null;
+}
+
 export interface ArchiveSql {
-  /** One batch: pick, (copy,) delete, as one statement. Returns moved, inserted, last_key. */
+  /** One batch: pick, (copy,) delete, as one statement. */
   batch(options: BatchOptions): string;
   /** Expired rows, for dry run. */
   count: string;
@@ -28,8 +49,10 @@ export interface ArchiveSql {
   explainPick: string;
   /** Bind values of the age predicate alone ($1, and $2 with a fallback column). */
   ageParams(cutoffs: { primary: string; fallback?: string }): unknown[];
-  params(cutoffs: { primary: string; fallback?: string }, limit: number, afterKey?: string): unknown[];
+  params(cutoffs: { primary: string; fallback?: string }, limit: number, afterKey?: string[]): unknown[];
 }
+
+const MAX_COLLISIONS_NAMED = 10;
 
 /**
  * The age predicate is written as two branches, not COALESCE(primary, fallback) < cutoff, so
@@ -38,50 +61,110 @@ export interface ArchiveSql {
 export function buildArchiveSql(
   source: QualifiedName,
   destination: QualifiedName | undefined,
-  policy: ArchiveTargetPolicy,
-  copyColumns: string[],
-  sourceShape: { partitioned: boolean; integerKey: boolean },
+  policy: { ageColumn: string; ageFallbackColumn?: string },
+  tables: Pick<ArchiveTables, 'keyColumns' | 'copyColumns' | 'compareColumns' | 'destinationKey' | 'sourceIsPartitioned' | 'keyIsInteger' | 'destinationHasTriggers'>,
 ): ArchiveSql {
   const src = quoteQualified(source);
-  const key = quoteIdent(policy.key);
+  const keys = tables.keyColumns.map(quoteIdent);
+  const on = (alias: string, columns = keys) => columns.map((k) => `${alias}.${k}`).join(', ');
+  const tuple = (alias: string, columns = keys) => (columns.length === 1 ? `${alias}.${columns[0]}` : `(${on(alias, columns)})`);
   const hasFallback = policy.ageFallbackColumn !== undefined;
   const predicate = (alias: string) =>
     hasFallback
       ? `(${alias}.${quoteIdent(policy.ageColumn)} < $1 OR (${alias}.${quoteIdent(policy.ageColumn)} IS NULL AND ${alias}.${quoteIdent(policy.ageFallbackColumn!)} < $2))`
       : `${alias}.${quoteIdent(policy.ageColumn)} < $1`;
-  const limitParam = hasFallback ? '$3' : '$2';
-  const afterParam = hasFallback ? '$4' : '$3';
-  // Keyset pagination: each batch starts after the last key moved, so it never walks the dead
+  const firstParam = hasFallback ? 3 : 2;
+  const limitParam = `$${firstParam}`;
+  const afterParams = keys.map((_, i) => `$${firstParam + 1 + i}`);
+  const after = afterParams.length === 1 ? afterParams[0]! : `(${afterParams.join(', ')})`;
+  // Keyset pagination: each batch starts after the last key picked, so it never walks the dead
   // index entries the previous batches left at the head of the key index.
   const pick = (afterKey: boolean, extra = '') =>
-    `SELECT s.${key}${extra} FROM ${src} AS s WHERE ${predicate('s')}${afterKey ? ` AND s.${key} > ${afterParam}` : ''} ORDER BY s.${key} LIMIT ${limitParam}`;
-  // The delete finds the picked rows by their physical address (a TID scan, no index probe).
-  // In a partitioned table a ctid is only unique within one partition, so there it goes by key.
-  // Either way the age predicate is repeated: only rows the batch judged expired can go.
-  const locate = sourceShape.partitioned
-    ? { column: '', where: `t.${key} = ANY (ARRAY(SELECT ${key} FROM batch))` }
-    : { column: ', s.ctid', where: `t.ctid = ANY (ARRAY(SELECT ctid FROM batch))` };
+    `SELECT ${on('s')}${extra} FROM ${src} AS s WHERE ${predicate('s')}${afterKey ? ` AND ${tuple('s')} > ${after}` : ''} ORDER BY ${on('s')} LIMIT ${limitParam}`;
+  // The delete finds the picked rows by their physical address (a TID scan, no index probe),
+  // which is also the re-check: a row updated since the pick has a new address and stays. In a
+  // partitioned table a ctid is only unique within one partition, so there it goes by the whole
+  // key (an index probe per partition on its first column). Either way the age predicate is
+  // repeated: only rows still expired when deleted can go.
+  const firstKey = keys[0]!;
+  const locate = (alias: string) =>
+    !tables.sourceIsPartitioned
+      ? `${alias}.ctid = ANY (ARRAY(SELECT ctid FROM batch))`
+      : keys.length === 1
+        ? `${alias}.${firstKey} = ANY (ARRAY(SELECT ${firstKey} FROM batch))`
+        : `${alias}.${firstKey} = ANY (ARRAY(SELECT ${firstKey} FROM batch)) AND ${tuple(alias)} IN (SELECT ${keys.join(', ')} FROM batch)`;
+  const pickExtra = tables.sourceIsPartitioned ? '' : ', s.ctid';
+  // An aggregate over the batch (it is one pass with the count); max() needs no sort.
+  const last =
+    tables.keyIsInteger
+      ? `ARRAY[max(${firstKey})::text]`
+      : `(SELECT ARRAY[${keys.map((k) => `l.${k}::text`).join(', ')}] FROM batch AS l ORDER BY ${keys.map((k) => `l.${k} DESC`).join(', ')} LIMIT 1)`;
+
+  // The archived copy of a key, and whether it is byte for byte the source row: record image
+  // equality (*=) compares stored bytes, so 1.50 differs from 1.5 and 'a' from 'A' whatever the
+  // collation, and NULL matches NULL.
+  const destinationKey = tables.destinationKey.map(quoteIdent);
+  const archivedCopy = (alias: string) =>
+    `SELECT 1 FROM ${destination ? quoteQualified(destination) : ''} AS d WHERE ${destinationKey.map((k) => `d.${k} = ${alias}.${k}`).join(' AND ')}`;
+  const compare = tables.compareColumns.map(quoteIdent);
+  const sameBytes = (a: string, b: string) => `ROW(${on(a, compare)})::record *= ROW(${on(b, compare)})::record`;
+  const keyText = (alias: string) =>
+    keys.length === 1 ? `${alias}.${firstKey}::text` : `format('(%s)', concat_ws(', ', ${keys.map((k) => `${alias}.${k}::text`).join(', ')}))`;
 
   const batch = ({ afterKey, skipExisting, skipLocked }: BatchOptions) => {
-    // Unlocked, a row updated between pick and delete fails the delete's re-check (its ctid or
-    // age changed) and simply stays in the source.
-    const picked = `batch AS (${pick(afterKey, locate.column)}${skipLocked ? ' FOR UPDATE OF s SKIP LOCKED' : ''})`;
-    const deleted = `DELETE FROM ${src} AS t WHERE ${locate.where} AND ${predicate('t')}`;
-    const last = sourceShape.integerKey
-      ? `(SELECT max(${key}) FROM batch)::text AS last_key`
-      : `(SELECT ${key} FROM batch ORDER BY ${key} DESC LIMIT 1)::text AS last_key`;
+    // Unlocked, a row updated between pick and delete fails the delete's re-check and simply
+    // stays in the source.
+    const picked = `batch AS (${pick(afterKey, pickExtra)}${skipLocked ? ' FOR UPDATE OF s SKIP LOCKED' : ''})`;
+    // One pass over each CTE where it can be: on the fast path every scan of 5,000 rows shows.
+    const report = (fields: { inserted: string; identical?: string; altered?: string; collided?: boolean }) =>
+      `SELECT b.picked, m.moved, ${fields.inserted}::int AS inserted, ` +
+      `${fields.identical ?? '0'}::int AS identical, ${fields.altered ?? '0'}::int AS altered, ` +
+      (fields.collided
+        ? `ARRAY(SELECT k FROM collided ORDER BY k LIMIT ${MAX_COLLISIONS_NAMED}) AS collisions, (SELECT count(*) FROM collided)::int AS collision_count, `
+        : `'{}'::text[] AS collisions, 0 AS collision_count, `) +
+      `b.last_key FROM (SELECT count(*)::int AS picked, ${last} AS last_key FROM batch) AS b, (SELECT count(*)::int AS moved FROM moved) AS m`;
     if (!destination) {
-      return `WITH ${picked}, moved AS (${deleted} RETURNING 1) SELECT (SELECT count(*) FROM moved)::int AS moved, 0 AS inserted, ${last}`;
+      return `WITH ${picked}, moved AS (DELETE FROM ${src} AS t WHERE ${locate('t')} AND ${predicate('t')} RETURNING 1) ${report({ inserted: '0' })}`;
     }
-    const columns = copyColumns.map(quoteIdent).join(', ');
-    // One statement, so one transaction: rows leave the source and enter the archive together
-    // or not at all.
-    const insert = `INSERT INTO ${quoteQualified(destination)} (${columns}) OVERRIDING SYSTEM VALUE SELECT ${columns} FROM moved`;
-    return skipExisting
-      ? `WITH ${picked}, moved AS (${deleted} RETURNING t.*), inserted AS (${insert} ON CONFLICT (${key}) DO NOTHING RETURNING 1) ` +
-          `SELECT (SELECT count(*) FROM moved)::int AS moved, (SELECT count(*) FROM inserted)::int AS inserted, ${last}`
-      : `WITH ${picked}, moved AS (${deleted} RETURNING t.*), inserted AS (${insert}) ` +
-          `SELECT count(*)::int AS moved, count(*)::int AS inserted, ${last} FROM moved`;
+    const columns = tables.copyColumns.map(quoteIdent).join(', ');
+    const into = `INSERT INTO ${quoteQualified(destination)} (${columns}) OVERRIDING SYSTEM VALUE SELECT ${columns} FROM moved AS m`;
+    // With triggers on the archive (allowed by the policy), each batch checks that every row it
+    // deleted arrived unchanged: a BEFORE trigger may skip or rewrite rows.
+    const returning = tables.destinationHasTriggers ? `RETURNING ${compare.join(', ')}` : 'RETURNING 1';
+    const altered = (alsoWhere = '') =>
+      tables.destinationHasTriggers
+        ? `(SELECT count(*) FROM moved AS m WHERE ${alsoWhere}NOT EXISTS (SELECT 1 FROM inserted AS i WHERE ${keys.map((k) => `i.${k} = m.${k}`).join(' AND ')} AND ${sameBytes('i', 'm')}))`
+        : '0';
+    if (!skipExisting) {
+      // One statement, so one transaction: rows leave the source and enter the archive together
+      // or not at all. A key already archived makes the insert fail, and the batch reruns below.
+      // Without triggers on the archive the insert takes every row it is given or fails, so it
+      // returns nothing (a tuple per row saved on the fast path) and counts as the rows deleted.
+      const moved = `moved AS (DELETE FROM ${src} AS t WHERE ${locate('t')} AND ${predicate('t')} RETURNING t.*)`;
+      return tables.destinationHasTriggers
+        ? `WITH ${picked}, ${moved}, inserted AS (${into} ${returning}) ${report({ inserted: '(SELECT count(*) FROM inserted)', altered: altered() })}`
+        : `WITH ${picked}, ${moved}, inserted AS (${into}) ${report({ inserted: 'm.moved' })}`;
+    }
+    // A row leaves only if the archive lacks its key (it is inserted) or holds a byte-identical
+    // copy (it was archived before: a run that committed but never reported, or a restore).
+    // The archive is read as of the statement's start; a key archived concurrently makes the
+    // insert fail and the whole batch roll back.
+    const moved =
+      `moved AS (DELETE FROM ${src} AS t WHERE ${locate('t')} AND ${predicate('t')} ` +
+      `AND NOT EXISTS (${archivedCopy('t')} AND NOT (${sameBytes('d', 't')})) RETURNING t.*)`;
+    const inserted = `inserted AS (${into} WHERE NOT EXISTS (${archivedCopy('m')}) ${returning})`;
+    const collided =
+      `collided AS (SELECT ${keyText('t')} AS k FROM ${src} AS t WHERE ${locate('t')} AND ${predicate('t')} ` +
+      `AND EXISTS (${archivedCopy('t')} AND NOT (${sameBytes('d', 't')})))`;
+    return (
+      `WITH ${picked}, ${moved}, ${inserted}, ${collided} ` +
+      report({
+        inserted: '(SELECT count(*) FROM inserted)',
+        identical: `(SELECT count(*) FROM moved AS m WHERE EXISTS (${archivedCopy('m')}))`,
+        altered: altered(`NOT EXISTS (${archivedCopy('m')}) AND `),
+        collided: true,
+      })
+    );
   };
 
   return {
@@ -93,7 +176,7 @@ export function buildArchiveSql(
     },
     params(cutoffs, limit, afterKey) {
       const ages = this.ageParams(cutoffs);
-      return afterKey === undefined ? [...ages, limit] : [...ages, limit, afterKey];
+      return afterKey === undefined ? [...ages, limit] : [...ages, limit, ...afterKey];
     },
   };
 }

@@ -9,8 +9,12 @@ export const archiveTargetSchema = z
     destination: qualifiedNameSchema.optional(),
     /** move: copy to destination then delete; purge: delete without copying. */
     mode: z.enum(['move', 'purge']).default('move'),
-    /** Unique key column: batches are picked and deleted by it. */
-    key: identifierSchema.default('id'),
+    /**
+     * Unique key: one column, or several for a source unique only on a combination (a partitioned
+     * table's key must include its partition column). Batches are picked in key order and located
+     * by it; the source must be provably unique on these columns (or a subset of them).
+     */
+    key: z.union([identifierSchema, z.array(identifierSchema).min(1).max(8)]).default('id'),
     /** Timestamp column that says how old a row is. */
     ageColumn: identifierSchema,
     /** Used when ageColumn is NULL: age = COALESCE(ageColumn, ageFallbackColumn). */
@@ -24,6 +28,18 @@ export const archiveTargetSchema = z
     pauseMs: z.number().int().min(0).max(60_000).default(0),
     /** Stop after this many rows in one run (the next run continues). */
     maxRowsPerRun: z.number().int().min(1).optional(),
+    /**
+     * Let the run delete source rows that other tables' foreign keys reference, firing their ON
+     * DELETE actions (CASCADE deletes child rows, SET NULL blanks them, RESTRICT/NO ACTION fails the
+     * batch). Off by default: the run refuses, naming each foreign key.
+     */
+    allowReferencingForeignKeys: z.boolean().default(false),
+    /**
+     * Let user triggers fire: DELETE triggers on the source and INSERT triggers on the destination
+     * (an audit trigger then writes its rows; a trigger that changes or drops the archived row
+     * fails the batch). Off by default: the run refuses, naming each trigger.
+     */
+    allowTriggers: z.boolean().default(false),
   })
   .superRefine((value, ctx) => {
     if (value.mode === 'move' && !value.destination) {
@@ -36,10 +52,19 @@ export const archiveTargetSchema = z
     if (value.destination && qualify(value.destination) === qualify(value.source)) {
       ctx.addIssue({ code: 'custom', path: ['destination'], message: 'must differ from source' });
     }
+    const key = keyColumns(value);
+    if (new Set(key).size !== key.length) {
+      ctx.addIssue({ code: 'custom', path: ['key'], message: `names a column twice: ${key.join(', ')}` });
+    }
     if (value.ageFallbackColumn && value.ageFallbackColumn === value.ageColumn) {
       ctx.addIssue({ code: 'custom', path: ['ageFallbackColumn'], message: 'must differ from ageColumn' });
     }
   });
+
+/** The key as a list of columns, whichever way the policy spelled it. */
+export function keyColumns(policy: { key: string | string[] }): string[] {
+  return typeof policy.key === 'string' ? [policy.key] : policy.key;
+}
 
 export const archiveEventSchema = z.strictObject({
   targets: z.array(archiveTargetSchema).min(1),

@@ -4,13 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ORDERS_DDL, seedOrders } from '../support/archive';
+import { captureArchiveInvariant, ORDERS_DDL, seedOrders } from '../support/archive';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 
 let db: TestDatabase;
 let sql: pg.Client;
 let slowConfig: string;
 let fastConfig: string;
+let invariant: Awaited<ReturnType<typeof captureArchiveInvariant>>;
 
 const ROWS = 4000;
 const KILLS = 12;
@@ -20,6 +21,9 @@ beforeAll(async () => {
   sql = await db.connect();
   await sql.query(ORDERS_DDL);
   await sql.query(seedOrders(ROWS, 0));
+  // Distinct contents per row, so a row swapped, changed or half-copied shows in the digests.
+  await sql.query(`UPDATE app.orders SET status = md5(id::text), amount = id * 1.01`);
+  invariant = await captureArchiveInvariant(sql, { source: 'app.orders', destination: 'app.orders_archive' });
   const dir = mkdtempSync(join(tmpdir(), 'hk-crash-'));
   const target = { source: 'app.orders', destination: 'app.orders_archive', ageColumn: 'completed_at', retention: '90 days' };
   // Small batches with pauses: each killed run gets through only part of the rows.
@@ -49,7 +53,7 @@ async function keyCounts() {
 }
 
 describe('archive under SIGKILL at random moments', () => {
-  it('always leaves every key in exactly one of source and archive, and a final run finishes the job', async () => {
+  it('always leaves every row, contents included, in exactly one of source and archive, and a final run finishes the job', async () => {
     let killedMidRun = 0;
     const partial = new Set<number>(); // distinct part-done states seen after a kill
     for (let i = 0; i < KILLS; i++) {
@@ -69,6 +73,8 @@ describe('archive under SIGKILL at random moments', () => {
       expect(counts.both).toBe(0);
       expect(counts.source + counts.archive).toBe(ROWS);
       expect(counts.distinct_keys).toBe(ROWS);
+      // Whole rows, not only keys: source ∪ archive holds every row byte for byte as before.
+      await invariant.verify({ state: 'succeeded', counts: { batches: 1 } });
     }
     expect(killedMidRun).toBeGreaterThan(KILLS / 2);
     expect(partial.size).toBeGreaterThanOrEqual(3); // the kills really landed in the middle of the work
@@ -79,6 +85,7 @@ describe('archive under SIGKILL at random moments', () => {
     expect(await exited).toBe(0);
     const final = await keyCounts();
     expect(final).toEqual({ source: 0, archive: ROWS, both: 0, distinct_keys: ROWS });
+    await invariant.verify({ state: 'succeeded', counts: { batches: 1 } });
     const rows = await sql.query(`SELECT min(id)::int AS lo, max(id)::int AS hi FROM app.orders_archive`);
     expect(rows.rows[0]).toEqual({ lo: 1, hi: ROWS });
   });

@@ -49,3 +49,20 @@ export async function tableFingerprints(client: pg.ClientBase, exclude: string[]
   }
   return out;
 }
+
+/** Digests of `table`'s rows split by a SQL predicate over alias `t`: which rows a purge may retire, which it must keep. */
+export async function digestsSplitBy(client: pg.ClientBase, table: string, predicate: string): Promise<{ matching: string[]; other: string[] }> {
+  const { rows } = await client.query<{ d: string; m: boolean }>(`SELECT ${ROW_DIGEST} AS d, coalesce(${predicate}, false) AS m FROM ${table} AS t ORDER BY 1`);
+  return { matching: rows.filter((r) => r.m).map((r) => r.d), other: rows.filter((r) => !r.m).map((r) => r.d) };
+}
+
+/** `schema.table` names of a table and all its partitions (for tableFingerprints' exclude); empty if it does not exist. */
+export async function relationTree(client: pg.ClientBase, table: string): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT n.nspname || '.' || c.relname AS name
+     FROM (SELECT to_regclass($1) AS relid UNION SELECT relid FROM pg_partition_tree(to_regclass($1))) AS p
+     JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace`,
+    [table],
+  );
+  return rows.map((r) => r.name);
+}

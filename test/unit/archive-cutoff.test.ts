@@ -21,7 +21,23 @@ describe('archive cutoff: calendar arithmetic on the database clock', () => {
     // Midnight of 2026-10-26 in Berlin (CET) minus 1 day is midnight of the 25th, still CEST: 25 hours earlier.
     const result = cutoff('2026-10-25T23:00:00Z', '1 day', 'Europe/Berlin');
     expect(cutoffLiteral(result, 'timestamptz')).toBe('2026-10-25 00:00:00.000+02:00');
-    expect(new Date('2026-10-25T23:00:00Z').getTime() - result.toMillis()).toBe(25 * 3600_000);
+    expect(new Date('2026-10-25T23:00:00Z').getTime() - result.instant.toMillis()).toBe(25 * 3600_000);
+  });
+
+  it('a wall time the zone skipped resolves to the first instant after the gap; a repeated one to its earlier instant', () => {
+    // Berlin skipped 02:00-03:00 on 2026-03-29: a day before 02:30 on the 30th is 03:00 CEST, not 03:30.
+    const skipped = cutoff('2026-03-30T00:30:00Z', '1 day', 'Europe/Berlin');
+    expect(cutoffLiteral(skipped, 'timestamptz')).toBe('2026-03-29 03:00:00.000+02:00');
+    expect(cutoffLiteral(skipped, 'timestamp')).toBe('2026-03-29 02:30:00.000'); // zone-less columns keep the wall time
+    // Berlin repeated 02:00-03:00 on 2026-10-25: a day before 02:30 on the 26th is the first 02:30 (CEST).
+    const repeated = cutoff('2026-10-26T01:30:00Z', '1 day', 'Europe/Berlin');
+    expect(cutoffLiteral(repeated, 'timestamptz')).toBe('2026-10-25 02:30:00.000+02:00');
+  });
+
+  it('hours are elapsed time, whatever the wall clock did', () => {
+    const result = cutoff('2026-03-29T03:00:00Z', '3 hours', 'Europe/Berlin'); // 05:00 CEST; three hours before is 01:00 CET
+    expect(cutoffLiteral(result, 'timestamptz')).toBe('2026-03-29 01:00:00.000+01:00');
+    expect(cutoffLiteral(result, 'timestamp')).toBe('2026-03-29 01:00:00.000');
   });
 
   it('zone-less columns compare on the wall clock of the policy zone', () => {
