@@ -12,7 +12,7 @@ import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { METRICS_NAMESPACE } from '../shared/metrics';
+import { ENV, METRICS_NAMESPACE, SERVICE_NAME } from '../shared/environment';
 
 export interface JobFunctionProps {
   /** Folder under functions/ holding handler.ts. */
@@ -115,12 +115,12 @@ export class JobFunction extends Construct {
       vpcSubnets: props.vpcSubnets,
       securityGroups: props.securityGroups,
       environment: {
-        PGHK_DB_SECRET_ARN: props.databaseSecret.secretArn,
+        [ENV.dbSecretArn]: props.databaseSecret.secretArn,
         NODE_EXTRA_CA_CERTS: LAMBDA_CA_CERTS,
-        POWERTOOLS_SERVICE_NAME: 'pg-housekeeper',
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         NODE_OPTIONS: '--enable-source-maps',
-        ...(props.databaseRole ? { PGHK_DB_ROLE: props.databaseRole } : {}),
+        ...(props.databaseRole ? { [ENV.dbRole]: props.databaseRole } : {}),
       },
       bundling: {
         ...BUNDLING,

@@ -11,7 +11,8 @@ import {
 } from 'aws-cdk-lib/aws-cloudwatch';
 import { QueryDefinition, QueryString } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { METRIC, METRICS_NAMESPACE } from '../shared/metrics';
+import { METRICS_NAMESPACE, SERVICE_NAME } from '../shared/environment';
+import { METRIC } from '../shared/metrics';
 import type { JobFunction } from './job-function';
 import type { JobName } from './pg-housekeeping';
 
@@ -35,7 +36,7 @@ export interface ObservabilityProps {
 
 /** Our EMF metrics carry the dimensions Powertools writes: service and job. */
 export function jobMetric(job: JobName, name: string, statistic: string, period = Duration.hours(1)): Metric {
-  return new Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: { service: 'pg-housekeeper', job }, statistic, period });
+  return new Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: { service: SERVICE_NAME, job }, statistic, period });
 }
 
 /** Alarms, one dashboard and saved Logs Insights queries for the jobs that are deployed. */

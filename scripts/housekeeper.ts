@@ -8,6 +8,7 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { ENV } from '../shared/environment';
 import { ConfigError, HousekeeperError } from '../shared/errors';
 import { humanSummary, printStatus, readConfigFile, runFromCli, USAGE, withDatabase } from './cli';
 import { seedDemo } from './demo';
@@ -25,7 +26,7 @@ async function main(argv: string[]): Promise<number> {
     },
   });
   const [command, job] = positionals;
-  const databaseUrl = values['database-url'] ?? process.env.DATABASE_URL;
+  const databaseUrl = values['database-url'] ?? process.env[ENV.databaseUrl];
   if (values.help || !command) {
     console.log(USAGE);
     return command || values.help ? 0 : 2;

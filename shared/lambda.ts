@@ -7,6 +7,7 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import { parseConfig } from './config';
 import { databaseSourceFromEnvironment, openSession } from './db';
+import { ENV } from './environment';
 import { ConfigError, errorMessage, JobFailedError } from './errors';
 import { identifierProblem, quoteIdent } from './identifiers';
 import { secondsSinceLastSuccess } from './ledger';
@@ -99,10 +100,10 @@ async function prepareSession(client: pg.Client, role: string | undefined): Prom
 }
 
 function roleFromEnvironment(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const role = env.PGHK_DB_ROLE;
+  const role = env[ENV.dbRole];
   if (!role) return undefined;
   const problem = identifierProblem(role);
-  if (problem) throw new ConfigError('PGHK_DB_ROLE', problem);
+  if (problem) throw new ConfigError(ENV.dbRole, problem);
   return role;
 }
 

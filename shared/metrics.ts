@@ -1,8 +1,8 @@
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { METRICS_NAMESPACE, SERVICE_NAME } from './environment';
 import type { JobName, JobSummary } from './run-job';
 
-/** CloudWatch namespace and metric names: one definition for the handlers that emit and the alarms that watch. */
-export const METRICS_NAMESPACE = 'PgHousekeeper';
+/** Metric names: one definition for the handlers that emit and the alarms that watch. */
 export const METRIC = {
   partitionsCreated: 'PartitionsCreated',
   partitionsRetired: 'PartitionsRetired',
@@ -17,7 +17,7 @@ export const METRIC = {
 } as const;
 
 export function createJobMetrics(job: JobName): Metrics {
-  return new Metrics({ namespace: METRICS_NAMESPACE, serviceName: 'pg-housekeeper', defaultDimensions: { job } });
+  return new Metrics({ namespace: METRICS_NAMESPACE, serviceName: SERVICE_NAME, defaultDimensions: { job } });
 }
 
 export interface RunMetrics {

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { databaseNow } from '../../shared/postgres';
+import { databaseNow, queryOne } from '../../shared/postgres';
 import { displayName, parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
 import { applySteps } from './apply';
@@ -15,11 +15,12 @@ async function rowsInDefault(client: pg.ClientBase, catalog: PartitionCatalog, f
   if (!catalog.defaultPartition) return 0;
   const key = quoteIdent(catalog.keyColumn);
   const range = from && to ? `WHERE ${key} >= $1::${catalog.keyType} AND ${key} < $2::${catalog.keyType}` : '';
-  const { rows } = await client.query<{ n: number }>(
+  const { n } = await queryOne<{ n: number }>(
+    client,
     `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${quoteQualified(catalog.defaultPartition)} ${range} LIMIT ${DEFAULT_ROWS_COUNT_CAP}) AS capped`,
     from && to ? [from, to] : [],
   );
-  return rows[0]!.n;
+  return n;
 }
 
 function describePlan(catalog: PartitionCatalog, plan: PartitionPlan, policy: PartitionTargetPolicy): Record<string, unknown> {

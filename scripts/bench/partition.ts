@@ -1,5 +1,6 @@
 import { runLocally } from '../run-local';
-import { connect, fmt, latencyProbe, silentLogger, sleep } from './util';
+import { sleep } from '../../shared/postgres';
+import { connect, fmt, latencyProbe, silentLogger } from './util';
 
 const TABLES = 200;
 const EXISTING_DAYS = 31; // today and the 30 days before it

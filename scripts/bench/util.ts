@@ -1,9 +1,8 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import pg from 'pg';
+import { sleep } from '../../shared/postgres';
 
 export const silentLogger = () => new Logger({ serviceName: 'pg-housekeeper-bench', logLevel: 'SILENT' });
-
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function connect(url: string, applicationName = 'bench'): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, application_name: applicationName });

@@ -1,5 +1,6 @@
 import type { Context } from 'aws-lambda';
 import type pg from 'pg';
+import { queryOne } from '../../shared/postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runLocally } from '../../scripts/run-local';
 import { ORDERS_DDL, seedOrders } from '../support/archive';
@@ -94,8 +95,8 @@ describe('partition under alternating-users rotation', () => {
     await runPartitionAs(roles.a, undefined, fill('without_owner'));
     const retired = await runPartitionAs(roles.b, undefined, retire('without_owner'));
     expect(retired).toMatchObject({ error: 'partition: 1 target(s) failed: app.without_owner' });
-    const { rows } = await sql.query<{ detail: string }>(`SELECT detail FROM housekeeping.latest_runs WHERE target = 'app.without_owner'`);
-    expect(rows[0]!.detail).toMatch(/must be owner/);
+    const { detail } = await queryOne<{ detail: string }>(sql, `SELECT detail FROM housekeeping.latest_runs WHERE target = 'app.without_owner'`);
+    expect(detail).toMatch(/must be owner/);
   });
 });
 

@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
+import { queryOne } from '../../shared/postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { captureArchiveInvariant, ORDERS_DDL, seedOrders } from '../support/archive';
 import { createTestDatabase, type TestDatabase } from '../support/db';
@@ -44,12 +45,14 @@ function startArchiveRun(config: string) {
 }
 
 async function keyCounts() {
-  const { rows } = await sql.query<{ source: number; archive: number; both: number; distinct_keys: number }>(`
+  return queryOne<{ source: number; archive: number; both: number; distinct_keys: number }>(
+    sql,
+    `
     SELECT (SELECT count(*) FROM app.orders)::int AS source,
            (SELECT count(*) FROM app.orders_archive)::int AS archive,
            (SELECT count(*) FROM app.orders o JOIN app.orders_archive a USING (id))::int AS both,
-           (SELECT count(DISTINCT id) FROM (SELECT id FROM app.orders UNION ALL SELECT id FROM app.orders_archive) u)::int AS distinct_keys`);
-  return rows[0]!;
+           (SELECT count(DISTINCT id) FROM (SELECT id FROM app.orders UNION ALL SELECT id FROM app.orders_archive) u)::int AS distinct_keys`,
+  );
 }
 
 describe('archive under SIGKILL at random moments', () => {

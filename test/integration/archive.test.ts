@@ -1,6 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type pg from 'pg';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { databaseNow } from '../../shared/postgres';
 import { ConfigError } from '../../shared/errors';
 import { tryLockTarget } from '../../shared/advisory-lock';
 import { buildArchiveSql } from '../../functions/archive/batch-sql';
@@ -248,7 +249,7 @@ async function batchAgainstConcurrentUpdate(target: { source: string; destinatio
   const [dschema, dname] = target.destination.split('.') as [string, string];
   const tables = await checkArchiveTables(sql, { schema, name }, { schema: dschema, name: dname }, { key: target.key ?? ['id'], ageColumn: target.ageColumn, allowReferencingForeignKeys: false, allowTriggers: false });
   const statement = buildArchiveSql({ schema, name }, { schema: dschema, name: dname }, target, tables);
-  const now = (await sql.query('SELECT now() AS now')).rows[0].now as Date;
+  const now = await databaseNow(sql);
   const params = statement.params({ primary: cutoffLiteral(archiveCutoff(now, target.retention, 'UTC'), 'timestamptz') }, 1000);
 
   const writer = await db.connect('writer');

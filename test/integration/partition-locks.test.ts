@@ -2,6 +2,7 @@ import { DateTime } from 'luxon';
 import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { tryLockTarget } from '../../shared/advisory-lock';
+import { sleep } from '../../shared/postgres';
 import { partitionsOf } from '../support/catalog';
 import { tableFingerprints } from '../support/fingerprint';
 import { createTestDatabase, databaseToday, type TestDatabase } from '../support/db';
@@ -24,8 +25,6 @@ beforeEach(async () => {
     CREATE TABLE app.bystander (id int PRIMARY KEY, v text);
     INSERT INTO app.bystander SELECT i, md5(i::text) FROM generate_series(1, 20) i;`);
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('a session holding a conflicting lock', () => {
   it('makes the job give up after its retries, naming the blocker, while writers stall at most about lock_timeout', async () => {

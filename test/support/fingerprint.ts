@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { queryOne } from '../../shared/postgres';
 
 /**
  * Whole-row evidence for safety invariants. A row's digest is md5 of its jsonb form: independent
@@ -42,10 +43,11 @@ export async function tableFingerprints(client: pg.ClientBase, exclude: string[]
   const out: Record<string, string> = {};
   for (const table of tables) {
     if (skipped(table.name)) continue;
-    const { rows } = await client.query<{ n: string; d: string | null }>(
+    const { n, d } = await queryOne<{ n: string; d: string | null }>(
+      client,
       `SELECT count(*)::text AS n, md5(string_agg(${ROW_DIGEST}, ',' ORDER BY ${ROW_DIGEST})) AS d FROM ${table.quoted} AS t`,
     );
-    out[table.name] = `${rows[0]!.n}:${rows[0]!.d ?? ''}`;
+    out[table.name] = `${n}:${d ?? ''}`;
   }
   return out;
 }
