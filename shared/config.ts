@@ -63,11 +63,11 @@ export function parseConfig<S extends z.ZodType>(schema: S, input: unknown, wher
   const result = schema.safeParse(input, { reportInput: true });
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
-    const field = [where, formatPath(issue.path)].filter(Boolean).join('.').replace(/\.\[/g, '[');
+    const field = [where, formatPath(issue.path)].filter(Boolean).join('.').replace(/\.\[/g, '[') || '(root)';
     const shown = issue.code === 'custom' || issue.code === 'unrecognized_keys' ? '' : ` (${describeInput(issue.input)})`;
-    return { field: field || '(root)', text: `${field || '(root)'}: ${issue.message}${shown}` };
+    return { field, problem: `${issue.message}${shown}` };
   });
-  const error = new ConfigError('', problems.map((p) => p.text).join('; '));
-  Object.defineProperty(error, 'field', { value: problems[0]!.field });
-  throw error;
+  // The first problem's field is the error's; the message names every field, each before its problem.
+  const [first, ...others] = problems;
+  throw new ConfigError(first!.field, [first!.problem, ...others.map((p) => `${p.field}: ${p.problem}`)].join('; '));
 }

@@ -34,14 +34,7 @@ export const ROW_LOCK_PATIENCE_MS = 20;
 const SKIP_LOCKED_STREAK = 10;
 
 /** A batch found something that forbids moving its rows; it was rolled back whole. */
-export class ArchiveBatchRefused extends HousekeeperError {
-  constructor(
-    readonly object: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export class ArchiveBatchRefused extends HousekeeperError {}
 
 export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolicy, ArchiveEvent>): Promise<TargetOutcome> {
   const { client, policy, logger } = context;
@@ -150,14 +143,14 @@ async function moveBatches(
       const batch = (await client.query<BatchResult>(text, params)).rows[0]!;
       const problem = batchProblem(batch, policy, info.keyColumns);
       // Cannot happen (no trigger or rule runs here, see checkArchiveTables); stop if it ever does.
-      if (problem) throw new ArchiveBatchRefused(policy.destination ?? policy.source, `${problem} (committed: report this)`);
+      if (problem) throw new ArchiveBatchRefused(`${problem} (committed: report this)`);
       return batch;
     }
     await client.query('BEGIN');
     try {
       const batch = (await client.query<BatchResult>(text, params)).rows[0]!;
       const problem = batchProblem(batch, policy, info.keyColumns);
-      if (problem) throw new ArchiveBatchRefused(policy.destination ?? policy.source, problem);
+      if (problem) throw new ArchiveBatchRefused(problem);
       await client.query('COMMIT');
       return batch;
     } catch (error) {

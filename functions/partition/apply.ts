@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { errorMessage, HousekeeperError, LockTimeoutError } from '../../shared/errors';
+import { DeadlockError, errorMessage, HousekeeperError, LockTimeoutError } from '../../shared/errors';
 import { inTransaction } from '../../shared/db';
 import { withLockRetry } from '../../shared/lock-retry';
 import type { JobLogger } from '../../shared/logger';
@@ -100,7 +100,7 @@ export async function applySteps(client: pg.ClientBase, steps: DdlStep[], option
       }
       options.logger.error(`${step.kind} ${step.partition} failed`, { error: errorMessage(error) });
       result.failures.push(errorMessage(error));
-      if (error instanceof LockTimeoutError) {
+      if (error instanceof LockTimeoutError || error instanceof DeadlockError) {
         const skipped = steps.length - index - 1;
         if (skipped > 0) result.failures.push(`${skipped} later step(s) not tried: they need the same locks`);
         result.stoppedOnLock = true;

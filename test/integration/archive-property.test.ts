@@ -373,6 +373,8 @@ describe('archive on generated schemas', () => {
       } catch (error) {
         const typed = error instanceof CatalogError || error instanceof SchemaDriftError;
         expect(typed, `${where}\nthrew something other than a refusal: ${String(error)}`).toBe(true);
+        // A refusal names the table to look at.
+        expect(['p.source', 'p.archive'], `${where}\n${String(error)}`).toContain((error as CatalogError).object);
         summary = { state: 'failed', counts: {}, detail: (error as Error).message };
       }
       await guard.verify(summary).catch((error) => Promise.reject(new Error(`${where}\n${summary.detail ?? ''}\n${error}`)));
