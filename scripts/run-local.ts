@@ -2,7 +2,8 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { parseConfig } from '../shared/config';
 import { openSession } from '../shared/db';
 import { createJobLogger } from '../shared/logger';
-import { runJob, type JobSummary, type Progress } from '../shared/run-job';
+import type { Progress } from '../shared/job';
+import { runJob, type JobSummary } from '../shared/run-job';
 import { TimeBudget } from '../shared/time-budget';
 import { JOBS, type CliJobName } from './jobs';
 

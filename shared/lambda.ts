@@ -13,7 +13,8 @@ import { identifierProblem, quoteIdent } from './identifiers';
 import { secondsSinceLastSuccess } from './ledger';
 import type { JobLogger } from './logger';
 import { publishRunMetrics } from './metrics';
-import { runJob, type JobDefinition, type JobSummary } from './run-job';
+import type { JobDefinition } from './job';
+import { runJob, type JobSummary } from './run-job';
 import { useSecretsManager } from './secrets';
 import { TimeBudget } from './time-budget';
 

@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import { tryLockTarget, unlockTarget } from './advisory-lock';
 import { ConfigError, errorMessage } from './errors';
 import { recordRunState, type RunState } from './ledger';
+import type { JobDefinition, Progress, StopReason, TargetOutcome } from './job';
 import type { JobLogger } from './logger';
 import { migrate } from './migrate';
 import { applyOverrides, readOverrides, reportUnmatchedSettings } from './settings';
@@ -12,49 +13,6 @@ import type { TimeBudget } from './time-budget';
 export const JOB_NAMES = ['partition', 'archive', 'rollup'] as const;
 export type JobName = (typeof JOB_NAMES)[number];
 
-export interface TargetContext<P, O> {
-  client: pg.Client;
-  policy: P;
-  options: O;
-  logger: JobLogger;
-  budget: TimeBudget;
-  dryRun: boolean;
-  runId: string;
-  /** Long jobs report progress here (the CLI draws a bar); logging progress stays the job's own. */
-  onProgress?: (progress: Progress) => void;
-}
-
-export interface Progress {
-  done: number;
-  estimatedTotal: number;
-  ratePerSecond: number;
-}
-
-export interface TargetOutcome {
-  counts: Record<string, number>;
-  /** Set when the target did part of its work and then failed: counts still tell what was done. */
-  failure?: string;
-  /** Human lines for the CLI summary (plans, warnings). */
-  notes?: string[];
-  /** Why a run that can stop early stopped: "done", "time budget nearly spent", ... */
-  stopReason?: string;
-}
-
-export interface JobDefinition<S extends z.ZodType, O> {
-  job: JobName;
-  targetSchema: S;
-  /**
-   * The target's one name: what it is locked, logged, recorded and measured under, and what its
-   * housekeeping.settings rows put in `target` (e.g. "public.events").
-   */
-  targetName(policy: z.output<S>): string;
-  /** Targets the job always maintains besides the user's (the partition job keeps the ledger partitioned). */
-  implicitTargets?(options: O, dryRun: boolean): unknown[];
-  /** An explicit advisory lock key instead of the (job, target) one. */
-  lockKey?(policy: z.output<S>): number | undefined;
-  runTarget(context: TargetContext<z.output<S>, O>): Promise<TargetOutcome>;
-}
-
 export interface TargetSummary {
   target: string;
   runId: string;
@@ -62,7 +20,7 @@ export interface TargetSummary {
   durationMs: number;
   counts: Record<string, number>;
   detail?: string;
-  stopReason?: string;
+  stopReason?: StopReason;
   notes: string[];
 }
 

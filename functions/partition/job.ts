@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { databaseNow, queryOne } from '../../shared/postgres';
 import { displayName, parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
-import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
+import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/job';
 import { applySteps } from './apply';
 import { readPartitionCatalog, type PartitionCatalog } from './catalog';
 import { renderCreateSteps, renderFinishSteps, renderRetireSteps, stepToSql } from './ddl';

@@ -3,7 +3,7 @@ import { inTransaction, relationExists } from '../../shared/db';
 import { CatalogError } from '../../shared/errors';
 import { databaseNow, sleep } from '../../shared/postgres';
 import { parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
-import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
+import type { JobDefinition, StopReason, TargetContext, TargetOutcome } from '../../shared/job';
 import { BUCKET_MS, floorToBucket, instant, mergeBuckets, upperBound } from './buckets';
 import { blindness, describeHolder, readFence } from './fence';
 import { rollupTargetSchema, type RollupEvent, type RollupPolicy } from './policy';
@@ -170,7 +170,7 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
     );
     ranges.push(...mergeBuckets(rows.map((r) => r.bucket.getTime()), policy.bucket));
   }
-  let stopReason = 'caught up';
+  let stopReason: StopReason = 'caught up';
   let rangesDone = true;
   for (const [from, to] of ranges) {
     for (let sliceFrom = from; sliceFrom < to; sliceFrom += policy.sliceBuckets * size) {

@@ -4,9 +4,9 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vite
 import { databaseNow } from '../../shared/postgres';
 import { ConfigError } from '../../shared/errors';
 import { tryLockTarget } from '../../shared/advisory-lock';
-import { buildArchiveSql } from '../../functions/archive/batch-sql';
-import { archiveCutoff, cutoffLiteral } from '../../functions/archive/cutoff';
-import { checkArchiveTables } from '../../functions/archive/tables';
+import { readArchiveCatalog } from '../../functions/archive/catalog';
+import { planCutoffs } from '../../functions/archive/plan';
+import { renderArchiveSql } from '../../functions/archive/sql';
 import { captureArchiveInvariant, ORDERS_DDL, runArchive, runArchiveChecked, seedOrders } from '../support/archive';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { rowDigests } from '../support/fingerprint';
@@ -247,10 +247,9 @@ describe('archive job on a partitioned source', () => {
 async function batchAgainstConcurrentUpdate(target: { source: string; destination: string; ageColumn: string; retention: string; key?: string[] }, writerSql: string[]) {
   const [schema, name] = target.source.split('.') as [string, string];
   const [dschema, dname] = target.destination.split('.') as [string, string];
-  const tables = await checkArchiveTables(sql, { schema, name }, { schema: dschema, name: dname }, { key: target.key ?? ['id'], ageColumn: target.ageColumn, allowReferencingForeignKeys: false, allowTriggers: false });
-  const statement = buildArchiveSql({ schema, name }, { schema: dschema, name: dname }, target, tables);
-  const now = await databaseNow(sql);
-  const params = statement.params({ primary: cutoffLiteral(archiveCutoff(now, target.retention, 'UTC'), 'timestamptz') }, 1000);
+  const catalog = await readArchiveCatalog(sql, { schema, name }, { schema: dschema, name: dname }, { key: target.key ?? ['id'], ageColumn: target.ageColumn, allowReferencingForeignKeys: false, allowTriggers: false });
+  const cutoffs = planCutoffs(await databaseNow(sql), { retention: target.retention, timeZone: 'UTC' }, { primary: 'timestamptz' });
+  const statements = renderArchiveSql({ schema, name }, { schema: dschema, name: dname }, target, catalog, cutoffs);
 
   const writer = await db.connect('writer');
   const mover = await db.connect('mover');
@@ -258,7 +257,7 @@ async function batchAgainstConcurrentUpdate(target: { source: string; destinatio
     await writer.query('BEGIN');
     for (const text of writerSql) await writer.query(text);
     const moverPid = (await mover.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-    const batch = mover.query(statement.batch({ afterKey: false, skipExisting: false, skipLocked: false }), params);
+    const batch = mover.query(statements.batch({ limit: 1000, skipExisting: false, skipLocked: false }));
     await expect.poll(async () => (await sql.query(`SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1`, [moverPid])).rows[0]?.wait_event_type).toBe('Lock');
     await writer.query('COMMIT');
     return (await batch).rows[0];

@@ -1,6 +1,6 @@
 import { IANAZone } from 'luxon';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { archiveCutoff, cutoffLiteral } from '../../functions/archive/cutoff';
+import { archiveCutoff, cutoffLiteral } from '../../functions/archive/plan';
 
 /**
  * Every zone the runtime knows, with "now" swept across each DST (or other offset) transition of

@@ -1,8 +1,7 @@
 import type pg from 'pg';
 import { CatalogError, SchemaDriftError } from '../../shared/errors';
 import { displayName, type QualifiedName } from '../../shared/identifiers';
-import { TIME_COLUMN_TYPES } from '../../shared/postgres';
-import type { AgeColumnType } from './cutoff';
+import { TIME_COLUMN_TYPES, type TimeColumnType } from '../../shared/postgres';
 
 interface Column {
   name: string;
@@ -46,12 +45,12 @@ interface TableShape {
   weakUniqueIndexes: WeakUniqueIndex[];
 }
 
-export interface ArchiveTables {
+export interface ArchiveCatalog {
   /** Columns copied from source to destination, in source order. */
   copyColumns: string[];
   /** Every column both tables hold, compared byte for byte when a key is already archived. */
   compareColumns: string[];
-  ageTypes: { primary: AgeColumnType; fallback?: AgeColumnType };
+  ageTypes: { primary: TimeColumnType; fallback?: TimeColumnType };
   /** The policy's key columns, in policy order: batches are ordered and paginated by them. */
   keyColumns: string[];
   /** Columns of the destination's unique index that finds an archived copy (a subset of the key). */
@@ -128,7 +127,7 @@ async function readShape(client: pg.ClientBase, name: QualifiedName, role: strin
   };
 }
 
-function ageType(shape: TableShape, column: string, field: string): AgeColumnType {
+function ageType(shape: TableShape, column: string, field: string): TimeColumnType {
   const found = shape.columns.find((c) => c.name === column);
   const shown = displayName(shape.name);
   if (!found) throw new CatalogError(shown, `${field}: column ${column} does not exist in ${shown}`);
@@ -138,7 +137,6 @@ function ageType(shape: TableShape, column: string, field: string): AgeColumnTyp
 }
 
 const VARHDRSZ = 4;
-const TIME_TYPES = new Set(['timestamp', 'timestamptz', 'time', 'timetz']);
 
 /** numeric's typmod packs precision and scale (scale may be negative since Postgres 15). */
 function numericTypmod(typmod: number): { precision: number; scale: number } {
@@ -321,12 +319,12 @@ async function checkSideEffects(
  * value exactly and has a unique index within the key (so no row is archived twice), and no
  * trigger, rule or foreign key would change rows the policy does not name.
  */
-export async function checkArchiveTables(
+export async function readArchiveCatalog(
   client: pg.ClientBase,
   source: QualifiedName,
   destination: QualifiedName | undefined,
   policy: { key: string[]; ageColumn: string; ageFallbackColumn?: string; allowReferencingForeignKeys: boolean; allowTriggers: boolean },
-): Promise<ArchiveTables> {
+): Promise<ArchiveCatalog> {
   const from = await readShape(client, source, 'source');
   const shownSource = displayName(source);
   const key = policy.key;
