@@ -119,7 +119,7 @@ describe('archive and rollup with only the grants the README lists', () => {
     const archived = await runLocally('archive', { targets: [{ source: 'app.orders', destination: 'app.orders_archive', ageColumn: 'completed_at', retention: '90 days' }] }, urlAs(role), options);
     expect(archived.targets[0]).toMatchObject({ state: 'succeeded', counts: { rowsMoved: 200 } });
     const rolled = await runLocally('rollup', { targets: [usageRollup] }, urlAs(role), options);
-    expect(rolled.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'caught up' });
+    expect(rolled.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'done' });
     expect(await rollupMismatches(sql)).toEqual([]);
   });
 });

@@ -39,7 +39,7 @@ describe('the sandbox seed and the example configs', () => {
     expect(archive.targets[0]!.counts.rowsMoved).toBeGreaterThan(1000);
 
     const rollup = await runLocally('rollup', example('rollup'), db.url, { logger: quietLogger() });
-    expect(rollup.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'caught up', counts: { sourceRowsRead: 500 } });
+    expect(rollup.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'done', counts: { sourceRowsRead: 500 } });
   });
 
   it("npm start's seed names itself pg-housekeeper/demo-seed, as the seed Lambda does", async () => {

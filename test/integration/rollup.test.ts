@@ -73,7 +73,7 @@ describe('rollup exactness', () => {
     await sql.query(`INSERT INTO app.usage (occurred_at, tenant, units)
       SELECT date_trunc('hour', now()) - interval '48 hours' + i * interval '10 minutes', 'acme', 1 FROM generate_series(0, 299) i`);
     const first = await runRollup(db.url, { targets: [{ ...usageRollup, sliceBuckets: 10 }] });
-    expect(first.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'caught up', counts: { slices: 5 + 1, bucketsWritten: 48 + 2 } });
+    expect(first.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'done', counts: { slices: 5 + 1, bucketsWritten: 48 + 2 } });
     // 48 hourly buckets in slices of 10: 5 slices, plus the (empty) 2-bucket lookback below the first watermark
     expect((await watermark()).getTime()).toBe(Math.floor(Date.now() / 3_600_000) * 3_600_000);
     expect(first.targets[0]!.counts.sourceRowsRead).toBe(288);

@@ -1,6 +1,7 @@
 import { DateTime, IANAZone } from 'luxon';
 import { describe, expect, it } from 'vitest';
-import { BUCKET_MS, floorToBucket, instant, isBucketStart, mergeBuckets, upperBound, type Bucket } from '../../functions/rollup/buckets';
+import { BUCKET_MS, floorToBucket, instant, isBucketStart, mergeBuckets, type Bucket } from '../../functions/rollup/buckets';
+import { upperBound } from '../../functions/rollup/plan';
 import { parseUtcDate, parseUtcTimestamp, utcParameter } from '../../shared/db';
 
 /**
