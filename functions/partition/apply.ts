@@ -19,6 +19,8 @@ export interface ApplyResult {
   failures: string[];
   /** A step gave up on a lock: later steps need the same locks, so none were tried. */
   stoppedOnLock: boolean;
+  /** Steps not started because the time budget was spent: work left for a continuation, not a failure. */
+  notRun: number;
 }
 
 async function runStatements(client: pg.ClientBase, step: DdlStep): Promise<number> {
@@ -55,10 +57,11 @@ function autocommitStatement(client: pg.ClientBase, statement: SqlStatement): ()
  * step gave up waiting for a lock (retrying the others would only queue writers again).
  */
 export async function applySteps(client: pg.ClientBase, steps: DdlStep[], options: ApplyOptions): Promise<ApplyResult> {
-  const result: ApplyResult = { done: [], rowsMovedFromDefault: 0, failures: [], stoppedOnLock: false };
+  const result: ApplyResult = { done: [], rowsMovedFromDefault: 0, failures: [], stoppedOnLock: false, notRun: 0 };
   for (const [index, step] of steps.entries()) {
     if (options.budget.isExhausted()) {
-      result.failures.push(`time budget spent: ${steps.length - index} step(s) not run, starting with ${step.kind} ${step.partition}`);
+      result.notRun = steps.length - index;
+      options.logger.warn(`time budget spent: ${result.notRun} step(s) not run, starting with ${step.kind} ${step.partition}`);
       break;
     }
     const retry = {

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { databaseNow } from '../../shared/postgres';
 import { displayName, parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
+import { TIME_BUDGET_STOP } from '../../shared/time-budget';
 import { applySteps } from './apply';
 import { readPartitionCatalog, type PartitionCatalog } from './catalog';
 import { renderCreateSteps, renderRetireSteps, stepToSql } from './ddl';
@@ -65,7 +66,7 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
   const created = await applySteps(client, createSteps, applyOptions);
   const retired =
     created.stoppedOnLock && retireSteps.length > 0
-      ? { done: [], failures: [`retention not attempted: its ${retireSteps.length} step(s) wait for the same blocker`] }
+      ? { done: [], notRun: 0, failures: [`retention not attempted: its ${retireSteps.length} step(s) wait for the same blocker`] }
       : await applySteps(client, retireSteps, applyOptions);
   const rowsLeft = await rowsInDefault(client, catalog);
   if (rowsLeft > 0) {
@@ -75,6 +76,8 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
     );
   }
   const failures = [...created.failures, ...retired.failures];
+  // Steps the budget left are the next hop's (or the next run's) work, not a failure.
+  const stepsLeft = created.notRun + retired.notRun;
   return {
     counts: {
       created: created.done.length,
@@ -83,8 +86,10 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
       rowsMovedFromDefault: created.rowsMovedFromDefault,
       rowsLeftInDefault: rowsLeft,
       partitionsAhead: plan.aheadBefore + created.done.filter((s) => plan.aheadPlanned.has(s.partition)).length,
+      ...(stepsLeft > 0 ? { stepsLeft } : {}),
     },
     ...(failures.length > 0 ? { failure: failures.join('; ') } : {}),
+    ...(stepsLeft > 0 ? { stopReason: TIME_BUDGET_STOP } : {}),
   };
 }
 
