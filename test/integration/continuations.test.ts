@@ -12,6 +12,8 @@ import { createJobMetrics } from '../../shared/metrics';
 import type { JobSummary } from '../../shared/run-job';
 import { printStatus } from '../../scripts/cli';
 import { ORDERS_DDL, seedOrders } from '../support/archive';
+import { runPartition } from '../support/jobs';
+import { TimeBudget } from '../../shared/time-budget';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { lambdaContext, serveDatabaseSecret } from '../support/lambda';
 
@@ -203,6 +205,19 @@ describe('continuations', () => {
     expect(closed.targets[0]).toMatchObject({ state: 'skipped', notes: ['not continued: outside the maintenance window'] });
     expect(closed.targets[0]!.continues).toBeUndefined();
     expect(sent()).toEqual([]);
+  });
+
+  it("partition: steps the budget did not reach are work left (stepsLeft, time budget nearly spent), not a failure", async () => {
+    await sql.query(`CREATE TABLE app.hours (id bigserial, at timestamptz NOT NULL) PARTITION BY RANGE (at)`);
+    const event = { targets: [{ table: 'app.hours', interval: 'hour' as const, premake: 500 }], maintainLedger: false };
+    const short = await runPartition(db.url, event, { budget: TimeBudget.ofMs(600) });
+    expect(short.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'time budget nearly spent' });
+    const { created, stepsLeft } = short.targets[0]!.counts as { created: number; stepsLeft: number };
+    expect(created).toBeGreaterThan(0);
+    expect(created + stepsLeft).toBe(501);
+    const rest = await runPartition(db.url, event);
+    expect(rest.targets[0]).toMatchObject({ state: 'succeeded', counts: { created: stepsLeft } });
+    expect(rest.targets[0]!.counts.stepsLeft).toBeUndefined();
   });
 
   it('a continuation that cannot be sent releases the booking and fails the invocation loudly', async () => {
