@@ -3,18 +3,19 @@
  * policy its Lambda runs (README: "Partition policy", "Archive policy", "Rollup policy"), shipped
  * inside the function (the schedule sends `{}`), and is validated when you run `cdk synth`: a bad
  * field fails the synth, naming it.
- * EventBridge schedules are in UTC. Remove a job's entry to not deploy it.
+ * A schedule is a six-field EventBridge Scheduler cron in the time zone you name (daylight saving
+ * handled by the service), or a rate. `enabled: false` keeps a job's schedule paused across deploys.
+ * Remove a job's entry to not deploy it.
  */
 import { Duration } from 'aws-cdk-lib';
-import { Schedule } from 'aws-cdk-lib/aws-events';
 import type { PgHousekeepingProps } from './pg-housekeeping';
 
 export type HousekeepingConfig = Pick<PgHousekeepingProps, 'partition' | 'archive' | 'rollup' | 'rollupLagAlarmSeconds'>;
 
 export const housekeeping: HousekeepingConfig = {
   partition: {
-    // Hourly at :05: a failed run is retried long before tomorrow's partition is needed.
-    schedule: Schedule.cron({ minute: '5' }),
+    // Every day at 03:00 in Seoul; premake 7 leaves a week of partitions to notice a failing run.
+    schedule: { cron: '0 3 * * ? *', timeZone: 'Asia/Seoul' },
     timeout: Duration.minutes(5),
     policy: {
       targets: [
@@ -24,8 +25,11 @@ export const housekeeping: HousekeepingConfig = {
     },
   },
   archive: {
-    // Nightly at 03:15 UTC; maxRowsPerRun bounds the first catch-up, later nights continue it.
-    schedule: Schedule.cron({ hour: '3', minute: '15' }),
+    // Nightly from 01:00 Seoul time; a backlog bigger than one 15-minute invocation continues in
+    // chained invocations until it is done, but no batch starts after 05:00 (business hours stay quiet).
+    schedule: { cron: '0 1 * * ? *', timeZone: 'Asia/Seoul' },
+    window: { start: '01:00', end: '05:00', timeZone: 'Asia/Seoul' },
+    maxContinuations: 15,
     timeout: Duration.minutes(15),
     policy: {
       targets: [
@@ -36,14 +40,13 @@ export const housekeeping: HousekeepingConfig = {
           ageFallbackColumn: 'created_at',
           retention: '13 months',
           pauseMs: 20,
-          maxRowsPerRun: 5_000_000,
         },
       ],
     },
   },
   rollup: {
     // Every 15 minutes: hourly buckets settle 5 minutes after the hour and are recomputed twice more.
-    schedule: Schedule.rate(Duration.minutes(15)),
+    schedule: { rate: Duration.minutes(15) },
     timeout: Duration.minutes(10),
     policy: {
       targets: [
@@ -64,7 +67,7 @@ export const housekeeping: HousekeepingConfig = {
 /** What the sandbox (-c demo=true) runs against the demo tables it seeds. */
 export const demoHousekeeping: HousekeepingConfig = {
   partition: {
-    schedule: Schedule.rate(Duration.hours(1)),
+    schedule: { rate: Duration.hours(1) },
     policy: {
       targets: [
         { table: 'demo.events', interval: 'day', premake: 7, retention: { keep: 14 } },
@@ -73,11 +76,11 @@ export const demoHousekeeping: HousekeepingConfig = {
     },
   },
   archive: {
-    schedule: Schedule.rate(Duration.hours(1)),
+    schedule: { rate: Duration.hours(1) },
     policy: { targets: [{ source: 'demo.orders', destination: 'demo.orders_archive', ageColumn: 'completed_at', ageFallbackColumn: 'created_at', retention: '90 days' }] },
   },
   rollup: {
-    schedule: Schedule.rate(Duration.minutes(15)),
+    schedule: { rate: Duration.minutes(15) },
     policy: {
       targets: [{ name: 'demo_events_hourly', source: 'demo.events', timeColumn: 'occurred_at', target: 'demo.events_hourly', spec: { groupBy: ['kind'], measures: [{ name: 'events', fn: 'count' }] } }],
     },

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
-import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
+import { Architecture, Runtime, type RecursiveLoop } from 'aws-cdk-lib/aws-lambda';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
@@ -13,6 +13,7 @@ import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ENV, METRICS_NAMESPACE, SERVICE_NAME } from '../shared/environment';
+import { formatWindow, type MaintenanceWindow } from '../shared/window';
 
 export interface JobFunctionProps {
   /** Folder under functions/ holding handler.ts. */
@@ -34,6 +35,12 @@ export interface JobFunctionProps {
   reservedConcurrency?: number;
   /** A role every session switches to with SET ROLE (PGHK_DB_ROLE). */
   databaseRole?: string;
+  /** Continuations a chain may have (PGHK_MAX_CONTINUATIONS); 0 or unset: none. */
+  maxContinuations?: number;
+  /** Hours outside which no batch or slice starts (PGHK_MAINTENANCE_WINDOW). */
+  window?: MaintenanceWindow;
+  /** Lambda's recursive loop detection; ALLOW only for chains longer than it permits. */
+  recursiveLoop?: RecursiveLoop;
 }
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -106,6 +113,7 @@ export class JobFunction extends Construct {
       memorySize: props.memorySize ?? 256,
       timeout: props.timeout,
       reservedConcurrentExecutions: props.reservedConcurrency,
+      recursiveLoop: props.recursiveLoop,
       logGroup: this.logGroup,
       // The destination record carries the error message and type; a DLQ message only the event.
       onFailure: new SqsDestination(this.failures),
@@ -121,6 +129,8 @@ export class JobFunction extends Construct {
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         NODE_OPTIONS: '--enable-source-maps',
         ...(props.databaseRole ? { [ENV.dbRole]: props.databaseRole } : {}),
+        ...(props.maxContinuations !== undefined ? { [ENV.maxContinuations]: String(props.maxContinuations) } : {}),
+        ...(props.window ? { [ENV.maintenanceWindow]: formatWindow(props.window) } : {}),
       },
       bundling: {
         ...BUNDLING,

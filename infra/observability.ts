@@ -23,6 +23,8 @@ export interface WatchedJob {
   period: Duration;
   /** Alarm when a target's newest success is older than this. */
   staleAfter: Duration;
+  /** false: its schedule is disabled, so the alarms that fire on silence notify no one. */
+  enabled?: boolean;
 }
 
 export interface ObservabilityProps {
@@ -59,17 +61,20 @@ export class Observability extends Construct {
      * look healthy. The period holds at least one scheduled run, and `missedRuns` consecutive
      * periods must breach, so a run that lands late in its window does not page anyone.
      */
-    const whileRunning = (metric: IMetric) => ({
+    const whileRunning = (metric: IMetric, enabled = true) => ({
       metric,
       evaluationPeriods: props.missedRuns,
       datapointsToAlarm: props.missedRuns,
       treatMissingData: TreatMissingData.BREACHING,
+      // A job paused in the config file is silent on purpose: these alarms still show it, but page no one.
+      actionsEnabled: enabled,
     });
     const dashboard = new Dashboard(this, 'Dashboard', { dashboardName: undefined });
     const entries = Object.entries(props.jobs) as Array<[JobName, WatchedJob]>;
 
     for (const [job, watched] of entries) {
       const { fn, period } = watched;
+      const enabled = watched.enabled !== false;
       alarm(`${job}Errors`, {
         alarmDescription: `pg-housekeeper ${job}: an invocation failed (a target failed, or the job could not run). See the "failed runs" saved query.`,
         metric: fn.function.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }),
@@ -90,7 +95,7 @@ export class Observability extends Construct {
       });
       alarm(`${job}NotInvoked`, {
         alarmDescription: `pg-housekeeper ${job}: not invoked for ${props.missedRuns} schedule periods of ${period.toHumanString()} (rule disabled or deleted, or invocations throttled)`,
-        ...whileRunning(fn.function.metricInvocations({ period, statistic: 'Sum' })),
+        ...whileRunning(fn.function.metricInvocations({ period, statistic: 'Sum' }), enabled),
         threshold: 1,
         comparisonOperator: ComparisonOperator.LESS_THAN_THRESHOLD,
       });
@@ -98,7 +103,7 @@ export class Observability extends Construct {
         alarmDescription:
           `pg-housekeeper ${job}: a target's last success is more than ${watched.staleAfter.toHumanString()} old ` +
           '(failing, skipped because its lock is held, or the job stopped running). The run summary names the target.',
-        ...whileRunning(jobMetric(job, METRIC.secondsSinceLastSuccess, 'Maximum', period)),
+        ...whileRunning(jobMetric(job, METRIC.secondsSinceLastSuccess, 'Maximum', period), enabled),
         threshold: watched.staleAfter.toSeconds(),
         comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
       });
@@ -106,7 +111,7 @@ export class Observability extends Construct {
     if (props.jobs.partition) {
       alarm('PartitionsAheadLow', {
         alarmDescription: 'pg-housekeeper partition: some table has no partition ready after the current one (or no run reported it); inserts fail at the next boundary',
-        ...whileRunning(jobMetric('partition', METRIC.partitionsAhead, 'Minimum', props.jobs.partition.period)),
+        ...whileRunning(jobMetric('partition', METRIC.partitionsAhead, 'Minimum', props.jobs.partition.period), props.jobs.partition.enabled !== false),
         threshold: 1,
         comparisonOperator: ComparisonOperator.LESS_THAN_THRESHOLD,
       });
@@ -114,7 +119,7 @@ export class Observability extends Construct {
     if (props.jobs.rollup) {
       alarm('RollupLagHigh', {
         alarmDescription: `pg-housekeeper rollup: a rollup's watermark is more than ${props.rollupLagAlarmSeconds} s behind the database clock (or no run reported it)`,
-        ...whileRunning(jobMetric('rollup', METRIC.rollupLagSeconds, 'Maximum', props.jobs.rollup.period)),
+        ...whileRunning(jobMetric('rollup', METRIC.rollupLagSeconds, 'Maximum', props.jobs.rollup.period), props.jobs.rollup.enabled !== false),
         threshold: props.rollupLagAlarmSeconds,
         comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
       });
@@ -128,6 +133,7 @@ export class Observability extends Construct {
       }),
       new GraphWidget({ title: 'Run duration (ms, max)', left: entries.map(([job]) => jobMetric(job, METRIC.runDuration, 'Maximum')), width: 12 }),
     );
+    dashboard.addWidgets(new GraphWidget({ title: 'Continuations (chained hops sent)', left: entries.map(([job]) => jobMetric(job, METRIC.continuations, 'Sum')), width: 24 }));
     const jobWidgets: GraphWidget[] = [
       new GraphWidget({
         title: 'Seconds since last success (max over targets)',

@@ -1,12 +1,13 @@
-import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, TimeZone } from 'aws-cdk-lib';
 import type { IAlarmAction } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import { SecurityGroup, type IConnectable, type ISecurityGroup, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
-import { Rule, RuleTargetInput, type Schedule } from 'aws-cdk-lib/aws-events';
-import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
-import { ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { Policy, PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
+import { RecursiveLoop } from 'aws-cdk-lib/aws-lambda';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Schedule, ScheduleExpression, ScheduleTargetInput, TimeWindow } from 'aws-cdk-lib/aws-scheduler';
+import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Topic, type ITopic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
@@ -17,15 +18,31 @@ import { partitionEventSchema, type PartitionEventInput } from '../functions/par
 import { rollupEventSchema, type RollupEventInput } from '../functions/rollup/policy';
 import { parseConfig } from '../shared/config';
 import { identifierProblem } from '../shared/identifiers';
+import { LAMBDA_RECURSION_LIMIT, MAX_CONTINUATIONS_CAP } from '../shared/lambda-limits';
+import { windowProblems, type MaintenanceWindow } from '../shared/window';
 import { JobFunction } from './job-function';
 import { Observability, type WatchedJob } from './observability';
+import { resolveSchedule, type JobSchedule, type ResolvedSchedule } from './schedule-expression';
 import { longestGapSeconds } from './schedule-gap';
 
 export type JobName = 'partition' | 'archive' | 'rollup';
 
 export interface ScheduledJob<Policy> {
-  /** EventBridge schedule, in UTC: Schedule.cron({ minute: '5' }) or Schedule.rate(Duration.hours(1)). */
-  schedule: Schedule;
+  /**
+   * When it runs: `{ cron: '0 3 * * ? *', timeZone: 'Asia/Seoul' }` (EventBridge Scheduler cron,
+   * six fields, evaluated in the zone with its daylight saving changes) or `{ rate: Duration.minutes(15) }`.
+   */
+  schedule: JobSchedule;
+  /** false: deployed with its schedule disabled (no drift: a deploy keeps it so); "run now" still works. Default true. */
+  enabled?: boolean;
+  /**
+   * A run that stops on its time budget with work left invokes the function again, up to this many
+   * times in a row (0: never; the next scheduled run goes on). Default 15, which Lambda's recursive
+   * loop detection allows; more turns the function's recursive loop detection off (README).
+   */
+  maxContinuations?: number;
+  /** Outside these wall-clock hours no archive batch or rollup slice starts, and no continuation follows. */
+  window?: MaintenanceWindow;
   /** Exactly the event the Lambda receives (README); validated at synth and shipped inside the function. */
   policy: Policy;
   /** Lambda timeout; the job's time budget is what remains of it minus a margin. */
@@ -84,6 +101,7 @@ const JOBS: Record<JobName, { schema: z.ZodType; defaultTimeout: Duration; retry
 /** pg-housekeeper's scheduled jobs against one database, with their alarms, dashboard and saved queries. */
 export class PgHousekeeping extends Construct {
   readonly jobs: Partial<Record<JobName, JobFunction>> = {};
+  readonly schedules: Partial<Record<JobName, Schedule>> = {};
   readonly alarmTopic?: ITopic;
   readonly observability: Observability;
 
@@ -117,7 +135,18 @@ export class PgHousekeeping extends Construct {
       if (timeout.toSeconds() > 900) throw new Error(`${where}.timeout: Lambda allows at most 15 minutes`);
       const retryAttempts = scheduled.retryAttempts ?? JOBS[job].retryAttempts;
       if (![0, 1, 2].includes(retryAttempts)) throw new Error(`${where}.retryAttempts: Lambda allows 0, 1 or 2`);
-      const period = alarmPeriod(where, scheduled, missedRuns);
+      const schedule = resolveSchedule(scheduled.schedule, `${where}.schedule`);
+      const maxContinuations = scheduled.maxContinuations ?? LAMBDA_RECURSION_LIMIT;
+      if (!Number.isInteger(maxContinuations) || maxContinuations < 0 || maxContinuations > MAX_CONTINUATIONS_CAP) {
+        throw new Error(`${where}.maxContinuations: a whole number from 0 to ${MAX_CONTINUATIONS_CAP} (got ${maxContinuations})`);
+      }
+      if (scheduled.window !== undefined) {
+        const problems = windowProblems(scheduled.window, `${where}.window`);
+        if (problems.length > 0) throw new Error(problems.join('; '));
+      }
+      if (scheduled.enabled !== undefined && typeof scheduled.enabled !== 'boolean') throw new Error(`${where}.enabled: true or false`);
+      const enabled = scheduled.enabled ?? true;
+      const period = alarmPeriod(where, scheduled, schedule, missedRuns);
       const fn = new JobFunction(this, capitalize(job), {
         entry: job,
         databaseSecret: props.databaseSecret,
@@ -132,27 +161,42 @@ export class PgHousekeeping extends Construct {
         retryAttempts,
         reservedConcurrency: props.reservedConcurrency,
         databaseRole: props.databaseRole,
+        maxContinuations,
+        window: scheduled.window,
+        // Lambda stops a chain of requests after 16 invocations; a longer chain is ours to bound (maxContinuations).
+        recursiveLoop: maxContinuations > LAMBDA_RECURSION_LIMIT ? RecursiveLoop.ALLOW : undefined,
       });
-      new Rule(this, `${capitalize(job)}Schedule`, {
-        schedule: scheduled.schedule,
+      // A continuation invokes this function and nothing else. A policy of its own, not the role's
+      // default policy, which the function depends on: that one naming the function would be a cycle.
+      const continueSelf = new Policy(this, `${capitalize(job)}ContinueSelf`, {
+        roles: [fn.function.role!],
+        statements: [new PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.function.functionArn] })],
+      });
+      const timer = new Schedule(this, `${capitalize(job)}Schedule`, {
+        schedule: ScheduleExpression.expression(schedule.expression, TimeZone.of(schedule.timeZone)),
         description: `pg-housekeeper ${job}`,
-        targets: [
-          new LambdaFunction(fn.function, {
-            // Empty: the function runs the policy it was deployed with. An event with `targets`
-            // overrides it for an ad-hoc run; `{"dryRun": true}` runs the deployed policy dry.
-            event: RuleTargetInput.fromObject({}),
-            retryAttempts: 2,
-            maxEventAge: Duration.hours(1),
-            deadLetterQueue: fn.failures,
-          }),
-        ],
+        enabled,
+        // Runs at the time written, not somewhere in a window after it.
+        timeWindow: TimeWindow.off(),
+        target: new LambdaInvoke(fn.function, {
+          // Empty: the function runs the policy it was deployed with. An event with `targets`
+          // overrides it for an ad-hoc run; `{"dryRun": true}` runs the deployed policy dry.
+          input: ScheduleTargetInput.fromObject({}),
+          retryAttempts: 2,
+          maxEventAge: Duration.hours(1),
+          deadLetterQueue: fn.failures,
+        }),
       });
-      new CfnOutput(this, `${capitalize(job)}FunctionName`, { value: fn.function.functionName, description: `pg-housekeeper ${job} function` });
+      // The first scheduled run may already continue.
+      timer.node.addDependency(continueSelf);
+      new CfnOutput(this, `${capitalize(job)}FunctionName`, { value: fn.function.functionName, description: `pg-housekeeper ${job} function ("run now": aws lambda invoke --invocation-type Event)` });
       this.jobs[job] = fn;
+      this.schedules[job] = timer;
       watched[job] = {
         fn,
         period,
         staleAfter: scheduled.staleAfter ?? Duration.seconds(period.toSeconds() * missedRuns + timeout.toSeconds()),
+        enabled,
       };
     }
     if (securityGroups) {
@@ -189,10 +233,10 @@ export class PgHousekeeping extends Construct {
  * The alarms that treat missing data as breaching need a period holding at least one run, and
  * CloudWatch caps period × evaluation periods at one day below hourly periods, seven days above.
  */
-function alarmPeriod(where: string, scheduled: ScheduledJob<unknown>, missedRuns: number): Duration {
-  const gap = scheduled.runsEvery?.toSeconds() ?? longestGapSeconds(scheduled.schedule.expressionString);
+function alarmPeriod(where: string, scheduled: ScheduledJob<unknown>, schedule: ResolvedSchedule, missedRuns: number): Duration {
+  const gap = scheduled.runsEvery?.toSeconds() ?? longestGapSeconds(schedule.expression, schedule.timeZone);
   if (gap === undefined) {
-    throw new Error(`${where}.runsEvery: cannot tell how often ${scheduled.schedule.expressionString} runs; set runsEvery to the longest gap between two runs`);
+    throw new Error(`${where}.runsEvery: cannot tell how often ${schedule.expression} runs; set runsEvery to the longest gap between two runs`);
   }
   const seconds = Math.max(60, Math.ceil(gap / 60) * 60);
   const cap = seconds < 3_600 ? 86_400 : 604_800;

@@ -88,8 +88,10 @@ export class HousekeepingStack extends Stack {
       subnetConfiguration: [{ name: 'isolated', subnetType: SubnetType.PRIVATE_ISOLATED, cidrMask: 24 }],
       flowLogs: { rejected: { destination: FlowLogDestination.toCloudWatchLogs(flowLogs) } },
     });
-    // No NAT: the functions reach Secrets Manager through an endpoint, nothing else leaves the VPC.
+    // No NAT: the functions reach Secrets Manager through an endpoint, and the Lambda API (to
+    // send a continuation) through another; nothing else leaves the VPC.
     const endpoint = vpc.addInterfaceEndpoint('SecretsManagerEndpoint', { service: InterfaceVpcEndpointAwsService.SECRETS_MANAGER });
+    vpc.addInterfaceEndpoint('LambdaEndpoint', { service: InterfaceVpcEndpointAwsService.LAMBDA });
     const database = new DatabaseInstance(this, 'SandboxDatabase', {
       engine: DatabaseInstanceEngine.postgres({ version: PostgresEngineVersion.VER_17 }),
       instanceType: InstanceType.of(InstanceClass.BURSTABLE4_GRAVITON, InstanceSize.MICRO),

@@ -2,8 +2,11 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { openSession } from '../shared/db';
 import { ConfigError, errorMessage } from '../shared/errors';
-import { latestRuns } from '../shared/ledger';
+import { liveChains, shortId } from '../shared/chain';
+import { relationExists } from '../shared/db';
 import type { Progress } from '../shared/job';
+import { latestRuns, type LatestRun } from '../shared/ledger';
+import { pausedTargets } from '../shared/settings';
 import type { JobSummary } from '../shared/run-job';
 import { startEmbeddedPostgres } from './embedded-postgres';
 import { JOBS, type CliJobName } from './jobs';
@@ -14,6 +17,7 @@ export const EMBEDDED_DATA_DIR = resolve(import.meta.dirname, '..', '.housekeepe
 export const USAGE = `usage:
   housekeeper demo
   housekeeper run <${Object.keys(JOBS).join('|')}> --config <file.json> [--database-url URL] [--dry-run]
+  housekeeper run <${Object.keys(JOBS).join('|')}> --deployed [--database-url URL] [--dry-run]
   housekeeper status [--database-url URL]
 
 Without --database-url (or DATABASE_URL), an embedded Postgres is started in .housekeeper-db/.`;
@@ -78,6 +82,12 @@ export async function runFromCli(job: CliJobName, payload: unknown, databaseUrl:
   return runLocally(job, withFlag, databaseUrl, { where: 'config', onProgress: progressBar() });
 }
 
+/** Which hop of which chain a Lambda run was: one logical run across its invocations. */
+function chainText(run: LatestRun): string | undefined {
+  if (!run.chain || (run.chain.hop === 0 && run.chain.hops <= 1)) return undefined;
+  return `hop ${run.chain.hop} of chain ${shortId(run.chain.id)} (${run.chain.hops} hop(s) since ${run.chain.startedAt.toISOString().slice(11, 19)} UTC)`;
+}
+
 /** A read of the ledger: it may wait briefly behind a partition's DDL, never hang on it. */
 export const STATUS_SESSION = { job: 'status', lockTimeoutMs: 3_000, statementTimeoutMs: 30_000 } as const;
 
@@ -96,8 +106,20 @@ export async function printStatus(url: string): Promise<void> {
       const started = run.startedAt.toISOString().slice(0, 19).replace('T', ' ');
       const counts = formatCounts(run.counts as Record<string, number>);
       console.log(
-        `${run.job.padEnd(10)} ${run.target.padEnd(32)} ${run.state.padEnd(10)} ${started.padEnd(20)} ${String(run.durationMs ?? '').padStart(7)}  ${[counts, run.detail].filter(Boolean).join(' | ')}`,
+        `${run.job.padEnd(10)} ${run.target.padEnd(32)} ${run.state.padEnd(10)} ${started.padEnd(20)} ${String(run.durationMs ?? '').padStart(7)}  ${[counts, run.detail, chainText(run)].filter(Boolean).join(' | ')}`,
       );
+    }
+    // Chains and pauses exist once the ledger is at migration 7 (a database a newer run has touched).
+    if (await relationExists(client, 'housekeeping.chains')) {
+      for (const chain of await liveChains(client)) {
+        console.log(
+          `continuing: ${chain.job} ${chain.target}: chain ${shortId(chain.chainId)} expects hop ${chain.hop} ` +
+            `(started ${chain.startedAt.toISOString().slice(0, 19).replace('T', ' ')} UTC, last moved ${chain.secondsSinceUpdate} s ago)`,
+        );
+      }
+    }
+    for (const paused of await pausedTargets(client)) {
+      console.log(`paused: ${paused.job} ${paused.target === '*' ? 'every target' : paused.target} (housekeeping.settings key 'paused')`);
     }
   } finally {
     await client.end();

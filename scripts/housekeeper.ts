@@ -4,6 +4,7 @@
  *
  *   housekeeper demo                                   seed demo tables and run the partition job
  *   housekeeper run partition --config FILE [--database-url URL] [--dry-run]
+ *   housekeeper run partition --deployed [--database-url URL] [--dry-run]   the policy cdk deploy ships
  *   housekeeper status [--database-url URL]
  */
 import { resolve } from 'node:path';
@@ -11,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { ENV } from '../shared/environment';
 import { ConfigError, HousekeeperError } from '../shared/errors';
 import { humanSummary, printStatus, readConfigFile, runFromCli, USAGE, withDatabase } from './cli';
+import { deployedPolicy } from './deployed';
 import { seedDemo } from './demo';
 import { JOBS, type CliJobName } from './jobs';
 
@@ -20,6 +22,7 @@ async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       config: { type: 'string' },
+      deployed: { type: 'boolean', default: false },
       'database-url': { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -49,8 +52,11 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'run') {
     if (!job || !(job in JOBS)) throw new ConfigError('job', `expected one of ${Object.keys(JOBS).join(', ')} (got ${job ?? 'nothing'})`);
-    if (!values.config) throw new ConfigError('--config', 'is required: the JSON payload the Lambda receives from its EventBridge rule');
-    const payload = readConfigFile(values.config);
+    if (values.config && values.deployed) throw new ConfigError('--deployed', 'runs the policy in infra/housekeeping.config.ts; leave out --config');
+    if (!values.config && !values.deployed) {
+      throw new ConfigError('--config', 'is required (a JSON policy, as an ad-hoc Lambda event), or --deployed for the policy infra/housekeeping.config.ts deploys');
+    }
+    const payload = values.deployed ? await deployedPolicy(job as CliJobName) : readConfigFile(values.config!);
     return withDatabase(databaseUrl, async (url) => {
       const summary = await runFromCli(job as CliJobName, payload, url, values['dry-run']);
       console.log(`\n${humanSummary(summary)}`);

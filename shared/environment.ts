@@ -25,6 +25,10 @@ export const ENV = {
   dbCaBundle: 'PGHK_DB_CA_BUNDLE',
   /** `verify` (the default for non-loopback hosts) or `disable`. */
   dbTls: 'PGHK_DB_TLS',
+  /** Continuations a chain may have; 0 or unset: none. */
+  maxContinuations: 'PGHK_MAX_CONTINUATIONS',
+  /** Hours outside which no archive batch or rollup slice starts, `01:00-05:00 Asia/Seoul`. */
+  maintenanceWindow: 'PGHK_MAINTENANCE_WINDOW',
   /** A postgres:// URL instead of a secret (the CLI, tests). */
   databaseUrl: 'DATABASE_URL',
 } as const;

@@ -14,7 +14,7 @@ import type { TimeBudget } from './time-budget';
  * Why a target's run ended before its work did, or that it did not: the words the summary, the
  * ledger (`stopped: ...`) and the logs use, the same for every job.
  */
-export type StopReason = 'done' | 'max rows reached' | 'time budget nearly spent';
+export type StopReason = 'done' | 'max rows reached' | 'time budget nearly spent' | 'outside maintenance window';
 
 export interface TargetContext<P, O> {
   client: pg.Client;

@@ -1,22 +1,27 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
 import type pg from 'pg';
-import type { z } from 'zod';
+import * as z from 'zod';
+import type { ChainRun } from './chain';
 import { parseConfig } from './config';
 import { databaseSourceFromEnvironment, openSession } from './db';
 import { ENV } from './environment';
-import { ConfigError, errorMessage, JobFailedError } from './errors';
+import { ConfigError, errorMessage, HousekeeperError, JobFailedError } from './errors';
 import { identifierProblem, quoteIdent } from './identifiers';
+import { MAX_CONTINUATIONS_CAP } from './lambda-limits';
 import { secondsSinceLastSuccess } from './ledger';
 import type { JobLogger } from './logger';
 import { publishRunMetrics } from './metrics';
 import type { JobDefinition } from './job';
-import { runJob, type JobSummary } from './run-job';
+import { runJob, type JobName, type JobSummary, type TargetSummary } from './run-job';
 import { useSecretsManager } from './secrets';
 import { TimeBudget } from './time-budget';
+import { parseWindow, type MaintenanceWindow } from './window';
 
 // Only the handlers import this module: the Lambda's init phase builds the Secrets Manager
 // client, and the CLI, which never imports it, never loads the SDK.
@@ -74,6 +79,97 @@ export function resolvePolicy(payload: unknown, deployed: unknown): unknown {
   return { ...(deployed as object), ...event };
 }
 
+/** What a continuation adds to the event it carries on: which chain, which hop, which targets. */
+const continuationSchema = z.strictObject({
+  chainId: z.uuid(),
+  hop: z.number().int().min(1).max(MAX_CONTINUATIONS_CAP),
+  targets: z.array(z.string().min(1)).min(1),
+});
+export type Continuation = z.output<typeof continuationSchema>;
+
+/** Splits `continuation` off the event; it says where a chain is, not what to run. */
+export function takeContinuation(event: unknown): { event: unknown; continuation?: Continuation } {
+  if (!event || typeof event !== 'object' || Array.isArray(event) || !('continuation' in event)) return { event };
+  const { continuation, ...rest } = event as Record<string, unknown>;
+  return { event: rest, continuation: parseConfig(continuationSchema, continuation, 'event.continuation') };
+}
+
+export interface ChainSettings {
+  maxContinuations: number;
+  window?: MaintenanceWindow;
+}
+
+/** PGHK_MAX_CONTINUATIONS (0, or unset: no continuations) and PGHK_MAINTENANCE_WINDOW, as the template sets them. */
+export function chainSettingsFromEnvironment(env: NodeJS.ProcessEnv = process.env): ChainSettings {
+  const text = env[ENV.maxContinuations];
+  const maxContinuations = text === undefined || text === '' ? 0 : Number(text);
+  if (!Number.isInteger(maxContinuations) || maxContinuations < 0 || maxContinuations > MAX_CONTINUATIONS_CAP) {
+    throw new ConfigError(ENV.maxContinuations, `a whole number from 0 to ${MAX_CONTINUATIONS_CAP} (got ${text})`);
+  }
+  let window: MaintenanceWindow | undefined;
+  const windowText = env[ENV.maintenanceWindow];
+  if (windowText) {
+    try {
+      window = parseWindow(windowText, ENV.maintenanceWindow);
+    } catch (error) {
+      throw new ConfigError('', errorMessage(error));
+    }
+  }
+  return { maxContinuations, ...(window ? { window } : {}) };
+}
+
+/** Counts that say what a continuing target has left, per job, for the continuation's log line. */
+const REMAINING: Record<JobName, string> = { partition: 'stepsLeft', archive: 'estimatedRemaining', rollup: 'lagSeconds' };
+
+function remainingOf(job: JobName, target: TargetSummary): Record<string, unknown> {
+  if (target.state === 'skipped') return { notStarted: target.detail };
+  const key = REMAINING[job];
+  return key in target.counts ? { [key]: target.counts[key] } : {};
+}
+
+/** The continuation could not be sent: the work done stands, the rest waits for the next scheduled run. */
+export class ContinuationError extends HousekeeperError {}
+
+/** Same reasoning as Secrets Manager's: without a route, fail in seconds, naming it. */
+export const LAMBDA_API_TIMEOUTS = { connectionTimeoutMs: 3_000, requestTimeoutMs: 3_000, maxAttempts: 2 };
+
+let lambdaSdk: { LambdaClient: typeof LambdaClient; InvokeCommand: typeof InvokeCommand } | undefined;
+let lambdaClient: LambdaClient | undefined;
+
+/**
+ * Invokes this function again, asynchronously. The SDK module is loaded on the first
+ * continuation, not at init: most runs never continue and should not pay for it.
+ */
+export async function invokeSelf(functionName: string, payload: unknown): Promise<void> {
+  lambdaSdk ??= await import('@aws-sdk/client-lambda');
+  lambdaClient ??= new lambdaSdk.LambdaClient({
+    maxAttempts: LAMBDA_API_TIMEOUTS.maxAttempts,
+    requestHandler: {
+      connectionTimeout: LAMBDA_API_TIMEOUTS.connectionTimeoutMs,
+      requestTimeout: LAMBDA_API_TIMEOUTS.requestTimeoutMs,
+      throwOnRequestTimeout: true,
+    },
+  });
+  const started = Date.now();
+  let status: number | undefined;
+  try {
+    ({ StatusCode: status } = await lambdaClient.send(
+      new lambdaSdk.InvokeCommand({ FunctionName: functionName, InvocationType: 'Event', Payload: new TextEncoder().encode(JSON.stringify(payload)) }),
+    ));
+  } catch (error) {
+    const e = error as { name?: string; code?: string };
+    if (e?.name === 'TimeoutError' || ['ETIMEDOUT', 'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'].includes(e?.code ?? '')) {
+      const region = process.env.AWS_REGION ?? 'REGION';
+      throw new ContinuationError(
+        `cannot reach the Lambda API within ${Math.ceil((Date.now() - started) / 1000)} s (${errorMessage(error)}): the function's subnets need a NAT gateway ` +
+          `or a com.amazonaws.${region}.lambda VPC endpoint (private DNS on)`,
+      );
+    }
+    throw error;
+  }
+  if (status !== 202) throw new ContinuationError(`Invoke of ${functionName} answered ${status}, not 202 (accepted)`);
+}
+
 interface JobEvent {
   targets: unknown[];
   dryRun: boolean;
@@ -123,15 +219,32 @@ export async function runLambdaJob<S extends z.ZodType, E extends z.ZodType<JobE
 ): Promise<JobSummary> {
   // cold_start, function_request_id and the function's name on every line, children included.
   logger.appendKeys(lambdaContextKeys(context));
-  const payload = resolvePolicy(unwrapScheduledEvent(event), deployed);
+  const { event: received, continuation } = takeContinuation(unwrapScheduledEvent(event));
+  const payload = resolvePolicy(received, deployed);
   const config = parseConfig(eventSchema, payload, 'event') as z.output<E>;
   const source = databaseSourceFromEnvironment();
   const role = roleFromEnvironment();
+  const settings = chainSettingsFromEnvironment();
+  // Every invocation of this function has its timeout; a chain silent for longer than that is dead.
+  const staleAfterSeconds = Math.ceil(context.getRemainingTimeInMillis() / 1000) + 60;
   const budget = TimeBudget.fromLambda(context);
   const statementTimeoutMs = cappedStatementTimeoutMs(config.statementTimeoutMs, budget);
+  const chain: ChainRun = {
+    id: continuation?.chainId ?? randomUUID(),
+    hop: continuation?.hop ?? 0,
+    maxContinuations: settings.maxContinuations,
+    staleAfterSeconds,
+    ...(continuation ? { targets: continuation.targets } : {}),
+  };
+  // Every line of a hop says which chain and hop it is; a dry run is no chain (and a warm sandbox forgets the last one).
+  if (config.dryRun) logger.removeKeys(['chainId', 'hop']);
+  else logger.appendKeys({ chainId: chain.id, hop: chain.hop });
+  if (continuation) logger.info('continuation started', { chainId: chain.id, hop: chain.hop, maxContinuations: chain.maxContinuations, targets: continuation.targets });
+  const functionName = process.env.AWS_LAMBDA_FUNCTION_NAME ?? context.functionName;
   const started = Date.now();
   let summary: JobSummary | undefined;
   let lastSuccess = new Map<string, number>();
+  let continuations = 0;
   try {
     summary = await runJob(definition, {
       targets: (payload as { targets: unknown[] }).targets,
@@ -149,6 +262,20 @@ export async function runLambdaJob<S extends z.ZodType, E extends z.ZodType<JobE
       },
       logger,
       budget,
+      // A dry run changes nothing, so it is no chain and never continues.
+      ...(config.dryRun ? {} : { chain }),
+      window: settings.window,
+      sendContinuation: async (next) => {
+        logger.info('continuing', {
+          chainId: next.chainId,
+          nextHop: next.hop,
+          maxContinuations: chain.maxContinuations,
+          targets: next.targets.map((t) => ({ target: t.target, ...remainingOf(definition.job, t) })),
+        });
+        // The event as received (a deployed run's is {}), so every hop runs the same policy.
+        await invokeSelf(functionName, { ...(received as object), continuation: { chainId: next.chainId, hop: next.hop, targets: next.targets.map((t) => t.target) } });
+        continuations++;
+      },
       // Every target, whatever its state: a target that is skipped or failing every run ages here.
       beforeClose: config.dryRun
         ? undefined
@@ -163,8 +290,10 @@ export async function runLambdaJob<S extends z.ZodType, E extends z.ZodType<JobE
           },
     });
   } finally {
-    publishRunMetrics(metrics, { summary, durationMs: Date.now() - started, dryRun: config.dryRun, secondsSinceLastSuccess: lastSuccess });
+    publishRunMetrics(metrics, { summary, durationMs: Date.now() - started, dryRun: config.dryRun, secondsSinceLastSuccess: lastSuccess, continuations });
   }
   if (summary.failed.length > 0) throw new JobFailedError(definition.job, summary.failed);
+  // Loud: a function that can never continue would otherwise leave every long backlog to the next tick in silence.
+  if (summary.continuationError) throw new ContinuationError(summary.continuationError);
   return summary;
 }

@@ -13,6 +13,9 @@ export interface RunRecord {
   counts?: Record<string, unknown>;
   policy?: unknown;
   detail?: string;
+  /** The Lambda invocation chain this run belongs to, and its hop (0: the scheduled or manual invocation). */
+  chainId?: string;
+  hop?: number;
 }
 
 /**
@@ -22,8 +25,8 @@ export interface RunRecord {
 export async function recordRunState(client: pg.ClientBase, record: RunRecord): Promise<void> {
   await client.query(
     `INSERT INTO housekeeping.job_runs
-       (run_id, job, target, state, started_at, duration_ms, counts, policy, detail)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+       (run_id, job, target, state, started_at, duration_ms, counts, policy, detail, chain_id, hop)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
     [
       record.runId,
       record.job,
@@ -34,6 +37,8 @@ export async function recordRunState(client: pg.ClientBase, record: RunRecord): 
       JSON.stringify(record.counts ?? {}),
       record.policy === undefined ? null : JSON.stringify(record.policy),
       record.detail ?? null,
+      record.chainId ?? null,
+      record.chainId === undefined ? null : (record.hop ?? 0),
     ],
   );
 }
@@ -48,14 +53,23 @@ export interface LatestRun {
   durationMs: number | null;
   counts: Record<string, unknown>;
   detail: string | null;
+  /** Set for Lambda runs: the chain's id, this row's hop, and how many hops of the chain have finished for this target. */
+  chain: { id: string; hop: number; hops: number; startedAt: Date } | null;
 }
 
 /** The newest state of every (job, target), or an empty list before the first run. */
 export async function latestRuns(client: pg.ClientBase): Promise<LatestRun[]> {
   if (!(await relationExists(client, 'housekeeping.latest_runs'))) return [];
+  // A ledger older than migration 7 has no chains yet (status never migrates).
+  const chains = await relationExists(client, 'housekeeping.chain_runs');
   const result = await client.query(
-    `SELECT job, target, state, run_id, started_at, recorded_at, duration_ms, counts, detail
-     FROM housekeeping.latest_runs ORDER BY job, target`,
+    chains
+      ? `SELECT l.job, l.target, l.state, l.run_id, l.started_at, l.recorded_at, l.duration_ms, l.counts, l.detail,
+                l.chain_id, l.hop, c.hops, c.started_at AS chain_started_at
+         FROM housekeeping.latest_runs l
+         LEFT JOIN housekeeping.chain_runs c ON c.job = l.job AND c.target = l.target AND c.chain_id = l.chain_id
+         ORDER BY l.job, l.target`
+      : `SELECT job, target, state, run_id, started_at, recorded_at, duration_ms, counts, detail FROM housekeeping.latest_runs ORDER BY job, target`,
   );
   return result.rows.map((row) => ({
     job: row.job,
@@ -67,6 +81,7 @@ export async function latestRuns(client: pg.ClientBase): Promise<LatestRun[]> {
     durationMs: row.duration_ms === null ? null : Number(row.duration_ms),
     counts: row.counts,
     detail: row.detail,
+    chain: row.chain_id ? { id: row.chain_id, hop: row.hop, hops: Number(row.hops ?? 0), startedAt: row.chain_started_at } : null,
   }));
 }
 

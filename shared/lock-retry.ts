@@ -60,7 +60,8 @@ export async function withLockRetry<T>(options: LockRetryOptions, statement: () 
       const code = sqlState(error);
       if (code !== SQLSTATE.lockNotAvailable && code !== SQLSTATE.deadlockDetected) throw error;
       const nextWait = backoff + Math.floor(Math.random() * backoff * 0.2);
-      const budgetLeft = options.budget.allows(nextWait + options.lockTimeoutMs);
+      // Time only: the statement's work already started, so a maintenance window closing meanwhile does not stop it.
+      const budgetLeft = options.budget.hasTime(nextWait + options.lockTimeoutMs);
       if (attempt >= options.attempts || !budgetLeft) {
         const holders = await describeLockHolders(options.client, options.relations).catch(() => 'unknown holders');
         const deadlocked = code === SQLSTATE.deadlockDetected;

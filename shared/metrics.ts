@@ -14,6 +14,8 @@ export const METRIC = {
   targetsFailed: 'TargetsFailed',
   /** One value per target on every run, whatever its state, from the ledger; alarm on the Maximum. */
   secondsSinceLastSuccess: 'SecondsSinceLastSuccess',
+  /** Per run: 1 when it sent a continuation (a chain's next hop), else 0. */
+  continuations: 'Continuations',
 } as const;
 
 export function createJobMetrics(job: JobName): Metrics {
@@ -27,6 +29,8 @@ export interface RunMetrics {
   dryRun: boolean;
   /** Per target, from the ledger after the run; empty when the ledger could not be read. */
   secondsSinceLastSuccess: ReadonlyMap<string, number>;
+  /** Continuations this run sent (0 or 1). */
+  continuations?: number;
 }
 
 /**
@@ -38,6 +42,7 @@ export function publishRunMetrics(metrics: Metrics, run: RunMetrics): void {
   const { summary } = run;
   metrics.addMetric(METRIC.runDuration, MetricUnit.Milliseconds, run.durationMs);
   metrics.addMetric(METRIC.targetsFailed, MetricUnit.Count, summary ? summary.failed.length : 1);
+  metrics.addMetric(METRIC.continuations, MetricUnit.Count, run.continuations ?? 0);
   for (const seconds of run.secondsSinceLastSuccess.values()) metrics.addMetric(METRIC.secondsSinceLastSuccess, MetricUnit.Seconds, seconds);
   for (const target of summary?.targets ?? []) {
     // Counts are what was done, also by a target that failed part way (its partitions exist).

@@ -4,6 +4,7 @@ import ledger from './migrations/0001_ledger';
 import settings from './migrations/0002_settings';
 import rollupState from './migrations/0003_rollup_state';
 import partitionRetirements from './migrations/0004_partition_retirements';
+import chains from './migrations/0005_chains';
 
 /** Numbered, append-only: never edit a shipped migration, add the next number. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
@@ -11,14 +12,21 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
   { version: 2, name: 'settings', sql: settings },
   { version: 3, name: 'rollup_state', sql: rollupState },
   { version: 4, name: 'partition_retirements', sql: partitionRetirements },
+  { version: 5, name: 'chains', sql: chains },
 ];
 
 export const LATEST_MIGRATION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
-async function appliedVersion(client: pg.ClientBase): Promise<number> {
-  if (!(await relationExists(client, 'housekeeping.schema_migrations'))) return 0;
-  const { rows } = await client.query<{ version: number | null }>(`SELECT max(version) AS version FROM housekeeping.schema_migrations`);
-  return rows[0]?.version ?? 0;
+/**
+ * Whether every migration this code knows is applied. Not max(version): numbers are reserved by
+ * parallel branches, so a database that ran 7 may still lack 4 once that branch is merged.
+ */
+async function allApplied(client: pg.ClientBase): Promise<boolean> {
+  if (!(await relationExists(client, 'housekeeping.schema_migrations'))) return false;
+  const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM housekeeping.schema_migrations WHERE version = ANY ($1::int[])`, [
+    MIGRATIONS.map((m) => m.version),
+  ]);
+  return rows[0]!.n === MIGRATIONS.length;
 }
 
 /**
@@ -27,7 +35,7 @@ async function appliedVersion(client: pg.ClientBase): Promise<number> {
  * concurrent first runs of several jobs apply each migration exactly once.
  */
 export async function migrate(client: pg.ClientBase): Promise<number[]> {
-  if ((await appliedVersion(client)) >= LATEST_MIGRATION) return [];
+  if (await allApplied(client)) return [];
   const applied: number[] = [];
   for (const migration of MIGRATIONS) {
     await inTransaction(client, async () => {

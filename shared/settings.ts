@@ -32,6 +32,43 @@ export function settingsRow(row: { job: string; target: string; key: string }): 
   return `housekeeping.settings (job '${row.job}', target '${row.target}', key '${row.key}')`;
 }
 
+/**
+ * The run-time pause: a settings row with key `paused` and value `true` (for one target, or '*'
+ * for every target of the job) makes the run skip the target before any work. It is not a policy
+ * key, so it never reaches the policy schema; a row for the exact target wins over '*'.
+ */
+export const PAUSED_KEY = 'paused';
+
+export interface Pause {
+  paused: boolean;
+  /** The row that decided it, as operators will look for it. */
+  row?: string;
+}
+
+/** Splits the pause rows off the policy overrides; a value other than true or false fails the target naming its row. */
+export function takePause(overrides: Override[]): { pause: Pause; overrides: Override[] } {
+  const pauses = overrides.filter((o) => o.key === PAUSED_KEY);
+  let pause: Pause = { paused: false };
+  // Rows come '*' first, so the exact target's row is applied last and wins.
+  for (const row of pauses) {
+    if (typeof row.value !== 'boolean') {
+      throw new ConfigError(settingsRow(row), `'${PAUSED_KEY}' is true or false (got ${JSON.stringify(row.value)})`);
+    }
+    pause = { paused: row.value, row: settingsRow(row) };
+  }
+  return { pause, overrides: overrides.filter((o) => o.key !== PAUSED_KEY) };
+}
+
+/** Every (job, target) paused by a settings row, for `housekeeper status` ('*' rows as target '*'). */
+export async function pausedTargets(client: pg.ClientBase): Promise<Array<{ job: string; target: string }>> {
+  if (!(await relationExists(client, 'housekeeping.settings'))) return [];
+  const { rows } = await client.query<{ job: string; target: string }>(
+    `SELECT job, target FROM housekeeping.settings WHERE key = $1 AND value = 'true'::jsonb ORDER BY job, target`,
+    [PAUSED_KEY],
+  );
+  return rows;
+}
+
 export interface EffectivePolicy<P> {
   policy: P;
   /** Every leaf of the effective policy (dotted path) and where its value came from. */

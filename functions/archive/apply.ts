@@ -178,6 +178,8 @@ export async function moveBatches(context: TargetContext<ArchiveTargetPolicy, Ar
       durationMs: Math.round(durationMs),
       rowsPerSecond: Math.round(moved / Math.max(0.001, durationMs / 1000)),
       longestBatchMs: Math.round(longestBatchMs),
+      // What a continuation has left, by the planner's estimate.
+      ...(stopReason === 'time budget nearly spent' ? { estimatedRemaining: Math.max(0, info.estimatedTotal - moved) } : {}),
     },
     ...(failure ? { failure } : { stopReason }),
   };

@@ -23,6 +23,8 @@ export interface ApplyResult {
   refused: number;
   /** A step gave up on a lock: later steps need the same locks, so none were tried. */
   stoppedOnLock: boolean;
+  /** Steps not started because the time budget was spent: work left for a continuation, not a failure. */
+  notRun: number;
 }
 
 /** A guard statement found the step unsafe; its transaction is rolled back and it is not retried. */
@@ -65,10 +67,11 @@ function autocommitStatement(client: pg.ClientBase, statement: SqlStatement): ()
  * a lock (retrying the others would only queue writers again).
  */
 export async function applySteps(client: pg.ClientBase, steps: DdlStep[], options: ApplyOptions): Promise<ApplyResult> {
-  const result: ApplyResult = { done: [], rowsMovedFromDefault: 0, failures: [], warnings: [], refused: 0, stoppedOnLock: false };
+  const result: ApplyResult = { done: [], rowsMovedFromDefault: 0, failures: [], warnings: [], refused: 0, stoppedOnLock: false, notRun: 0 };
   for (const [index, step] of steps.entries()) {
     if (options.budget.isExhausted()) {
-      result.failures.push(`time budget spent: ${steps.length - index} step(s) not run, starting with ${step.kind} ${step.partition}`);
+      result.notRun = steps.length - index;
+      options.logger.warn(`time budget spent: ${result.notRun} step(s) not run, starting with ${step.kind} ${step.partition}`);
       break;
     }
     const retry = {

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { databaseNow, queryOne } from '../../shared/postgres';
 import { displayName, parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/job';
+import { TIME_BUDGET_STOP } from '../../shared/time-budget';
 import { applySteps } from './apply';
 import { readPartitionCatalog, type PartitionCatalog } from './catalog';
 import { renderCreateSteps, renderFinishSteps, renderRetireSteps, stepToSql } from './ddl';
@@ -84,7 +85,7 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
   const created = await applySteps(client, createSteps, applyOptions);
   const retired =
     created.stoppedOnLock && retireSteps.length > 0
-      ? { done: [], warnings: [], failures: [`retention not attempted: its ${retireSteps.length} step(s) wait for the same blocker`] }
+      ? { done: [], warnings: [], notRun: 0, failures: [`retention not attempted: its ${retireSteps.length} step(s) wait for the same blocker`] }
       : await applySteps(client, retireSteps, applyOptions);
   const rowsLeft = await rowsInDefault(client, catalog);
   if (rowsLeft > 0) {
@@ -98,6 +99,8 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
   }
   const failures = [...plan.failures, ...finished.failures, ...created.failures, ...retired.failures];
   const retiredSteps = [...finished.done, ...retired.done];
+  // Steps the budget left are the next hop's (or the next run's) work, not a failure.
+  const stepsLeft = finished.notRun + created.notRun + retired.notRun;
   return {
     counts: {
       created: created.done.length,
@@ -107,9 +110,11 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
       rowsLeftInDefault: rowsLeft,
       rescuesRefused: created.refused,
       partitionsAhead: partitionsAhead(plan, [...attached, ...created.done.map((s) => s.range!)]),
+      ...(stepsLeft > 0 ? { stepsLeft } : {}),
     },
     ...(failures.length > 0 ? { failure: failures.join('; ') } : {}),
     ...(created.warnings.length > 0 ? { notes: created.warnings.map((w) => `warning: ${w}`) } : {}),
+    ...(stepsLeft > 0 ? { stopReason: TIME_BUDGET_STOP } : {}),
   };
 }
 

@@ -42,6 +42,8 @@ export interface InvokeOptions {
   /** Host names resolved to 127.0.0.1, as a VPC's DNS resolves an RDS endpoint. */
   hosts?: string[];
   remainingMs?: number;
+  /** Where the Lambda API is (a fake that records continuations); unset, a continuation goes nowhere. */
+  lambdaUrl?: string;
 }
 
 export interface Invocation {
@@ -88,6 +90,7 @@ export async function invokeBundle(bundle: Bundle, event: unknown, options: Invo
     AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
     AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY',
     AWS_ENDPOINT_URL_SECRETS_MANAGER: options.secretsManagerUrl,
+    ...(options.lambdaUrl ? { AWS_ENDPOINT_URL_LAMBDA: options.lambdaUrl } : {}),
     AWS_LAMBDA_FUNCTION_NAME: 'pg-housekeeper-e2e',
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '256',
     LAMBDA_TASK_ROOT: bundle.dir,

@@ -2,7 +2,6 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Duration } from 'aws-cdk-lib';
-import { Schedule } from 'aws-cdk-lib/aws-events';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tryLockTarget, unlockTarget } from '../../shared/advisory-lock';
@@ -44,11 +43,11 @@ beforeAll(async () => {
         INSERT INTO app.log_${i} (created_at) VALUES (now() - interval '200 days'), (now() - interval '100 days'), (now());`,
     ).join('\n'),
   );
-  const hourly = Schedule.rate(Duration.hours(1));
+  const hourly = { rate: Duration.hours(1) };
   bundles = synthesizeBundles('E2E', SECRET_ARN, {
     partition: { schedule: hourly, policy: partitionPolicy },
-    archive: { schedule: Schedule.cron({ hour: '3', minute: '15' }), policy: archivePolicy },
-    rollup: { schedule: Schedule.rate(Duration.minutes(15)), policy: { targets: [usageRollup] } },
+    archive: { schedule: { cron: '15 3 * * ? *', timeZone: 'UTC' }, policy: archivePolicy },
+    rollup: { schedule: { rate: Duration.minutes(15) }, policy: { targets: [usageRollup] } },
   });
 }, 120_000);
 

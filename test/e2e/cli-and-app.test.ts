@@ -37,6 +37,20 @@ describe('a local command that does not call AWS', () => {
     expect(cli.stderr).not.toMatch(/AWS SDK|NodeVersionSupportWarning/);
   });
 
+  it('runs the deployed policy (--deployed, the one infra/housekeeping.config.ts ships) dry, without the SDK', async () => {
+    const sql = await db.connect();
+    await sql.query(`CREATE TABLE public.events (id bigserial, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at);
+      CREATE TABLE public.invoices (id bigserial, issued_at date NOT NULL) PARTITION BY RANGE (issued_at)`);
+    const cli = await node([...NO_SDK, 'scripts/housekeeper.ts', 'run', 'partition', '--deployed', '--dry-run', '--database-url', db.url]);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toContain('partition (dry run): 2 target(s)');
+    expect(cli.stdout).toMatch(/ATTACH PARTITION "public"\."events_p\d{4}_\d\d_\d\d"/);
+    expect(cli.stdout).toMatch(/ATTACH PARTITION "public"\."invoices_p\d{4}_\d\d"/);
+    const both = await node([...NO_SDK, 'scripts/housekeeper.ts', 'run', 'partition', '--deployed', '--config', 'x.json', '--database-url', db.url]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--deployed: runs the policy in infra/housekeeping.config.ts; leave out --config');
+  });
+
   it('while the Lambda entry does load it, at import (the probe works)', async () => {
     const lambda = await node([...NO_SDK, '--input-type=module', '-e', `await import('./shared/lambda.ts')`]);
     expect(lambda.code).not.toBe(0);

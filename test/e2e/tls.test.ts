@@ -2,7 +2,6 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duration } from 'aws-cdk-lib';
-import { Schedule } from 'aws-cdk-lib/aws-events';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LAMBDA_CA_CERTS } from '../../infra/job-function';
@@ -41,7 +40,7 @@ beforeAll(async () => {
     [SECRET_ARN]: JSON.stringify({ host: HOST, port: server.port, username: 'postgres', password: server.password, dbname: 'postgres' }),
   });
   bundle = synthesizeBundles('Tls', SECRET_ARN, {
-    partition: { schedule: Schedule.rate(Duration.hours(1)), policy: { targets: [{ table: 'app.events', interval: 'day', premake: 2 }] } },
+    partition: { schedule: { rate: Duration.hours(1) }, policy: { targets: [{ table: 'app.events', interval: 'day', premake: 2 }] } },
   }).partition!;
 }, 120_000);
 

@@ -4,12 +4,13 @@ import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { CURRENTLY_RECOMMENDED_FLAGS } from 'aws-cdk-lib/cx-api';
-import { Schedule } from 'aws-cdk-lib/aws-events';
 import { SubnetType, Vpc } from 'aws-cdk-lib/aws-ec2';
 import { DatabaseInstance, DatabaseInstanceEngine, PostgresEngineVersion } from 'aws-cdk-lib/aws-rds';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readContext, USAGE } from '../../infra/context';
+import { housekeeping } from '../../infra/housekeeping.config';
+import { deployedPolicy } from '../../scripts/deployed';
 import { BUNDLING } from '../../infra/job-function';
 import { PgHousekeeping, type PgHousekeepingProps } from '../../infra/pg-housekeeping';
 import { longestGapSeconds } from '../../infra/schedule-gap';
@@ -24,9 +25,10 @@ const rollupPolicy = {
   targets: [{ name: 'usage_hourly', source: 'public.usage', timeColumn: 'occurred_at', target: 'public.usage_hourly', spec: { measures: [{ name: 'events', fn: 'count' as const }] } }],
 };
 const config = {
-  partition: { schedule: Schedule.cron({ minute: '5' }), policy: partitionPolicy },
-  archive: { schedule: Schedule.cron({ hour: '3', minute: '15' }), policy: archivePolicy },
-  rollup: { schedule: Schedule.rate(Duration.minutes(15)), policy: rollupPolicy, timeout: Duration.minutes(10) },
+  partition: { schedule: { cron: '5 * * * ? *', timeZone: 'UTC' }, policy: partitionPolicy },
+  // 03:15 in Seoul (no daylight saving there): daily, so the alarm periods are a day.
+  archive: { schedule: { cron: '15 3 * * ? *', timeZone: 'Asia/Seoul' }, policy: archivePolicy },
+  rollup: { schedule: { rate: Duration.minutes(15) }, policy: rollupPolicy, timeout: Duration.minutes(10) },
 };
 const existingVpc = { kind: 'existing' as const, secretArn: SECRET_ARN, vpcId: 'vpc-0abc1234def567890', subnetIds: ['subnet-0aaa1111bbbb22223', 'subnet-0ccc3333dddd44445'] };
 
@@ -111,14 +113,25 @@ describe('the functions', () => {
 });
 
 describe('the schedules', () => {
-  it('give the functions an empty event: the policy ships inside the function, not in the 8,192-character input', () => {
-    for (const expression of ['cron(5 * * * ? *)', 'cron(15 3 * * ? *)', 'rate(15 minutes)']) {
-      existing.template.hasResourceProperties('AWS::Events::Rule', {
+  it('are EventBridge Scheduler schedules in their own zone, run at the time written, send {}, retry twice within an hour, then the failures queue', () => {
+    existing.template.resourceCountIs('AWS::Events::Rule', 0);
+    existing.template.resourceCountIs('AWS::Scheduler::Schedule', 3);
+    const functions = jobFunctions(existing.json);
+    for (const [job, expression, zone] of [['partition', 'cron(5 * * * ? *)', 'UTC'], ['archive', 'cron(15 3 * * ? *)', 'Asia/Seoul'], ['rollup', 'rate(15 minutes)', 'UTC']] as const) {
+      existing.template.hasResourceProperties('AWS::Scheduler::Schedule', {
         ScheduleExpression: expression,
-        Targets: [Match.objectLike({ Input: '{}', RetryPolicy: { MaximumRetryAttempts: 2, MaximumEventAgeInSeconds: 3600 }, DeadLetterConfig: { Arn: Match.anyValue() } })],
+        ScheduleExpressionTimezone: zone,
+        State: 'ENABLED',
+        FlexibleTimeWindow: { Mode: 'OFF' },
+        Target: {
+          Arn: { 'Fn::GetAtt': [functions[job], 'Arn'] },
+          Input: '{}',
+          RetryPolicy: { MaximumRetryAttempts: 2, MaximumEventAgeInSeconds: 3600 },
+          DeadLetterConfig: { Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp(`Housekeeping${job[0]!.toUpperCase()}${job.slice(1)}Failures`), 'Arn'] } },
+          RoleArn: Match.anyValue(),
+        },
       });
     }
-    const functions = jobFunctions(existing.json);
     expect(JSON.parse(readFileSync(join(existing.assetDir(functions.partition!), 'policy.json'), 'utf8'))).toEqual(partitionPolicy);
     expect(JSON.parse(readFileSync(join(existing.assetDir(functions.rollup!), 'policy.json'), 'utf8'))).toEqual(rollupPolicy);
   });
@@ -134,9 +147,9 @@ describe('the schedules', () => {
       maxRowsPerRun: 2_000_000,
     }));
     expect(JSON.stringify({ targets }).length).toBeGreaterThan(8_192);
-    const many = synthStack('Many', { target: { kind: 'existing', secretArn: SECRET_ARN }, config: { archive: { schedule: Schedule.cron({ hour: '3', minute: '15' }), policy: { targets } } } }, { nag: false });
-    const [[, rule]] = ofType(many.json, 'AWS::Events::Rule') as [[string, Resource]];
-    expect(props(rule).Targets[0].Input).toBe('{}');
+    const many = synthStack('Many', { target: { kind: 'existing', secretArn: SECRET_ARN }, config: { archive: { schedule: { cron: '15 3 * * ? *', timeZone: 'UTC' }, policy: { targets } } } }, { nag: false });
+    const [[, schedule]] = ofType(many.json, 'AWS::Scheduler::Schedule') as [[string, Resource]];
+    expect(props(schedule).Target.Input).toBe('{}');
     const shipped = JSON.parse(readFileSync(join(many.assetDir(jobFunctions(many.json).archive!), 'policy.json'), 'utf8')) as { targets: unknown[] };
     expect(shipped.targets).toHaveLength(75);
   });
@@ -148,9 +161,123 @@ describe('the schedules', () => {
     expect(longestGapSeconds('cron(0 8,20 ? * MON-FRI *)')).toBe((12 + 48) * 3600); // Friday 20:00 to Monday 08:00
     expect(longestGapSeconds('cron(0 0 1 * ? *)')).toBeUndefined();
     expect(() =>
-      synthStack('Monthly', { target: { kind: 'existing', secretArn: SECRET_ARN }, config: { partition: { schedule: Schedule.cron({ day: '1', hour: '0', minute: '0' }), policy: partitionPolicy } } }, { nag: false }),
+      synthStack('Monthly', { target: { kind: 'existing', secretArn: SECRET_ARN }, config: { partition: { schedule: { cron: '0 0 1 * ? *', timeZone: 'UTC' }, policy: partitionPolicy } } }, { nag: false }),
     ).toThrowError(/Housekeeping\.partition\.runsEvery: cannot tell how often cron\(0 0 1 \* \? \*\) runs/);
   });
+});
+
+describe('pause, run now and continuations in the template', () => {
+  let paused: Synthesized;
+  beforeAll(() => {
+    paused = synthStack(
+      'Paused',
+      {
+        target: { kind: 'existing', secretArn: SECRET_ARN },
+        config: {
+          partition: { ...config.partition, schedule: { cron: '0 3 * * ? *', timeZone: 'Asia/Seoul' }, enabled: false },
+          archive: { ...config.archive, window: { start: '01:00', end: '05:00', timeZone: 'Asia/Seoul' }, maxContinuations: 40 },
+          rollup: { ...config.rollup, maxContinuations: 0 },
+        },
+        deployment: { alarmEmail: 'oncall@example.com' },
+      },
+      // cdk-nag runs here too: the self-invoke policy and the schedules' roles raise nothing unacknowledged.
+    );
+  }, 120_000);
+  const alarmsOf = (shape: Synthesized) => ofType(shape.json, 'AWS::CloudWatch::Alarm').map(([id, r]) => ({ ...props(r), id }) as Record<string, any>);
+
+  it('enabled: false deploys the schedule disabled (a deploy keeps it so) and the function still there for "run now"', () => {
+    paused.template.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'cron(0 3 * * ? *)', ScheduleExpressionTimezone: 'Asia/Seoul', State: 'DISABLED' });
+    paused.template.resourcePropertiesCountIs('AWS::Scheduler::Schedule', { State: 'ENABLED' }, 2);
+    expect(Object.keys(jobFunctions(paused.json)).sort()).toEqual(['archive', 'partition', 'rollup']);
+    const outputs = Object.keys(paused.json.Outputs ?? {});
+    expect(outputs.some((o) => o.startsWith('HousekeepingPartitionFunctionName'))).toBe(true);
+  });
+
+  it("a paused job's silence pages no one: its alarms on missing data keep their state but not their actions; its errors still page", () => {
+    const alarms = alarmsOf(paused);
+    const silent = alarms.filter((a) => a.ActionsEnabled === false).map((a) => a.id.replace(/^HousekeepingObservability/, '').replace(/[0-9A-F]{8}$/, ''));
+    expect(silent.sort()).toEqual(['PartitionsAheadLow', 'partitionNotInvoked', 'partitionStale']);
+    for (const alarm of alarms.filter((a) => a.ActionsEnabled !== false)) expect(alarm.AlarmActions, alarm.id).toHaveLength(1);
+  });
+
+  it('each function may invoke itself and nothing else (a continuation); only its schedule role invokes it besides', () => {
+    const functions = jobFunctions(paused.json);
+    const policies = ofType(paused.json, 'AWS::IAM::Policy').map(([, p]) => props(p));
+    const invoking = policies.flatMap((p) =>
+      (p.PolicyDocument.Statement as Array<{ Action: unknown; Resource: unknown }>)
+        .filter((st) => [st.Action].flat().includes('lambda:InvokeFunction'))
+        .map((st) => ({ role: p.Roles[0].Ref as string, resources: [st.Resource].flat() })),
+    );
+    for (const [job, logicalId] of Object.entries(functions)) {
+      const role = props(paused.json.Resources[logicalId]!).Role['Fn::GetAtt'][0];
+      const own = invoking.filter((i) => i.role === role);
+      expect(own, job).toEqual([{ role, resources: [{ 'Fn::GetAtt': [logicalId, 'Arn'] }] }]);
+      // The schedule's role: the function (and, as LambdaInvoke grants, its versions), no other.
+      const scheduleRole = props(ofType(paused.json, 'AWS::Scheduler::Schedule').find(([, r]) => props(r).Target.Arn['Fn::GetAtt'][0] === logicalId)![1]).Target.RoleArn['Fn::GetAtt'][0];
+      expect(invoking.filter((i) => i.role === scheduleRole).flatMap((i) => i.resources)).toEqual([
+        { 'Fn::GetAtt': [logicalId, 'Arn'] },
+        { 'Fn::Join': ['', [{ 'Fn::GetAtt': [logicalId, 'Arn'] }, ':*']] },
+      ]);
+    }
+    expect(invoking).toHaveLength(6);
+  });
+
+  it('tells each function its cap and window; allows recursive loops only where the cap is above what Lambda allows (15)', () => {
+    const variables = (job: string) => props(paused.json.Resources[jobFunctions(paused.json)[job]!]!).Environment.Variables;
+    expect(variables('partition').PGHK_MAX_CONTINUATIONS).toBe('15');
+    expect(variables('archive')).toMatchObject({ PGHK_MAX_CONTINUATIONS: '40', PGHK_MAINTENANCE_WINDOW: '01:00-05:00 Asia/Seoul' });
+    expect(variables('rollup').PGHK_MAX_CONTINUATIONS).toBe('0');
+    expect(variables('partition').PGHK_MAINTENANCE_WINDOW).toBeUndefined();
+    const loops = Object.fromEntries(Object.entries(jobFunctions(paused.json)).map(([job, id]) => [job, props(paused.json.Resources[id]!).RecursiveLoop]));
+    expect(loops).toEqual({ partition: undefined, archive: 'Allow', rollup: undefined });
+  });
+
+  it('size the alarm period from the schedule in its zone: a daily 02:30 in Berlin is skipped once a year, 47 hours', () => {
+    const berlin = synthStack(
+      'Berlin',
+      { target: { kind: 'existing', secretArn: SECRET_ARN }, config: { partition: { schedule: { cron: '30 2 * * ? *', timeZone: 'Europe/Berlin' }, policy: partitionPolicy } } },
+      { nag: false },
+    );
+    berlin.template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'Invocations', Period: 47 * 3600 });
+  });
+
+  it('refuses a bad schedule, zone, window or cap at synth, naming the field', () => {
+    const stackWith = (jobs: Partial<Pick<PgHousekeepingProps, 'partition' | 'archive' | 'rollup'>>) => {
+      const stack = new Stack(new App({ context: CDK_CONTEXT }), 'Test', { env: ENV });
+      new PgHousekeeping(stack, 'Housekeeping', { databaseSecret: Secret.fromSecretCompleteArn(stack, 'Secret', SECRET_ARN), ...jobs });
+    };
+    const archive = { schedule: { cron: '0 1 * * ? *', timeZone: 'Asia/Seoul' }, policy: archivePolicy };
+    expect(() => stackWith({ archive: { ...archive, schedule: { cron: '0 1 * * ? *', timeZone: 'Asia/Seol' } } })).toThrowError(
+      'Housekeeping.archive.schedule.timeZone: "Asia/Seol" is not an IANA time zone',
+    );
+    expect(() => stackWith({ archive: { ...archive, schedule: { cron: '0 1 * * *', timeZone: 'Asia/Seoul' } } })).toThrowError(/^Housekeeping\.archive\.schedule\.cron: "0 1 \* \* \*": has 5 field/);
+    expect(() => stackWith({ archive: { ...archive, window: { start: '01:00', end: '5:00', timeZone: 'Asia/Seoul' } } })).toThrowError(
+      'Housekeeping.archive.window.end: "5:00" is not a time of day',
+    );
+    expect(() => stackWith({ archive: { ...archive, maxContinuations: 101 } })).toThrowError('Housekeeping.archive.maxContinuations: a whole number from 0 to 100 (got 101)');
+    expect(() => stackWith({ archive: { ...archive, schedule: { expressionString: 'cron(0 1 * * ? *)' } as never } })).toThrowError(/^Housekeeping\.archive\.schedule: write \{ cron/);
+  });
+
+  it('gives the sandbox a Lambda API endpoint, so its isolated functions can send a continuation', () => {
+    const services = ofType(sandbox.json, 'AWS::EC2::VPCEndpoint').map(([, r]) => JSON.stringify(props(r).ServiceName));
+    expect(services.some((s) => s.includes('.lambda'))).toBe(true);
+    expect(services.some((s) => s.includes('.secretsmanager'))).toBe(true);
+  });
+});
+
+describe('infra/housekeeping.config.ts as shipped', () => {
+  it("synthesizes clean (cdk-nag included): partition daily at 03:00 Seoul, archive from 01:00 Seoul inside its window; the CLI's --deployed runs exactly the policy each asset ships", async () => {
+    const shipped = synthStack('Shipped', { target: { kind: 'existing', secretArn: SECRET_ARN }, config: housekeeping, deployment: { alarmEmail: 'oncall@example.com' } });
+    shipped.template.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'cron(0 3 * * ? *)', ScheduleExpressionTimezone: 'Asia/Seoul', State: 'ENABLED' });
+    shipped.template.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'cron(0 1 * * ? *)', ScheduleExpressionTimezone: 'Asia/Seoul' });
+    shipped.template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ PGHK_MAINTENANCE_WINDOW: '01:00-05:00 Asia/Seoul', PGHK_MAX_CONTINUATIONS: '15' }) },
+    });
+    for (const [job, logicalId] of Object.entries(jobFunctions(shipped.json))) {
+      const asset = JSON.parse(readFileSync(join(shipped.assetDir(logicalId), 'policy.json'), 'utf8'));
+      expect(await deployedPolicy(job as 'partition' | 'archive' | 'rollup'), job).toEqual(asset);
+    }
+  }, 120_000);
 });
 
 describe('alarms', () => {
@@ -280,7 +407,7 @@ describe('network', () => {
       databaseSecret: database.secret!,
       database,
       vpcSubnets: { subnetType: SubnetType.PRIVATE_ISOLATED },
-      partition: { schedule: Schedule.rate(Duration.hours(1)), policy: partitionPolicy },
+      partition: { schedule: { rate: Duration.hours(1) }, policy: partitionPolicy },
     });
     const template = Template.fromStack(stack);
     template.hasResourceProperties('AWS::Lambda::Function', { VpcConfig: { SubnetIds: Match.anyValue(), SecurityGroupIds: Match.anyValue() } });
@@ -296,7 +423,8 @@ describe('the sandbox (-c demo=true)', () => {
   it('seeds once, after the database and the Secrets Manager endpoint, not again on a code change', () => {
     const [[triggerId, trigger]] = ofType(sandbox.json, 'Custom::Trigger') as [[string, Resource]];
     expect(props(trigger).ExecuteOnHandlerChange).toBe(false);
-    const endpoint = ofType(sandbox.json, 'AWS::EC2::VPCEndpoint').map(([id]) => id);
+    const endpoint = ofType(sandbox.json, 'AWS::EC2::VPCEndpoint').map(([id]) => id).filter((id) => id.includes('SecretsManager'));
+    expect(endpoint).toHaveLength(1);
     const database = ofType(sandbox.json, 'AWS::RDS::DBInstance').map(([id]) => id);
     expect(sandbox.json.Resources[triggerId]!.DependsOn).toEqual(expect.arrayContaining([...endpoint, ...database]));
   });
@@ -329,7 +457,7 @@ describe('synth refuses bad policies, naming the field', () => {
     ['archive', { targets: [{ source: 'public.orders', ageColumn: 'completed_at', retention: '13 months' }] }, /Housekeeping\.archive\.policy\.targets\[0\]\.destination: is required in move mode/],
     ['rollup', { targets: [{ name: 'x', source: 'a', timeColumn: 't', target: 'b' }] }, /Housekeeping\.rollup\.policy\.targets\[0\]: set exactly one of spec .* or function/],
   ])('%s', (job, policy, message) => {
-    expect(() => stackWith({ [job]: { schedule: Schedule.rate(Duration.hours(1)), policy } })).toThrowError(message);
+    expect(() => stackWith({ [job]: { schedule: { rate: Duration.hours(1) }, policy } })).toThrowError(message);
   });
 });
 
@@ -357,6 +485,16 @@ describe('the README', () => {
     const expanded = documented.flatMap((name) => (name.startsWith('<job>') ? ['partition', 'archive', 'rollup'].map((job) => name.replace('<job>', job)) : [name]));
     const inTemplate = ofType(existing.json, 'AWS::CloudWatch::Alarm').map(([id]) => id.replace(/^HousekeepingObservability/, '').replace(/[0-9A-F]{8}$/, ''));
     expect(expanded.sort()).toEqual(inTemplate.sort());
+  });
+
+  it("documents 'run now' as one asynchronous invoke of a function the stack outputs, with the empty event", () => {
+    const command = /```sh\n(aws lambda invoke[^`]*)```/.exec(section)![1]!;
+    expect(command).toContain('--invocation-type Event');
+    expect(command).toContain("--cli-binary-format raw-in-base64-out --payload '{}'");
+    const prefix = /starts_with\(OutputKey, '(\w+)'\)/.exec(command)![1]!;
+    expect(Object.keys(existing.json.Outputs ?? {}).filter((key) => key.startsWith(prefix))).toHaveLength(1);
+    expect(command).toContain('--stack-name PgHousekeeping ');
+    expect(readContext((key) => ({ secretArn: SECRET_ARN })[key]).stackId).toBe('PgHousekeeping');
   });
 
   it('documents every environment variable the template sets, and every output', () => {
