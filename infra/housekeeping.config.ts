@@ -8,9 +8,10 @@
  * Remove a job's entry to not deploy it.
  */
 import { Duration } from 'aws-cdk-lib';
+import type { JobName } from '../functions/registry';
 import type { PgHousekeepingProps } from './pg-housekeeping';
 
-export type HousekeepingConfig = Pick<PgHousekeepingProps, 'partition' | 'archive' | 'rollup' | 'rollupLagAlarmSeconds'>;
+export type HousekeepingConfig = Pick<PgHousekeepingProps, JobName | 'rollupLagAlarmSeconds'>;
 
 export const housekeeping: HousekeepingConfig = {
   partition: {

@@ -12,12 +12,13 @@ import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import type { JobName } from '../functions/registry';
 import { ENV, METRICS_NAMESPACE, SERVICE_NAME } from '../shared/environment';
 import { formatWindow, type MaintenanceWindow } from '../shared/window';
 
 export interface JobFunctionProps {
   /** Folder under functions/ holding handler.ts. */
-  entry: 'partition' | 'archive' | 'rollup' | 'demo-seed';
+  entry: JobName | 'demo-seed';
   databaseSecret: ISecret;
   timeout: Duration;
   memorySize?: number;

@@ -14,7 +14,7 @@ import { Construct } from 'constructs';
 import { METRICS_NAMESPACE, SERVICE_NAME } from '../shared/environment';
 import { METRIC } from '../shared/metrics';
 import type { JobFunction } from './job-function';
-import type { JobName } from './pg-housekeeping';
+import { JOBS, type JobName } from '../functions/registry';
 
 /** What the alarms need to know of one deployed job. */
 export interface WatchedJob {
@@ -111,7 +111,7 @@ export class Observability extends Construct {
     if (props.jobs.partition) {
       alarm('PartitionsAheadLow', {
         alarmDescription: 'pg-housekeeper partition: some table has no partition ready after the current one (or no run reported it); inserts fail at the next boundary',
-        ...whileRunning(jobMetric('partition', METRIC.partitionsAhead, 'Minimum', props.jobs.partition.period), props.jobs.partition.enabled !== false),
+        ...whileRunning(jobMetric('partition', JOBS.partition.metrics.ahead.name, 'Minimum', props.jobs.partition.period), props.jobs.partition.enabled !== false),
         threshold: 1,
         comparisonOperator: ComparisonOperator.LESS_THAN_THRESHOLD,
       });
@@ -119,7 +119,7 @@ export class Observability extends Construct {
     if (props.jobs.rollup) {
       alarm('RollupLagHigh', {
         alarmDescription: `pg-housekeeper rollup: a rollup's watermark is more than ${props.rollupLagAlarmSeconds} s behind the database clock (or no run reported it)`,
-        ...whileRunning(jobMetric('rollup', METRIC.rollupLagSeconds, 'Maximum', props.jobs.rollup.period), props.jobs.rollup.enabled !== false),
+        ...whileRunning(jobMetric('rollup', JOBS.rollup.metrics.lag.name, 'Maximum', props.jobs.rollup.period), props.jobs.rollup.enabled !== false),
         threshold: props.rollupLagAlarmSeconds,
         comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
       });
@@ -145,14 +145,14 @@ export class Observability extends Construct {
       jobWidgets.push(
         new GraphWidget({
           title: 'Partitions',
-          left: [jobMetric('partition', METRIC.partitionsCreated, 'Sum'), jobMetric('partition', METRIC.partitionsRetired, 'Sum')],
-          right: [jobMetric('partition', METRIC.partitionsAhead, 'Minimum')],
+          left: [jobMetric('partition', JOBS.partition.metrics.created.name, 'Sum'), jobMetric('partition', JOBS.partition.metrics.retired.name, 'Sum')],
+          right: [jobMetric('partition', JOBS.partition.metrics.ahead.name, 'Minimum')],
           width: 8,
         }),
       );
     }
-    if (props.jobs.archive) jobWidgets.push(new GraphWidget({ title: 'Rows archived', left: [jobMetric('archive', METRIC.rowsArchived, 'Sum')], width: 8 }));
-    if (props.jobs.rollup) jobWidgets.push(new GraphWidget({ title: 'Rollup lag (s, max)', left: [jobMetric('rollup', METRIC.rollupLagSeconds, 'Maximum')], width: 8 }));
+    if (props.jobs.archive) jobWidgets.push(new GraphWidget({ title: 'Rows archived', left: [jobMetric('archive', JOBS.archive.metrics.archived.name, 'Sum')], width: 8 }));
+    if (props.jobs.rollup) jobWidgets.push(new GraphWidget({ title: 'Rollup lag (s, max)', left: [jobMetric('rollup', JOBS.rollup.metrics.lag.name, 'Maximum')], width: 8 }));
     if (entries.length) dashboard.addWidgets(...jobWidgets);
 
     const logGroups = entries.map(([, { fn }]) => fn.logGroup);

@@ -8,16 +8,16 @@ import type { Progress } from '../shared/job';
 import { latestRuns, type LatestRun } from '../shared/ledger';
 import { pausedTargets } from '../shared/settings';
 import type { JobSummary } from '../shared/run-job';
+import { JOB_NAMES, type JobName } from '../functions/registry';
 import { startEmbeddedPostgres } from './embedded-postgres';
-import { JOBS, type CliJobName } from './jobs';
 import { runLocally } from './run-local';
 
 export const EMBEDDED_DATA_DIR = resolve(import.meta.dirname, '..', '.housekeeper-db');
 
 export const USAGE = `usage:
   housekeeper demo
-  housekeeper run <${Object.keys(JOBS).join('|')}> --config <file.json> [--database-url URL] [--dry-run]
-  housekeeper run <${Object.keys(JOBS).join('|')}> --deployed [--database-url URL] [--dry-run]
+  housekeeper run <${JOB_NAMES.join('|')}> --config <file.json> [--database-url URL] [--dry-run]
+  housekeeper run <${JOB_NAMES.join('|')}> --deployed [--database-url URL] [--dry-run]
   housekeeper status [--database-url URL]
 
 Without --database-url (or DATABASE_URL), an embedded Postgres is started in .housekeeper-db/.`;
@@ -77,7 +77,7 @@ function progressBar(): ((progress: Progress & { target: string }) => void) | un
   };
 }
 
-export async function runFromCli(job: CliJobName, payload: unknown, databaseUrl: string, dryRunFlag: boolean): Promise<JobSummary> {
+export async function runFromCli(job: JobName, payload: unknown, databaseUrl: string, dryRunFlag: boolean): Promise<JobSummary> {
   const withFlag = dryRunFlag && payload && typeof payload === 'object' ? { ...payload, dryRun: true } : payload;
   return runLocally(job, withFlag, databaseUrl, { where: 'config', onProgress: progressBar() });
 }

@@ -14,7 +14,9 @@ import { ConfigError, HousekeeperError } from '../shared/errors';
 import { humanSummary, printStatus, readConfigFile, runFromCli, USAGE, withDatabase } from './cli';
 import { deployedPolicy } from './deployed';
 import { seedDemo } from './demo';
-import { JOBS, type CliJobName } from './jobs';
+import { JOB_NAMES, type JobName } from '../functions/registry';
+
+const isJobName = (name: string | undefined): name is JobName => JOB_NAMES.includes(name as JobName);
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -51,14 +53,14 @@ async function main(argv: string[]): Promise<number> {
     });
   }
   if (command === 'run') {
-    if (!job || !(job in JOBS)) throw new ConfigError('job', `expected one of ${Object.keys(JOBS).join(', ')} (got ${job ?? 'nothing'})`);
+    if (!isJobName(job)) throw new ConfigError('job', `expected one of ${JOB_NAMES.join(', ')} (got ${job ?? 'nothing'})`);
     if (values.config && values.deployed) throw new ConfigError('--deployed', 'runs the policy in infra/housekeeping.config.ts; leave out --config');
     if (!values.config && !values.deployed) {
       throw new ConfigError('--config', 'is required (a JSON policy, as an ad-hoc Lambda event), or --deployed for the policy infra/housekeeping.config.ts deploys');
     }
-    const payload = values.deployed ? await deployedPolicy(job as CliJobName) : readConfigFile(values.config!);
+    const payload = values.deployed ? await deployedPolicy(job) : readConfigFile(values.config!);
     return withDatabase(databaseUrl, async (url) => {
-      const summary = await runFromCli(job as CliJobName, payload, url, values['dry-run']);
+      const summary = await runFromCli(job, payload, url, values['dry-run']);
       console.log(`\n${humanSummary(summary)}`);
       return summary.failed.length > 0 ? 1 : 0;
     });

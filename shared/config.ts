@@ -41,6 +41,9 @@ export const runOptionsShape = {
   statementTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(300_000),
 };
 
+/** What every job's event holds beside its own options: the targets, as received, and the run options. */
+export type RunOptions = { targets: unknown[] } & z.output<z.ZodObject<typeof runOptionsShape>>;
+
 function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const part of path) {

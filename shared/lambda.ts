@@ -14,11 +14,11 @@ import { ENV } from './environment';
 import { ConfigError, errorMessage, HousekeeperError, JobFailedError } from './errors';
 import { identifierProblem, quoteIdent } from './identifiers';
 import { MAX_CONTINUATIONS_CAP } from './lambda-limits';
+import type { Job, JobRegistry } from './job';
 import { secondsSinceLastSuccess } from './ledger';
-import type { JobLogger } from './logger';
-import { publishRunMetrics } from './metrics';
-import type { JobDefinition } from './job';
-import { runJob, type JobName, type JobSummary, type TargetSummary } from './run-job';
+import { createJobLogger, type JobLogger } from './logger';
+import { createJobMetrics, publishRunMetrics } from './metrics';
+import { parseJobEvent, runJob, type JobSummary, type TargetSummary } from './run-job';
 import { useSecretsManager } from './secrets';
 import { TimeBudget } from './time-budget';
 import { parseWindow, type MaintenanceWindow } from './window';
@@ -118,13 +118,11 @@ export function chainSettingsFromEnvironment(env: NodeJS.ProcessEnv = process.en
   return { maxContinuations, ...(window ? { window } : {}) };
 }
 
-/** Counts that say what a continuing target has left, per job, for the continuation's log line. */
-const REMAINING: Record<JobName, string> = { partition: 'stepsLeft', archive: 'estimatedRemaining', rollup: 'lagSeconds' };
-
-function remainingOf(job: JobName, target: TargetSummary): Record<string, unknown> {
+/** What a continuing target has left, by the count its job names, for the continuation's log line. */
+function remainingOf(definition: Job, target: TargetSummary): Record<string, unknown> {
   if (target.state === 'skipped') return { notStarted: target.detail };
-  const key = REMAINING[job];
-  return key in target.counts ? { [key]: target.counts[key] } : {};
+  const key = definition.remainingCount;
+  return key !== undefined && key in target.counts ? { [key]: target.counts[key] } : {};
 }
 
 /** The continuation could not be sent: the work done stands, the rest waits for the next scheduled run. */
@@ -170,13 +168,6 @@ export async function invokeSelf(functionName: string, payload: unknown): Promis
   if (status !== 202) throw new ContinuationError(`Invoke of ${functionName} answered ${status}, not 202 (accepted)`);
 }
 
-interface JobEvent {
-  targets: unknown[];
-  dryRun: boolean;
-  lockTimeoutMs: number;
-  statementTimeoutMs: number;
-}
-
 /**
  * A statement may not outlive the invocation: a Lambda killed at its timeout would leave the
  * backend running it, and holding the run's session lock, for up to `statementTimeoutMs`.
@@ -205,12 +196,24 @@ function roleFromEnvironment(env: NodeJS.ProcessEnv = process.env): string | und
 }
 
 /**
+ * A job's Lambda entry: the logger and metrics made once per sandbox, then each invocation run by
+ * runLambdaJob. `jobs` is the registry (every job's settings rows and migrations are known).
+ */
+export function lambdaHandler(jobs: JobRegistry, job: string): (event: unknown, context: Context) => Promise<JobSummary> {
+  const definition = jobs[job];
+  if (!definition) throw new Error(`internal: no job ${job} in the registry (${Object.keys(jobs).join(', ')})`);
+  const logger = createJobLogger(job);
+  const metrics = createJobMetrics(job);
+  return (event, context) => runLambdaJob(definition, jobs, event, context, logger, metrics);
+}
+
+/**
  * Event in → validated config → runJob → summary out. Throws when any target failed so Lambda
  * counts an error (alarms, on-failure destination); a bad event throws before anything connects.
  */
-export async function runLambdaJob<S extends z.ZodType, E extends z.ZodType<JobEvent>>(
-  definition: JobDefinition<S, z.output<E>>,
-  eventSchema: E,
+export async function runLambdaJob(
+  definition: Job,
+  jobs: JobRegistry,
   event: unknown,
   context: Context,
   logger: JobLogger,
@@ -221,7 +224,8 @@ export async function runLambdaJob<S extends z.ZodType, E extends z.ZodType<JobE
   logger.appendKeys(lambdaContextKeys(context));
   const { event: received, continuation } = takeContinuation(unwrapScheduledEvent(event));
   const payload = resolvePolicy(received, deployed);
-  const config = parseConfig(eventSchema, payload, 'event') as z.output<E>;
+  const parsed = parseJobEvent(definition, payload, 'event');
+  const config = parsed.options;
   const source = databaseSourceFromEnvironment();
   const role = roleFromEnvironment();
   const settings = chainSettingsFromEnvironment();
@@ -246,10 +250,8 @@ export async function runLambdaJob<S extends z.ZodType, E extends z.ZodType<JobE
   let lastSuccess = new Map<string, number>();
   let continuations = 0;
   try {
-    summary = await runJob(definition, {
-      targets: (payload as { targets: unknown[] }).targets,
-      options: config,
-      dryRun: config.dryRun,
+    summary = await runJob(definition, parsed, {
+      jobs,
       connect: async () => {
         const client = await openSession(source, { job: definition.job, lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs });
         try {
@@ -270,7 +272,7 @@ export async function runLambdaJob<S extends z.ZodType, E extends z.ZodType<JobE
           chainId: next.chainId,
           nextHop: next.hop,
           maxContinuations: chain.maxContinuations,
-          targets: next.targets.map((t) => ({ target: t.target, ...remainingOf(definition.job, t) })),
+          targets: next.targets.map((t) => ({ target: t.target, ...remainingOf(definition, t) })),
         });
         // The event as received (a deployed run's is {}), so every hop runs the same policy.
         await invokeSelf(functionName, { ...(received as object), continuation: { chainId: next.chainId, hop: next.hop, targets: next.targets.map((t) => t.target) } });
@@ -290,7 +292,11 @@ export async function runLambdaJob<S extends z.ZodType, E extends z.ZodType<JobE
           },
     });
   } finally {
-    publishRunMetrics(metrics, { summary, durationMs: Date.now() - started, dryRun: config.dryRun, secondsSinceLastSuccess: lastSuccess, continuations });
+    publishRunMetrics(
+      metrics,
+      { summary, durationMs: Date.now() - started, dryRun: config.dryRun, secondsSinceLastSuccess: lastSuccess, continuations },
+      Object.values(definition.metrics),
+    );
   }
   if (summary.failed.length > 0) throw new JobFailedError(definition.job, summary.failed);
   // Loud: a function that can never continue would otherwise leave every long backlog to the next tick in silence.

@@ -6,7 +6,7 @@ import { type Sql, sql } from '../../shared/sql';
 import { moveBatches } from './apply';
 import { readArchiveCatalog } from './catalog';
 import { planCutoffs } from './plan';
-import { archiveTargetSchema, keyColumns, type ArchiveEvent, type ArchiveTargetPolicy } from './policy';
+import { archiveEventSchema, archiveTargetSchema, keyColumns, type ArchiveEvent, type ArchiveEventInput, type ArchiveTargetPolicy } from './policy';
 import { renderArchiveSql } from './sql';
 
 interface PlanNode {
@@ -72,9 +72,22 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
   return moveBatches(context, statements, { countKey, estimatedTotal, keyColumns: catalog.keyColumns, destinationHasTriggers: catalog.destinationHasTriggers });
 }
 
-export const archiveJob: JobDefinition<typeof archiveTargetSchema, ArchiveEvent> = {
+export const archiveJob = {
   job: 'archive',
+  eventSchema: archiveEventSchema,
   targetSchema: archiveTargetSchema,
   targetName: (policy) => displayName(parseQualifiedName(policy.source, 'source')),
+  targetDescription: 'the source table as schema.table',
   runTarget: runArchiveTarget,
-};
+  stopReasons: ['done', 'max rows reached', 'time budget nearly spent'],
+  metrics: {
+    // What was moved, also by a target that failed part way (its earlier batches stay moved).
+    archived: {
+      name: 'RowsArchived',
+      unit: 'Count',
+      value: (t) => (t.state === 'skipped' ? undefined : (t.counts.rowsMoved ?? 0) + (t.counts.rowsPurged ?? 0)),
+    },
+  },
+  remainingCount: 'estimatedRemaining',
+  lambda: { timeoutSeconds: 900, retryAttempts: 1 },
+} satisfies JobDefinition<typeof archiveTargetSchema, ArchiveEvent, ArchiveEventInput>;

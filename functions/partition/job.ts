@@ -7,7 +7,15 @@ import { applySteps } from './apply';
 import { readPartitionCatalog, type PartitionCatalog } from './catalog';
 import { renderCreateSteps, renderFinishSteps, renderRetireSteps, stepToSql } from './ddl';
 import { describeKeyMs, partitionsAhead, planPartitions, type PartitionPlan } from './plan';
-import { partitionTargetSchema, type PartitionEvent, type PartitionTargetInput, type PartitionTargetPolicy } from './policy';
+import partitionRetirements from './migrations/0004_partition_retirements';
+import {
+  partitionEventSchema,
+  partitionTargetSchema,
+  type PartitionEvent,
+  type PartitionEventInput,
+  type PartitionTargetInput,
+  type PartitionTargetPolicy,
+} from './policy';
 
 /** Rows counted in DEFAULT are capped: the count is a warning, not worth a full scan of a huge table. */
 const DEFAULT_ROWS_COUNT_CAP = 1_000_000;
@@ -121,11 +129,27 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
 /** The ledger is itself partitioned by month; the partition job keeps it so. */
 export const LEDGER_TARGET: PartitionTargetInput = { table: 'housekeeping.job_runs', interval: 'month', premake: 2 };
 
-export const partitionJob: JobDefinition<typeof partitionTargetSchema, PartitionEvent> = {
+/** Counts are what was done, also by a target that failed part way (its partitions exist); a skipped target did nothing. */
+const ran = (target: { state: string }) => target.state !== 'skipped';
+
+export const partitionJob = {
   job: 'partition',
+  eventSchema: partitionEventSchema,
   targetSchema: partitionTargetSchema,
   targetName: (policy) => displayName(parseQualifiedName(policy.table, 'table')),
+  targetDescription: 'the table as schema.table',
   implicitTargets: (options, dryRun) =>
     options.maintainLedger && !dryRun ? [{ ...LEDGER_TARGET, retention: { keep: options.ledgerRetentionMonths, mode: 'drop' } }] : [],
   runTarget: runPartitionTarget,
-};
+  stopReasons: [TIME_BUDGET_STOP],
+  metrics: {
+    created: { name: 'PartitionsCreated', unit: 'Count', value: (t) => (ran(t) ? (t.counts.created ?? 0) : undefined) },
+    retired: { name: 'PartitionsRetired', unit: 'Count', value: (t) => (ran(t) ? (t.counts.dropped ?? 0) + (t.counts.detached ?? 0) : undefined) },
+    /** One value per target whose catalog was read; alarm on the Minimum: below 1, tomorrow's inserts have nowhere to go. */
+    ahead: { name: 'PartitionsAhead', unit: 'Count', value: (t) => (ran(t) ? t.counts.partitionsAhead : undefined) },
+  },
+  remainingCount: 'stepsLeft',
+  migrations: [{ version: 4, name: 'partition_retirements', sql: partitionRetirements }],
+  // Hourly runs: a failed one is retried long before tomorrow's partition is needed.
+  lambda: { timeoutSeconds: 300, retryAttempts: 1 },
+} satisfies JobDefinition<typeof partitionTargetSchema, PartitionEvent, PartitionEventInput>;

@@ -6,7 +6,8 @@ import { readRollupCatalog } from './catalog';
 import { blindness, describeHolder, readFence } from './fence';
 import { applyRollup } from './apply';
 import { changesHorizon, initialWatermark, lagSeconds, positionOf, recomputeRanges, type StoredState, upperBound } from './plan';
-import { rollupTargetSchema, type RollupEvent, type RollupPolicy } from './policy';
+import rollupState from './migrations/0003_rollup_state';
+import { rollupEventSchema, rollupTargetSchema, type RollupEvent, type RollupEventInput, type RollupPolicy } from './policy';
 import { renderChangedBuckets, renderFirstEvent } from './sql';
 import { createState, readState } from './state';
 
@@ -97,14 +98,26 @@ export async function runRollupTarget(context: TargetContext<RollupPolicy, Rollu
   });
 }
 
-export function createRollupJob(options: { readNow?: ReadNow } = {}): JobDefinition<typeof rollupTargetSchema, RollupEvent> {
-  return {
-    job: 'rollup',
-    targetSchema: rollupTargetSchema,
-    targetName: (policy) => policy.name,
-    lockKey: (policy) => policy.lockKey,
-    runTarget: (context) => runRollupTarget(context, options.readNow),
-  };
-}
+export const rollupJob = {
+  job: 'rollup',
+  eventSchema: rollupEventSchema,
+  targetSchema: rollupTargetSchema,
+  targetName: (policy) => policy.name,
+  targetDescription: "the rollup's name",
+  lockKey: (policy) => policy.lockKey,
+  runTarget: (context) => runRollupTarget(context),
+  stopReasons: ['done', 'time budget nearly spent'],
+  metrics: {
+    /** Database now − watermark, per rollup that succeeded: the number to alarm on. */
+    lag: { name: 'RollupLagSeconds', unit: 'Seconds', value: (t) => (t.state === 'succeeded' ? t.counts.lagSeconds : undefined) },
+  },
+  remainingCount: 'lagSeconds',
+  migrations: [{ version: 3, name: 'rollup_state', sql: rollupState }],
+  // Every few minutes: the next tick is the retry.
+  lambda: { timeoutSeconds: 900, retryAttempts: 0 },
+} satisfies JobDefinition<typeof rollupTargetSchema, RollupEvent, RollupEventInput>;
 
-export const rollupJob = createRollupJob();
+/** The rollup job reading the database clock through `readNow` (tests move the clock). */
+export function createRollupJob(options: { readNow: ReadNow }): typeof rollupJob {
+  return { ...rollupJob, runTarget: (context) => runRollupTarget(context, options.readNow) };
+}

@@ -4,6 +4,7 @@ import { App, Validations, type Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import type { CloudAssembly } from 'aws-cdk-lib/cx-api';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { JOB_NAMES } from '../../functions/registry';
 import { acknowledgeReviewedFindings } from '../../infra/nag';
 import { HousekeepingStack, type HousekeepingStackProps } from '../../infra/stack';
 
@@ -44,8 +45,8 @@ export function jobFunctions(json: Synthesized['json']): Record<string, string> 
   const out: Record<string, string> = {};
   for (const [logicalId, resource] of Object.entries(json.Resources)) {
     if (resource.Type !== 'AWS::Lambda::Function') continue;
-    const job = ['Partition', 'Archive', 'Rollup'].find((name) => logicalId.startsWith(`Housekeeping${name}`));
-    if (job) out[job.toLowerCase()] = logicalId;
+    const job = JOB_NAMES.find((name) => logicalId.startsWith(`Housekeeping${name[0]!.toUpperCase()}${name.slice(1)}`));
+    if (job) out[job] = logicalId;
   }
   return out;
 }

@@ -6,9 +6,12 @@ import { promisify } from 'node:util';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { relationExists } from '../../shared/db';
-import { migrate } from '../../shared/migrate';
+import { JOBS } from '../../functions/registry';
+import { ledgerMigrations, migrate } from '../../shared/migrate';
 import { partitionsOf } from '../support/catalog';
 import { createTestDatabase, type TestDatabase } from '../support/db';
+
+const MIGRATIONS = ledgerMigrations(JOBS);
 
 const run = promisify(execFile);
 let db: TestDatabase;
@@ -68,7 +71,7 @@ describe('housekeeper CLI', () => {
   });
 
   it('status opens its session like a run does: application_name and lock_timeout apply', async () => {
-    await migrate(sql);
+    await migrate(sql, MIGRATIONS);
     const locker = await db.connect('locker');
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE housekeeping.job_runs IN ACCESS EXCLUSIVE MODE');

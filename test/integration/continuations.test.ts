@@ -2,10 +2,7 @@ import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { archiveJob } from '../../functions/archive/job';
-import { archiveEventSchema } from '../../functions/archive/policy';
-import { partitionJob } from '../../functions/partition/job';
-import { partitionEventSchema } from '../../functions/partition/policy';
+import { JOBS } from '../../functions/registry';
 import { ContinuationError, runLambdaJob } from '../../shared/lambda';
 import { createJobLogger } from '../../shared/logger';
 import { createJobMetrics } from '../../shared/metrics';
@@ -34,7 +31,7 @@ const saved = { ...process.env };
 
 /** Runs the archive Lambda entry with `deployed` as the policy shipped in its asset. */
 function archive(event: unknown, remainingMs = 8_000): Promise<JobSummary> {
-  return runLambdaJob(archiveJob, archiveEventSchema, event, lambdaContext(remainingMs), createJobLogger('archive'), createJobMetrics('archive'), deployed);
+  return runLambdaJob(JOBS.archive, JOBS, event, lambdaContext(remainingMs), createJobLogger('archive'), createJobMetrics('archive'), deployed);
 }
 
 /** The continuations sent, as the function would receive them. */
@@ -185,7 +182,7 @@ describe('continuations', () => {
     await sql.query(`CREATE TABLE app.events (id bigserial, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)`);
     const policy = { targets: [{ table: 'app.events', interval: 'day', premake: 2 }], maintainLedger: false };
     const partition = (event: unknown, remainingMs: number) =>
-      runLambdaJob(partitionJob, partitionEventSchema, event, lambdaContext(remainingMs), createJobLogger('partition'), createJobMetrics('partition'), policy);
+      runLambdaJob(JOBS.partition, JOBS, event, lambdaContext(remainingMs), createJobLogger('partition'), createJobMetrics('partition'), policy);
     // 5 s left is all margin: no time for any target.
     const starved = await partition({}, 5_000);
     expect(starved.targets[0]).toMatchObject({ state: 'skipped', detail: 'time budget spent before this target started', continues: true });

@@ -2,12 +2,10 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import type pg from 'pg';
 import { vi } from 'vitest';
 import { createRollupJob, type ReadNow } from '../../functions/rollup/job';
-import { rollupEventSchema, type RollupEventInput } from '../../functions/rollup/policy';
-import { parseConfig } from '../../shared/config';
-import { openSession, relationExists } from '../../shared/db';
+import type { RollupEventInput } from '../../functions/rollup/policy';
+import { relationExists } from '../../shared/db';
 import { databaseNow } from '../../shared/postgres';
-import { runJob, type JobSummary } from '../../shared/run-job';
-import { TimeBudget } from '../../shared/time-budget';
+import type { JobSummary } from '../../shared/run-job';
 import { runLocally } from '../../scripts/run-local';
 import { quietLogger, type TestRunOptions } from './jobs';
 
@@ -22,15 +20,7 @@ export function runRollup(url: string, event: RollupEventInput, options: TestRun
  */
 export function runRollupLater(url: string, event: RollupEventInput, shiftMs: number, options: TestRunOptions = {}): Promise<JobSummary> {
   const readNow: ReadNow = async (client) => new Date((await databaseNow(client)).getTime() + shiftMs);
-  const config = parseConfig(rollupEventSchema, event, 'event');
-  return runJob(createRollupJob({ readNow }), {
-    targets: event.targets,
-    options: config,
-    dryRun: config.dryRun,
-    connect: () => openSession({ kind: 'url', url }, { job: 'rollup', lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs: config.statementTimeoutMs }),
-    logger: options.logger ?? quietLogger(),
-    budget: options.budget ?? TimeBudget.unlimited(),
-  });
+  return runLocally('rollup', event, url, { logger: options.logger ?? quietLogger(), budget: options.budget, definition: createRollupJob({ readNow }) });
 }
 
 /** A logger whose JSON lines the test can read back (stdout and stderr are captured until vi.restoreAllMocks). */
