@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { databaseNow, queryOne } from '../../shared/postgres';
-import { displayName, parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
+import { ident, qualified, raw, sql } from '../../shared/sql';
+import { displayName, parseQualifiedName } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/job';
 import { TIME_BUDGET_STOP } from '../../shared/time-budget';
 import { applySteps } from './apply';
@@ -22,12 +23,12 @@ const DEFAULT_ROWS_COUNT_CAP = 1_000_000;
 
 async function rowsInDefault(client: pg.ClientBase, catalog: PartitionCatalog, from?: string, to?: string): Promise<number> {
   if (!catalog.defaultPartition) return 0;
-  const key = quoteIdent(catalog.keyColumn);
-  const range = from && to ? `WHERE ${key} >= $1::${catalog.keyType} AND ${key} < $2::${catalog.keyType}` : '';
+  const key = ident(catalog.keyColumn);
+  const keyType = raw(catalog.keyType);
+  const range = from && to ? sql`WHERE ${key} >= ${from}::${keyType} AND ${key} < ${to}::${keyType}` : raw('');
   const { n } = await queryOne<{ n: number }>(
     client,
-    `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${quoteQualified(catalog.defaultPartition)} ${range} LIMIT ${DEFAULT_ROWS_COUNT_CAP}) AS capped`,
-    from && to ? [from, to] : [],
+    sql`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${qualified(catalog.defaultPartition)} ${range} LIMIT ${raw(String(DEFAULT_ROWS_COUNT_CAP))}) AS capped`,
   );
   return n;
 }
