@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
-import { queryOne } from '../../shared/postgres';
+import { queryOne, sleep } from '../../shared/postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { captureArchiveInvariant, ORDERS_DDL, seedOrders } from '../support/archive';
 import { createTestDatabase, type TestDatabase } from '../support/db';
@@ -68,7 +68,7 @@ describe('archive under SIGKILL at random moments', () => {
       let done = false;
       void exited.then(() => (done = true));
       await expect.poll(async () => done || (await keyCounts()).archive !== before, { timeout: 60_000, interval: 20 }).toBe(true);
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 400));
+      await sleep(Math.random() * 400);
       try {
         process.kill(-child.pid!, 'SIGKILL');
         if (!done) killedMidRun++;

@@ -3,6 +3,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import type { Context } from 'aws-lambda';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { SQLSTATE, sqlState } from '../../shared/postgres';
 import { resetSecretCache } from '../../shared/secrets';
 import { partitionsOf } from '../support/catalog';
 import { createTestDatabase, type TestDatabase } from '../support/db';
@@ -122,7 +123,7 @@ describe('partition Lambda handler', () => {
     secrets.on(GetSecretValueCommand).resolves(secretFor(password));
     const error = await handler(policy, lambdaContext()).catch((e: Error) => e);
     expect(error).toBeInstanceOf(Error);
-    expect((error as Error & { code?: string }).code).toBe('28P01');
+    expect(sqlState(error)).toBe(SQLSTATE.invalidPassword);
     expect(secrets.commandCalls(GetSecretValueCommand)).toHaveLength(2);
     expect(errorOutput.join('')).toContain('password authentication failed');
     const everything = `${output.join('')}\n${errorOutput.join('')}\n${(error as Error).message}\n${(error as Error).stack}\n${JSON.stringify(error)}`;

@@ -6,6 +6,7 @@ import type { Context } from 'aws-lambda';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { relationExists } from '../../shared/db';
+import { sleep } from '../../shared/postgres';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { lambdaContext, serveDatabaseSecret, scheduledEvent } from '../support/lambda';
 import { rollupMismatches, USAGE_DDL, usageRollup } from '../support/rollup';
@@ -55,7 +56,7 @@ describe('rollup crash and resume', () => {
       let done = false;
       const exited = new Promise((resolve) => child.on('exit', resolve)).then(() => (done = true));
       await expect.poll(async () => done || (await watermark())?.getTime() !== before, { timeout: 60_000, interval: 50 }).toBe(true);
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 800));
+      await sleep(Math.random() * 800);
       try {
         process.kill(-child.pid!, 'SIGKILL');
       } catch {
