@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, type RemovalPolicy } from 'aws-cdk-lib';
 import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { Architecture, Runtime, type RecursiveLoop } from 'aws-cdk-lib/aws-lambda';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
@@ -13,7 +13,7 @@ import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { JobName } from '../functions/registry';
-import { ENV, METRICS_NAMESPACE, SERVICE_NAME } from '../shared/environment';
+import { DEPLOYED_POLICY_FILE, ENV, METRICS_NAMESPACE, SERVICE_NAME } from '../shared/environment';
 import { formatWindow, type MaintenanceWindow } from '../shared/window';
 
 export interface JobFunctionProps {
@@ -47,7 +47,7 @@ export interface JobFunctionProps {
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
 /** The newest Node.js runtime aws-cdk-lib offers; esbuild targets the same version. */
-export const RUNTIME = Runtime.NODEJS_24_X;
+const RUNTIME = Runtime.NODEJS_24_X;
 
 /**
  * Node 20+ Lambda runtimes no longer trust Amazon's CA certificates unless this variable points
@@ -55,9 +55,6 @@ export const RUNTIME = Runtime.NODEJS_24_X;
  * Proxy's certificates chain to), where a `ca` option would replace them.
  */
 export const LAMBDA_CA_CERTS = '/var/runtime/ca-cert.pem';
-
-/** Name of the deployed policy inside each job's bundle (read by shared/lambda.ts). */
-export const POLICY_FILE = 'policy.json';
 
 /** The bundling every function shares: local esbuild (no Docker), minified, source maps, Node 24. */
 export const BUNDLING = {
@@ -140,7 +137,7 @@ export class JobFunction extends Construct {
               commandHooks: {
                 beforeBundling: () => [],
                 beforeInstall: () => [],
-                afterBundling: (_inputDir: string, outputDir: string) => [`cp "${policy}" "${outputDir}/${POLICY_FILE}"`],
+                afterBundling: (_inputDir: string, outputDir: string) => [`cp "${policy}" "${outputDir}/${DEPLOYED_POLICY_FILE}"`],
               },
             }
           : {}),

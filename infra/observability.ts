@@ -37,7 +37,7 @@ export interface ObservabilityProps {
 }
 
 /** Our EMF metrics carry the dimensions Powertools writes: service and job. */
-export function jobMetric(job: JobName, name: string, statistic: string, period = Duration.hours(1)): Metric {
+function jobMetric(job: JobName, name: string, statistic: string, period = Duration.hours(1)): Metric {
   return new Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: { service: SERVICE_NAME, job }, statistic, period });
 }
 

@@ -24,6 +24,7 @@ import { resolveSchedule, type JobSchedule, type ResolvedSchedule } from './sche
 import { parseJobEvent } from '../shared/run-job';
 import { longestGapSeconds } from './schedule-gap';
 
+/** A job's entry in PgHousekeepingProps (public: CDK apps that reuse the construct write these). @public */
 export interface ScheduledJob<Policy> {
   /**
    * When it runs: `{ cron: '0 3 * * ? *', timeZone: 'Asia/Seoul' }` (EventBridge Scheduler cron,
@@ -56,7 +57,7 @@ export interface ScheduledJob<Policy> {
   retryAttempts?: number;
 }
 
-/** One optional entry per job of the registry, each with its own policy type. */
+/** One optional entry per job of the registry, each with its own policy type. @public */
 export type ScheduledJobs = { [J in JobName]?: ScheduledJob<z.input<(typeof JOBS)[J]['eventSchema']>> };
 
 export interface PgHousekeepingProps extends ScheduledJobs {

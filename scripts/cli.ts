@@ -12,7 +12,7 @@ import { JOB_NAMES, type JobName } from '../functions/registry';
 import { startEmbeddedPostgres } from './embedded-postgres';
 import { runLocally } from './run-local';
 
-export const EMBEDDED_DATA_DIR = resolve(import.meta.dirname, '..', '.housekeeper-db');
+const EMBEDDED_DATA_DIR = resolve(import.meta.dirname, '..', '.housekeeper-db');
 
 export const USAGE = `usage:
   housekeeper demo
@@ -89,7 +89,7 @@ function chainText(run: LatestRun): string | undefined {
 }
 
 /** A read of the ledger: it may wait briefly behind a partition's DDL, never hang on it. */
-export const STATUS_SESSION = { job: 'status', lockTimeoutMs: 3_000, statementTimeoutMs: 30_000 } as const;
+const STATUS_SESSION = { job: 'status', lockTimeoutMs: 3_000, statementTimeoutMs: 30_000 } as const;
 
 export async function printStatus(url: string): Promise<void> {
   // The same session as a job run: TLS verified for any non-loopback host, application_name,

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, type Stats, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { arch, platform, tmpdir } from 'node:os';
 import { dirname, join, parse, resolve } from 'node:path';
@@ -50,7 +50,7 @@ function postgresAccount(): Account | undefined {
 }
 
 function canEnter(directory: string, account: Account | undefined): boolean {
-  let stat;
+  let stat: Stats;
   try {
     stat = statSync(directory);
   } catch {

@@ -4,7 +4,7 @@ import { HousekeeperError } from './errors';
 /** Calendar arithmetic in a time zone. Months clamp the day (Mar 31 − 1 month = last day of Feb). */
 
 export type CalendarUnit = 'hour' | 'day' | 'week' | 'month' | 'quarter' | 'year';
-export type DurationUnit = 'hour' | 'day' | 'week' | 'month' | 'year';
+type DurationUnit = 'hour' | 'day' | 'week' | 'month' | 'year';
 
 export interface CalendarDuration {
   amount: number;
@@ -276,12 +276,6 @@ export class ZoneCalendar {
   dateTime(ms: number): DateTime {
     return DateTime.fromMillis(ms, { zone: this.zone });
   }
-}
-
-/** Start of the hour/day/ISO week (Monday)/month/quarter/year containing `at`, in `at`'s zone. */
-export function floorTo(at: DateTime, unit: CalendarUnit): DateTime {
-  const calendar = new ZoneCalendar(at.zoneName ?? 'UTC', unit);
-  return calendar.dateTime(calendar.floor(at.toMillis()));
 }
 
 /** The boundary `count` periods after the boundary `at` (before it when negative); strictly later for count ≥ 1. */

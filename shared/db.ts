@@ -17,7 +17,7 @@ export interface SessionSettings {
   lockTimeoutMs: number;
 }
 
-export function isLoopbackHost(host: string | undefined): boolean {
+function isLoopbackHost(host: string | undefined): boolean {
   if (!host) return true; // a Unix socket
   return host === 'localhost' || host === '::1' || host === '[::1]' || host.startsWith('127.') || host.startsWith('/');
 }

@@ -15,6 +15,9 @@ export function applicationName(job: string): string {
   return `${SERVICE_NAME}/${job}`;
 }
 
+/** The policy the template ships inside each function's bundle, beside its code: an empty event runs it. */
+export const DEPLOYED_POLICY_FILE = 'policy.json';
+
 /** Environment variables a deployed function reads (README, "Running in Lambda"). */
 export const ENV = {
   /** The database secret's ARN (RDS JSON shape). */

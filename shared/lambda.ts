@@ -10,7 +10,7 @@ import * as z from 'zod';
 import type { ChainRun } from './chain';
 import { parseConfig } from './config';
 import { databaseSourceFromEnvironment, openSession } from './db';
-import { ENV } from './environment';
+import { DEPLOYED_POLICY_FILE, ENV } from './environment';
 import { ConfigError, errorMessage, HousekeeperError, JobFailedError } from './errors';
 import { identifierProblem, quoteIdent } from './identifiers';
 import { MAX_CONTINUATIONS_CAP } from './lambda-limits';
@@ -27,11 +27,8 @@ import { parseWindow, type MaintenanceWindow } from './window';
 // client, and the CLI, which never imports it, never loads the SDK.
 useSecretsManager({ SecretsManagerClient, GetSecretValueCommand });
 
-/** The policy CDK ships next to the bundle (infra/job-function.ts, POLICY_FILE). */
-export const DEPLOYED_POLICY_FILE = 'policy.json';
-
 /** The deployed policy, read once per sandbox; undefined outside a deployed bundle. */
-export function readDeployedPolicy(directory: string | undefined = typeof __dirname === 'string' ? __dirname : undefined): unknown {
+function readDeployedPolicy(directory: string | undefined = typeof __dirname === 'string' ? __dirname : undefined): unknown {
   if (!directory) return undefined;
   const path = join(directory, DEPLOYED_POLICY_FILE);
   if (!existsSync(path)) return undefined;
@@ -62,7 +59,7 @@ function lambdaContextKeys(context: Context): Record<string, unknown> {
  * "Scheduled Event" (no input configured, or an input transformer that kept the envelope)
  * carries it in `detail`.
  */
-export function unwrapScheduledEvent(event: unknown): unknown {
+function unwrapScheduledEvent(event: unknown): unknown {
   if (event && typeof event === 'object' && (event as Record<string, unknown>)['detail-type'] === 'Scheduled Event') {
     return (event as { detail?: unknown }).detail ?? {};
   }
@@ -73,7 +70,7 @@ export function unwrapScheduledEvent(event: unknown): unknown {
  * What to run: an event with `targets` is a whole policy of its own (an ad-hoc run); otherwise
  * the deployed policy, with the event's options (`{"dryRun": true}`) over its own.
  */
-export function resolvePolicy(payload: unknown, deployed: unknown): unknown {
+function resolvePolicy(payload: unknown, deployed: unknown): unknown {
   const event = payload === undefined || payload === null ? {} : payload;
   if (typeof event !== 'object' || Array.isArray(event) || 'targets' in event || deployed === undefined) return event;
   return { ...(deployed as object), ...event };
@@ -85,22 +82,22 @@ const continuationSchema = z.strictObject({
   hop: z.number().int().min(1).max(MAX_CONTINUATIONS_CAP),
   targets: z.array(z.string().min(1)).min(1),
 });
-export type Continuation = z.output<typeof continuationSchema>;
+type Continuation = z.output<typeof continuationSchema>;
 
 /** Splits `continuation` off the event; it says where a chain is, not what to run. */
-export function takeContinuation(event: unknown): { event: unknown; continuation?: Continuation } {
+function takeContinuation(event: unknown): { event: unknown; continuation?: Continuation } {
   if (!event || typeof event !== 'object' || Array.isArray(event) || !('continuation' in event)) return { event };
   const { continuation, ...rest } = event as Record<string, unknown>;
   return { event: rest, continuation: parseConfig(continuationSchema, continuation, 'event.continuation') };
 }
 
-export interface ChainSettings {
+interface ChainSettings {
   maxContinuations: number;
   window?: MaintenanceWindow;
 }
 
 /** PGHK_MAX_CONTINUATIONS (0, or unset: no continuations) and PGHK_MAINTENANCE_WINDOW, as the template sets them. */
-export function chainSettingsFromEnvironment(env: NodeJS.ProcessEnv = process.env): ChainSettings {
+function chainSettingsFromEnvironment(env: NodeJS.ProcessEnv = process.env): ChainSettings {
   const text = env[ENV.maxContinuations];
   const maxContinuations = text === undefined || text === '' ? 0 : Number(text);
   if (!Number.isInteger(maxContinuations) || maxContinuations < 0 || maxContinuations > MAX_CONTINUATIONS_CAP) {
@@ -129,7 +126,7 @@ function remainingOf(definition: Job, target: TargetSummary): Record<string, unk
 export class ContinuationError extends HousekeeperError {}
 
 /** Same reasoning as Secrets Manager's: without a route, fail in seconds, naming it. */
-export const LAMBDA_API_TIMEOUTS = { connectionTimeoutMs: 3_000, requestTimeoutMs: 3_000, maxAttempts: 2 };
+const LAMBDA_API_TIMEOUTS = { connectionTimeoutMs: 3_000, requestTimeoutMs: 3_000, maxAttempts: 2 };
 
 let lambdaSdk: { LambdaClient: typeof LambdaClient; InvokeCommand: typeof InvokeCommand } | undefined;
 let lambdaClient: LambdaClient | undefined;
@@ -138,7 +135,7 @@ let lambdaClient: LambdaClient | undefined;
  * Invokes this function again, asynchronously. The SDK module is loaded on the first
  * continuation, not at init: most runs never continue and should not pay for it.
  */
-export async function invokeSelf(functionName: string, payload: unknown): Promise<void> {
+async function invokeSelf(functionName: string, payload: unknown): Promise<void> {
   lambdaSdk ??= await import('@aws-sdk/client-lambda');
   lambdaClient ??= new lambdaSdk.LambdaClient({
     maxAttempts: LAMBDA_API_TIMEOUTS.maxAttempts,
@@ -172,7 +169,7 @@ export async function invokeSelf(functionName: string, payload: unknown): Promis
  * A statement may not outlive the invocation: a Lambda killed at its timeout would leave the
  * backend running it, and holding the run's session lock, for up to `statementTimeoutMs`.
  */
-export function cappedStatementTimeoutMs(configured: number, budget: TimeBudget): number {
+function cappedStatementTimeoutMs(configured: number, budget: TimeBudget): number {
   return Math.max(1_000, Math.min(configured, Math.floor(budget.remainingMs())));
 }
 

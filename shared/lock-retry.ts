@@ -16,7 +16,7 @@ export interface LockRetryOptions {
 }
 
 /** Who holds locks on these relations right now, in words an operator can act on. */
-export async function describeLockHolders(client: pg.ClientBase, relations: string[]): Promise<string> {
+async function describeLockHolders(client: pg.ClientBase, relations: string[]): Promise<string> {
   const { rows } = await client.query<{
     pid: number;
     mode: string;

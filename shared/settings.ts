@@ -4,7 +4,7 @@ import { parseConfig } from './config';
 import { relationExists } from './db';
 import { ConfigError } from './errors';
 
-export type ValueSource = 'settings' | 'deployed' | 'default';
+type ValueSource = 'settings' | 'deployed' | 'default';
 
 export interface Override {
   job: string;
@@ -21,7 +21,7 @@ export interface Override {
 export const IDENTITY_KEYS: ReadonlySet<string> = new Set(['table', 'source', 'destination', 'name', 'target', 'lockKey', 'function']);
 
 /** A settings row as operators will look for it. */
-export function settingsRow(row: { job: string; target: string; key: string }): string {
+function settingsRow(row: { job: string; target: string; key: string }): string {
   return `housekeeping.settings (job '${row.job}', target '${row.target}', key '${row.key}')`;
 }
 
@@ -30,7 +30,7 @@ export function settingsRow(row: { job: string; target: string; key: string }): 
  * for every target of the job) makes the run skip the target before any work. It is not a policy
  * key, so it never reaches the policy schema; a row for the exact target wins over '*'.
  */
-export const PAUSED_KEY = 'paused';
+const PAUSED_KEY = 'paused';
 
 export interface Pause {
   paused: boolean;

@@ -9,12 +9,12 @@ import type { ArchiveEvent, ArchiveTargetPolicy } from './policy';
 import type { ArchiveStatements, BatchResult } from './sql';
 
 /** How long a batch may wait for a row another session holds before it is redone skipping such rows. */
-export const ROW_LOCK_PATIENCE_MS = 20;
+const ROW_LOCK_PATIENCE_MS = 20;
 /** After meeting a held row, this many batches lock-and-skip straight away. */
 const SKIP_LOCKED_STREAK = 10;
 
 /** A batch found something that forbids moving its rows; it was rolled back whole. */
-export class ArchiveBatchRefused extends HousekeeperError {}
+class ArchiveBatchRefused extends HousekeeperError {}
 
 /** Why a batch that ran must not commit, or undefined. */
 function batchProblem(batch: BatchResult, policy: ArchiveTargetPolicy, keyColumns: string[]): string | undefined {

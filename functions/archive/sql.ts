@@ -3,7 +3,7 @@ import { join, param, raw, type Sql, sql } from '../../shared/sql';
 import type { ArchiveCatalog } from './catalog';
 import type { ArchiveCutoffs } from './plan';
 
-export interface BatchOptions {
+interface BatchOptions {
   /** Up to this many rows. */
   limit: number;
   /** Continue after this key, one text per key column (keyset pagination). */

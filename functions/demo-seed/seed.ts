@@ -8,7 +8,7 @@ import type pg from 'pg';
  * - demo.orders / demo.orders_archive for the archive job; demo.events_hourly for the rollup.
  * Used by `npm start` and, in the CDK sandbox (-c demo=true), by a one-off seed function.
  */
-export const DEMO_SQL = `
+const DEMO_SQL = `
       DROP SCHEMA IF EXISTS demo CASCADE;
       CREATE SCHEMA demo;
       CREATE TABLE demo.events (

@@ -28,7 +28,7 @@ export interface ApplyResult {
 }
 
 /** A guard statement found the step unsafe; its transaction is rolled back and it is not retried. */
-export class StepRefusedError extends HousekeeperError {}
+class StepRefusedError extends HousekeeperError {}
 
 async function runStatements(client: pg.ClientBase, statements: SqlStatement[]): Promise<number> {
   let moved = 0;

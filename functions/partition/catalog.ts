@@ -37,7 +37,7 @@ export interface PartitionCatalog {
   unfinishedRetirements: RecordedRetirement[];
 }
 
-export interface RecordedRetirement {
+interface RecordedRetirement {
   partition: QualifiedName;
   /** The oid the table had when the retirement was recorded: a table that reused the name is never touched. */
   oid: number;

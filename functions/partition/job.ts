@@ -47,7 +47,7 @@ function describePlan(catalog: PartitionCatalog, plan: PartitionPlan, policy: Pa
   };
 }
 
-export async function runPartitionTarget(context: TargetContext<PartitionTargetPolicy, PartitionEvent>): Promise<TargetOutcome> {
+async function runPartitionTarget(context: TargetContext<PartitionTargetPolicy, PartitionEvent>): Promise<TargetOutcome> {
   const { client, policy, options, logger } = context;
   const parent = parseQualifiedName(policy.table, 'table');
   const catalog = await readPartitionCatalog(client, parent);
@@ -128,7 +128,7 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
 }
 
 /** The ledger is itself partitioned by month; the partition job keeps it so. */
-export const LEDGER_TARGET: PartitionTargetInput = { table: 'housekeeping.job_runs', interval: 'month', premake: 2 };
+const LEDGER_TARGET: PartitionTargetInput = { table: 'housekeeping.job_runs', interval: 'month', premake: 2 };
 
 /** Counts are what was done, also by a target that failed part way (its partitions exist); a skipped target did nothing. */
 const ran = (target: { state: string }) => target.state !== 'skipped';

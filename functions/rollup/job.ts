@@ -19,7 +19,7 @@ export type ReadNow = (client: pg.ClientBase) => Promise<Date>;
  * state row), plan (upper bound, where to start, which published buckets to recompute), apply
  * (slices; a dry run says how far it would go instead).
  */
-export async function runRollupTarget(context: TargetContext<RollupPolicy, RollupEvent>, readNow?: ReadNow): Promise<TargetOutcome> {
+async function runRollupTarget(context: TargetContext<RollupPolicy, RollupEvent>, readNow?: ReadNow): Promise<TargetOutcome> {
   const { client, policy, logger } = context;
   const catalog = await readRollupCatalog(client, policy);
   const stateRow = `housekeeping.rollup_state(${policy.name})`;

@@ -43,7 +43,7 @@ async function maintain(url: string) {
 function startWriter(url: string) {
   return connect(url, 'bench-writer').then((writer) => {
     let n = 0;
-    const probe = latencyProbe(writer, () =>
+    const probe = latencyProbe(() =>
       writer.query(`INSERT INTO bench.t${(n++ % TABLES) + 1} (created_at, payload) VALUES (now(), repeat('x', 200))`),
     );
     return {

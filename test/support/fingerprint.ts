@@ -20,12 +20,6 @@ export async function unionDigests(client: pg.ClientBase, tables: string[]): Pro
   return all.sort();
 }
 
-/** Row digests keyed by a key column, for messages that name the row that changed. */
-export async function digestsByKey(client: pg.ClientBase, table: string, key = 'id'): Promise<Map<string, string>> {
-  const { rows } = await client.query<{ k: string; d: string }>(`SELECT (t.${key})::text AS k, ${ROW_DIGEST} AS d FROM ${table} AS t`);
-  return new Map(rows.map((r) => [r.k, r.d]));
-}
-
 /**
  * One digest per ordinary table (leaf partitions included) outside `housekeeping` and the system
  * schemas: compare before and after a run to prove that no table outside its policy changed,

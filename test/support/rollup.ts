@@ -27,7 +27,10 @@ export function runRollupLater(url: string, event: RollupEventInput, shiftMs: nu
 export function capturedLogger(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
   const output: string[] = [];
   for (const stream of [process.stdout, process.stderr]) {
-    vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => (output.push(String(chunk)), true));
+    vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      output.push(String(chunk));
+      return true;
+    });
   }
   const logger = new Logger({ serviceName: 'test', logLevel: 'INFO' });
   const lines = () =>

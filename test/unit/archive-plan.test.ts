@@ -27,7 +27,12 @@ describe('archive plan: the next batch', () => {
 
   it('stops before a batch as slow as the slowest so far (twice over, at least a second) and its pause might not fit', () => {
     const asked: number[] = [];
-    const budget = (leftMs: number) => ({ allows: (ms: number) => (asked.push(ms), leftMs > ms) });
+    const budget = (leftMs: number) => ({
+      allows: (ms: number) => {
+        asked.push(ms);
+        return leftMs > ms;
+      },
+    });
     expect(nextBatch({ moved: 100, longestBatchMs: 300 }, { ...policy, pauseMs: 50 }, budget(1_100))).toEqual({ limit: 5_000 });
     expect(nextBatch({ moved: 100, longestBatchMs: 800 }, { ...policy, pauseMs: 50 }, budget(1_600))).toEqual({ stop: 'time budget nearly spent' });
     expect(asked).toEqual([1_050, 1_650]);
