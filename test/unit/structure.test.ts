@@ -48,6 +48,16 @@ describe('the structure rule', () => {
     expect(offending).toEqual([]);
   });
 
+  it("README's layout names every source file, and only files that exist", () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const layout = /## Layout\n\n```\n([\s\S]*?)```/.exec(readme)![1]!;
+    const named = new Set(layout.match(/[\w.-]+\.ts\b/g));
+    const files = ['functions', 'shared', 'infra', 'scripts'].flatMap(sourceFiles).filter((file) => !file.startsWith('scripts/bench/') && !file.includes('/migrations/'));
+    const basenames = new Set(files.map((file) => file.slice(file.lastIndexOf('/') + 1)));
+    expect(files.filter((file) => !named.has(file.slice(file.lastIndexOf('/') + 1)))).toEqual([]);
+    expect([...named].filter((name) => !basenames.has(name))).toEqual([]);
+  });
+
   it('sees the imports it checks (the check itself works)', () => {
     expect(localImports('functions/archive/job.ts')).toContain('shared/job');
     expect(localImports('functions/registry.ts')).toEqual(expect.arrayContaining(['functions/partition/job', 'functions/archive/job', 'functions/rollup/job']));
