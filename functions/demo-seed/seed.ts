@@ -63,6 +63,9 @@ const DEMO_SQL = `
 
 `;
 
+/** The seed's session: dropping the old demo schema may wait for locks. The Lambda and `npm start` both open it so. */
+export const DEMO_SEED_SESSION = { job: 'demo-seed', lockTimeoutMs: 10_000, statementTimeoutMs: 120_000 } as const;
+
 export async function seedDemo(client: pg.ClientBase): Promise<void> {
   await client.query(DEMO_SQL);
 }
