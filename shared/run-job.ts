@@ -53,7 +53,8 @@ export interface JobEvent<O extends RunOptions> {
  */
 export function parseJobEvent<S extends z.ZodType, O extends RunOptions>(definition: JobDefinition<S, O>, payload: unknown, where = 'event'): JobEvent<O> {
   const options = parseConfig(definition.eventSchema, payload, where);
-  return { targets: options.targets, options };
+  // As received, not as parsed: the effective-policy line tells a deployed value from a default.
+  return { targets: (payload as { targets: unknown[] }).targets, options };
 }
 
 /** How a run reaches the database and reports, whoever starts it (Lambda, CLI, tests). */
