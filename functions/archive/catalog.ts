@@ -214,13 +214,22 @@ async function triggers(client: pg.ClientBase, oid: number, events: number): Pro
   return rows.map((r) => r.text);
 }
 
-async function rules(client: pg.ClientBase, oid: number, event: '3' | '4'): Promise<string[]> {
+/** pg_rewrite.ev_type of the statements a batch runs. */
+const RULE_EVENT = { INSERT: '3', DELETE: '4' } as const;
+
+/** A rule rewrites the statement itself: no batch could say what it moved. No opt-in. */
+async function refuseRules(client: pg.ClientBase, table: TableShape, event: keyof typeof RULE_EVENT): Promise<void> {
   const { rows } = await client.query<{ text: string }>(
     `SELECT format('%s on %s', r.rulename, r.ev_class::regclass) AS text
      FROM pg_rewrite r WHERE r.ev_class IN (${TREE}) AND r.ev_type = $2 AND r.ev_enabled <> 'D' ORDER BY 1`,
-    [oid, event],
+    [table.oid, RULE_EVENT[event]],
   );
-  return rows.map((r) => r.text);
+  if (rows.length === 0) return;
+  const shown = displayName(table.name);
+  throw new CatalogError(
+    shown,
+    `${shown} has ${event} rules (${listed(rows.map((r) => r.text))}): a rule rewrites each batch's ${event} into something else. Drop the rule (nothing was moved)`,
+  );
 }
 
 const listed = (items: string[]) => (items.length <= 5 ? items.join('; ') : `${items.slice(0, 5).join('; ')}; and ${items.length - 5} more`);
@@ -275,18 +284,8 @@ async function checkSideEffects(
   policy: { allowReferencingForeignKeys: boolean; allowTriggers: boolean },
 ): Promise<{ destinationHasTriggers: boolean; allowed: string[] }> {
   const shownSource = displayName(from.name);
-  // A rule rewrites the statement itself: no batch could say what it moved. No opt-in.
-  const sourceRules = await rules(client, from.oid, '4');
-  if (sourceRules.length > 0) {
-    throw new CatalogError(shownSource, `${shownSource} has DELETE rules (${listed(sourceRules)}): a rule rewrites each batch's DELETE into something else. Drop the rule (nothing was moved)`);
-  }
-  if (to) {
-    const shownDestination = displayName(to.name);
-    const destinationRules = await rules(client, to.oid, '3');
-    if (destinationRules.length > 0) {
-      throw new CatalogError(shownDestination, `${shownDestination} has INSERT rules (${listed(destinationRules)}): a rule rewrites each batch's INSERT into something else. Drop the rule (nothing was moved)`);
-    }
-  }
+  await refuseRules(client, from, 'DELETE');
+  if (to) await refuseRules(client, to, 'INSERT');
   const allowed: string[] = [];
   const foreignKeys = await referencingForeignKeys(client, from.oid);
   if (foreignKeys.length > 0 && !policy.allowReferencingForeignKeys) {
