@@ -234,6 +234,17 @@ async function checkpoint(url: string) {
   }
 }
 
+/** A checkpoint, then the kernel's dirty pages written out (sync), then a short pause. */
+async function quiesce(url: string) {
+  await checkpoint(url);
+  try {
+    execFileSync('sync', { stdio: 'ignore', timeout: 120_000 });
+  } catch {
+    // no sync(1): the checkpoint and the pause still help
+  }
+  await sleep(2_000);
+}
+
 interface Shape {
   /** "t1/t1_p2026_07_01" for every non-DEFAULT partition of bench.*. */
   partitions: Set<string>;
@@ -696,9 +707,18 @@ export async function benchVsPartman(): Promise<string[]> {
       const tools = oursFirst ? (['ours', 'partman'] as const) : (['partman', 'ours'] as const);
       const full: Record<string, RunResult> = {};
       const noop: Record<string, RunResult> = {};
-      for (const tool of tools) full[tool] = tool === 'ours' ? await runOurs(oursUrl, s, true) : await runPartman(partmanUrl, s, true);
+      // Before each timed run both databases' catalogs are vacuumed and the disk is quiet: otherwise
+      // autovacuum and the writeback of the first tool's thousands of dropped files land on the
+      // second tool's run (ours, with a commit per statement, suffers most).
+      const timed = async (tool: 'ours' | 'partman', withWriter: boolean) => {
+        await settle(oursUrl);
+        await settle(partmanUrl);
+        await quiesce(oursUrl);
+        return tool === 'ours' ? runOurs(oursUrl, s, withWriter) : runPartman(partmanUrl, s, withWriter);
+      };
+      for (const tool of tools) full[tool] = await timed(tool, true);
       const after = { ours: await shape(oursUrl), partman: await shape(partmanUrl) };
-      for (const tool of tools) noop[tool] = tool === 'ours' ? await runOurs(oursUrl, s, false) : await runPartman(partmanUrl, s, false);
+      for (const tool of tools) noop[tool] = await timed(tool, false);
       const afterNoop = { ours: await shape(oursUrl), partman: await shape(partmanUrl) };
 
       const ours = full.ours!;
