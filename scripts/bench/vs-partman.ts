@@ -32,9 +32,12 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { migrate } from '../../shared/migrate';
+import { JOBS } from '../../functions/registry';
+import { ledgerMigrations, migrate } from '../../shared/migrate';
+import { sleep } from '../../shared/postgres';
+import type { JobSummary } from '../../shared/run-job';
 import { runLocally } from '../run-local';
-import { connect, fmt, latencyProbe, silentLogger, sleep } from './util';
+import { connect, fmt, latencyProbe, silentLogger } from './util';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** `shared/` beside the repository root, where the team's tools live. */
@@ -46,7 +49,7 @@ const KEEP = 7; // → 23 expired partitions per table
 const DB_PARTMAN = 'bench_partman';
 const DB_OURS = 'bench_ours';
 
-export interface Settings {
+interface Settings {
   tables: number;
   rounds: number;
   withDefault: boolean;
@@ -78,7 +81,7 @@ function readSettings(): Settings {
   };
 }
 
-export const urlFor = (url: string, database: string) => {
+const urlFor = (url: string, database: string) => {
   const parsed = new URL(url);
   parsed.pathname = `/${database}`;
   return parsed.toString();
@@ -121,7 +124,7 @@ function findServer(): { url: string } | { skipped: string } {
 // ---------------------------------------------------------------------------------------------
 // Building the tables
 
-export async function recreateDatabase(admin: pg.Client, name: string) {
+async function recreateDatabase(admin: pg.Client, name: string) {
   await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   await admin.query(`CREATE DATABASE ${name}`);
   // Day boundaries at UTC midnight for both tools (ours computes in the policy's zone, UTC).
@@ -140,7 +143,7 @@ const createParents = (n: number) => `
   END $$`;
 
 /** One transaction per table: all at once would need more locks than max_locks_per_transaction allows. */
-export async function buildOurs(url: string, s: Settings) {
+async function buildOurs(url: string, s: Settings) {
   const sql = await connect(url, 'bench-setup');
   try {
     await sql.query(`CREATE SCHEMA bench`);
@@ -161,13 +164,13 @@ export async function buildOurs(url: string, s: Settings) {
         END LOOP;
       END $$`);
     // The ledger schema exists before timing starts: pg_partman's extension is installed beforehand too.
-    await migrate(sql);
+    await migrate(sql, ledgerMigrations(JOBS));
   } finally {
     await sql.end();
   }
 }
 
-export async function buildPartman(url: string, s: Settings) {
+async function buildPartman(url: string, s: Settings) {
   const sql = await connect(url, 'bench-setup');
   try {
     await sql.query(`CREATE SCHEMA bench`);
@@ -213,7 +216,7 @@ export async function buildPartman(url: string, s: Settings) {
 }
 
 /** Both databases start equally clean: no dead catalog rows from the build, no pending checkpoint. */
-export async function settle(url: string) {
+async function settle(url: string) {
   const sql = await connect(url, 'bench-setup');
   try {
     await sql.query(
@@ -349,7 +352,7 @@ function categorize(text: string, values: unknown): string {
   return 'other';
 }
 
-export class Profile {
+class Profile {
   readonly run = new Map<string, Stat>();
   readonly target = new Map<string, Stat>();
   targets = 0;
@@ -415,7 +418,7 @@ function isOurSession(client: pg.Client): boolean {
 
 let profilerInstalled = false;
 
-export function installProfiler() {
+function installProfiler() {
   if (profilerInstalled) return;
   profilerInstalled = true;
   const proto = pg.Client.prototype as unknown as {
@@ -463,7 +466,7 @@ export function installProfiler() {
 // ---------------------------------------------------------------------------------------------
 // Runs
 
-export interface RunResult {
+interface RunResult {
   ms: number;
   created?: number;
   dropped?: number;
@@ -477,10 +480,10 @@ export interface RunResult {
  * A second session samples pg_stat_activity every ~20 ms to tell lock waits (the writer queued
  * behind a maintenance lock) from plain slowness (CPU or WAL flushes on a busy machine).
  */
-export async function startWriter(url: string, tables: number) {
+async function startWriter(url: string, tables: number) {
   const writer = await connect(url, 'bench-writer');
   const monitor = await connect(url, 'bench-monitor');
-  const probe = latencyProbe(writer, () =>
+  const probe = latencyProbe(() =>
     writer.query(`INSERT INTO bench.t${1 + Math.floor(Math.random() * tables)} (created_at, payload) VALUES (now(), repeat('x', 200))`),
   );
   let running = true;
@@ -539,7 +542,7 @@ function memorySampler() {
   };
 }
 
-export async function runOurs(url: string, s: Settings, withWriter: boolean): Promise<RunResult> {
+async function runOurs(url: string, s: Settings, withWriter: boolean): Promise<RunResult> {
   const event = {
     targets: Array.from({ length: s.tables }, (_, i) => ({ table: `bench.t${i + 1}`, interval: 'day', premake: PREMAKE, retention: { keep: KEEP } })),
     // Like for like: pg_partman maintains only the registered tables. Our ledger rows (started +
@@ -551,7 +554,7 @@ export async function runOurs(url: string, s: Settings, withWriter: boolean): Pr
   const profile = new Profile();
   const memory = memorySampler();
   activeProfile = profile;
-  let summary;
+  let summary: JobSummary;
   try {
     summary = await runLocally('partition', event, url, { logger: silentLogger() });
   } finally {
@@ -564,7 +567,7 @@ export async function runOurs(url: string, s: Settings, withWriter: boolean): Pr
   return { ms: summary.durationMs, created: total('created'), dropped: total('dropped'), writer: writes, memory: mem, profile };
 }
 
-export async function runPartman(url: string, s: Settings, withWriter: boolean): Promise<RunResult> {
+async function runPartman(url: string, s: Settings, withWriter: boolean): Promise<RunResult> {
   await checkpoint(url);
   const sql = await connect(url, 'bench-partman');
   try {
