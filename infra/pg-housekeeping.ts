@@ -1,7 +1,7 @@
 import { CfnOutput, Duration, RemovalPolicy, TimeZone } from 'aws-cdk-lib';
 import type { IAlarmAction } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
-import { SecurityGroup, type IConnectable, type ISecurityGroup, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
+import { type IConnectable, type ISecurityGroup, type IVpc, SecurityGroup, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { Policy, PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { RecursiveLoop } from 'aws-cdk-lib/aws-lambda';
@@ -9,7 +9,7 @@ import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Schedule, ScheduleExpression, ScheduleTargetInput, TimeWindow } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
-import { Topic, type ITopic } from 'aws-cdk-lib/aws-sns';
+import { type ITopic, Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { z } from 'zod';
@@ -17,11 +17,11 @@ import { JOB_NAMES, JOBS, type JobName } from '../functions/registry';
 import { identifierProblem } from '../shared/identifiers';
 import type { Job } from '../shared/job';
 import { LAMBDA_RECURSION_LIMIT, MAX_CONTINUATIONS_CAP } from '../shared/lambda-limits';
-import { windowProblems, type MaintenanceWindow } from '../shared/window';
+import { parseJobEvent } from '../shared/run-job';
+import { type MaintenanceWindow, windowProblems } from '../shared/window';
 import { JobFunction } from './job-function';
 import { Observability, type WatchedJob } from './observability';
-import { resolveSchedule, type JobSchedule, type ResolvedSchedule } from './schedule-expression';
-import { parseJobEvent } from '../shared/run-job';
+import { type JobSchedule, type ResolvedSchedule, resolveSchedule } from './schedule-expression';
 import { longestGapSeconds } from './schedule-gap';
 
 /** A job's entry in PgHousekeepingProps (public: CDK apps that reuse the construct write these). @public */
@@ -110,7 +110,8 @@ export class PgHousekeeping extends Construct {
     const vpc = props.vpc ?? props.database?.vpc;
     // One group for every job, so there is one id to allow on the database.
     const securityGroups =
-      props.securityGroups ?? (vpc ? [new SecurityGroup(this, 'JobsSecurityGroup', { vpc, description: 'pg-housekeeper jobs', allowAllOutbound: true })] : undefined);
+      props.securityGroups ??
+      (vpc ? [new SecurityGroup(this, 'JobsSecurityGroup', { vpc, description: 'pg-housekeeper jobs', allowAllOutbound: true })] : undefined);
     if (props.database && securityGroups) {
       for (const group of securityGroups) props.database.connections.allowDefaultPortFrom(group, 'pg-housekeeper jobs');
     }
@@ -181,7 +182,10 @@ export class PgHousekeeping extends Construct {
       });
       // The first scheduled run may already continue.
       timer.node.addDependency(continueSelf);
-      new CfnOutput(this, `${capitalize(job)}FunctionName`, { value: fn.function.functionName, description: `pg-housekeeper ${job} function ("run now": aws lambda invoke --invocation-type Event)` });
+      new CfnOutput(this, `${capitalize(job)}FunctionName`, {
+        value: fn.function.functionName,
+        description: `pg-housekeeper ${job} function ("run now": aws lambda invoke --invocation-type Event)`,
+      });
       this.jobs[job] = fn;
       this.schedules[job] = timer;
       watched[job] = {

@@ -1,14 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { openSession } from '../shared/db';
-import { ConfigError, errorMessage } from '../shared/errors';
-import { liveChains, shortId } from '../shared/chain';
-import { relationExists } from '../shared/db';
-import type { Progress } from '../shared/job';
-import { latestRuns, type LatestRun } from '../shared/ledger';
-import { pausedTargets } from '../shared/settings';
-import type { JobSummary } from '../shared/run-job';
 import { JOB_NAMES, type JobName } from '../functions/registry';
+import { liveChains, shortId } from '../shared/chain';
+import { openSession, relationExists } from '../shared/db';
+import { ConfigError, errorMessage } from '../shared/errors';
+import type { Progress } from '../shared/job';
+import { type LatestRun, latestRuns } from '../shared/ledger';
+import type { JobSummary } from '../shared/run-job';
+import { pausedTargets } from '../shared/settings';
 import { startEmbeddedPostgres } from './embedded-postgres';
 import { runLocally } from './run-local';
 
@@ -38,7 +37,9 @@ function formatCounts(counts: Record<string, number>): string {
 }
 
 export function humanSummary(summary: JobSummary): string {
-  const lines = [`${summary.job}${summary.dryRun ? ' (dry run)' : ''}: ${summary.targets.length} target(s) in ${(summary.durationMs / 1000).toFixed(1)} s`];
+  const lines = [
+    `${summary.job}${summary.dryRun ? ' (dry run)' : ''}: ${summary.targets.length} target(s) in ${(summary.durationMs / 1000).toFixed(1)} s`,
+  ];
   for (const target of summary.targets) {
     const stop = target.stopReason ? ` (stopped: ${target.stopReason})` : '';
     lines.push(`  ${target.state.padEnd(9)} ${target.target.padEnd(32)} ${formatCounts(target.counts)}${stop}`);
@@ -101,7 +102,9 @@ export async function printStatus(url: string): Promise<void> {
       console.log('no runs recorded yet');
       return;
     }
-    console.log(`${'job'.padEnd(10)} ${'target'.padEnd(32)} ${'state'.padEnd(10)} ${'started (UTC)'.padEnd(20)} ${'ms'.padStart(7)}  counts / detail`);
+    console.log(
+      `${'job'.padEnd(10)} ${'target'.padEnd(32)} ${'state'.padEnd(10)} ${'started (UTC)'.padEnd(20)} ${'ms'.padStart(7)}  counts / detail`,
+    );
     for (const run of runs) {
       const started = run.startedAt.toISOString().slice(0, 19).replace('T', ' ');
       const counts = formatCounts(run.counts as Record<string, number>);
@@ -125,4 +128,3 @@ export async function printStatus(url: string): Promise<void> {
     await client.end();
   }
 }
-

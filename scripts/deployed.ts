@@ -1,5 +1,5 @@
-import { ConfigError } from '../shared/errors';
 import type { JobName } from '../functions/registry';
+import { ConfigError } from '../shared/errors';
 
 /**
  * The policy `cdk deploy` ships for a job (infra/housekeeping.config.ts), exactly as it reaches

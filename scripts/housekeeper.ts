@@ -9,12 +9,12 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { JOB_NAMES, type JobName } from '../functions/registry';
 import { ENV } from '../shared/environment';
 import { ConfigError, HousekeeperError } from '../shared/errors';
 import { humanSummary, printStatus, readConfigFile, runFromCli, USAGE, withDatabase } from './cli';
-import { deployedPolicy } from './deployed';
 import { seedDemo } from './demo';
-import { JOB_NAMES, type JobName } from '../functions/registry';
+import { deployedPolicy } from './deployed';
 
 const isJobName = (name: string | undefined): name is JobName => JOB_NAMES.includes(name as JobName);
 
@@ -47,7 +47,7 @@ async function main(argv: string[]): Promise<number> {
       const summary = await runFromCli('partition', payload, url, values['dry-run']);
       console.log(`\n${humanSummary(summary)}`);
       console.log(
-        "\nRun the same policy again (a second run changes nothing): npm run housekeeper -- run partition --config examples/partition.json\nSee the ledger: npm run housekeeper -- status",
+        '\nRun the same policy again (a second run changes nothing): npm run housekeeper -- run partition --config examples/partition.json\nSee the ledger: npm run housekeeper -- status',
       );
       return summary.failed.length > 0 ? 1 : 0;
     });
@@ -56,7 +56,10 @@ async function main(argv: string[]): Promise<number> {
     if (!isJobName(job)) throw new ConfigError('job', `expected one of ${JOB_NAMES.join(', ')} (got ${job ?? 'nothing'})`);
     if (values.config && values.deployed) throw new ConfigError('--deployed', 'runs the policy in infra/housekeeping.config.ts; leave out --config');
     if (!values.config && !values.deployed) {
-      throw new ConfigError('--config', 'is required (a JSON policy, as an ad-hoc Lambda event), or --deployed for the policy infra/housekeeping.config.ts deploys');
+      throw new ConfigError(
+        '--config',
+        'is required (a JSON policy, as an ad-hoc Lambda event), or --deployed for the policy infra/housekeeping.config.ts deploys',
+      );
     }
     const payload = values.deployed ? await deployedPolicy(job) : readConfigFile(values.config!);
     return withDatabase(databaseUrl, async (url) => {

@@ -3,7 +3,7 @@ import { JOBS, type JobName } from '../functions/registry';
 import { openSession } from '../shared/db';
 import type { Job, Progress } from '../shared/job';
 import { createJobLogger } from '../shared/logger';
-import { parseJobEvent, runJob, type JobSummary } from '../shared/run-job';
+import { type JobSummary, parseJobEvent, runJob } from '../shared/run-job';
 import { TimeBudget } from '../shared/time-budget';
 
 export interface LocalRunOptions {

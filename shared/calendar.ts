@@ -1,4 +1,4 @@
-import { DateTime, FixedOffsetZone, IANAZone, type DurationLikeObject, type Zone } from 'luxon';
+import { DateTime, type DurationLikeObject, FixedOffsetZone, IANAZone, type Zone } from 'luxon';
 import { HousekeeperError } from './errors';
 
 /** Calendar arithmetic in a time zone. Months clamp the day (Mar 31 − 1 month = last day of Feb). */
@@ -79,7 +79,7 @@ function wallFloor(wall: number, unit: CalendarUnit): number {
       return Math.floor(wall / DAY) * DAY;
     case 'week': {
       const day = Math.floor(wall / DAY);
-      return (day - (((day + 3) % 7) + 7) % 7) * DAY; // 1970-01-01 was a Thursday; ISO weeks start on Monday
+      return (day - ((((day + 3) % 7) + 7) % 7)) * DAY; // 1970-01-01 was a Thursday; ISO weeks start on Monday
     }
     default: {
       const date = new Date(wall);

@@ -1,8 +1,8 @@
 import { IANAZone } from 'luxon';
 import * as z from 'zod';
-import { ConfigError } from './errors';
-import { qualifiedNameProblem, identifierProblem } from './identifiers';
 import { parseDuration } from './calendar';
+import { ConfigError } from './errors';
+import { identifierProblem, qualifiedNameProblem } from './identifiers';
 
 /** `table` or `schema.table`, plain identifiers only, each at most 63 bytes. */
 export const qualifiedNameSchema = z.string().superRefine((value, ctx) => {

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { applicationName, ENV } from './environment';
 import { ConfigError, errorMessage } from './errors';
 import { SQLSTATE, sqlState } from './postgres';
-import { getDatabaseSecret, type DatabaseSecret } from './secrets';
+import { type DatabaseSecret, getDatabaseSecret } from './secrets';
 
 /** Where the connection comes from: a URL (CLI, tests) or a Secrets Manager secret (Lambda). */
 export type DatabaseSource =

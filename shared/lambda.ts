@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import type { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
+import type { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Context } from 'aws-lambda';
 import type pg from 'pg';
 import * as z from 'zod';
@@ -13,15 +13,15 @@ import { databaseSourceFromEnvironment, openSession } from './db';
 import { DEPLOYED_POLICY_FILE, ENV } from './environment';
 import { ConfigError, errorMessage, HousekeeperError, JobFailedError } from './errors';
 import { identifierProblem, quoteIdent } from './identifiers';
-import { MAX_CONTINUATIONS_CAP } from './lambda-limits';
 import type { Job, JobRegistry } from './job';
+import { MAX_CONTINUATIONS_CAP } from './lambda-limits';
 import { secondsSinceLastSuccess } from './ledger';
 import { createJobLogger, type JobLogger } from './logger';
 import { createJobMetrics, publishRunMetrics } from './metrics';
-import { parseJobEvent, runJob, type JobSummary, type TargetSummary } from './run-job';
+import { type JobSummary, parseJobEvent, runJob, type TargetSummary } from './run-job';
 import { useSecretsManager } from './secrets';
 import { TimeBudget } from './time-budget';
-import { parseWindow, type MaintenanceWindow } from './window';
+import { type MaintenanceWindow, parseWindow } from './window';
 
 // Only the handlers import this module: the Lambda's init phase builds the Secrets Manager
 // client, and the CLI, which never imports it, never loads the SDK.
@@ -149,11 +149,18 @@ async function invokeSelf(functionName: string, payload: unknown): Promise<void>
   let status: number | undefined;
   try {
     ({ StatusCode: status } = await lambdaClient.send(
-      new lambdaSdk.InvokeCommand({ FunctionName: functionName, InvocationType: 'Event', Payload: new TextEncoder().encode(JSON.stringify(payload)) }),
+      new lambdaSdk.InvokeCommand({
+        FunctionName: functionName,
+        InvocationType: 'Event',
+        Payload: new TextEncoder().encode(JSON.stringify(payload)),
+      }),
     ));
   } catch (error) {
     const e = error as { name?: string; code?: string };
-    if (e?.name === 'TimeoutError' || ['ETIMEDOUT', 'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'].includes(e?.code ?? '')) {
+    if (
+      e?.name === 'TimeoutError' ||
+      ['ETIMEDOUT', 'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'].includes(e?.code ?? '')
+    ) {
       const region = process.env.AWS_REGION ?? 'REGION';
       throw new ContinuationError(
         `cannot reach the Lambda API within ${Math.ceil((Date.now() - started) / 1000)} s (${errorMessage(error)}): the function's subnets need a NAT gateway ` +
@@ -240,7 +247,13 @@ export async function runLambdaJob(
   // Every line of a hop says which chain and hop it is; a dry run is no chain (and a warm sandbox forgets the last one).
   if (config.dryRun) logger.removeKeys(['chainId', 'hop']);
   else logger.appendKeys({ chainId: chain.id, hop: chain.hop });
-  if (continuation) logger.info('continuation started', { chainId: chain.id, hop: chain.hop, maxContinuations: chain.maxContinuations, targets: continuation.targets });
+  if (continuation)
+    logger.info('continuation started', {
+      chainId: chain.id,
+      hop: chain.hop,
+      maxContinuations: chain.maxContinuations,
+      targets: continuation.targets,
+    });
   const functionName = process.env.AWS_LAMBDA_FUNCTION_NAME ?? context.functionName;
   const started = Date.now();
   let summary: JobSummary | undefined;
@@ -272,7 +285,10 @@ export async function runLambdaJob(
           targets: next.targets.map((t) => ({ target: t.target, ...remainingOf(definition, t) })),
         });
         // The event as received (a deployed run's is {}), so every hop runs the same policy.
-        await invokeSelf(functionName, { ...(received as object), continuation: { chainId: next.chainId, hop: next.hop, targets: next.targets.map((t) => t.target) } });
+        await invokeSelf(functionName, {
+          ...(received as object),
+          continuation: { chainId: next.chainId, hop: next.hop, targets: next.targets.map((t) => t.target) },
+        });
         continuations++;
       },
       // Every target, whatever its state: a target that is skipped or failing every run ages here.
@@ -280,7 +296,11 @@ export async function runLambdaJob(
         ? undefined
         : async (client, targets) => {
             try {
-              lastSuccess = await secondsSinceLastSuccess(client, definition.job, targets.map((t) => t.target));
+              lastSuccess = await secondsSinceLastSuccess(
+                client,
+                definition.job,
+                targets.map((t) => t.target),
+              );
               logger.info('seconds since last success', { secondsSinceLastSuccess: Object.fromEntries(lastSuccess) });
             } catch (error) {
               // No value is published, which the staleness alarm treats as breaching.

@@ -42,9 +42,11 @@ export function ledgerMigrations(jobs: JobRegistry): Migration[] {
  */
 async function allApplied(client: pg.ClientBase, migrations: readonly Migration[]): Promise<boolean> {
   if (!(await relationExists(client, 'housekeeping.schema_migrations'))) return false;
-  const { n } = await queryOne<{ n: number }>(client, `SELECT count(*)::int AS n FROM housekeeping.schema_migrations WHERE version = ANY ($1::int[])`, [
-    migrations.map((m) => m.version),
-  ]);
+  const { n } = await queryOne<{ n: number }>(
+    client,
+    `SELECT count(*)::int AS n FROM housekeeping.schema_migrations WHERE version = ANY ($1::int[])`,
+    [migrations.map((m) => m.version)],
+  );
   return n === migrations.length;
 }
 

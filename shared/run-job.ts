@@ -2,17 +2,17 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { z } from 'zod';
 import { tryLockTarget, unlockTarget } from './advisory-lock';
-import { claimNextHop, endChain, shortId, startHop, type ChainRun } from './chain';
+import { type ChainRun, claimNextHop, endChain, shortId, startHop } from './chain';
 import { parseConfig, type RunOptions } from './config';
 import { ConfigError, errorMessage } from './errors';
 import type { JobDefinition, JobRegistry, Progress, StopReason, TargetOutcome } from './job';
-import { recordRunState, type RunState } from './ledger';
+import { type RunState, recordRunState } from './ledger';
 import type { JobLogger } from './logger';
 import { ledgerMigrations, migrate } from './migrate';
 import { databaseNow } from './postgres';
 import { applyOverrides, readOverrides, reportUnmatchedSettings, takePause } from './settings';
-import { TIME_BUDGET_STOP, WINDOW_STOP, type TimeBudget } from './time-budget';
-import { windowAt, type MaintenanceWindow } from './window';
+import { TIME_BUDGET_STOP, type TimeBudget, WINDOW_STOP } from './time-budget';
+import { type MaintenanceWindow, windowAt } from './window';
 
 export interface TargetSummary {
   target: string;
@@ -51,7 +51,11 @@ export interface JobEvent<O extends RunOptions> {
  * Validates an event (a Lambda's, the CLI's --config, a policy at synth) against its job's
  * schema: the one way an event becomes something to run.
  */
-export function parseJobEvent<S extends z.ZodType, O extends RunOptions>(definition: JobDefinition<S, O>, payload: unknown, where = 'event'): JobEvent<O> {
+export function parseJobEvent<S extends z.ZodType, O extends RunOptions>(
+  definition: JobDefinition<S, O>,
+  payload: unknown,
+  where = 'event',
+): JobEvent<O> {
   const options = parseConfig(definition.eventSchema, payload, where);
   // As received, not as parsed: the effective-policy line tells a deployed value from a default.
   return { targets: (payload as { targets: unknown[] }).targets, options };
@@ -87,7 +91,11 @@ interface Run<O extends RunOptions> extends RunJobOptions {
  * → work within the budget → ledger → unlock; then one summary line. A failing target does not
  * stop the others; the caller decides how to report `failed`.
  */
-export async function runJob<S extends z.ZodType, O extends RunOptions>(definition: JobDefinition<S, O>, event: JobEvent<O>, how: RunJobOptions): Promise<JobSummary> {
+export async function runJob<S extends z.ZodType, O extends RunOptions>(
+  definition: JobDefinition<S, O>,
+  event: JobEvent<O>,
+  how: RunJobOptions,
+): Promise<JobSummary> {
   const started = Date.now();
   const run: Run<O> = { ...how, targets: event.targets, options: event.options, dryRun: event.options.dryRun };
   let client: pg.Client;
@@ -150,7 +158,12 @@ export async function runJob<S extends z.ZodType, O extends RunOptions>(definiti
  * are released at once, so the next scheduled run takes the targets up instead of waiting for
  * the bookings to go stale.
  */
-async function continueChain<O extends RunOptions>(job: string, run: Run<O>, client: pg.Client, summaries: TargetSummary[]): Promise<string | undefined> {
+async function continueChain<O extends RunOptions>(
+  job: string,
+  run: Run<O>,
+  client: pg.Client,
+  summaries: TargetSummary[],
+): Promise<string | undefined> {
   const continuing = summaries.filter((t) => t.continues);
   if (!run.chain || continuing.length === 0) return undefined;
   try {
@@ -181,7 +194,10 @@ async function windowedBudget(client: pg.Client, budget: TimeBudget, window: Mai
     logger.info('maintenance window open', { window: where, closesAt: new Date(state.closesAt).toISOString() });
     return budget.withWindowClosingIn(state.closesAt - now);
   }
-  logger.info('maintenance window closed: no archive batch or rollup slice starts', { window: where, opensAt: new Date(state.opensAt).toISOString() });
+  logger.info('maintenance window closed: no archive batch or rollup slice starts', {
+    window: where,
+    opensAt: new Date(state.opensAt).toISOString(),
+  });
   return budget.withWindowClosingIn(0);
 }
 

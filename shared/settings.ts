@@ -128,7 +128,9 @@ export function unmatchedSettings(
   const messages: string[] = [];
   for (const row of rows) {
     if (!jobs.includes(row.job)) {
-      messages.push(`housekeeping.settings row (job '${row.job}', target '${row.target}', key '${row.key}') is ignored: '${row.job}' is not a job (${jobs.join(', ')})`);
+      messages.push(
+        `housekeeping.settings row (job '${row.job}', target '${row.target}', key '${row.key}') is ignored: '${row.job}' is not a job (${jobs.join(', ')})`,
+      );
     } else if (row.job === job && row.target !== '*' && !names.has(row.target)) {
       const meant = likelyTarget(row.target, targets);
       messages.push(
@@ -141,7 +143,12 @@ export function unmatchedSettings(
 }
 
 /** Reads the settings rows that matter to this job's run and returns the unmatched ones' messages. */
-export async function reportUnmatchedSettings(client: pg.ClientBase, job: SettingsJob, targets: SettingsTarget[], jobs: readonly string[]): Promise<string[]> {
+export async function reportUnmatchedSettings(
+  client: pg.ClientBase,
+  job: SettingsJob,
+  targets: SettingsTarget[],
+  jobs: readonly string[],
+): Promise<string[]> {
   if (!(await relationExists(client, 'housekeeping.settings'))) return [];
   const { rows } = await client.query<{ job: string; target: string; key: string }>(
     `SELECT job, target, key FROM housekeeping.settings WHERE job = $1 OR NOT (job = ANY ($2::text[])) ORDER BY job, target, key`,

@@ -1,4 +1,4 @@
-import { quoteIdent, quoteQualified, type QualifiedName } from './identifiers';
+import { type QualifiedName, quoteIdent, quoteQualified } from './identifiers';
 
 /**
  * SQL text with its bind values, written as a template literal: every interpolated value becomes

@@ -52,7 +52,11 @@ export interface MoveInfo {
  * to pick, the row cap is reached, or the next batch might not fit the budget. A failing batch
  * rolls back whole and ends the run; what earlier batches moved stays moved and is reported.
  */
-export async function moveBatches(context: TargetContext<ArchiveTargetPolicy, ArchiveEvent>, statements: ArchiveStatements, info: MoveInfo): Promise<TargetOutcome> {
+export async function moveBatches(
+  context: TargetContext<ArchiveTargetPolicy, ArchiveEvent>,
+  statements: ArchiveStatements,
+  info: MoveInfo,
+): Promise<TargetOutcome> {
   const { client, policy, options, logger, budget } = context;
   const started = performance.now();
   let moved = 0;

@@ -79,7 +79,16 @@ async function readShape(client: pg.ClientBase, name: QualifiedName, role: strin
   const table = found[0];
   if (!table) throw new CatalogError(shown, `${role} table ${shown} does not exist`);
   if (table.relkind !== 'r' && table.relkind !== 'p') throw new CatalogError(shown, `${role} ${shown} is not a table (relkind ${table.relkind})`);
-  const columns = await client.query<{ name: string; type_id: number; typmod: number; type: string; base_type: string; builtin: string | null; not_null: boolean; generated: string | null }>(
+  const columns = await client.query<{
+    name: string;
+    type_id: number;
+    typmod: number;
+    type: string;
+    base_type: string;
+    builtin: string | null;
+    not_null: boolean;
+    generated: string | null;
+  }>(
     `SELECT a.attname AS name, a.atttypid::int AS type_id, a.atttypmod AS typmod, format_type(a.atttypid, a.atttypmod) AS type,
             format_type(a.atttypid, NULL) AS base_type,
             (SELECT b.typname::text FROM pg_type b WHERE b.typnamespace = 'pg_catalog'::regnamespace
@@ -151,7 +160,10 @@ function numericTypmod(typmod: number): { precision: number; scale: number } {
  * or a longer char(n) changes the value's bytes (1.50 becomes 1.5000, 'ab' becomes 'ab   ').
  * Typmod -1 is the widest of every type.
  */
-export function exactCopyProblem(source: Pick<Column, 'typeId' | 'typmod' | 'builtin'>, destination: Pick<Column, 'typeId' | 'typmod'>): string | undefined {
+export function exactCopyProblem(
+  source: Pick<Column, 'typeId' | 'typmod' | 'builtin'>,
+  destination: Pick<Column, 'typeId' | 'typmod'>,
+): string | undefined {
   if (source.typeId !== destination.typeId) return 'a different type';
   const from = source.typmod;
   const to = destination.typmod;
@@ -162,9 +174,13 @@ export function exactCopyProblem(source: Pick<Column, 'typeId' | 'typmod' | 'bui
       const s = numericTypmod(from);
       const d = numericTypmod(to);
       if (d.scale !== s.scale) {
-        return d.scale < s.scale ? `the archive's scale ${d.scale} would round the source's scale ${s.scale}` : `the archive's scale ${d.scale} would pad values of scale ${s.scale} (1.50 becomes 1.5000)`;
+        return d.scale < s.scale
+          ? `the archive's scale ${d.scale} would round the source's scale ${s.scale}`
+          : `the archive's scale ${d.scale} would pad values of scale ${s.scale} (1.50 becomes 1.5000)`;
       }
-      return d.precision - d.scale >= s.precision - s.scale ? undefined : `the archive's precision ${d.precision} holds fewer integer digits than the source's ${s.precision}`;
+      return d.precision - d.scale >= s.precision - s.scale
+        ? undefined
+        : `the archive's precision ${d.precision} holds fewer integer digits than the source's ${s.precision}`;
     }
     case 'varchar':
     case 'varbit':
@@ -176,7 +192,9 @@ export function exactCopyProblem(source: Pick<Column, 'typeId' | 'typmod' | 'bui
     case 'timetz': {
       // -1 means microseconds, the most these types hold.
       const precision = (typmod: number) => (typmod === -1 ? 6 : typmod);
-      return precision(to) >= precision(from) ? undefined : `the archive keeps ${precision(to)} fractional digits of the source's ${precision(from)} and would round`;
+      return precision(to) >= precision(from)
+        ? undefined
+        : `the archive keeps ${precision(to)} fractional digits of the source's ${precision(from)} and would round`;
     }
     default:
       return 'the type modifiers differ (only an identical or unconstrained archive column is exact for this type)';
@@ -350,7 +368,9 @@ export async function readArchiveCatalog(
     if (problem) return [`${c.name} (${shownSource}: ${c.type}, ${shownDestination}: ${d.type}: ${problem})`];
     // A generated archive column computes its own value, which must be the one the source holds.
     if (d.generated !== undefined && d.generated !== c.generated) {
-      return [`${c.name} (generated in ${shownDestination} as ${d.generated}${c.generated ? `, in ${shownSource} as ${c.generated}` : `, a stored value in ${shownSource}`}: the archive would compute another value)`];
+      return [
+        `${c.name} (generated in ${shownDestination} as ${d.generated}${c.generated ? `, in ${shownSource} as ${c.generated}` : `, a stored value in ${shownSource}`}: the archive would compute another value)`,
+      ];
     }
     return [];
   });

@@ -6,7 +6,7 @@ import { type Sql, sql } from '../../shared/sql';
 import { moveBatches } from './apply';
 import { readArchiveCatalog } from './catalog';
 import { planCutoffs } from './plan';
-import { archiveEventSchema, archiveTargetSchema, keyColumns, type ArchiveEvent, type ArchiveEventInput, type ArchiveTargetPolicy } from './policy';
+import { type ArchiveEvent, type ArchiveEventInput, type ArchiveTargetPolicy, archiveEventSchema, archiveTargetSchema, keyColumns } from './policy';
 import { renderArchiveSql } from './sql';
 
 interface PlanNode {
@@ -69,7 +69,12 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
 
   const estimate = await explain(client, statements.count);
   const estimatedTotal = Math.max(0, Math.round(estimate.Plans?.[0]?.['Plan Rows'] ?? estimate['Plan Rows'] ?? 0));
-  return moveBatches(context, statements, { countKey, estimatedTotal, keyColumns: catalog.keyColumns, destinationHasTriggers: catalog.destinationHasTriggers });
+  return moveBatches(context, statements, {
+    countKey,
+    estimatedTotal,
+    keyColumns: catalog.keyColumns,
+    destinationHasTriggers: catalog.destinationHasTriggers,
+  });
 }
 
 export const archiveJob = {

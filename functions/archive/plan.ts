@@ -87,7 +87,11 @@ export interface ArchiveCutoffs {
   fallback?: string;
 }
 
-export function planCutoffs(dbNow: Date, policy: { retention: string; timeZone: string }, ageTypes: { primary: TimeColumnType; fallback?: TimeColumnType }): ArchiveCutoffs {
+export function planCutoffs(
+  dbNow: Date,
+  policy: { retention: string; timeZone: string },
+  ageTypes: { primary: TimeColumnType; fallback?: TimeColumnType },
+): ArchiveCutoffs {
   const cutoff = archiveCutoff(dbNow, policy.retention, policy.timeZone);
   return {
     primary: cutoffLiteral(cutoff, ageTypes.primary),

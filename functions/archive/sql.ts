@@ -1,4 +1,4 @@
-import { quoteIdent, quoteQualified, type QualifiedName } from '../../shared/identifiers';
+import { type QualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
 import { join, param, raw, type Sql, sql } from '../../shared/sql';
 import type { ArchiveCatalog } from './catalog';
 import type { ArchiveCutoffs } from './plan';
@@ -90,7 +90,10 @@ export function renderArchiveSql(
   // Keyset pagination: each batch starts after the last key picked, so it never walks the dead
   // index entries the previous batches left at the head of the key index.
   const pick = (limit: number, afterKey?: string[], extra = raw('')) => {
-    const after = afterKey === undefined ? raw('') : sql` AND ${tuple('s')} > ${afterKey.length === 1 ? sql`${afterKey[0]}` : sql`(${join(afterKey.map((k) => sql`${k}`))})`}`;
+    const after =
+      afterKey === undefined
+        ? raw('')
+        : sql` AND ${tuple('s')} > ${afterKey.length === 1 ? sql`${afterKey[0]}` : sql`(${join(afterKey.map((k) => sql`${k}`))})`}`;
     return sql`SELECT ${on('s')}${extra} FROM ${src} AS s WHERE ${predicate('s')}${after} ORDER BY ${on('s')} LIMIT ${limit}`;
   };
   // The delete finds the picked rows by their physical address (a TID scan, no index probe),
@@ -120,7 +123,8 @@ export function renderArchiveSql(
   const archivedCopy = (alias: string) =>
     `SELECT 1 FROM ${destination ? quoteQualified(destination) : ''} AS d WHERE ${destinationKey.map((k) => `d.${k} = ${alias}.${k}`).join(' AND ')}`;
   const compare = catalog.compareColumns.map(quoteIdent);
-  const sameBytes = (a: string, b: string) => `ROW(${compare.map((k) => `${a}.${k}`).join(', ')})::record *= ROW(${compare.map((k) => `${b}.${k}`).join(', ')})::record`;
+  const sameBytes = (a: string, b: string) =>
+    `ROW(${compare.map((k) => `${a}.${k}`).join(', ')})::record *= ROW(${compare.map((k) => `${b}.${k}`).join(', ')})::record`;
   const keyText = (alias: string) =>
     keys.length === 1 ? `${alias}.${firstKey}::text` : `format('(%s)', concat_ws(', ', ${keys.map((k) => `${alias}.${k}::text`).join(', ')}))`;
 

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { DeadlockError, errorMessage, HousekeeperError, LockTimeoutError } from '../../shared/errors';
 import { inTransaction } from '../../shared/db';
+import { DeadlockError, errorMessage, HousekeeperError, LockTimeoutError } from '../../shared/errors';
 import { withLockRetry } from '../../shared/lock-retry';
 import type { JobLogger } from '../../shared/logger';
 import type { TimeBudget } from '../../shared/time-budget';
@@ -42,10 +42,9 @@ async function runStatements(client: pg.ClientBase, statements: SqlStatement[]):
 }
 
 async function isDetachPending(client: pg.ClientBase, partition: string): Promise<boolean> {
-  const { rows } = await client.query<{ pending: boolean }>(
-    `SELECT inhdetachpending AS pending FROM pg_inherits WHERE inhrelid = to_regclass($1)`,
-    [partition],
-  );
+  const { rows } = await client.query<{ pending: boolean }>(`SELECT inhdetachpending AS pending FROM pg_inherits WHERE inhrelid = to_regclass($1)`, [
+    partition,
+  ]);
   return rows[0]?.pending === true;
 }
 

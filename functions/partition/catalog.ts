@@ -169,8 +169,8 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
               substring(bound FROM 'TO \\((.*)\\)$') AS to_text
        FROM kids)
      SELECT oid, schema, name, is_default, detach_pending,
-            CASE WHEN from_text IS NULL OR from_text = 'MINVALUE' THEN NULL ELSE ${epochOf('trim(both $$\'$$ FROM from_text)')} END AS from_epoch,
-            CASE WHEN to_text IS NULL OR to_text = 'MAXVALUE' THEN NULL ELSE ${epochOf('trim(both $$\'$$ FROM to_text)')} END AS to_epoch,
+            CASE WHEN from_text IS NULL OR from_text = 'MINVALUE' THEN NULL ELSE ${epochOf("trim(both $$'$$ FROM from_text)")} END AS from_epoch,
+            CASE WHEN to_text IS NULL OR to_text = 'MAXVALUE' THEN NULL ELSE ${epochOf("trim(both $$'$$ FROM to_text)")} END AS to_epoch,
             CASE WHEN is_default THEN ${RESCUE_HAZARDS} END AS rescue_hazards
      FROM parsed`,
     [table.oid],

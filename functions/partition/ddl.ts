@@ -77,9 +77,12 @@ function createStep(catalog: PartitionCatalog, planned: PlannedPartition): DdlSt
       );
     } else {
       statements.push(
-        statement(sql`WITH moved AS (DELETE FROM ${fallback} WHERE ${inRange} RETURNING ${columns}) INSERT INTO ${raw(child)} (${columns}) SELECT ${columns} FROM moved`, {
-          movesDefaultRows: true,
-        }),
+        statement(
+          sql`WITH moved AS (DELETE FROM ${fallback} WHERE ${inRange} RETURNING ${columns}) INSERT INTO ${raw(child)} (${columns}) SELECT ${columns} FROM moved`,
+          {
+            movesDefaultRows: true,
+          },
+        ),
       );
     }
   }
@@ -97,7 +100,10 @@ function createStep(catalog: PartitionCatalog, planned: PlannedPartition): DdlSt
   };
 }
 
-function recordRetirement(catalog: PartitionCatalog, retirement: { partition: PlannedRetirement['partition']; oid: number; mode: string }): SqlStatement {
+function recordRetirement(
+  catalog: PartitionCatalog,
+  retirement: { partition: PlannedRetirement['partition']; oid: number; mode: string },
+): SqlStatement {
   const { partition, oid, mode } = retirement;
   return statement(
     sql`INSERT INTO housekeeping.partition_retirements (parent, partition_schema, partition_name, partition_oid, mode) VALUES (${displayName(catalog.parent)}, ${partition.schema}, ${partition.name}, ${oid}, ${mode}) ON CONFLICT (parent, partition_oid) DO UPDATE SET mode = excluded.mode`,

@@ -1,21 +1,21 @@
 import type pg from 'pg';
-import { databaseNow, queryOne } from '../../shared/postgres';
-import { ident, qualified, raw, sql } from '../../shared/sql';
 import { displayName, parseQualifiedName } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/job';
+import { databaseNow, queryOne } from '../../shared/postgres';
+import { ident, qualified, raw, sql } from '../../shared/sql';
 import { TIME_BUDGET_STOP } from '../../shared/time-budget';
 import { applySteps } from './apply';
-import { readPartitionCatalog, type PartitionCatalog } from './catalog';
+import { type PartitionCatalog, readPartitionCatalog } from './catalog';
 import { renderCreateSteps, renderFinishSteps, renderRetireSteps, stepToSql } from './ddl';
-import { describeKeyMs, partitionsAhead, planPartitions, type PartitionPlan } from './plan';
 import partitionRetirements from './migrations/0004_partition_retirements';
+import { describeKeyMs, type PartitionPlan, partitionsAhead, planPartitions } from './plan';
 import {
-  partitionEventSchema,
-  partitionTargetSchema,
   type PartitionEvent,
   type PartitionEventInput,
   type PartitionTargetInput,
   type PartitionTargetPolicy,
+  partitionEventSchema,
+  partitionTargetSchema,
 } from './policy';
 
 /** Rows counted in DEFAULT are capped: the count is a warning, not worth a full scan of a huge table. */
@@ -66,7 +66,10 @@ async function runPartitionTarget(context: TargetContext<PartitionTargetPolicy, 
       const rows = await rowsInDefault(client, catalog, planned.fromLiteral, planned.toLiteral);
       if (rows === 0) continue;
       if (catalog.rescueHazards.length === 0) wouldMove += rows;
-      else refusals.push(`-- would refuse ${displayName(planned.name)}: DEFAULT holds ${rows} row(s) of its range and moving them would fire ${catalog.rescueHazards.join(', ')}`);
+      else
+        refusals.push(
+          `-- would refuse ${displayName(planned.name)}: DEFAULT holds ${rows} row(s) of its range and moving them would fire ${catalog.rescueHazards.join(', ')}`,
+        );
     }
     const sql = [
       ...finishSteps.map((step, i) => `-- finish an earlier run's retirement: ${plan.finish[i]!.reason}\n${stepToSql(step)}`),
@@ -83,7 +86,8 @@ async function runPartitionTarget(context: TargetContext<PartitionTargetPolicy, 
         wouldRefuse: refusals.length,
         partitionsAhead: partitionsAhead(plan, [...attached, ...plan.create]),
       },
-      notes: lines.length > 0 ? ['-- dry run: nothing was changed. This is the SQL a real run would execute:', ...lines] : ['-- dry run: nothing to do'],
+      notes:
+        lines.length > 0 ? ['-- dry run: nothing was changed. This is the SQL a real run would execute:', ...lines] : ['-- dry run: nothing to do'],
     };
   }
 

@@ -170,7 +170,12 @@ function unfinishedRetirements(catalog: PartitionCatalog, retire: PlannedRetirem
     if (recorded.currentOid === null) {
       out.push({ ...base, action: 'forget', reason: `${shown} no longer exists`, warn: false });
     } else if (recorded.currentOid !== recorded.oid) {
-      out.push({ ...base, action: 'forget', reason: `${shown} is now a different table (oid ${recorded.currentOid}, recorded ${recorded.oid}); left alone`, warn: true });
+      out.push({
+        ...base,
+        action: 'forget',
+        reason: `${shown} is now a different table (oid ${recorded.currentOid}, recorded ${recorded.oid}); left alone`,
+        warn: true,
+      });
     } else if (retiring.has(recorded.oid)) {
       // Still attached (or pending detach) and due: this run's own retirement records and finishes it.
     } else if (recorded.attachedTo !== null) {
@@ -342,9 +347,7 @@ function plan(catalog: PartitionCatalog, policy: PartitionTargetPolicy, dbNow: D
  * policy's periods up to premake. 0 when now itself has no partition.
  */
 export function partitionsAhead(plan: PartitionPlan, covered: Array<{ from: number | null; to: number | null }>): number {
-  const ranges = covered
-    .map((r) => [r.from ?? Number.NEGATIVE_INFINITY, r.to ?? Number.POSITIVE_INFINITY] as const)
-    .sort((a, b) => a[0] - b[0]);
+  const ranges = covered.map((r) => [r.from ?? Number.NEGATIVE_INFINITY, r.to ?? Number.POSITIVE_INFINITY] as const).sort((a, b) => a[0] - b[0]);
   let end: number | undefined;
   for (const [from, to] of ranges) {
     if (end === undefined) {

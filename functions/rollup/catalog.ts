@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { relationExists } from '../../shared/db';
 import { CatalogError } from '../../shared/errors';
-import { displayName, parseQualifiedName, quoteQualified, type QualifiedName } from '../../shared/identifiers';
+import { displayName, parseQualifiedName, type QualifiedName, quoteQualified } from '../../shared/identifiers';
 import { TIME_COLUMN_TYPES } from '../../shared/postgres';
 import type { RollupPolicy } from './policy';
 
@@ -27,7 +27,8 @@ async function columnsOf(client: pg.ClientBase, table: QualifiedName, role: stri
     [quoteQualified(table)],
   );
   if (rows.length === 0) {
-    if (!(await relationExists(client, quoteQualified(table)))) throw new CatalogError(displayName(table), `${role} table ${displayName(table)} does not exist`);
+    if (!(await relationExists(client, quoteQualified(table))))
+      throw new CatalogError(displayName(table), `${role} table ${displayName(table)} does not exist`);
   }
   return new Map(rows.map((r) => [r.name, r]));
 }
@@ -50,7 +51,10 @@ export async function readRollupCatalog(client: pg.ClientBase, policy: RollupPol
   const source = parseQualifiedName(policy.source, 'source');
   const target = parseQualifiedName(policy.target, 'target');
   const sourceColumns = await columnsOf(client, source, 'source');
-  for (const [column, field] of [[policy.timeColumn, 'timeColumn'], ...(policy.changedAtColumn ? [[policy.changedAtColumn, 'changedAtColumn']] : [])] as const) {
+  for (const [column, field] of [
+    [policy.timeColumn, 'timeColumn'],
+    ...(policy.changedAtColumn ? [[policy.changedAtColumn, 'changedAtColumn']] : []),
+  ] as const) {
     const found = requireColumn(sourceColumns, source, column, field);
     if (!isInstantType(found.type)) {
       throw new CatalogError(displayName(source), `${field}: ${displayName(source)}.${column} is ${found.type}; expected timestamptz or timestamp`);
@@ -60,9 +64,10 @@ export async function readRollupCatalog(client: pg.ClientBase, policy: RollupPol
 
   if (policy.function) {
     const fn = parseQualifiedName(policy.function, 'function');
-    const { rows } = await client.query<{ returns: string | null }>(`SELECT format_type(p.prorettype, NULL) AS returns FROM pg_proc p WHERE p.oid = to_regprocedure($1)`, [
-      `${quoteQualified(fn)}(timestamptz, timestamptz)`,
-    ]);
+    const { rows } = await client.query<{ returns: string | null }>(
+      `SELECT format_type(p.prorettype, NULL) AS returns FROM pg_proc p WHERE p.oid = to_regprocedure($1)`,
+      [`${quoteQualified(fn)}(timestamptz, timestamptz)`],
+    );
     const found = rows[0];
     if (!found) {
       throw new CatalogError(displayName(fn), `function: ${displayName(fn)}(window_start timestamptz, window_end timestamptz) does not exist`);

@@ -1,13 +1,13 @@
 import type pg from 'pg';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/job';
 import { databaseNow, queryOne } from '../../shared/postgres';
+import { applyRollup } from './apply';
 import { BUCKET_MS, instant } from './buckets';
 import { readRollupCatalog } from './catalog';
 import { blindness, describeHolder, readFence } from './fence';
-import { applyRollup } from './apply';
-import { changesHorizon, initialWatermark, lagSeconds, positionOf, recomputeRanges, type StoredState, upperBound } from './plan';
 import rollupState from './migrations/0003_rollup_state';
-import { rollupEventSchema, rollupTargetSchema, type RollupEvent, type RollupEventInput, type RollupPolicy } from './policy';
+import { changesHorizon, initialWatermark, lagSeconds, positionOf, recomputeRanges, type StoredState, upperBound } from './plan';
+import { type RollupEvent, type RollupEventInput, type RollupPolicy, rollupEventSchema, rollupTargetSchema } from './policy';
 import { renderChangedBuckets, renderFirstEvent } from './sql';
 import { createState, readState } from './state';
 
@@ -63,7 +63,10 @@ async function runRollupTarget(context: TargetContext<RollupPolicy, RollupEvent>
     const { first } = await queryOne<{ first: Date | null }>(client, renderFirstEvent(policy, catalog));
     const start = initialWatermark(first?.getTime() ?? null, upper, policy.bucket);
     if (context.dryRun) {
-      return { counts: { ...empty, lagSeconds: lagSeconds(nowMs, start) }, notes: [...notes, `-- dry run: would backfill from ${instant(start)} to ${instant(upper)}`] };
+      return {
+        counts: { ...empty, lagSeconds: lagSeconds(nowMs, start) },
+        notes: [...notes, `-- dry run: would backfill from ${instant(start)} to ${instant(upper)}`],
+      };
     }
     await createState(client, policy.name, start, horizon);
     state = (await readState(client, policy.name, policy.bucket))!;
@@ -81,9 +84,11 @@ async function runRollupTarget(context: TargetContext<RollupPolicy, RollupEvent>
   const changesSince = policy.changedAtColumn ? state.changesText : null;
   const changed =
     policy.changedAtColumn && changesSince !== null
-      ? (await client.query<{ bucket: Date }>(renderChangedBuckets({ ...policy, changedAtColumn: policy.changedAtColumn }, catalog, changesSince, lookbackFrom))).rows.map((r) =>
-          r.bucket.getTime(),
-        )
+      ? (
+          await client.query<{ bucket: Date }>(
+            renderChangedBuckets({ ...policy, changedAtColumn: policy.changedAtColumn }, catalog, changesSince, lookbackFrom),
+          )
+        ).rows.map((r) => r.bucket.getTime())
       : [];
   return applyRollup(context, {
     catalog,

@@ -32,7 +32,9 @@ export function renderRecompute(policy: RollupPolicy, catalog: RollupCatalog, fr
   const time = sql`s.${ident(policy.timeColumn)}`;
   const groups = spec.groupBy.map((g) => sql`s.${ident(g)}`);
   // Measures are aliased so a measure named like a group column cannot be confused with it.
-  const measures = spec.measures.map((m, i) => sql`${m.fn === 'count' && !m.column ? raw('count(*)') : sql`${raw(m.fn)}(s.${ident(m.column!)})`} AS ${measureAlias(i)}`);
+  const measures = spec.measures.map(
+    (m, i) => sql`${m.fn === 'count' && !m.column ? raw('count(*)') : sql`${raw(m.fn)}(s.${ident(m.column!)})`} AS ${measureAlias(i)}`,
+  );
   const bucketColumn = ident(spec.bucketColumn);
   const targetColumns = join([spec.bucketColumn, ...spec.groupBy, ...spec.measures.map((m) => m.name)].map(ident));
   const selected = join([raw('pghk_bucket'), ...spec.groupBy.map(ident), ...spec.measures.map((_, i) => sql`agg.${measureAlias(i)}`)]);
@@ -63,7 +65,12 @@ export function renderFirstEvent(policy: RollupPolicy, catalog: RollupCatalog): 
  * bucket is already published (below `before`). Untyped parameters take the columns' own types:
  * for `timestamp` columns the UTC wall clock.
  */
-export function renderChangedBuckets(policy: RollupPolicy & { changedAtColumn: string }, catalog: RollupCatalog, changesSince: string, before: number): Sql {
+export function renderChangedBuckets(
+  policy: RollupPolicy & { changedAtColumn: string },
+  catalog: RollupCatalog,
+  changesSince: string,
+  before: number,
+): Sql {
   const time = ident(policy.timeColumn);
   return sql`SELECT DISTINCT date_trunc(${policy.bucket}::text, ${time}) AS bucket FROM ${qualified(catalog.source)} WHERE ${ident(policy.changedAtColumn)} >= ${changesSince} AND ${time} < ${instant(before)}`;
 }

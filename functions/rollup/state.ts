@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { relationExists } from '../../shared/db';
 import { sql } from '../../shared/sql';
-import { instant, type Bucket } from './buckets';
+import { type Bucket, instant } from './buckets';
 import type { StoredState } from './plan';
 
 /**

@@ -99,7 +99,9 @@ function findServer(): { url: string } | { skipped: string } {
   const override = process.env.PGHK_PARTMAN_URL;
   if (override) return { url: override };
   if (!existsSync(TOOL)) {
-    return { skipped: `${TOOL} not found (it lives in shared/tools beside the repository); or set PGHK_PARTMAN_URL to a PostgreSQL 15 with pg_partman 4.x` };
+    return {
+      skipped: `${TOOL} not found (it lives in shared/tools beside the repository); or set PGHK_PARTMAN_URL to a PostgreSQL 15 with pg_partman 4.x`,
+    };
   }
   try {
     const out = execFileSync('bash', [TOOL, 'start'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 15 * 60_000 });
@@ -521,7 +523,9 @@ async function startWriter(url: string, tables: number) {
 type WriterResult = Awaited<ReturnType<Awaited<ReturnType<typeof startWriter>>['stop']>>;
 
 const describeLockWaits = (w: WriterResult) =>
-  w.lockSamples === 0 ? `never seen waiting for a lock (${w.samples} samples)` : `waiting for a lock in ${w.lockSamples} of ${w.samples} samples, longest ≥ ${fmt(w.longestLockMs, 0)} ms`;
+  w.lockSamples === 0
+    ? `never seen waiting for a lock (${w.samples} samples)`
+    : `waiting for a lock in ${w.lockSamples} of ${w.samples} samples, longest ≥ ${fmt(w.longestLockMs, 0)} ms`;
 
 function memorySampler() {
   (globalThis as { gc?: () => void }).gc?.();
@@ -675,7 +679,9 @@ export async function benchVsPartman(): Promise<string[]> {
     const info = rows[0]!;
     if (!info.partman) return [`vs-partman: skipped: pg_partman is not available on that server (PostgreSQL ${info.version})`];
     if (!info.partman.startsWith('4.')) {
-      return [`vs-partman: skipped: pg_partman ${info.partman} found; this bench drives 4.x (create_parent(..., 'native', 'daily'), run_maintenance_proc)`];
+      return [
+        `vs-partman: skipped: pg_partman ${info.partman} found; this bench drives 4.x (create_parent(..., 'native', 'daily'), run_maintenance_proc)`,
+      ];
     }
     if (!info.superuser) return [`vs-partman: skipped: the URL's role is not a superuser (the bench creates databases and runs CHECKPOINT)`];
     installProfiler();
@@ -752,7 +758,8 @@ export async function benchVsPartman(): Promise<string[]> {
       const co = counts('ours');
       const cp = counts('partman');
       const same = minus(after.ours.partitions, after.partman.partitions) === 0 && minus(after.partman.partitions, after.ours.partitions) === 0;
-      const sameBefore = minus(before.ours.partitions, before.partman.partitions) === 0 && minus(before.partman.partitions, before.ours.partitions) === 0;
+      const sameBefore =
+        minus(before.ours.partitions, before.partman.partitions) === 0 && minus(before.partman.partitions, before.ours.partitions) === 0;
       const lines = [
         `round ${round} (${oursFirst ? 'ours first' : 'pg_partman first'}; built in ${fmt(buildSeconds, 0)} s)`,
         `  partitions   ours ${co.before} → ${co.after} (created ${co.created}, dropped ${co.dropped}; job counted ${ours.created}/${ours.dropped}; no-op changed ${co.noopChanged}; loose tables ${co.loose}, DEFAULTs ${co.defaults})`,

@@ -26,11 +26,18 @@ export interface Bundle {
  * flags) and finds each job's bundle through the asset metadata CDK writes on the function.
  */
 export function synthesizeBundles(id: string, secretArn: string, config: HousekeepingConfig, deployment?: DeploymentOptions): Record<string, Bundle> {
-  const synthesized = synthStack(id, { target: { kind: 'existing', secretArn }, config, deployment }, { nag: false, outdir: mkdtempSync(join(tmpdir(), 'hk-cdk-')) });
+  const synthesized = synthStack(
+    id,
+    { target: { kind: 'existing', secretArn }, config, deployment },
+    { nag: false, outdir: mkdtempSync(join(tmpdir(), 'hk-cdk-')) },
+  );
   const bundles: Record<string, Bundle> = {};
   for (const [job, logicalId] of Object.entries(jobFunctions(synthesized.json))) {
     const resource = synthesized.json.Resources[logicalId]!;
-    bundles[job] = { dir: synthesized.assetDir(logicalId), environment: (resource.Properties.Environment as { Variables: Record<string, string> }).Variables };
+    bundles[job] = {
+      dir: synthesized.assetDir(logicalId),
+      environment: (resource.Properties.Environment as { Variables: Record<string, string> }).Variables,
+    };
   }
   return bundles;
 }

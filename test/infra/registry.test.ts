@@ -48,6 +48,12 @@ describe('one registry of jobs', () => {
       for (const owned of job.migrations ?? []) expect(versions).toContain(owned.version);
     }
     // Databases have run these numbers under these names: moving where the SQL lives changed neither.
-    expect(ledgerMigrations(JOBS).map((m) => `${m.version} ${m.name}`)).toEqual(['1 ledger', '2 settings', '3 rollup_state', '4 partition_retirements', '5 chains']);
+    expect(ledgerMigrations(JOBS).map((m) => `${m.version} ${m.name}`)).toEqual([
+      '1 ledger',
+      '2 settings',
+      '3 rollup_state',
+      '4 partition_retirements',
+      '5 chains',
+    ]);
   });
 });

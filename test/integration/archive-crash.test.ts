@@ -3,8 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
-import { queryOne, sleep } from '../../shared/postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { queryOne, sleep } from '../../shared/postgres';
 import { captureArchiveInvariant, ORDERS_DDL, seedOrders } from '../support/archive';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 
@@ -36,10 +36,14 @@ beforeAll(async () => {
 
 /** Starts the CLI in its own process group, so a kill reaches node itself and not only a wrapper. */
 function startArchiveRun(config: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'archive', '--config', config, '--database-url', db.url], {
-    detached: true,
-    stdio: 'ignore',
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'archive', '--config', config, '--database-url', db.url],
+    {
+      detached: true,
+      stdio: 'ignore',
+    },
+  );
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, exited };
 }
@@ -88,7 +92,12 @@ describe('archive under SIGKILL at random moments', () => {
     expect(killedMidRun).toBeGreaterThanOrEqual(3);
     expect(partial.size).toBeGreaterThanOrEqual(3); // the kills really landed in the middle of the work
     // Some kills left a backend finishing its batch; wait until no session of ours remains.
-    await expect.poll(async () => (await sql.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-housekeeper/archive'`)).rows[0].n, { timeout: 10_000 }).toBe(0);
+    await expect
+      .poll(
+        async () => (await sql.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-housekeeper/archive'`)).rows[0].n,
+        { timeout: 10_000 },
+      )
+      .toBe(0);
 
     const { exited } = startArchiveRun(fastConfig);
     expect(await exited).toBe(0);

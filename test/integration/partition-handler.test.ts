@@ -1,6 +1,6 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { mockClient } from 'aws-sdk-client-mock';
 import type { Context } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SQLSTATE, sqlState } from '../../shared/postgres';
@@ -21,7 +21,9 @@ let errorOutput: string[];
 
 function secretFor(password: string) {
   const url = new URL(db.url);
-  return { SecretString: JSON.stringify({ host: url.hostname, port: Number(url.port), username: role, password, dbname: db.name, engine: 'postgres' }) };
+  return {
+    SecretString: JSON.stringify({ host: url.hostname, port: Number(url.port), username: role, password, dbname: db.name, engine: 'postgres' }),
+  };
 }
 
 const policy = { targets: [{ table: 'app.events', interval: 'day', premake: 2 }], maintainLedger: false };
@@ -65,7 +67,12 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-const logLines = () => output.join('').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+const logLines = () =>
+  output
+    .join('')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 
 describe('partition Lambda handler', () => {
   it('runs end to end from an EventBridge Scheduled Event, logging JSON with job, target and run id', async () => {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { relationExists } from '../../shared/db';
 import { sleep } from '../../shared/postgres';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { lambdaContext, serveDatabaseSecret, scheduledEvent } from '../support/lambda';
+import { lambdaContext, scheduledEvent, serveDatabaseSecret } from '../support/lambda';
 import { rollupMismatches, USAGE_DDL, usageRollup } from '../support/rollup';
 
 let db: TestDatabase;
@@ -49,10 +49,14 @@ describe('rollup crash and resume', () => {
     // slowly cannot make every kill land before the work begins.
     for (let i = 0; i < 10 && (i < 4 || midBackfill() < 3); i++) {
       const before = (await watermark())?.getTime();
-      const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'rollup', '--config', slow, '--database-url', db.url], {
-        detached: true,
-        stdio: 'ignore',
-      });
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'rollup', '--config', slow, '--database-url', db.url],
+        {
+          detached: true,
+          stdio: 'ignore',
+        },
+      );
       let done = false;
       const exited = new Promise((resolve) => child.on('exit', resolve)).then(() => (done = true));
       await expect.poll(async () => done || (await watermark())?.getTime() !== before, { timeout: 60_000, interval: 50 }).toBe(true);
@@ -71,11 +75,18 @@ describe('rollup crash and resume', () => {
     expect(midBackfill()).toBeGreaterThanOrEqual(3);
 
     await expect
-      .poll(async () => (await sql.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-housekeeper/rollup'`)).rows[0].n, { timeout: 10_000 })
+      .poll(
+        async () => (await sql.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-housekeeper/rollup'`)).rows[0].n,
+        { timeout: 10_000 },
+      )
       .toBe(0);
     const fast = join(dir, 'fast.json');
     writeFileSync(fast, JSON.stringify({ targets: [{ ...usageRollup, sliceBuckets: 48 }] }));
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'rollup', '--config', fast, '--database-url', db.url], { stdio: 'ignore' });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'rollup', '--config', fast, '--database-url', db.url],
+      { stdio: 'ignore' },
+    );
     expect(await new Promise((resolve) => child.on('exit', resolve))).toBe(0);
     expect((await watermark())!.getTime()).toBe(Math.floor(Date.now() / 3_600_000) * 3_600_000);
     expect(await rollupMismatches(sql)).toEqual([]);

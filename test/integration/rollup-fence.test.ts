@@ -27,7 +27,8 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-const watermark = async () => (await sql.query(`SELECT watermark FROM housekeeping.rollup_state WHERE name = 'usage_hourly'`)).rows[0]?.watermark as Date;
+const watermark = async () =>
+  (await sql.query(`SELECT watermark FROM housekeeping.rollup_state WHERE name = 'usage_hourly'`)).rows[0]?.watermark as Date;
 
 describe('the rollup fence', () => {
   it('an edit stamped by a transaction that began before a run and committed after it is still found (changed-at horizon)', async () => {
@@ -73,7 +74,9 @@ describe('the rollup fence', () => {
     expect((await watermark()).getTime()).toBeGreaterThan(since.getTime());
     expect(await rollupMismatches(sql)).toEqual([]);
     expect(heldAt.getTime()).toBe(Math.floor(since.getTime() / HOUR) * HOUR);
-    expect(first.targets[0]!.notes.join('\n')).toMatch(/upper bound held back to .* by pid \d+ \(application "slow-import", state "idle in transaction", since /);
+    expect(first.targets[0]!.notes.join('\n')).toMatch(
+      /upper bound held back to .* by pid \d+ \(application "slow-import", state "idle in transaction", since /,
+    );
     await importer.end();
   });
 

@@ -85,7 +85,10 @@ describe('implicit targets take only their own settings', () => {
     const policies = await sql.query(
       `SELECT DISTINCT ON (target) target, policy FROM housekeeping.job_runs WHERE state = 'started' AND job = 'partition' ORDER BY target, recorded_at DESC`,
     );
-    expect(policies.rows.find((r) => r.target === 'housekeeping.job_runs')!.policy).toMatchObject({ premake: 4, retention: { keep: 13, mode: 'drop' } });
+    expect(policies.rows.find((r) => r.target === 'housekeeping.job_runs')!.policy).toMatchObject({
+      premake: 4,
+      retention: { keep: 13, mode: 'drop' },
+    });
   });
 });
 

@@ -48,7 +48,9 @@ export async function tableFingerprints(client: pg.ClientBase, exclude: string[]
 
 /** Digests of `table`'s rows split by a SQL predicate over alias `t`: which rows a purge may retire, which it must keep. */
 export async function digestsSplitBy(client: pg.ClientBase, table: string, predicate: string): Promise<{ matching: string[]; other: string[] }> {
-  const { rows } = await client.query<{ d: string; m: boolean }>(`SELECT ${ROW_DIGEST} AS d, coalesce(${predicate}, false) AS m FROM ${table} AS t ORDER BY 1`);
+  const { rows } = await client.query<{ d: string; m: boolean }>(
+    `SELECT ${ROW_DIGEST} AS d, coalesce(${predicate}, false) AS m FROM ${table} AS t ORDER BY 1`,
+  );
   return { matching: rows.filter((r) => r.m).map((r) => r.d), other: rows.filter((r) => !r.m).map((r) => r.d) };
 }
 

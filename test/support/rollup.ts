@@ -3,10 +3,10 @@ import type pg from 'pg';
 import { vi } from 'vitest';
 import { createRollupJob, type ReadNow } from '../../functions/rollup/job';
 import type { RollupEventInput } from '../../functions/rollup/policy';
+import { runLocally } from '../../scripts/run-local';
 import { relationExists } from '../../shared/db';
 import { databaseNow } from '../../shared/postgres';
 import type { JobSummary } from '../../shared/run-job';
-import { runLocally } from '../../scripts/run-local';
 import { quietLogger, type TestRunOptions } from './jobs';
 
 export function runRollup(url: string, event: RollupEventInput, options: TestRunOptions = {}): Promise<JobSummary> {
@@ -20,7 +20,11 @@ export function runRollup(url: string, event: RollupEventInput, options: TestRun
  */
 export function runRollupLater(url: string, event: RollupEventInput, shiftMs: number, options: TestRunOptions = {}): Promise<JobSummary> {
   const readNow: ReadNow = async (client) => new Date((await databaseNow(client)).getTime() + shiftMs);
-  return runLocally('rollup', event, url, { logger: options.logger ?? quietLogger(), budget: options.budget, definition: createRollupJob({ readNow }) });
+  return runLocally('rollup', event, url, {
+    logger: options.logger ?? quietLogger(),
+    budget: options.budget,
+    definition: createRollupJob({ readNow }),
+  });
 }
 
 /** A logger whose JSON lines the test can read back (stdout and stderr are captured until vi.restoreAllMocks). */

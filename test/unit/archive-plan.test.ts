@@ -39,6 +39,8 @@ describe('archive plan: the next batch', () => {
   });
 
   it('checks the row cap before the budget', () => {
-    expect(nextBatch({ moved: 10, longestBatchMs: 0 }, { ...policy, maxRowsPerRun: 10 }, { allows: () => false })).toEqual({ stop: 'max rows reached' });
+    expect(nextBatch({ moved: 10, longestBatchMs: 0 }, { ...policy, maxRowsPerRun: 10 }, { allows: () => false })).toEqual({
+      stop: 'max rows reached',
+    });
   });
 });

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import * as z from 'zod';
 import { describe, expect, it } from 'vitest';
+import * as z from 'zod';
 import { parseConfig } from '../../shared/config';
 import { CatalogError, ConfigError, DeadlockError, LockTimeoutError, SchemaDriftError } from '../../shared/errors';
 import { withLockRetry } from '../../shared/lock-retry';
@@ -37,7 +37,15 @@ describe('typed errors', () => {
     };
   };
   const client = { query: async () => ({ rows: [] }) } as unknown as pg.ClientBase;
-  const retry = { client, action: 'attach app.events_p2026_11_24', relations: ['app.events'], attempts: 3, lockTimeoutMs: 50, budget: TimeBudget.unlimited(), initialBackoffMs: 1 };
+  const retry = {
+    client,
+    action: 'attach app.events_p2026_11_24',
+    relations: ['app.events'],
+    attempts: 3,
+    lockTimeoutMs: 50,
+    budget: TimeBudget.unlimited(),
+    initialBackoffMs: 1,
+  };
 
   it('a deadlock on the last attempt is a DeadlockError, not a lock timeout', async () => {
     const error = await withLockRetry(retry, failing(['55P03', '40P01'])).catch((e: unknown) => e);

@@ -12,9 +12,11 @@ describe('parseJobEvent: how every event becomes a run', () => {
   });
 
   it('refuses a bad event with the field named after where it came from', () => {
-    expect(() => parseJobEvent(JOBS.archive, { targets: [{ source: 'app.orders', mode: 'purge', ageColumn: 'at', retention: 'soon' }] }, 'config')).toThrowError(ConfigError);
-    expect(() => parseJobEvent(JOBS.archive, { targets: [{ source: 'app.orders', mode: 'purge', ageColumn: 'at', retention: 'soon' }] }, 'config')).toThrowError(
-      /^config\.targets\[0\]\.retention: "soon" is not a duration/,
-    );
+    expect(() =>
+      parseJobEvent(JOBS.archive, { targets: [{ source: 'app.orders', mode: 'purge', ageColumn: 'at', retention: 'soon' }] }, 'config'),
+    ).toThrowError(ConfigError);
+    expect(() =>
+      parseJobEvent(JOBS.archive, { targets: [{ source: 'app.orders', mode: 'purge', ageColumn: 'at', retention: 'soon' }] }, 'config'),
+    ).toThrowError(/^config\.targets\[0\]\.retention: "soon" is not a duration/);
   });
 });

@@ -47,48 +47,61 @@ const sqlOf = (steps: Array<Parameters<typeof stepToSql>[0]>) => steps.map(stepT
 
 describe('partition DDL', () => {
   it('creates a partition with CREATE TABLE (LIKE) and ATTACH, in one transaction', () => {
-    expect(sqlOf(renderCreateSteps(catalog(), plan))).toEqual([`BEGIN;
+    expect(sqlOf(renderCreateSteps(catalog(), plan))).toEqual([
+      `BEGIN;
 CREATE TABLE "app"."events_p2026_11_24" (LIKE "app"."events" INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMPRESSION);
 ALTER TABLE "app"."events" ATTACH PARTITION "app"."events_p2026_11_24" FOR VALUES FROM ('2026-11-24 00:00:00+00:00') TO ('2026-11-25 00:00:00+00:00');
-COMMIT;`]);
+COMMIT;`,
+    ]);
   });
 
   it('with a DEFAULT partition: locks it and moves the range’s rows into the new table before the attach', () => {
-    expect(sqlOf(renderCreateSteps(catalog(withDefault), plan))).toEqual([`BEGIN;
+    expect(sqlOf(renderCreateSteps(catalog(withDefault), plan))).toEqual([
+      `BEGIN;
 CREATE TABLE "app"."events_p2026_11_24" (LIKE "app"."events" INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMPRESSION);
 LOCK TABLE "app"."events_default" IN ACCESS EXCLUSIVE MODE;
 WITH moved AS (DELETE FROM "app"."events_default" WHERE "created_at" >= $1::timestamptz AND "created_at" < $2::timestamptz RETURNING "id", "created_at", "kind") INSERT INTO "app"."events_p2026_11_24" ("id", "created_at", "kind") SELECT "id", "created_at", "kind" FROM moved;  -- $1..$2 = "2026-11-24 00:00:00+00:00", "2026-11-25 00:00:00+00:00"
 ALTER TABLE "app"."events" ATTACH PARTITION "app"."events_p2026_11_24" FOR VALUES FROM ('2026-11-24 00:00:00+00:00') TO ('2026-11-25 00:00:00+00:00');
-COMMIT;`]);
+COMMIT;`,
+    ]);
   });
 
   it('when moving them would fire something: only checks that DEFAULT holds none of the range', () => {
     const hazards = { ...withDefault, rescueHazards: ['trigger t on app.events_default (fires on DELETE)'] };
-    expect(sqlOf(renderCreateSteps(catalog(hazards), plan))).toEqual([`BEGIN;
+    expect(sqlOf(renderCreateSteps(catalog(hazards), plan))).toEqual([
+      `BEGIN;
 CREATE TABLE "app"."events_p2026_11_24" (LIKE "app"."events" INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMPRESSION);
 LOCK TABLE "app"."events_default" IN ACCESS EXCLUSIVE MODE;
 SELECT 1 FROM "app"."events_default" WHERE "created_at" >= $1::timestamptz AND "created_at" < $2::timestamptz LIMIT 1;  -- $1..$2 = "2026-11-24 00:00:00+00:00", "2026-11-25 00:00:00+00:00"
 ALTER TABLE "app"."events" ATTACH PARTITION "app"."events_p2026_11_24" FOR VALUES FROM ('2026-11-24 00:00:00+00:00') TO ('2026-11-25 00:00:00+00:00');
-COMMIT;`]);
+COMMIT;`,
+    ]);
   });
 
   it('retires: records, detaches concurrently, then drops and forgets; finalizes a pending detach; a plain DROP beside DEFAULT', () => {
-    expect(sqlOf(renderRetireSteps(catalog(), plan))).toEqual([`INSERT INTO housekeeping.partition_retirements (parent, partition_schema, partition_name, partition_oid, mode) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (parent, partition_oid) DO UPDATE SET mode = excluded.mode;  -- $1..$5 = "app.events", "app", "events_p2026_10_01", 4242, "drop"
+    expect(sqlOf(renderRetireSteps(catalog(), plan))).toEqual([
+      `INSERT INTO housekeeping.partition_retirements (parent, partition_schema, partition_name, partition_oid, mode) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (parent, partition_oid) DO UPDATE SET mode = excluded.mode;  -- $1..$5 = "app.events", "app", "events_p2026_10_01", 4242, "drop"
 ALTER TABLE "app"."events" DETACH PARTITION "app"."events_p2026_10_01" CONCURRENTLY;
 BEGIN;
 DROP TABLE "app"."events_p2026_10_01";
 DELETE FROM housekeeping.partition_retirements WHERE parent = $1 AND partition_oid = $2;  -- $1..$2 = "app.events", 4242
-COMMIT;`, `INSERT INTO housekeeping.partition_retirements (parent, partition_schema, partition_name, partition_oid, mode) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (parent, partition_oid) DO UPDATE SET mode = excluded.mode;  -- $1..$5 = "app.events", "app", "events_p2026_10_02", 4243, "detach"
+COMMIT;`,
+      `INSERT INTO housekeeping.partition_retirements (parent, partition_schema, partition_name, partition_oid, mode) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (parent, partition_oid) DO UPDATE SET mode = excluded.mode;  -- $1..$5 = "app.events", "app", "events_p2026_10_02", 4243, "detach"
 ALTER TABLE "app"."events" DETACH PARTITION "app"."events_p2026_10_02" FINALIZE;
-DELETE FROM housekeeping.partition_retirements WHERE parent = $1 AND partition_oid = $2;  -- $1..$2 = "app.events", 4243`, `DROP TABLE "app"."events_p2026_10_03";`]);
+DELETE FROM housekeeping.partition_retirements WHERE parent = $1 AND partition_oid = $2;  -- $1..$2 = "app.events", 4243`,
+      `DROP TABLE "app"."events_p2026_10_03";`,
+    ]);
   });
 
   it('finishes an earlier run’s retirement only if the table is still the recorded one; forgets the rest', () => {
-    expect(sqlOf(renderFinishSteps(catalog(), plan))).toEqual([`BEGIN;
+    expect(sqlOf(renderFinishSteps(catalog(), plan))).toEqual([
+      `BEGIN;
 LOCK TABLE "app"."events_p2026_09_01" IN ACCESS EXCLUSIVE MODE;
 SELECT 1 FROM pg_class WHERE oid = $1 AND oid = to_regclass($2) AND NOT relispartition;  -- $1..$2 = 99, "\\"app\\".\\"events_p2026_09_01\\""
 DROP TABLE "app"."events_p2026_09_01";
 DELETE FROM housekeeping.partition_retirements WHERE parent = $1 AND partition_oid = $2;  -- $1..$2 = "app.events", 99
-COMMIT;`, `DELETE FROM housekeeping.partition_retirements WHERE parent = $1 AND partition_oid = $2;  -- $1..$2 = "app.events", 98`]);
+COMMIT;`,
+      `DELETE FROM housekeeping.partition_retirements WHERE parent = $1 AND partition_oid = $2;  -- $1..$2 = "app.events", 98`,
+    ]);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CatalogError } from '../../shared/errors';
 import { changesHorizon, initialWatermark, lagSeconds, positionOf, recomputeRanges, slices, upperBound } from '../../functions/rollup/plan';
+import { CatalogError } from '../../shared/errors';
 
 const H = 3_600_000;
 /** An injected database clock: 2026-11-23 10:07:30 UTC. */

@@ -18,8 +18,16 @@ function sourceFiles(directory: string): string[] {
 /** Every relative import and export-from of a file, resolved to a path from the repository root. */
 function localImports(file: string): string[] {
   const text = readFileSync(join(ROOT, file), 'utf8');
-  const specifiers = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"`;]*?from\s+'([^']+)'|import\(\s*'([^']+)'\s*\)/g)].map((m) => m[1] ?? m[2]!);
-  return specifiers.filter((s) => s.startsWith('.')).map((s) => relative(ROOT, resolve(ROOT, dirname(file), s)).split(sep).join('/'));
+  const specifiers = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"`;]*?from\s+'([^']+)'|import\(\s*'([^']+)'\s*\)/g)].map(
+    (m) => m[1] ?? m[2]!,
+  );
+  return specifiers
+    .filter((s) => s.startsWith('.'))
+    .map((s) =>
+      relative(ROOT, resolve(ROOT, dirname(file), s))
+        .split(sep)
+        .join('/'),
+    );
 }
 
 const folderOf = (path: string) => path.split('/').slice(0, 2).join('/');
@@ -52,7 +60,9 @@ describe('the structure rule', () => {
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
     const layout = /## Layout\n\n```\n([\s\S]*?)```/.exec(readme)![1]!;
     const named = new Set(layout.match(/[\w.-]+\.ts\b/g));
-    const files = ['functions', 'shared', 'infra', 'scripts'].flatMap(sourceFiles).filter((file) => !file.startsWith('scripts/bench/') && !file.includes('/migrations/'));
+    const files = ['functions', 'shared', 'infra', 'scripts']
+      .flatMap(sourceFiles)
+      .filter((file) => !file.startsWith('scripts/bench/') && !file.includes('/migrations/'));
     const basenames = new Set(files.map((file) => file.slice(file.lastIndexOf('/') + 1)));
     expect(files.filter((file) => !named.has(file.slice(file.lastIndexOf('/') + 1)))).toEqual([]);
     expect([...named].filter((name) => !basenames.has(name))).toEqual([]);
@@ -60,6 +70,8 @@ describe('the structure rule', () => {
 
   it('sees the imports it checks (the check itself works)', () => {
     expect(localImports('functions/archive/job.ts')).toContain('shared/job');
-    expect(localImports('functions/registry.ts')).toEqual(expect.arrayContaining(['functions/partition/job', 'functions/archive/job', 'functions/rollup/job']));
+    expect(localImports('functions/registry.ts')).toEqual(
+      expect.arrayContaining(['functions/partition/job', 'functions/archive/job', 'functions/rollup/job']),
+    );
   });
 });
