@@ -29,7 +29,9 @@ export function readContext(context: (key: string) => unknown): AppChoice {
   const secretArn = text('secretArn');
   if (!demo && !secretArn) throw new UsageError('nothing to deploy: pass -c secretArn=… for an existing database, or -c demo=true for a sandbox');
   if (secretArn && !COMPLETE_SECRET_ARN.test(secretArn)) {
-    throw new UsageError(`secretArn: ${secretArn} is not a complete secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf, as the console shows it)`);
+    throw new UsageError(
+      `secretArn: ${secretArn} is not a complete secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf, as the console shows it)`,
+    );
   }
   const alarmTopicArn = text('alarmTopicArn');
   if (alarmTopicArn && !TOPIC_ARN.test(alarmTopicArn)) throw new UsageError(`alarmTopicArn: ${alarmTopicArn} is not an SNS topic ARN`);
@@ -47,7 +49,10 @@ export function readContext(context: (key: string) => unknown): AppChoice {
     ...(reservedConcurrency ? { reservedConcurrency } : {}),
   };
   if (demo) return { stackId: 'PgHousekeepingSandbox', target: { kind: 'demo' }, deployment };
-  const subnetIds = text('subnetIds')?.split(',').map((s) => s.trim()).filter(Boolean);
+  const subnetIds = text('subnetIds')
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const vpcId = text('vpcId');
   if (vpcId && !subnetIds?.length) throw new UsageError('subnetIds: required with vpcId (comma-separated private subnet ids)');
   return {

@@ -3,21 +3,22 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, type RemovalPolicy } from 'aws-cdk-lib';
 import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
-import { Architecture, Runtime, type RecursiveLoop } from 'aws-cdk-lib/aws-lambda';
+import { Architecture, type RecursiveLoop, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { METRICS_NAMESPACE } from '../shared/metrics';
+import type { JobName } from '../functions/registry';
+import { DEPLOYED_POLICY_FILE, ENV, METRICS_NAMESPACE, SERVICE_NAME } from '../shared/environment';
 import { formatWindow, type MaintenanceWindow } from '../shared/window';
 
 export interface JobFunctionProps {
   /** Folder under functions/ holding handler.ts. */
-  entry: 'partition' | 'archive' | 'rollup' | 'demo-seed';
+  entry: JobName | 'demo-seed';
   databaseSecret: ISecret;
   timeout: Duration;
   memorySize?: number;
@@ -46,7 +47,7 @@ export interface JobFunctionProps {
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
 /** The newest Node.js runtime aws-cdk-lib offers; esbuild targets the same version. */
-export const RUNTIME = Runtime.NODEJS_24_X;
+const RUNTIME = Runtime.NODEJS_24_X;
 
 /**
  * Node 20+ Lambda runtimes no longer trust Amazon's CA certificates unless this variable points
@@ -54,9 +55,6 @@ export const RUNTIME = Runtime.NODEJS_24_X;
  * Proxy's certificates chain to), where a `ca` option would replace them.
  */
 export const LAMBDA_CA_CERTS = '/var/runtime/ca-cert.pem';
-
-/** Name of the deployed policy inside each job's bundle (read by shared/lambda.ts). */
-export const POLICY_FILE = 'policy.json';
 
 /** The bundling every function shares: local esbuild (no Docker), minified, source maps, Node 24. */
 export const BUNDLING = {
@@ -123,14 +121,14 @@ export class JobFunction extends Construct {
       vpcSubnets: props.vpcSubnets,
       securityGroups: props.securityGroups,
       environment: {
-        PGHK_DB_SECRET_ARN: props.databaseSecret.secretArn,
+        [ENV.dbSecretArn]: props.databaseSecret.secretArn,
         NODE_EXTRA_CA_CERTS: LAMBDA_CA_CERTS,
-        POWERTOOLS_SERVICE_NAME: 'pg-housekeeper',
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         NODE_OPTIONS: '--enable-source-maps',
-        ...(props.databaseRole ? { PGHK_DB_ROLE: props.databaseRole } : {}),
-        ...(props.maxContinuations !== undefined ? { PGHK_MAX_CONTINUATIONS: String(props.maxContinuations) } : {}),
-        ...(props.window ? { PGHK_MAINTENANCE_WINDOW: formatWindow(props.window) } : {}),
+        ...(props.databaseRole ? { [ENV.dbRole]: props.databaseRole } : {}),
+        ...(props.maxContinuations !== undefined ? { [ENV.maxContinuations]: String(props.maxContinuations) } : {}),
+        ...(props.window ? { [ENV.maintenanceWindow]: formatWindow(props.window) } : {}),
       },
       bundling: {
         ...BUNDLING,
@@ -139,7 +137,7 @@ export class JobFunction extends Construct {
               commandHooks: {
                 beforeBundling: () => [],
                 beforeInstall: () => [],
-                afterBundling: (_inputDir: string, outputDir: string) => [`cp "${policy}" "${outputDir}/${POLICY_FILE}"`],
+                afterBundling: (_inputDir: string, outputDir: string) => [`cp "${policy}" "${outputDir}/${DEPLOYED_POLICY_FILE}"`],
               },
             }
           : {}),

@@ -4,16 +4,17 @@ import {
   ComparisonOperator,
   Dashboard,
   GraphWidget,
-  Metric,
-  TreatMissingData,
   type IAlarmAction,
   type IMetric,
+  Metric,
+  TreatMissingData,
 } from 'aws-cdk-lib/aws-cloudwatch';
 import { QueryDefinition, QueryString } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { METRIC, METRICS_NAMESPACE } from '../shared/metrics';
+import { JOBS, type JobName } from '../functions/registry';
+import { METRICS_NAMESPACE, SERVICE_NAME } from '../shared/environment';
+import { METRIC } from '../shared/metrics';
 import type { JobFunction } from './job-function';
-import type { JobName } from './pg-housekeeping';
 
 /** What the alarms need to know of one deployed job. */
 export interface WatchedJob {
@@ -36,8 +37,8 @@ export interface ObservabilityProps {
 }
 
 /** Our EMF metrics carry the dimensions Powertools writes: service and job. */
-export function jobMetric(job: JobName, name: string, statistic: string, period = Duration.hours(1)): Metric {
-  return new Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: { service: 'pg-housekeeper', job }, statistic, period });
+function jobMetric(job: JobName, name: string, statistic: string, period = Duration.hours(1)): Metric {
+  return new Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: { service: SERVICE_NAME, job }, statistic, period });
 }
 
 /** Alarms, one dashboard and saved Logs Insights queries for the jobs that are deployed. */
@@ -109,8 +110,12 @@ export class Observability extends Construct {
     }
     if (props.jobs.partition) {
       alarm('PartitionsAheadLow', {
-        alarmDescription: 'pg-housekeeper partition: some table has no partition ready after the current one (or no run reported it); inserts fail at the next boundary',
-        ...whileRunning(jobMetric('partition', METRIC.partitionsAhead, 'Minimum', props.jobs.partition.period), props.jobs.partition.enabled !== false),
+        alarmDescription:
+          'pg-housekeeper partition: some table has no partition ready after the current one (or no run reported it); inserts fail at the next boundary',
+        ...whileRunning(
+          jobMetric('partition', JOBS.partition.metrics.ahead.name, 'Minimum', props.jobs.partition.period),
+          props.jobs.partition.enabled !== false,
+        ),
         threshold: 1,
         comparisonOperator: ComparisonOperator.LESS_THAN_THRESHOLD,
       });
@@ -118,7 +123,7 @@ export class Observability extends Construct {
     if (props.jobs.rollup) {
       alarm('RollupLagHigh', {
         alarmDescription: `pg-housekeeper rollup: a rollup's watermark is more than ${props.rollupLagAlarmSeconds} s behind the database clock (or no run reported it)`,
-        ...whileRunning(jobMetric('rollup', METRIC.rollupLagSeconds, 'Maximum', props.jobs.rollup.period), props.jobs.rollup.enabled !== false),
+        ...whileRunning(jobMetric('rollup', JOBS.rollup.metrics.lag.name, 'Maximum', props.jobs.rollup.period), props.jobs.rollup.enabled !== false),
         threshold: props.rollupLagAlarmSeconds,
         comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
       });
@@ -132,7 +137,13 @@ export class Observability extends Construct {
       }),
       new GraphWidget({ title: 'Run duration (ms, max)', left: entries.map(([job]) => jobMetric(job, METRIC.runDuration, 'Maximum')), width: 12 }),
     );
-    dashboard.addWidgets(new GraphWidget({ title: 'Continuations (chained hops sent)', left: entries.map(([job]) => jobMetric(job, METRIC.continuations, 'Sum')), width: 24 }));
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Continuations (chained hops sent)',
+        left: entries.map(([job]) => jobMetric(job, METRIC.continuations, 'Sum')),
+        width: 24,
+      }),
+    );
     const jobWidgets: GraphWidget[] = [
       new GraphWidget({
         title: 'Seconds since last success (max over targets)',
@@ -144,14 +155,21 @@ export class Observability extends Construct {
       jobWidgets.push(
         new GraphWidget({
           title: 'Partitions',
-          left: [jobMetric('partition', METRIC.partitionsCreated, 'Sum'), jobMetric('partition', METRIC.partitionsRetired, 'Sum')],
-          right: [jobMetric('partition', METRIC.partitionsAhead, 'Minimum')],
+          left: [
+            jobMetric('partition', JOBS.partition.metrics.created.name, 'Sum'),
+            jobMetric('partition', JOBS.partition.metrics.retired.name, 'Sum'),
+          ],
+          right: [jobMetric('partition', JOBS.partition.metrics.ahead.name, 'Minimum')],
           width: 8,
         }),
       );
     }
-    if (props.jobs.archive) jobWidgets.push(new GraphWidget({ title: 'Rows archived', left: [jobMetric('archive', METRIC.rowsArchived, 'Sum')], width: 8 }));
-    if (props.jobs.rollup) jobWidgets.push(new GraphWidget({ title: 'Rollup lag (s, max)', left: [jobMetric('rollup', METRIC.rollupLagSeconds, 'Maximum')], width: 8 }));
+    if (props.jobs.archive)
+      jobWidgets.push(new GraphWidget({ title: 'Rows archived', left: [jobMetric('archive', JOBS.archive.metrics.archived.name, 'Sum')], width: 8 }));
+    if (props.jobs.rollup)
+      jobWidgets.push(
+        new GraphWidget({ title: 'Rollup lag (s, max)', left: [jobMetric('rollup', JOBS.rollup.metrics.lag.name, 'Maximum')], width: 8 }),
+      );
     if (entries.length) dashboard.addWidgets(...jobWidgets);
 
     const logGroups = entries.map(([, { fn }]) => fn.logGroup);
@@ -172,7 +190,9 @@ export class Observability extends Construct {
       queryString: new QueryString({
         fields: ['@timestamp', 'job', 'durationMs', 'dryRun'],
         filterStatements: ['message = "run summary"'],
-        statsStatements: ['count(*) as runs, sum(strcontains(@message, "\\"failed\\":[\\"")) as runsWithFailures, avg(durationMs) as avgMs, max(durationMs) as maxMs by job, bin(1d)'],
+        statsStatements: [
+          'count(*) as runs, sum(strcontains(@message, "\\"failed\\":[\\"")) as runsWithFailures, avg(durationMs) as avgMs, max(durationMs) as maxMs by job, bin(1d)',
+        ],
       }),
     });
     new QueryDefinition(this, 'SlowestRunsQuery', {

@@ -1,32 +1,30 @@
 import { Annotations, Duration, Fn, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import {
+  FlowLogDestination,
   InstanceClass,
   InstanceSize,
   InstanceType,
   InterfaceVpcEndpointAwsService,
-  SecurityGroup,
-  Subnet,
-  SubnetType,
-  Vpc,
-  FlowLogDestination,
   type ISecurityGroup,
   type IVpc,
+  SecurityGroup,
+  Subnet,
   type SubnetSelection,
+  SubnetType,
+  Vpc,
 } from 'aws-cdk-lib/aws-ec2';
-import { Credentials, DatabaseInstance, DatabaseInstanceEngine, PostgresEngineVersion, StorageType } from 'aws-cdk-lib/aws-rds';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Credentials, DatabaseInstance, DatabaseInstanceEngine, PostgresEngineVersion, StorageType } from 'aws-cdk-lib/aws-rds';
+import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Topic } from 'aws-cdk-lib/aws-sns';
-import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Trigger } from 'aws-cdk-lib/triggers';
 import type { Construct } from 'constructs';
-import { demoHousekeeping, housekeeping, type HousekeepingConfig } from './housekeeping.config';
+import { demoHousekeeping, type HousekeepingConfig, housekeeping } from './housekeeping.config';
 import { JobFunction } from './job-function';
 import { PgHousekeeping, type PgHousekeepingProps } from './pg-housekeeping';
 
 /** Where the database is: an existing one (secret, VPC, subnets, security group) or a sandbox. */
-export type Target =
-  | { kind: 'existing'; secretArn: string; vpcId?: string; subnetIds?: string[]; securityGroupId?: string }
-  | { kind: 'demo' };
+export type Target = { kind: 'existing'; secretArn: string; vpcId?: string; subnetIds?: string[]; securityGroupId?: string } | { kind: 'demo' };
 
 /** Deployment choices beside the policies: where alarms go, concurrency, the owner role. */
 export type DeploymentOptions = Pick<PgHousekeepingProps, 'alarmEmail' | 'reservedConcurrency' | 'databaseRole'> & { alarmTopicArn?: string };
@@ -48,7 +46,10 @@ export class HousekeepingStack extends Stack {
       ...(alarmTopicArn ? { alarmTopic: Topic.fromTopicArn(this, 'AlarmTopic', alarmTopicArn) } : {}),
     };
     if (!options.alarmTopic && !options.alarmEmail) {
-      Annotations.of(this).addWarningV2('pg-housekeeper:no-alarm-target', 'no alarmEmail or alarmTopicArn: the alarms change state and notify no one');
+      Annotations.of(this).addWarningV2(
+        'pg-housekeeper:no-alarm-target',
+        'no alarmEmail or alarmTopicArn: the alarms change state and notify no one',
+      );
     }
     if (props.target.kind === 'demo') {
       this.housekeeping = this.sandbox(props.config ?? demoHousekeeping, options);
@@ -63,7 +64,10 @@ export class HousekeepingStack extends Stack {
       // The subnets are given by id, so the zones are never consulted; `this.availabilityZones`
       // would be a context lookup that needs AWS credentials whenever CDK_DEFAULT_ACCOUNT is set.
       const vpc = Vpc.fromVpcAttributes(this, 'Vpc', { vpcId: target.vpcId, availabilityZones: Fn.getAzs() });
-      Annotations.of(vpc).acknowledgeWarning('@aws-cdk/aws-ec2:vpcAttributeIsListTokenavailabilityZones', 'Only the explicit subnets are used, never a selection by zone');
+      Annotations.of(vpc).acknowledgeWarning(
+        '@aws-cdk/aws-ec2:vpcAttributeIsListTokenavailabilityZones',
+        'Only the explicit subnets are used, never a selection by zone',
+      );
       const subnets = subnetIds.map((subnetId, i) => {
         const subnet = Subnet.fromSubnetId(this, `Subnet${i}`, subnetId);
         Annotations.of(subnet).acknowledgeWarning('@aws-cdk/aws-ec2:noSubnetRouteTableId', 'Only the subnet id is used (to place the functions)');
@@ -75,7 +79,12 @@ export class HousekeepingStack extends Stack {
         securityGroups: target.securityGroupId ? [SecurityGroup.fromSecurityGroupId(this, 'SecurityGroup', target.securityGroupId)] : undefined,
       };
     }
-    this.housekeeping = new PgHousekeeping(this, 'Housekeeping', { databaseSecret: secret, ...network, ...(props.config ?? housekeeping), ...options });
+    this.housekeeping = new PgHousekeeping(this, 'Housekeeping', {
+      databaseSecret: secret,
+      ...network,
+      ...(props.config ?? housekeeping),
+      ...options,
+    });
   }
 
   /** A complete sandbox: isolated VPC, a small RDS PostgreSQL with a generated secret, demo tables, the three jobs. */

@@ -1,5 +1,5 @@
+import type { JobName } from '../functions/registry';
 import { ConfigError } from '../shared/errors';
-import type { CliJobName } from './jobs';
 
 /**
  * The policy `cdk deploy` ships for a job (infra/housekeeping.config.ts), exactly as it reaches
@@ -7,7 +7,7 @@ import type { CliJobName } from './jobs';
  * "run now" of the deployed function does. Loaded only for --deployed: the config file pulls in
  * aws-cdk-lib, which no other command needs.
  */
-export async function deployedPolicy(job: CliJobName): Promise<unknown> {
+export async function deployedPolicy(job: JobName): Promise<unknown> {
   const { housekeeping } = await import('../infra/housekeeping.config');
   const scheduled = housekeeping[job];
   if (!scheduled) throw new ConfigError('--deployed', `infra/housekeeping.config.ts deploys no ${job} job`);

@@ -1,11 +1,12 @@
 import { Logger } from '@aws-lambda-powertools/logger';
+import { SERVICE_NAME } from './environment';
 
 export type JobLogger = Logger;
 
 /** One logger configuration for every job: JSON lines, the job on every line. */
 export function createJobLogger(job: string): JobLogger {
   return new Logger({
-    serviceName: 'pg-housekeeper',
+    serviceName: SERVICE_NAME,
     persistentKeys: { job },
   });
 }

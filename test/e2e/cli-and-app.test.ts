@@ -63,11 +63,16 @@ describe('cdk synth without context', () => {
   it('prints what is missing and the one-line usage, no stack trace, exit 2', async () => {
     const synth = await node(['--import', 'tsx', 'infra/app.ts'], { CDK_CONTEXT_JSON: '{}' });
     expect(synth.code).toBe(2);
-    expect(synth.stderr.trim().split('\n')).toEqual(['nothing to deploy: pass -c secretArn=… for an existing database, or -c demo=true for a sandbox', USAGE]);
+    expect(synth.stderr.trim().split('\n')).toEqual([
+      'nothing to deploy: pass -c secretArn=… for an existing database, or -c demo=true for a sandbox',
+      USAGE,
+    ]);
   });
 
   it('names a partial secret ARN the same way', async () => {
-    const synth = await node(['--import', 'tsx', 'infra/app.ts'], { CDK_CONTEXT_JSON: JSON.stringify({ secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod-db' }) });
+    const synth = await node(['--import', 'tsx', 'infra/app.ts'], {
+      CDK_CONTEXT_JSON: JSON.stringify({ secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod-db' }),
+    });
     expect(synth.code).toBe(2);
     expect(synth.stderr).toMatch(/^secretArn: .* is not a complete secret ARN/);
     expect(synth.stderr).not.toMatch(/^\s+at /m);
