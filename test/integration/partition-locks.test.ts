@@ -118,7 +118,18 @@ describe('two runs for the same target', () => {
       maintainLedger: false,
     };
     const first = runPartition(db.url, event);
-    await sleep(300);
+    // The second starts once the first holds the target's advisory lock (a fixed delay lost that
+    // race on a loaded machine, where connecting and migrating can take longer).
+    await expect
+      .poll(
+        async () =>
+          (
+            await sql.query(`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                             WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'pg-housekeeper/partition'`)
+          ).rows[0].n,
+        { timeout: 30_000, interval: 20 },
+      )
+      .toBeGreaterThan(0);
     const second = runPartition(db.url, event);
     const secondSummary = await second;
     await blocker.query('ROLLBACK');
