@@ -12,6 +12,8 @@ export interface LocalRunOptions {
   onProgress?: (progress: Progress & { target: string }) => void;
   /** How the event is named in validation errors ("config" for the CLI). */
   where?: string;
+  /** The fleet database this run stands for (the CLI's --database): on every log line and in the summary. */
+  database?: string;
 }
 
 /** A job run outside Lambda (CLI, tests, benchmarks): the same validation and runJob, connected by URL. */
@@ -19,11 +21,12 @@ export async function runLocally(job: CliJobName, event: unknown, url: string, o
   const { definition, eventSchema } = JOBS[job];
   const config = parseConfig(eventSchema, event, options.where ?? 'event');
   return runJob(definition as never, {
+    ...(options.database ? { database: options.database } : {}),
     targets: (event as { targets: unknown[] }).targets,
     options: config,
     dryRun: config.dryRun,
     connect: () => openSession({ kind: 'url', url }, { job, lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs: config.statementTimeoutMs }),
-    logger: options.logger ?? createJobLogger(job),
+    logger: options.logger ?? createJobLogger(job, options.database),
     budget: options.budget ?? TimeBudget.unlimited(),
     onProgress: options.onProgress,
   });

@@ -9,6 +9,7 @@ import type pg from 'pg';
 import * as z from 'zod';
 import type { ChainRun } from './chain';
 import { parseConfig } from './config';
+import { databaseIdFromEnvironment } from './database-id';
 import { databaseSourceFromEnvironment, openSession } from './db';
 import { ConfigError, errorMessage, HousekeeperError, JobFailedError } from './errors';
 import { identifierProblem, quoteIdent } from './identifiers';
@@ -220,6 +221,7 @@ export async function runLambdaJob<S extends z.ZodType, E extends z.ZodType<JobE
   const payload = resolvePolicy(received, deployed);
   const config = parseConfig(eventSchema, payload, 'event') as z.output<E>;
   const source = databaseSourceFromEnvironment();
+  const database = databaseIdFromEnvironment();
   const role = roleFromEnvironment();
   const settings = chainSettingsFromEnvironment();
   // Every invocation of this function has its timeout; a chain silent for longer than that is dead.
@@ -244,6 +246,7 @@ export async function runLambdaJob<S extends z.ZodType, E extends z.ZodType<JobE
   let continuations = 0;
   try {
     summary = await runJob(definition, {
+      ...(database ? { database } : {}),
       targets: (payload as { targets: unknown[] }).targets,
       options: config,
       dryRun: config.dryRun,

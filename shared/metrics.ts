@@ -1,4 +1,5 @@
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { databaseIdFromEnvironment } from './database-id';
 import type { JobName, JobSummary } from './run-job';
 
 /** CloudWatch namespace and metric names: one definition for the handlers that emit and the alarms that watch. */
@@ -18,8 +19,12 @@ export const METRIC = {
   continuations: 'Continuations',
 } as const;
 
-export function createJobMetrics(job: JobName): Metrics {
-  return new Metrics({ namespace: METRICS_NAMESPACE, serviceName: 'pg-housekeeper', defaultDimensions: { job } });
+/**
+ * Dimensions `service`, `job` and, in a deployed function, `database`: two databases' runs are two
+ * metrics, so each database's alarms watch its own (infra/observability.ts builds the same dimensions).
+ */
+export function createJobMetrics(job: JobName, database: string | undefined = databaseIdFromEnvironment()): Metrics {
+  return new Metrics({ namespace: METRICS_NAMESPACE, serviceName: 'pg-housekeeper', defaultDimensions: { job, ...(database ? { database } : {}) } });
 }
 
 export interface RunMetrics {

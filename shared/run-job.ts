@@ -73,6 +73,8 @@ export interface TargetSummary {
 
 export interface JobSummary {
   job: JobName;
+  /** The fleet database this run served (PGHK_DATABASE_ID, or the CLI's --database); absent outside a fleet. */
+  database?: string;
   dryRun: boolean;
   targets: TargetSummary[];
   failed: string[];
@@ -86,6 +88,8 @@ export interface JobSummary {
 }
 
 export interface RunJobOptions<O> {
+  /** The fleet database this run serves: carried into the summary (the logger carries it on every line). */
+  database?: string;
   /** Deployed target policies as received (already validated once by the event schema). */
   targets: unknown[];
   options: O;
@@ -146,6 +150,7 @@ export async function runJob<S extends z.ZodType, O>(definition: JobDefinition<S
   }
   const summary: JobSummary = {
     job: definition.job,
+    ...(run.database ? { database: run.database } : {}),
     dryRun: run.dryRun,
     targets: summaries,
     failed: summaries.filter((s) => s.state === 'failed').map((s) => s.target),
