@@ -71,11 +71,12 @@ describe('the functions', () => {
 
   it('trust the RDS and Aurora CAs of the Lambda runtime: NODE_EXTRA_CA_CERTS on every function, the sandbox seed included', () => {
     for (const shape of [existing, sandbox]) {
-      const functions = ofType(shape.json, 'AWS::Lambda::Function').filter(([id]) => /Housekeeping|DemoSeed/.test(id));
+      // Ours read a database secret; CDK's own providers (the sandbox's trigger) do not.
+      const functions = ofType(shape.json, 'AWS::Lambda::Function').filter(([, fn]) => props(fn).Environment?.Variables?.PGHK_DB_SECRET_ARN);
       expect(functions.length).toBeGreaterThanOrEqual(3);
       for (const [, fn] of functions) expect(props(fn).Environment.Variables.NODE_EXTRA_CA_CERTS).toBe('/var/runtime/ca-cert.pem');
     }
-    expect(ofType(sandbox.json, 'AWS::Lambda::Function').some(([id]) => id.startsWith('DemoSeed'))).toBe(true);
+    expect(ofType(sandbox.json, 'AWS::Lambda::Function').some(([id]) => /^Sandboxdemo.*DemoSeed/.test(id))).toBe(true);
   });
 
   it('retry a failed invocation at most once, and send it with its error to an on-failure destination', () => {
@@ -315,7 +316,8 @@ describe('alarms', () => {
   });
 
   it('a job not invoked for two of its schedule periods, and a target whose last success is too old, alarm; missing data is breaching', () => {
-    const dimensions = (job: string) => Match.arrayWith([{ Name: 'job', Value: job }, { Name: 'service', Value: 'pg-housekeeper' }]);
+    // A one-database deploy is database `main`: its metrics carry that dimension too.
+    const dimensions = (job: string) => [{ Name: 'database', Value: 'main' }, { Name: 'job', Value: job }, { Name: 'service', Value: 'pg-housekeeper' }];
     for (const [job, period, staleAfter] of [['partition', 3600, 2 * 3600 + 300], ['archive', 86_400, 2 * 86_400 + 900], ['rollup', 900, 2 * 900 + 600]] as const) {
       existing.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         MetricName: 'Invocations',
@@ -367,9 +369,10 @@ describe('alarms', () => {
   it('one dashboard and the saved Logs Insights queries over every job', () => {
     existing.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     const queries = ofType(existing.json, 'AWS::Logs::QueryDefinition').map(([, q]) => props(q));
-    expect(queries.map((q) => q.Name).sort()).toEqual(['pg-housekeeper/failed-runs', 'pg-housekeeper/run-summaries', 'pg-housekeeper/slowest-targets']);
+    // `-c secretArn=…` deploys a fleet of one, database `main`.
+    expect(queries.map((q) => q.Name).sort()).toEqual(['pg-housekeeper/Existing/main/failed-runs', 'pg-housekeeper/Existing/main/run-summaries', 'pg-housekeeper/Existing/main/slowest-targets']);
     for (const query of queries) expect(query.LogGroupNames).toHaveLength(3);
-    expect(queries.find((q) => q.Name === 'pg-housekeeper/failed-runs')!.QueryString).toContain('filter level = "ERROR"');
+    expect(queries.find((q) => q.Name === 'pg-housekeeper/Existing/main/failed-runs')!.QueryString).toContain('filter level = "ERROR"');
   });
 });
 
@@ -470,7 +473,7 @@ describe('the app context', () => {
   it('accepts the README example and refuses a partial secret ARN, which fromSecretCompleteArn cannot use', () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     const example = /-c secretArn=(\S+)/.exec(readme)![1]!.replace('REGION', 'eu-west-1').replace('ACCOUNT', '123456789012');
-    expect(readContext((key) => ({ secretArn: example })[key]).target).toMatchObject({ kind: 'existing', secretArn: example });
+    expect(readContext((key) => ({ secretArn: example })[key]).stacks).toMatchObject([{ stackId: 'PgHousekeeping', target: { kind: 'existing', secretArn: example } }]);
     expect(() => readContext((key) => ({ secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod-db' })[key])).toThrowError(/not a complete secret ARN/);
     expect(USAGE).not.toContain('\n');
   });
@@ -494,7 +497,7 @@ describe('the README', () => {
     const prefix = /starts_with\(OutputKey, '(\w+)'\)/.exec(command)![1]!;
     expect(Object.keys(existing.json.Outputs ?? {}).filter((key) => key.startsWith(prefix))).toHaveLength(1);
     expect(command).toContain('--stack-name PgHousekeeping ');
-    expect(readContext((key) => ({ secretArn: SECRET_ARN })[key]).stackId).toBe('PgHousekeeping');
+    expect(readContext((key) => ({ secretArn: SECRET_ARN })[key]).stacks.map((stack) => stack.stackId)).toEqual(['PgHousekeeping']);
   });
 
   it('documents every environment variable the template sets, and every output', () => {
