@@ -279,6 +279,16 @@ describe('infra/housekeeping.config.ts as shipped', () => {
       expect(await deployedPolicy(job as 'partition' | 'archive' | 'rollup'), job).toEqual(asset);
     }
   }, 120_000);
+
+  it("the CLI's --database demo runs exactly the policy each of the sandbox's functions ships", async () => {
+    const functions = ofType(sandbox.json, 'AWS::Lambda::Function').filter(([, fn]) => props(fn).Environment?.Variables?.PGHK_DATABASE_ID === 'demo' && props(fn).FunctionName);
+    expect(functions).toHaveLength(3);
+    for (const [logicalId, fn] of functions) {
+      const job = /-(partition|archive|rollup)$/.exec(props(fn).FunctionName)![1] as 'partition' | 'archive' | 'rollup';
+      const asset = JSON.parse(readFileSync(join(sandbox.assetDir(logicalId), 'policy.json'), 'utf8'));
+      expect(await deployedPolicy(job, 'demo'), job).toEqual(asset);
+    }
+  });
 });
 
 describe('alarms', () => {
