@@ -5,45 +5,40 @@ import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readContext } from '../../infra/context';
 import { planFleet, type DatabaseConfig } from '../../infra/fleet';
-import { databases as shippedDatabases, demoHousekeeping } from '../../infra/housekeeping.config';
+import { transformSync } from 'esbuild';
+import { databases as shippedDatabases, demoHousekeeping, housekeeping } from '../../infra/housekeeping.config';
 import { databaseNames, fitName } from '../../infra/names';
 import { PgHousekeeping } from '../../infra/pg-housekeeping';
 import { HousekeepingStack, STACK_RESOURCE_LIMIT } from '../../infra/stack';
 import { CDK_CONTEXT, ENV, synthStack, type Synthesized } from './synth';
 
 const ORDERS_SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-db-AbCdEf';
-const BILLING_SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:billing-db-GhIjKl';
-const BILLING_KEY = 'arn:aws:kms:eu-west-1:123456789012:key/1111aaaa-2222-4bbb-8333-cccc4444dddd';
 // A database of another team, in another account: its secret is encrypted with that account's key.
 const SHARED_SECRET = 'arn:aws:secretsmanager:eu-west-1:210987654321:secret:analytics-db-MnOpQr';
-const SHARED_KEY = 'arn:aws:kms:eu-west-1:210987654321:key/5555eeee-6666-4fff-8777-888899990000';
-const TEAM_TOPIC = 'arn:aws:sns:eu-west-1:123456789012:billing-oncall';
 // 63 characters: every name built from it must still fit (Lambda and Scheduler names: 64).
 const LONG_ID = 'analytics-warehouse-reporting-eu-west-1-customer-events-rollups';
 
 const partition = (table: string) => ({ schedule: { cron: '5 * * * ? *', timeZone: 'UTC' }, policy: { targets: [{ table, interval: 'day' as const, premake: 7 }] } });
-const archive = (source: string) => ({
-  schedule: { cron: '15 3 * * ? *', timeZone: 'Asia/Seoul' },
-  policy: { targets: [{ source, destination: `archive.${source.split('.')[1]}`, ageColumn: 'completed_at', retention: '13 months' }] },
-});
-const rollup = {
-  schedule: { rate: Duration.minutes(15) },
-  timeout: Duration.minutes(10),
-  policy: { targets: [{ name: 'usage_hourly', source: 'public.usage', timeColumn: 'occurred_at', target: 'public.usage_hourly', spec: { measures: [{ name: 'events', fn: 'count' as const }] } }] },
-};
 
+/**
+ * The README's three-database example, exactly as written there (evaluated with the names the
+ * config file has in scope), so what the README shows is what these tests synthesize.
+ */
+function readmeExample(): DatabaseConfig[] {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const block = /```ts\n(export const databases: DatabaseConfig\[\] = \[[\s\S]*?\n\];)\n```/.exec(readme)![1]!;
+  const js = transformSync(block.replace('export const databases: DatabaseConfig[] =', 'const databases: DatabaseConfig[] ='), { loader: 'ts' }).code;
+  return new Function('housekeeping', 'demoHousekeeping', 'Duration', `${js}\nreturn databases;`)(housekeeping, demoHousekeeping, Duration) as DatabaseConfig[];
+}
+const example = readmeExample();
+// The example's three databases, and a fourth with the longest id there can be.
 const fleet: DatabaseConfig[] = [
-  {
-    id: 'orders',
-    secretArn: ORDERS_SECRET,
-    network: { vpcId: 'vpc-0abc1234def567890', subnetIds: ['subnet-0aaa1111bbbb22223', 'subnet-0ccc3333dddd44445'] },
-    jobs: { partition: partition('public.orders_events'), archive: archive('public.orders'), rollup },
-  },
-  { id: 'billing', secretArn: BILLING_SECRET, kmsKeyArn: BILLING_KEY, alarmTopicArn: TEAM_TOPIC, databaseRole: 'billing_owner', jobs: { partition: partition('public.invoices'), archive: archive('public.payments') } },
-  { id: LONG_ID, secretArn: SHARED_SECRET, kmsKeyArn: SHARED_KEY, jobs: { partition: partition('public.events'), rollup } },
+  ...example.filter((entry) => !entry.sandbox),
+  { id: LONG_ID, secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:warehouse-db-StUvWx', jobs: { rollup: housekeeping.rollup } },
 ];
-const SECRETS: Record<string, string> = { orders: ORDERS_SECRET, billing: BILLING_SECRET, [LONG_ID]: SHARED_SECRET };
-const JOBS: Record<string, string[]> = { orders: ['partition', 'archive', 'rollup'], billing: ['partition', 'archive'], [LONG_ID]: ['partition', 'rollup'] };
+const SECRETS: Record<string, string> = Object.fromEntries(fleet.map((entry) => [entry.id, entry.secretArn!]));
+const JOBS: Record<string, string[]> = Object.fromEntries(fleet.map((entry) => [entry.id, ['partition', 'archive', 'rollup'].filter((job) => job in entry.jobs)]));
+const entryOf = (id: string) => fleet.find((entry) => entry.id === id)!;
 
 type Resource = Synthesized['json']['Resources'][string];
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -75,7 +70,13 @@ function roleStatements(shape: Synthesized, roleLogicalId: string): Array<{ Acti
 const roleOf = (fn: Resource) => props(fn).Role['Fn::GetAtt'][0] as string;
 const actions = (statement: { Action: unknown }) => [statement.Action].flat() as string[];
 
-describe('three databases in one stack', () => {
+describe("the README's three databases (and a fourth with a 63-character id) in one stack", () => {
+  it('the example is three databases and the sandbox: orders in a VPC, billing with its own key and topic, analytics in another account', () => {
+    expect(example.map((entry) => entry.id)).toEqual(['demo', 'orders', 'billing', 'analytics']);
+    expect(planFleet(example, { sandbox: false }).map((stack) => [stack.stackName, stack.databases.map((d) => d.id)])).toEqual([['PgHousekeeping', ['orders', 'billing', 'analytics']]]);
+    expect(entryOf('analytics').secretArn).toBe(SHARED_SECRET);
+  });
+
   it('one function per job per database, each told its database and given its own secret, named for both', () => {
     expect(functions.map((f) => `${f.database}/${f.job}`).sort()).toEqual(Object.entries(JOBS).flatMap(([db, jobs]) => jobs.map((job) => `${db}/${job}`)).sort());
     for (const { database, job, resource } of functions) {
@@ -84,14 +85,18 @@ describe('three databases in one stack', () => {
       expect(props(resource).FunctionName).toBe(databaseNames('Fleet', database).function(job));
     }
     expect(props(functions.find((f) => f.database === 'orders' && f.job === 'archive')!.resource).FunctionName).toBe('Fleet-orders-archive');
-    // Each function ships its own database's policy.
-    const asset = (db: string, job: string) => JSON.parse(readFileSync(join(three.assetDir(functions.find((f) => f.database === db && f.job === job)!.logicalId), 'policy.json'), 'utf8'));
-    expect(asset('orders', 'partition').targets[0].table).toBe('public.orders_events');
-    expect(asset('billing', 'partition').targets[0].table).toBe('public.invoices');
-    expect(asset(LONG_ID, 'partition').targets[0].table).toBe('public.events');
-    // Per database: its role, its network.
-    expect(props(functions.find((f) => f.database === 'billing')!.resource).Environment.Variables.PGHK_DB_ROLE).toBe('billing_owner');
-    for (const { database, resource } of functions) expect(Boolean(props(resource).VpcConfig), database).toBe(database === 'orders');
+    // Each function ships its own database's policy, and only it.
+    for (const { logicalId, database, job } of functions) {
+      const shipped = JSON.parse(readFileSync(join(three.assetDir(logicalId), 'policy.json'), 'utf8'));
+      expect(shipped, `${database}/${job}`).toEqual(JSON.parse(JSON.stringify(entryOf(database).jobs[job as 'partition']!.policy)));
+    }
+    // Per database: its role, its network (billing's in the group it names).
+    for (const { database, resource } of functions) {
+      expect(props(resource).Environment.Variables.PGHK_DB_ROLE, database).toBe(entryOf(database).databaseRole);
+      expect(Boolean(props(resource).VpcConfig), database).toBe(Boolean(entryOf(database).network));
+    }
+    expect(props(functions.find((f) => f.database === 'billing')!.resource).VpcConfig.SecurityGroupIds).toEqual(['sg-0123456789abcdef0']);
+    three.template.resourceCountIs('AWS::EC2::SecurityGroup', 1);
   });
 
   it('IAM: each function may read the secret of the database it serves and no other; kms:Decrypt only on its key, through Secrets Manager, for that secret', () => {
@@ -103,7 +108,7 @@ describe('three databases in one stack', () => {
       expect(secretStatements[0]!.Resource).toBe(SECRETS[database]);
       expect([...new Set(JSON.stringify(statements).match(/arn:aws:secretsmanager:[^"]+/g))].filter((arn) => allSecrets.includes(arn))).toEqual([SECRETS[database]]);
       const kms = statements.filter((s) => actions(s).some((a) => a.startsWith('kms:')));
-      const key = fleet.find((entry) => entry.id === database)!.kmsKeyArn;
+      const key = entryOf(database).kmsKeyArn;
       if (!key) {
         expect(kms, `${database}/${job}`).toEqual([]);
         continue;
@@ -122,11 +127,10 @@ describe('three databases in one stack', () => {
 
   it("outputs each database's function roles (what another account's secret and key policies name)", () => {
     const outputs = Object.entries(three.json.Outputs ?? {}).filter(([key]) => key.includes('FunctionRoleArns'));
-    expect(outputs).toHaveLength(3);
-    const longRoles = outputs.find(([key]) => key.startsWith(LONG_ID.replace(/-/g, '').slice(0, 20)))!;
-    const roles = functions.filter((f) => f.database === LONG_ID).map((f) => roleOf(f.resource));
-    expect(JSON.stringify(longRoles[1].Value)).toContain(roles[0]);
-    expect(JSON.stringify(longRoles[1].Value)).toContain(roles[1]);
+    expect(outputs).toHaveLength(4);
+    const [, analytics] = outputs.find(([key]) => key.startsWith('analyticsFunctionRoleArns'))!;
+    const roles = functions.filter((f) => f.database === 'analytics').map((f) => ({ 'Fn::GetAtt': [roleOf(f.resource), 'Arn'] }));
+    expect(analytics.Value).toEqual({ 'Fn::Join': ['', [roles[0], ',', roles[1]]] });
   });
 
   it('each schedule invokes the function of its own database, is named for it, and sends {}', () => {
@@ -147,6 +151,9 @@ describe('three databases in one stack', () => {
     expect(new Set(names).size).toBe(names.length);
     expect(new Set(scheduleNames).size).toBe(scheduleNames.length);
     const long = databaseNames('Fleet', LONG_ID);
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    expect(readme).toContain(`\`${databaseNames('PgHousekeeping', LONG_ID).function('partition')}\``);
+    expect(readme).toContain(`--function-name ${databaseNames('PgHousekeeping', 'orders').function('archive')}\n`);
     // Cut short, a hash of the whole name, and the job whole.
     expect(long.function('partition')).toMatch(/^Fleet-analytics-warehouse-reporting-eu-west-1-[0-9a-f]{8}-partition$/);
     expect(long.function('partition')).toBe(databaseNames('Fleet', LONG_ID).function('partition'));
@@ -166,7 +173,7 @@ describe('metrics, alarms, dashboard and saved queries of three databases', () =
     for (const [db, jobs] of Object.entries(JOBS)) {
       const own = all.filter((a) => a.AlarmName.startsWith(`Fleet ${db} `));
       // Errors, Failures, NotInvoked, Stale per job; PartitionsAheadLow with partition; RollupLagHigh with rollup.
-      expect(own, db).toHaveLength(jobs.length * 4 + 1 + (jobs.includes('rollup') ? 1 : 0));
+      expect(own, db).toHaveLength(jobs.length * 4 + (jobs.includes('partition') ? 1 : 0) + (jobs.includes('rollup') ? 1 : 0));
       const ownFunctions = functions.filter((f) => f.database === db).map((f) => f.logicalId);
       for (const alarm of own) {
         expect(alarm.AlarmDescription, alarm.AlarmName).toContain(`of database ${db}:`);
@@ -188,7 +195,7 @@ describe('metrics, alarms, dashboard and saved queries of three databases', () =
   it("alarms notify the deployment's topic, and a database's own team topic besides", () => {
     const [emailTopic] = ofType(three, 'AWS::SNS::Topic')[0]!;
     for (const alarm of alarms()) {
-      const expected = alarm.AlarmName.startsWith('Fleet billing ') ? [{ Ref: emailTopic }, TEAM_TOPIC] : [{ Ref: emailTopic }];
+      const expected = alarm.AlarmName.startsWith('Fleet billing ') ? [{ Ref: emailTopic }, entryOf('billing').alarmTopicArn] : [{ Ref: emailTopic }];
       expect(alarm.AlarmActions, alarm.AlarmName).toEqual(expected);
     }
     three.template.resourceCountIs('AWS::SNS::Topic', 1);
@@ -200,9 +207,10 @@ describe('metrics, alarms, dashboard and saved queries of three databases', () =
     const widgets = dashboardWidgets(props(dashboards[0]![1]).DashboardBody);
     const rows = new Map<number, typeof widgets>();
     for (const widget of widgets) rows.set(widget.y, [...(rows.get(widget.y) ?? []), widget]);
-    expect(rows.size).toBe(3);
+    expect(rows.size).toBe(4);
     const order = [...rows.keys()].sort((a, b) => a - b);
-    expect(order.map((y) => rows.get(y)![0]!.properties.title.split(':')[0])).toEqual(['orders', 'billing', LONG_ID]);
+    expect(order.map((y) => rows.get(y)![0]!.properties.title.split(':')[0])).toEqual(['orders', 'billing', 'analytics', LONG_ID]);
+    expect(rows.get(order[0]!)).toHaveLength(6);
     for (const y of order) {
       const row = rows.get(y)!;
       const db = row[0]!.properties.title.split(':')[0];
@@ -218,7 +226,7 @@ describe('metrics, alarms, dashboard and saved queries of three databases', () =
 
   it('saved queries per database: named under its id, over its own log groups, filtered by it', () => {
     const queries = ofType(three, 'AWS::Logs::QueryDefinition').map(([, q]) => props(q));
-    expect(queries).toHaveLength(9);
+    expect(queries).toHaveLength(12);
     for (const [db, jobs] of Object.entries(JOBS)) {
       const own = queries.filter((q) => q.Name.startsWith(`pg-housekeeper/Fleet/${db}/`));
       expect(own.map((q) => q.Name.split('/').at(-1)).sort(), db).toEqual(['failed-runs', 'run-summaries', 'slowest-targets']);
@@ -264,6 +272,13 @@ describe('a fleet refuses at synth, naming the entry and field', () => {
     expect(() => new HousekeepingStack(new App({ context: CDK_CONTEXT }), 'Bad', { databases, env: ENV })).toThrowError(message);
   });
 
+  it("a bad policy names the database it belongs to", () => {
+    const bad = entry('orders', { jobs: { partition: { ...partition('public.events'), policy: { targets: [{ table: 'public.events', interval: 'day', premake: 0 }] } } } });
+    expect(() => new HousekeepingStack(new App({ context: CDK_CONTEXT }), 'Bad', { databases: [entry('billing'), bad], env: ENV })).toThrowError(
+      /^orders\.partition\.policy\.targets\[0\]\.premake: Too small/,
+    );
+  });
+
   it("a secret in another account without its customer-managed key, or in another region, at synth (not at the first night's run)", () => {
     const stackOf = (databases: DatabaseConfig[]) => () => new HousekeepingStack(new App({ context: CDK_CONTEXT }), 'Bad', { databases, env: ENV });
     expect(stackOf([entry('shared', { secretArn: SHARED_SECRET })])).toThrowError(
@@ -287,10 +302,11 @@ describe('a fleet refuses at synth, naming the entry and field', () => {
 describe('how many databases fit in a stack', () => {
   // The largest database: three jobs, in a VPC, with the security group made for it. Identical
   // policies keep the bundling cached, so dozens of functions build in seconds.
-  const full = (id: string): DatabaseConfig => ({ ...fleet[0]!, id });
-  const stackOf = (count: number) =>
+  const full = (id: string): DatabaseConfig => ({ ...entryOf('orders'), id });
+  const withGroup = (id: string): DatabaseConfig => ({ ...entryOf('orders'), id, network: { ...entryOf('orders').network!, securityGroupId: 'sg-0123456789abcdef0' } });
+  const stackOf = (count: number, entry = full) =>
     new HousekeepingStack(new App({ context: CDK_CONTEXT }), 'Count', {
-      databases: Array.from({ length: count }, (_, i) => full(`db-${i}`)),
+      databases: Array.from({ length: count }, (_, i) => entry(`db-${i}`)),
       deployment: { alarmEmail: 'platform@example.com' },
       env: ENV,
     });
@@ -302,10 +318,13 @@ describe('how many databases fit in a stack', () => {
     const shared = resources(one) - perDatabase;
     const fit = Math.floor((STACK_RESOURCE_LIMIT - shared) / perDatabase);
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-    expect(readme).toContain(`**${perDatabase} resources** per database`);
+    expect(entryOf('orders').jobs).toBe(housekeeping);
+    expect(readme).toContain(`**${perDatabase} resources** per database (${resources(stackOf(2, withGroup)) - resources(stackOf(1, withGroup))} with a \`securityGroupId\` given;`);
+    expect(readme).toContain(`the stack\nadds ${shared} of its own`);
     expect(readme).toContain(`**${fit} databases** fit in one stack`);
     expect(stackOf(fit).node.validate()).toEqual([]);
     const over = stackOf(fit + 1);
+    expect(readme).toContain(`holds ${fit + 1} databases, ${resources(over)} resources; CloudFormation allows 500 in one stack.`);
     expect(over.node.validate()).toEqual([
       `Count holds ${fit + 1} databases, ${resources(over)} resources; CloudFormation allows 500 in one stack. ` +
         `Move some databases to another stack: stack: 'CountB' on their entries in infra/housekeeping.config.ts, then cdk deploy --all (README, "How many databases fit in a stack")`,
@@ -321,18 +340,26 @@ describe('the config file and the app', () => {
     const listed = [...shippedDatabases, ...fleet, { ...fleet[0]!, id: 'orders-eu', stack: 'PgHousekeepingEu' }];
     const plain = readContext(() => undefined, listed);
     expect(plain.stacks.map((s) => [s.stackId, s.databases!.map((d) => d.id)])).toEqual([
-      ['PgHousekeeping', ['orders', 'billing', LONG_ID]],
+      ['PgHousekeeping', ['orders', 'billing', 'analytics', LONG_ID]],
       ['PgHousekeepingEu', ['orders-eu']],
     ]);
     expect(() => readContext((key) => ({ secretArn: ORDERS_SECRET })[key], listed)).toThrowError(/^secretArn: deploys one database, but infra\/housekeeping\.config\.ts lists orders, billing/);
     expect(() => readContext((key) => ({ vpcId: 'vpc-0abc' })[key], listed)).toThrowError(/^vpcId: goes with -c secretArn; each database listed/);
   });
 
-  it('-c secretArn=… is a fleet of one: database "main", under the construct ids a one-database stack always had', () => {
-    const { stacks } = readContext((key) => ({ secretArn: ORDERS_SECRET })[key], shippedDatabases);
+  it('-c secretArn=… is a fleet of one: database "main", keeping the log groups, queues and alarm topic a one-database stack always had', () => {
+    const { stacks, deployment } = readContext((key) => ({ secretArn: ORDERS_SECRET, alarmEmail: 'oncall@example.com' })[key], shippedDatabases);
     expect(stacks).toEqual([{ stackId: 'PgHousekeeping', target: { kind: 'existing', secretArn: ORDERS_SECRET, vpcId: undefined, subnetIds: undefined, securityGroupId: undefined } }]);
-    const stack = new HousekeepingStack(new App({ context: CDK_CONTEXT }), 'One', { ...stacks[0]!, env: ENV });
+    const stack = new HousekeepingStack(new App({ context: CDK_CONTEXT }), 'PgHousekeeping', { ...stacks[0]!, deployment, env: ENV });
     expect(Object.keys(stack.databases)).toEqual(['main']);
-    expect(stack.housekeeping.node.path).toBe('One/Housekeeping');
+    const logicalIds = stack.node.findAll().filter((c) => CfnResource.isCfnResource(c)).map((c) => stack.getLogicalId(c as CfnResource));
+    // The logical ids of the stateful resources before fleets (main at bcd8c8c): an upgrade updates them in place.
+    expect(logicalIds).toEqual(
+      expect.arrayContaining([
+        'HousekeepingPartitionLogs242863D1', 'HousekeepingArchiveLogs1811614E', 'HousekeepingRollupLogs3C020911',
+        'HousekeepingPartitionFailuresC9CDA886', 'HousekeepingArchiveFailuresF6E43A64', 'HousekeepingRollupFailures3BBDADD8',
+        'HousekeepingAlarmsKey461388F5', 'HousekeepingAlarms5A91E152',
+      ]),
+    );
   });
 });
