@@ -1,4 +1,4 @@
-import { COMPLETE_SECRET_ARN, DEFAULT_STACK, planFleet, TOPIC_ARN, type DatabaseConfig } from './fleet';
+import { COMPLETE_SECRET_ARN, type DatabaseConfig, DEFAULT_STACK, planFleet, TOPIC_ARN } from './fleet';
 import type { DeploymentOptions, Target } from './stack';
 
 /** The one line `cdk synth` prints when the context does not say what to deploy. */
@@ -10,7 +10,7 @@ export const USAGE =
 export class UsageError extends Error {}
 
 /** One stack the app synthesizes: a fleet's databases, or one database given by context (or the sandbox's). */
-export interface StackChoice {
+interface StackChoice {
   stackId: string;
   target?: Target;
   databases?: DatabaseConfig[];
@@ -38,7 +38,9 @@ export function readContext(context: (key: string) => unknown, databases: readon
   const demo = text('demo') === 'true';
   const secretArn = text('secretArn');
   if (secretArn && !COMPLETE_SECRET_ARN.test(secretArn)) {
-    throw new UsageError(`secretArn: ${secretArn} is not a complete secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf, as the console shows it)`);
+    throw new UsageError(
+      `secretArn: ${secretArn} is not a complete secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf, as the console shows it)`,
+    );
   }
   const alarmTopicArn = text('alarmTopicArn');
   if (alarmTopicArn && !TOPIC_ARN.test(alarmTopicArn)) throw new UsageError(`alarmTopicArn: ${alarmTopicArn} is not an SNS topic ARN`);
@@ -57,25 +59,35 @@ export function readContext(context: (key: string) => unknown, databases: readon
   };
   if (demo) {
     const stacks = planFleet(databases, { sandbox: true });
-    if (stacks.length === 0) throw new UsageError("demo: infra/housekeeping.config.ts lists no sandbox database ({ id: 'demo', sandbox: true, jobs: demoHousekeeping })");
+    if (stacks.length === 0)
+      throw new UsageError("demo: infra/housekeeping.config.ts lists no sandbox database ({ id: 'demo', sandbox: true, jobs: demoHousekeeping })");
     return { stacks: stacks.map(({ stackName, databases: entries }) => ({ stackId: stackName, databases: entries })), sandbox: true, deployment };
   }
   const fleet = planFleet(databases, { sandbox: false });
   if (!secretArn) {
     if (fleet.length === 0) {
-      throw new UsageError('nothing to deploy: list your databases in infra/housekeeping.config.ts, or pass -c secretArn=… for one existing database, or -c demo=true for a sandbox');
+      throw new UsageError(
+        'nothing to deploy: list your databases in infra/housekeeping.config.ts, or pass -c secretArn=… for one existing database, or -c demo=true for a sandbox',
+      );
     }
     const oneDatabaseKey = ONE_DATABASE_KEYS.find((key) => text(key) !== undefined);
     if (oneDatabaseKey) {
-      throw new UsageError(`${oneDatabaseKey}: goes with -c secretArn; each database listed in infra/housekeeping.config.ts sets its own (network, databaseRole)`);
+      throw new UsageError(
+        `${oneDatabaseKey}: goes with -c secretArn; each database listed in infra/housekeeping.config.ts sets its own (network, databaseRole)`,
+      );
     }
     return { stacks: fleet.map(({ stackName, databases: entries }) => ({ stackId: stackName, databases: entries })), sandbox: false, deployment };
   }
   if (fleet.length > 0) {
     const ids = fleet.flatMap((stack) => stack.databases.map((entry) => entry.id));
-    throw new UsageError(`secretArn: deploys one database, but infra/housekeeping.config.ts lists ${ids.join(', ')}: deploy those with cdk deploy (no secretArn), or add this one to the list`);
+    throw new UsageError(
+      `secretArn: deploys one database, but infra/housekeeping.config.ts lists ${ids.join(', ')}: deploy those with cdk deploy (no secretArn), or add this one to the list`,
+    );
   }
-  const subnetIds = text('subnetIds')?.split(',').map((s) => s.trim()).filter(Boolean);
+  const subnetIds = text('subnetIds')
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const vpcId = text('vpcId');
   if (vpcId && !subnetIds?.length) throw new UsageError('subnetIds: required with vpcId (comma-separated private subnet ids)');
   return {

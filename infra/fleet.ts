@@ -1,9 +1,10 @@
+import { JOB_NAMES, type JobName } from '../functions/registry';
 import { databaseIdProblem } from '../shared/database-id';
 import { ConfigError } from '../shared/errors';
 import type { PgHousekeepingProps } from './pg-housekeeping';
 
 /** One database's jobs: each with its schedule and policy side by side (README, "Deploying with CDK"). */
-export type DatabaseJobs = Pick<PgHousekeepingProps, 'partition' | 'archive' | 'rollup' | 'rollupLagAlarmSeconds'>;
+export type DatabaseJobs = Pick<PgHousekeepingProps, JobName | 'rollupLagAlarmSeconds'>;
 
 /** Where a database's functions run: its VPC and private subnets, and optionally their security group. */
 export interface DatabaseNetwork {
@@ -44,18 +45,18 @@ export interface DatabaseConfig {
 /** The stack the fleet's databases go to unless their entry names another. */
 export const DEFAULT_STACK = 'PgHousekeeping';
 /** The sandbox's stack (`-c demo=true`): the entries with `sandbox: true`. */
-export const SANDBOX_STACK = 'PgHousekeepingSandbox';
+const SANDBOX_STACK = 'PgHousekeepingSandbox';
 
 // Secrets Manager appends a hyphen and six characters to the name; fromSecretCompleteArn needs them.
 export const COMPLETE_SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):(\d{12}):secret:[\w/+=.@-]+-[A-Za-z0-9]{6}$/;
 // A key's ARN, not an alias: an IAM statement on an alias ARN does not cover the key it points to.
-export const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:([a-z0-9-]+):(\d{12}):key\/[A-Za-z0-9-]+$/;
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:([a-z0-9-]+):(\d{12}):key\/[A-Za-z0-9-]+$/;
 export const TOPIC_ARN = /^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$/;
 // No hyphen: a physical name is `<stack>-<database>-<job>`, so the first hyphen always ends the stack's part.
 const STACK_NAME = /^[A-Za-z][A-Za-z0-9]{0,39}$/;
 
 /** Region and account of a complete secret or key ARN (validated by the patterns above). */
-export function arnParts(arn: string, pattern: RegExp): { region: string; account: string } | undefined {
+function arnParts(arn: string, pattern: RegExp): { region: string; account: string } | undefined {
   const match = pattern.exec(arn);
   return match ? { region: match[1]!, account: match[2]! } : undefined;
 }
@@ -92,7 +93,10 @@ export function checkDatabases(databases: readonly DatabaseConfig[], where = 'da
     if (idProblem) throw new ConfigError(`${at}.id`, idProblem);
     const first = seen.get(entry.id);
     if (first !== undefined) {
-      throw new ConfigError(`${at}.id`, `"${entry.id}" is also ${where}[${first}].id; each database needs its own id (it names its metrics, alarms and functions)`);
+      throw new ConfigError(
+        `${at}.id`,
+        `"${entry.id}" is also ${where}[${first}].id; each database needs its own id (it names its metrics, alarms and functions)`,
+      );
     }
     seen.set(entry.id, index);
     checkEntry(entry, at);
@@ -104,45 +108,65 @@ function checkEntry(entry: DatabaseConfig, at: string): void {
   const unknown = Object.keys(entry).filter((key) => !known.has(key));
   if (unknown.length > 0) throw new ConfigError(`${at}.${unknown[0]}`, `is not a database setting (expected ${[...known].join(', ')})`);
   if (entry.sandbox !== undefined && entry.sandbox !== true) throw new ConfigError(`${at}.sandbox`, 'true, or leave it out');
-  if (entry.sandbox && entry.secretArn !== undefined) throw new ConfigError(`${at}.secretArn`, 'a sandbox database makes its own secret; set secretArn or sandbox: true, not both');
+  if (entry.sandbox && entry.secretArn !== undefined)
+    throw new ConfigError(`${at}.secretArn`, 'a sandbox database makes its own secret; set secretArn or sandbox: true, not both');
   if (!entry.sandbox && entry.secretArn === undefined) {
-    throw new ConfigError(`${at}.secretArn`, "is required: the complete ARN of the database's secret (or sandbox: true for a database the sandbox makes)");
+    throw new ConfigError(
+      `${at}.secretArn`,
+      "is required: the complete ARN of the database's secret (or sandbox: true for a database the sandbox makes)",
+    );
   }
   let secret: { region: string; account: string } | undefined;
   if (entry.secretArn !== undefined) {
     secret = arnParts(entry.secretArn, COMPLETE_SECRET_ARN);
     if (!secret) {
-      throw new ConfigError(`${at}.secretArn`, `${entry.secretArn} is not a complete secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf, as the console shows it)`);
+      throw new ConfigError(
+        `${at}.secretArn`,
+        `${entry.secretArn} is not a complete secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf, as the console shows it)`,
+      );
     }
   }
   if (entry.kmsKeyArn !== undefined) {
     if (entry.sandbox) throw new ConfigError(`${at}.kmsKeyArn`, "a sandbox database's secret uses Secrets Manager's own key");
     const key = arnParts(entry.kmsKeyArn, KMS_KEY_ARN);
-    if (!key) throw new ConfigError(`${at}.kmsKeyArn`, `${entry.kmsKeyArn} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID; an alias ARN is not enough for IAM)`);
+    if (!key)
+      throw new ConfigError(
+        `${at}.kmsKeyArn`,
+        `${entry.kmsKeyArn} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID; an alias ARN is not enough for IAM)`,
+      );
     if (secret && key.region !== secret.region) {
-      throw new ConfigError(`${at}.kmsKeyArn`, `the key is in ${key.region}, the secret in ${secret.region}: Secrets Manager encrypts with a key of the secret's own region`);
+      throw new ConfigError(
+        `${at}.kmsKeyArn`,
+        `the key is in ${key.region}, the secret in ${secret.region}: Secrets Manager encrypts with a key of the secret's own region`,
+      );
     }
   }
   if (entry.network !== undefined) {
     if (entry.sandbox) throw new ConfigError(`${at}.network`, "a sandbox database runs in the sandbox's own VPC");
     const { vpcId, subnetIds, securityGroupId } = entry.network;
-    if (typeof vpcId !== 'string' || !/^vpc-[0-9a-f]+$/.test(vpcId)) throw new ConfigError(`${at}.network.vpcId`, `expected a VPC id like vpc-0abc (got ${JSON.stringify(vpcId)})`);
+    if (typeof vpcId !== 'string' || !/^vpc-[0-9a-f]+$/.test(vpcId))
+      throw new ConfigError(`${at}.network.vpcId`, `expected a VPC id like vpc-0abc (got ${JSON.stringify(vpcId)})`);
     if (!Array.isArray(subnetIds) || subnetIds.length === 0) throw new ConfigError(`${at}.network.subnetIds`, 'at least one private subnet id');
     for (const [i, subnet] of subnetIds.entries()) {
-      if (typeof subnet !== 'string' || !/^subnet-[0-9a-f]+$/.test(subnet)) throw new ConfigError(`${at}.network.subnetIds[${i}]`, `expected a subnet id like subnet-0abc (got ${JSON.stringify(subnet)})`);
+      if (typeof subnet !== 'string' || !/^subnet-[0-9a-f]+$/.test(subnet))
+        throw new ConfigError(`${at}.network.subnetIds[${i}]`, `expected a subnet id like subnet-0abc (got ${JSON.stringify(subnet)})`);
     }
     if (securityGroupId !== undefined && !/^sg-[0-9a-f]+$/.test(securityGroupId)) {
       throw new ConfigError(`${at}.network.securityGroupId`, `expected a security group id like sg-0abc (got ${JSON.stringify(securityGroupId)})`);
     }
   }
-  if (entry.alarmTopicArn !== undefined && !TOPIC_ARN.test(entry.alarmTopicArn)) throw new ConfigError(`${at}.alarmTopicArn`, `${entry.alarmTopicArn} is not an SNS topic ARN`);
+  if (entry.alarmTopicArn !== undefined && !TOPIC_ARN.test(entry.alarmTopicArn))
+    throw new ConfigError(`${at}.alarmTopicArn`, `${entry.alarmTopicArn} is not an SNS topic ARN`);
   if (entry.stack !== undefined) {
     if (entry.sandbox) throw new ConfigError(`${at}.stack`, `sandbox databases all go to ${SANDBOX_STACK}`);
     if (!STACK_NAME.test(entry.stack) || entry.stack === SANDBOX_STACK) {
-      throw new ConfigError(`${at}.stack`, `${JSON.stringify(entry.stack)} must be letters and digits, at most 40, starting with a letter (e.g. "PgHousekeepingEu"), and not ${SANDBOX_STACK}`);
+      throw new ConfigError(
+        `${at}.stack`,
+        `${JSON.stringify(entry.stack)} must be letters and digits, at most 40, starting with a letter (e.g. "PgHousekeepingEu"), and not ${SANDBOX_STACK}`,
+      );
     }
   }
-  if (!entry.jobs || typeof entry.jobs !== 'object' || !(entry.jobs.partition || entry.jobs.archive || entry.jobs.rollup)) {
-    throw new ConfigError(`${at}.jobs`, 'deploys no job: give it partition, archive or rollup (each { schedule, policy })');
+  if (!entry.jobs || typeof entry.jobs !== 'object' || !JOB_NAMES.some((job) => entry.jobs[job])) {
+    throw new ConfigError(`${at}.jobs`, `deploys no job: give it ${JOB_NAMES.join(', ')} (each { schedule, policy })`);
   }
 }

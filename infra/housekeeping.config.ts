@@ -60,7 +60,13 @@ export const housekeeping: HousekeepingConfig = {
           timeColumn: 'occurred_at',
           changedAtColumn: 'updated_at',
           target: 'public.usage_hourly',
-          spec: { groupBy: ['tenant_id'], measures: [{ name: 'events', fn: 'count' }, { name: 'units', fn: 'sum', column: 'units' }] },
+          spec: {
+            groupBy: ['tenant_id'],
+            measures: [
+              { name: 'events', fn: 'count' },
+              { name: 'units', fn: 'sum', column: 'units' },
+            ],
+          },
         },
       ],
     },
@@ -81,12 +87,30 @@ export const demoHousekeeping: HousekeepingConfig = {
   },
   archive: {
     schedule: { rate: Duration.hours(1) },
-    policy: { targets: [{ source: 'demo.orders', destination: 'demo.orders_archive', ageColumn: 'completed_at', ageFallbackColumn: 'created_at', retention: '90 days' }] },
+    policy: {
+      targets: [
+        {
+          source: 'demo.orders',
+          destination: 'demo.orders_archive',
+          ageColumn: 'completed_at',
+          ageFallbackColumn: 'created_at',
+          retention: '90 days',
+        },
+      ],
+    },
   },
   rollup: {
     schedule: { rate: Duration.minutes(15) },
     policy: {
-      targets: [{ name: 'demo_events_hourly', source: 'demo.events', timeColumn: 'occurred_at', target: 'demo.events_hourly', spec: { groupBy: ['kind'], measures: [{ name: 'events', fn: 'count' }] } }],
+      targets: [
+        {
+          name: 'demo_events_hourly',
+          source: 'demo.events',
+          timeColumn: 'occurred_at',
+          target: 'demo.events_hourly',
+          spec: { groupBy: ['kind'], measures: [{ name: 'events', fn: 'count' }] },
+        },
+      ],
     },
   },
 };

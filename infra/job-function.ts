@@ -3,23 +3,23 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Arn, ArnFormat, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { Arn, ArnFormat, Duration, type RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
-import { Architecture, Runtime, type RecursiveLoop } from 'aws-cdk-lib/aws-lambda';
+import { Architecture, type RecursiveLoop, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { DATABASE_ID_VARIABLE } from '../shared/database-id';
-import { METRICS_NAMESPACE } from '../shared/metrics';
+import type { JobName } from '../functions/registry';
+import { DEPLOYED_POLICY_FILE, ENV, METRICS_NAMESPACE, SERVICE_NAME } from '../shared/environment';
 import { formatWindow, type MaintenanceWindow } from '../shared/window';
 
 export interface JobFunctionProps {
   /** Folder under functions/ holding handler.ts. */
-  entry: 'partition' | 'archive' | 'rollup' | 'demo-seed';
+  entry: JobName | 'demo-seed';
   /** The database this function serves (PGHK_DATABASE_ID): on its log lines and metric dimensions. */
   databaseId?: string;
   /** Physical function name (infra/names.ts); CloudFormation makes one up when unset. */
@@ -55,7 +55,7 @@ export interface JobFunctionProps {
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
 /** The newest Node.js runtime aws-cdk-lib offers; esbuild targets the same version. */
-export const RUNTIME = Runtime.NODEJS_24_X;
+const RUNTIME = Runtime.NODEJS_24_X;
 
 /**
  * Node 20+ Lambda runtimes no longer trust Amazon's CA certificates unless this variable points
@@ -63,9 +63,6 @@ export const RUNTIME = Runtime.NODEJS_24_X;
  * Proxy's certificates chain to), where a `ca` option would replace them.
  */
 export const LAMBDA_CA_CERTS = '/var/runtime/ca-cert.pem';
-
-/** Name of the deployed policy inside each job's bundle (read by shared/lambda.ts). */
-export const POLICY_FILE = 'policy.json';
 
 /** The bundling every function shares: local esbuild (no Docker), minified, source maps, Node 24. */
 export const BUNDLING = {
@@ -133,15 +130,15 @@ export class JobFunction extends Construct {
       vpcSubnets: props.vpcSubnets,
       securityGroups: props.securityGroups,
       environment: {
-        PGHK_DB_SECRET_ARN: props.databaseSecret.secretArn,
-        ...(props.databaseId ? { [DATABASE_ID_VARIABLE]: props.databaseId } : {}),
+        [ENV.dbSecretArn]: props.databaseSecret.secretArn,
+        ...(props.databaseId ? { [ENV.databaseId]: props.databaseId } : {}),
         NODE_EXTRA_CA_CERTS: LAMBDA_CA_CERTS,
-        POWERTOOLS_SERVICE_NAME: 'pg-housekeeper',
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         NODE_OPTIONS: '--enable-source-maps',
-        ...(props.databaseRole ? { PGHK_DB_ROLE: props.databaseRole } : {}),
-        ...(props.maxContinuations !== undefined ? { PGHK_MAX_CONTINUATIONS: String(props.maxContinuations) } : {}),
-        ...(props.window ? { PGHK_MAINTENANCE_WINDOW: formatWindow(props.window) } : {}),
+        ...(props.databaseRole ? { [ENV.dbRole]: props.databaseRole } : {}),
+        ...(props.maxContinuations !== undefined ? { [ENV.maxContinuations]: String(props.maxContinuations) } : {}),
+        ...(props.window ? { [ENV.maintenanceWindow]: formatWindow(props.window) } : {}),
       },
       bundling: {
         ...BUNDLING,
@@ -150,7 +147,7 @@ export class JobFunction extends Construct {
               commandHooks: {
                 beforeBundling: () => [],
                 beforeInstall: () => [],
-                afterBundling: (_inputDir: string, outputDir: string) => [`cp "${policy}" "${outputDir}/${POLICY_FILE}"`],
+                afterBundling: (_inputDir: string, outputDir: string) => [`cp "${policy}" "${outputDir}/${DEPLOYED_POLICY_FILE}"`],
               },
             }
           : {}),
@@ -167,7 +164,7 @@ export class JobFunction extends Construct {
  * Secrets Manager encrypts every secret value under): a key shared by several databases' secrets
  * still opens only this one for this function.
  */
-export function secretKeyStatement(secret: ISecret, keyArn: string): PolicyStatement {
+function secretKeyStatement(secret: ISecret, keyArn: string): PolicyStatement {
   const fullArn = secret.secretFullArn;
   const region = fullArn && !Token.isUnresolved(fullArn) ? Arn.split(fullArn, ArnFormat.COLON_RESOURCE_NAME).region : Stack.of(secret).region;
   return new PolicyStatement({

@@ -8,13 +8,13 @@ import { createHash } from 'node:crypto';
  */
 
 /** Lambda function names: 64 characters. */
-export const FUNCTION_NAME_LIMIT = 64;
+const FUNCTION_NAME_LIMIT = 64;
 /** EventBridge Scheduler schedule names: 64 characters. */
-export const SCHEDULE_NAME_LIMIT = 64;
+const SCHEDULE_NAME_LIMIT = 64;
 /** CloudWatch alarm names: 255 characters. */
-export const ALARM_NAME_LIMIT = 255;
+const ALARM_NAME_LIMIT = 255;
 /** CloudWatch Logs query definition names: 255 characters. */
-export const QUERY_NAME_LIMIT = 255;
+const QUERY_NAME_LIMIT = 255;
 
 const HASH_LENGTH = 8;
 
@@ -29,7 +29,11 @@ export function fitName(parts: string[], limit: number, separator = '-'): string
   const hash = createHash('sha256').update(full).digest('hex').slice(0, HASH_LENGTH);
   const room = limit - last.length - hash.length - 2 * separator.length;
   if (room < 1) throw new Error(`cannot fit ${JSON.stringify(full)} into ${limit} characters`);
-  const head = parts.slice(0, -1).join(separator).slice(0, room).replace(/[-\s/]+$/, '');
+  const head = parts
+    .slice(0, -1)
+    .join(separator)
+    .slice(0, room)
+    .replace(/[-\s/]+$/, '');
   return [head, hash, last].join(separator);
 }
 

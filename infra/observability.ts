@@ -5,17 +5,18 @@ import {
   Dashboard,
   GraphWidget,
   type GraphWidgetProps,
-  Metric,
-  TreatMissingData,
   type IAlarmAction,
   type IMetric,
+  Metric,
+  TreatMissingData,
 } from 'aws-cdk-lib/aws-cloudwatch';
 import { QueryDefinition, QueryString } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { METRIC, METRICS_NAMESPACE } from '../shared/metrics';
+import { JOBS, type JobName } from '../functions/registry';
+import { METRICS_NAMESPACE, SERVICE_NAME } from '../shared/environment';
+import { METRIC } from '../shared/metrics';
 import type { JobFunction } from './job-function';
 import type { databaseNames } from './names';
-import type { JobName } from './pg-housekeeping';
 
 /** CloudWatch dashboards are 24 columns wide. */
 const DASHBOARD_WIDTH = 24;
@@ -47,8 +48,8 @@ export interface ObservabilityProps {
 }
 
 /** Our EMF metrics carry the dimensions Powertools writes: service, job and database (shared/metrics.ts). */
-export function jobMetric(database: string, job: JobName, name: string, statistic: string, period = Duration.hours(1)): Metric {
-  return new Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: { service: 'pg-housekeeper', job, database }, statistic, period });
+function jobMetric(database: string, job: JobName, name: string, statistic: string, period = Duration.hours(1)): Metric {
+  return new Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: { service: SERVICE_NAME, job, database }, statistic, period });
 }
 
 /** Alarms, one dashboard row and saved Logs Insights queries for one database's deployed jobs. */
@@ -123,7 +124,10 @@ export class Observability extends Construct {
     if (props.jobs.partition) {
       alarm('PartitionsAheadLow', {
         alarmDescription: `pg-housekeeper partition of database ${db}: some table has no partition ready after the current one (or no run reported it); inserts fail at the next boundary`,
-        ...whileRunning(metric('partition', METRIC.partitionsAhead, 'Minimum', props.jobs.partition.period), props.jobs.partition.enabled !== false),
+        ...whileRunning(
+          metric('partition', JOBS.partition.metrics.ahead.name, 'Minimum', props.jobs.partition.period),
+          props.jobs.partition.enabled !== false,
+        ),
         threshold: 1,
         comparisonOperator: ComparisonOperator.LESS_THAN_THRESHOLD,
       });
@@ -131,7 +135,7 @@ export class Observability extends Construct {
     if (props.jobs.rollup) {
       alarm('RollupLagHigh', {
         alarmDescription: `pg-housekeeper rollup of database ${db}: a rollup's watermark is more than ${props.rollupLagAlarmSeconds} s behind the database clock (or no run reported it)`,
-        ...whileRunning(metric('rollup', METRIC.rollupLagSeconds, 'Maximum', props.jobs.rollup.period), props.jobs.rollup.enabled !== false),
+        ...whileRunning(metric('rollup', JOBS.rollup.metrics.lag.name, 'Maximum', props.jobs.rollup.period), props.jobs.rollup.enabled !== false),
         threshold: props.rollupLagAlarmSeconds,
         comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
       });
@@ -143,26 +147,33 @@ export class Observability extends Construct {
     const row: GraphWidget[] = [
       graph({
         title: `${db}: invocations and errors`,
-        left: entries.flatMap(([job, { fn }]) => [fn.function.metricInvocations({ label: `${job} invocations` }), fn.function.metricErrors({ label: `${job} errors` })]),
+        left: entries.flatMap(([job, { fn }]) => [
+          fn.function.metricInvocations({ label: `${job} invocations` }),
+          fn.function.metricErrors({ label: `${job} errors` }),
+        ]),
       }),
       graph({
         title: `${db}: run duration (ms, max) and continuations`,
         left: entries.map(([job]) => metric(job, METRIC.runDuration, 'Maximum')),
         right: entries.map(([job]) => metric(job, METRIC.continuations, 'Sum')),
       }),
-      graph({ title: `${db}: seconds since last success (max over targets)`, left: entries.map(([job]) => metric(job, METRIC.secondsSinceLastSuccess, 'Maximum')) }),
+      graph({
+        title: `${db}: seconds since last success (max over targets)`,
+        left: entries.map(([job]) => metric(job, METRIC.secondsSinceLastSuccess, 'Maximum')),
+      }),
     ];
     if (props.jobs.partition) {
       row.push(
         graph({
           title: `${db}: partitions`,
-          left: [metric('partition', METRIC.partitionsCreated, 'Sum'), metric('partition', METRIC.partitionsRetired, 'Sum')],
-          right: [metric('partition', METRIC.partitionsAhead, 'Minimum')],
+          left: [metric('partition', JOBS.partition.metrics.created.name, 'Sum'), metric('partition', JOBS.partition.metrics.retired.name, 'Sum')],
+          right: [metric('partition', JOBS.partition.metrics.ahead.name, 'Minimum')],
         }),
       );
     }
-    if (props.jobs.archive) row.push(graph({ title: `${db}: rows archived`, left: [metric('archive', METRIC.rowsArchived, 'Sum')] }));
-    if (props.jobs.rollup) row.push(graph({ title: `${db}: rollup lag (s, max)`, left: [metric('rollup', METRIC.rollupLagSeconds, 'Maximum')] }));
+    if (props.jobs.archive) row.push(graph({ title: `${db}: rows archived`, left: [metric('archive', JOBS.archive.metrics.archived.name, 'Sum')] }));
+    if (props.jobs.rollup)
+      row.push(graph({ title: `${db}: rollup lag (s, max)`, left: [metric('rollup', JOBS.rollup.metrics.lag.name, 'Maximum')] }));
     const dashboard = props.dashboard ?? new Dashboard(this, 'Dashboard');
     if (entries.length) dashboard.addWidgets(...row);
 
@@ -186,7 +197,9 @@ export class Observability extends Construct {
       queryString: new QueryString({
         fields: ['@timestamp', 'database', 'job', 'durationMs', 'dryRun'],
         filterStatements: [onlyThisDatabase, 'message = "run summary"'],
-        statsStatements: ['count(*) as runs, sum(strcontains(@message, "\\"failed\\":[\\"")) as runsWithFailures, avg(durationMs) as avgMs, max(durationMs) as maxMs by job, bin(1d)'],
+        statsStatements: [
+          'count(*) as runs, sum(strcontains(@message, "\\"failed\\":[\\"")) as runsWithFailures, avg(durationMs) as avgMs, max(durationMs) as maxMs by job, bin(1d)',
+        ],
       }),
     });
     new QueryDefinition(this, 'SlowestRunsQuery', {

@@ -1,7 +1,7 @@
 import { Arn, ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, TimeZone, Token } from 'aws-cdk-lib';
 import type { Dashboard, IAlarmAction } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
-import { SecurityGroup, type IConnectable, type ISecurityGroup, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
+import { type IConnectable, type ISecurityGroup, type IVpc, SecurityGroup, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { Policy, PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { RecursiveLoop } from 'aws-cdk-lib/aws-lambda';
@@ -9,26 +9,24 @@ import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Schedule, ScheduleExpression, ScheduleTargetInput, TimeWindow } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
-import { Topic, type ITopic } from 'aws-cdk-lib/aws-sns';
+import { type ITopic, Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { z } from 'zod';
-import { archiveEventSchema, type ArchiveEventInput } from '../functions/archive/policy';
-import { partitionEventSchema, type PartitionEventInput } from '../functions/partition/policy';
-import { rollupEventSchema, type RollupEventInput } from '../functions/rollup/policy';
-import { parseConfig } from '../shared/config';
+import { JOB_NAMES, JOBS, type JobName } from '../functions/registry';
 import { databaseIdProblem } from '../shared/database-id';
 import { identifierProblem } from '../shared/identifiers';
+import type { Job } from '../shared/job';
 import { LAMBDA_RECURSION_LIMIT, MAX_CONTINUATIONS_CAP } from '../shared/lambda-limits';
-import { windowProblems, type MaintenanceWindow } from '../shared/window';
+import { parseJobEvent } from '../shared/run-job';
+import { type MaintenanceWindow, windowProblems } from '../shared/window';
 import { JobFunction } from './job-function';
 import { databaseNames } from './names';
 import { Observability, type WatchedJob } from './observability';
-import { resolveSchedule, type JobSchedule, type ResolvedSchedule } from './schedule-expression';
+import { type JobSchedule, type ResolvedSchedule, resolveSchedule } from './schedule-expression';
 import { longestGapSeconds } from './schedule-gap';
 
-export type JobName = 'partition' | 'archive' | 'rollup';
-
+/** A job's entry in PgHousekeepingProps (public: CDK apps that reuse the construct write these). @public */
 export interface ScheduledJob<Policy> {
   /**
    * When it runs: `{ cron: '0 3 * * ? *', timeZone: 'Asia/Seoul' }` (EventBridge Scheduler cron,
@@ -57,11 +55,14 @@ export interface ScheduledJob<Policy> {
   runsEvery?: Duration;
   /** Alarm when a target has not succeeded for this long. Default: `missedRunsBeforeAlarm` periods plus the timeout. */
   staleAfter?: Duration;
-  /** Lambda's retries of a failed invocation, 0 to 2. Default 1 for partition and archive, 0 for rollup. */
+  /** Lambda's retries of a failed invocation, 0 to 2. Default: the job's (1 for partition and archive, 0 for rollup). */
   retryAttempts?: number;
 }
 
-export interface PgHousekeepingProps {
+/** One optional entry per job of the registry, each with its own policy type. @public */
+export type ScheduledJobs = { [J in JobName]?: ScheduledJob<z.input<(typeof JOBS)[J]['eventSchema']>> };
+
+export interface PgHousekeepingProps extends ScheduledJobs {
   /**
    * The database's id in its fleet (lowercase letters, digits, hyphens; default `main`): the
    * `database` dimension of every metric, a key of every log line, and part of the name of every
@@ -85,9 +86,6 @@ export interface PgHousekeepingProps {
   vpcSubnets?: SubnetSelection;
   /** The functions' security groups. In a VPC without them, one group is made for all jobs (output `JobsSecurityGroupId`). */
   securityGroups?: ISecurityGroup[];
-  partition?: ScheduledJob<PartitionEventInput>;
-  archive?: ScheduledJob<ArchiveEventInput>;
-  rollup?: ScheduledJob<RollupEventInput>;
   logRetention?: RetentionDays;
   /** Default RETAIN: the logs are the record of every DROP and DELETE, and outlive the stack. */
   logRemovalPolicy?: RemovalPolicy;
@@ -108,13 +106,6 @@ export interface PgHousekeepingProps {
   /** A NOLOGIN role that owns the maintained tables; every session runs SET ROLE to it (README, "Database roles"). */
   databaseRole?: string;
 }
-
-const JOBS: Record<JobName, { schema: z.ZodType; defaultTimeout: Duration; retryAttempts: number }> = {
-  partition: { schema: partitionEventSchema, defaultTimeout: Duration.minutes(5), retryAttempts: 1 },
-  archive: { schema: archiveEventSchema, defaultTimeout: Duration.minutes(15), retryAttempts: 1 },
-  // Every few minutes: the next tick is the retry.
-  rollup: { schema: rollupEventSchema, defaultTimeout: Duration.minutes(15), retryAttempts: 0 },
-};
 
 /** pg-housekeeper's scheduled jobs against one database, with their alarms, dashboard and saved queries. */
 export class PgHousekeeping extends Construct {
@@ -151,21 +142,23 @@ export class PgHousekeeping extends Construct {
     const vpc = props.vpc ?? props.database?.vpc;
     // One group for every job, so there is one id to allow on the database.
     const securityGroups =
-      props.securityGroups ?? (vpc ? [new SecurityGroup(this, 'JobsSecurityGroup', { vpc, description: 'pg-housekeeper jobs', allowAllOutbound: true })] : undefined);
+      props.securityGroups ??
+      (vpc ? [new SecurityGroup(this, 'JobsSecurityGroup', { vpc, description: 'pg-housekeeper jobs', allowAllOutbound: true })] : undefined);
     if (props.database && securityGroups) {
       for (const group of securityGroups) props.database.connections.allowDefaultPortFrom(group, 'pg-housekeeper jobs');
     }
 
     const watched: Partial<Record<JobName, WatchedJob>> = {};
-    for (const job of Object.keys(JOBS) as JobName[]) {
-      const scheduled = props[job];
+    for (const job of JOB_NAMES) {
+      const scheduled: ScheduledJob<unknown> | undefined = props[job];
       if (!scheduled) continue;
       const where = `${id}.${job}`;
+      const definition: Job = JOBS[job];
       // Bad config fails `cdk synth`, naming the field, not the first night in production.
-      parseConfig(JOBS[job].schema, scheduled.policy, `${where}.policy`);
-      const timeout = scheduled.timeout ?? JOBS[job].defaultTimeout;
+      parseJobEvent(definition, scheduled.policy, `${where}.policy`);
+      const timeout = scheduled.timeout ?? Duration.seconds(definition.lambda.timeoutSeconds);
       if (timeout.toSeconds() > 900) throw new Error(`${where}.timeout: Lambda allows at most 15 minutes`);
-      const retryAttempts = scheduled.retryAttempts ?? JOBS[job].retryAttempts;
+      const retryAttempts = scheduled.retryAttempts ?? definition.lambda.retryAttempts;
       if (![0, 1, 2].includes(retryAttempts)) throw new Error(`${where}.retryAttempts: Lambda allows 0, 1 or 2`);
       const schedule = resolveSchedule(scheduled.schedule, `${where}.schedule`);
       const maxContinuations = scheduled.maxContinuations ?? LAMBDA_RECURSION_LIMIT;
@@ -299,7 +292,9 @@ function checkSecretPlacement(scope: Construct, id: string, props: PgHousekeepin
   const secret = Arn.split(arn, ArnFormat.COLON_RESOURCE_NAME);
   const stack = Stack.of(scope);
   if (!Token.isUnresolved(stack.region) && secret.region !== stack.region) {
-    throw new Error(`${id}.secretArn: the secret is in ${secret.region}, this stack deploys to ${stack.region}; the functions read secrets through their own region's Secrets Manager (replicate the secret to ${stack.region})`);
+    throw new Error(
+      `${id}.secretArn: the secret is in ${secret.region}, this stack deploys to ${stack.region}; the functions read secrets through their own region's Secrets Manager (replicate the secret to ${stack.region})`,
+    );
   }
   if (!Token.isUnresolved(stack.account) && secret.account !== stack.account && !props.kmsKeyArn) {
     throw new Error(

@@ -1,35 +1,33 @@
 import { Annotations, CfnOutput, CfnResource, Duration, Fn, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import { Dashboard } from 'aws-cdk-lib/aws-cloudwatch';
 import {
+  FlowLogDestination,
+  type IInterfaceVpcEndpoint,
   InstanceClass,
   InstanceSize,
   InstanceType,
   InterfaceVpcEndpointAwsService,
-  SecurityGroup,
-  Subnet,
-  SubnetType,
-  Vpc,
-  FlowLogDestination,
-  type IInterfaceVpcEndpoint,
   type ISecurityGroup,
   type IVpc,
+  SecurityGroup,
+  Subnet,
   type SubnetSelection,
+  SubnetType,
+  Vpc,
 } from 'aws-cdk-lib/aws-ec2';
-import { Credentials, DatabaseInstance, DatabaseInstanceEngine, PostgresEngineVersion, StorageType } from 'aws-cdk-lib/aws-rds';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
-import { Topic, type ITopic } from 'aws-cdk-lib/aws-sns';
-import { Secret, type ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { Credentials, DatabaseInstance, DatabaseInstanceEngine, PostgresEngineVersion, StorageType } from 'aws-cdk-lib/aws-rds';
+import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { type ITopic, Topic } from 'aws-cdk-lib/aws-sns';
 import { Trigger } from 'aws-cdk-lib/triggers';
 import { Construct } from 'constructs';
 import { checkDatabases, type DatabaseConfig, type DatabaseNetwork } from './fleet';
-import { demoHousekeeping, housekeeping, type HousekeepingConfig } from './housekeeping.config';
+import { demoHousekeeping, type HousekeepingConfig, housekeeping } from './housekeeping.config';
 import { JobFunction } from './job-function';
 import { DEFAULT_DATABASE_ID, emailAlarmTopic, PgHousekeeping, type PgHousekeepingProps } from './pg-housekeeping';
 
 /** One database as the app context gives it (`-c secretArn=…`, a fleet of one), or the sandbox. */
-export type Target =
-  | { kind: 'existing'; secretArn: string; vpcId?: string; subnetIds?: string[]; securityGroupId?: string }
-  | { kind: 'demo' };
+export type Target = { kind: 'existing'; secretArn: string; vpcId?: string; subnetIds?: string[]; securityGroupId?: string } | { kind: 'demo' };
 
 /** Deployment choices beside the policies: where alarms go, concurrency, the owner role (`-c databaseRole`, one-database deploys). */
 export type DeploymentOptions = Pick<PgHousekeepingProps, 'alarmEmail' | 'reservedConcurrency' | 'databaseRole'> & { alarmTopicArn?: string };
@@ -65,7 +63,8 @@ export class HousekeepingStack extends Stack {
     const entries = props.target ? [targetDatabase(props.target, props.config, databaseRole)] : (props.databases ?? []);
     if (entries.length === 0) throw new Error(`${id}: no database to maintain`);
     checkDatabases(entries);
-    if (new Set(entries.map((entry) => Boolean(entry.sandbox))).size > 1) throw new Error(`${id}: sandbox databases go to a sandbox stack of their own`);
+    if (new Set(entries.map((entry) => Boolean(entry.sandbox))).size > 1)
+      throw new Error(`${id}: sandbox databases go to a sandbox stack of their own`);
     // `-c secretArn=…` keeps the construct ids it always had, so upgrading an existing deploy keeps its log groups, queues and topic.
     const oneDatabaseDeploy = props.target?.kind === 'existing';
 
@@ -77,7 +76,10 @@ export class HousekeepingStack extends Stack {
     }
     const unnotified = entries.filter((entry) => !entry.alarmTopicArn).map((entry) => entry.id);
     if (!alarmTopicArn && !alarmEmail && unnotified.length > 0) {
-      Annotations.of(this).addWarningV2('pg-housekeeper:no-alarm-target', `no alarmEmail or alarmTopicArn: the alarms of ${unnotified.join(', ')} change state and notify no one`);
+      Annotations.of(this).addWarningV2(
+        'pg-housekeeper:no-alarm-target',
+        `no alarmEmail or alarmTopicArn: the alarms of ${unnotified.join(', ')} change state and notify no one`,
+      );
     }
     this.dashboard = new Dashboard(this, 'Dashboard');
     const sandbox = entries[0]!.sandbox ? this.sandboxNetwork() : undefined;
@@ -96,7 +98,9 @@ export class HousekeepingStack extends Stack {
         ...(oneDatabaseDeploy && alarmEmail ? { alarmEmail } : {}),
       };
       const constructId = oneDatabaseDeploy ? 'Housekeeping' : entry.id;
-      this.databases[entry.id] = sandbox ? this.sandboxDatabase(sandbox, entry, constructId, common) : this.existingDatabase(entry, constructId, common);
+      this.databases[entry.id] = sandbox
+        ? this.sandboxDatabase(sandbox, entry, constructId, common)
+        : this.existingDatabase(entry, constructId, common);
     }
 
     // CloudFormation refuses a stack over 500 resources at deploy; say so at synth, in databases.
@@ -143,7 +147,12 @@ export class HousekeepingStack extends Stack {
   }
 
   /** A sandbox database: a small RDS PostgreSQL with a generated secret, demo tables seeded once, and its jobs. */
-  private sandboxDatabase(network: SandboxNetwork, entry: DatabaseConfig, constructId: string, common: Omit<PgHousekeepingProps, 'databaseSecret'>): PgHousekeeping {
+  private sandboxDatabase(
+    network: SandboxNetwork,
+    entry: DatabaseConfig,
+    constructId: string,
+    common: Omit<PgHousekeepingProps, 'databaseSecret'>,
+  ): PgHousekeeping {
     const { vpc, secretsEndpoint } = network;
     const scope = new Construct(this, `Sandbox-${entry.id}`);
     const database = new DatabaseInstance(scope, 'Database', {
@@ -207,12 +216,18 @@ function targetDatabase(target: Target, config: HousekeepingConfig | undefined, 
 }
 
 /** A database's network as its functions use it; nothing to look up (no AWS credentials needed at synth). */
-function importNetwork(scope: Construct, network: DatabaseNetwork | undefined): { vpc?: IVpc; vpcSubnets?: SubnetSelection; securityGroups?: ISecurityGroup[] } {
+function importNetwork(
+  scope: Construct,
+  network: DatabaseNetwork | undefined,
+): { vpc?: IVpc; vpcSubnets?: SubnetSelection; securityGroups?: ISecurityGroup[] } {
   if (!network) return {};
   // The subnets are given by id, so the zones are never consulted; `this.availabilityZones`
   // would be a context lookup that needs AWS credentials whenever CDK_DEFAULT_ACCOUNT is set.
   const vpc = Vpc.fromVpcAttributes(scope, 'Vpc', { vpcId: network.vpcId, availabilityZones: Fn.getAzs() });
-  Annotations.of(vpc).acknowledgeWarning('@aws-cdk/aws-ec2:vpcAttributeIsListTokenavailabilityZones', 'Only the explicit subnets are used, never a selection by zone');
+  Annotations.of(vpc).acknowledgeWarning(
+    '@aws-cdk/aws-ec2:vpcAttributeIsListTokenavailabilityZones',
+    'Only the explicit subnets are used, never a selection by zone',
+  );
   const subnets = network.subnetIds.map((subnetId, i) => {
     const subnet = Subnet.fromSubnetId(scope, `Subnet${i}`, subnetId);
     Annotations.of(subnet).acknowledgeWarning('@aws-cdk/aws-ec2:noSubnetRouteTableId', 'Only the subnet id is used (to place the functions)');

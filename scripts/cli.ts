@@ -1,23 +1,23 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { openSession } from '../shared/db';
-import { ConfigError, errorMessage } from '../shared/errors';
+import { JOB_NAMES, type JobName } from '../functions/registry';
 import { liveChains, shortId } from '../shared/chain';
-import { relationExists } from '../shared/db';
-import { latestRuns, type LatestRun } from '../shared/ledger';
+import { openSession, relationExists } from '../shared/db';
+import { ConfigError, errorMessage } from '../shared/errors';
+import type { Progress } from '../shared/job';
+import { type LatestRun, latestRuns } from '../shared/ledger';
+import type { JobSummary } from '../shared/run-job';
 import { pausedTargets } from '../shared/settings';
-import type { JobSummary, Progress } from '../shared/run-job';
 import { startEmbeddedPostgres } from './embedded-postgres';
-import { JOBS, type CliJobName } from './jobs';
 import { runLocally } from './run-local';
 
-export const EMBEDDED_DATA_DIR = resolve(import.meta.dirname, '..', '.housekeeper-db');
+const EMBEDDED_DATA_DIR = resolve(import.meta.dirname, '..', '.housekeeper-db');
 
 export const USAGE = `usage:
   housekeeper demo
-  housekeeper run <${Object.keys(JOBS).join('|')}> --config <file.json> [--database-url URL] [--dry-run]
-  housekeeper run <${Object.keys(JOBS).join('|')}> --deployed [--database-url URL] [--dry-run]
-  housekeeper run <${Object.keys(JOBS).join('|')}> --database ID [--database-url URL] [--dry-run]   (one database of infra/housekeeping.config.ts)
+  housekeeper run <${JOB_NAMES.join('|')}> --config <file.json> [--database-url URL] [--dry-run]
+  housekeeper run <${JOB_NAMES.join('|')}> --deployed [--database-url URL] [--dry-run]
+  housekeeper run <${JOB_NAMES.join('|')}> --database ID [--database-url URL] [--dry-run]   (one database of infra/housekeeping.config.ts)
   housekeeper status [--database-url URL]
 
 Without --database-url (or DATABASE_URL), an embedded Postgres is started in .housekeeper-db/.`;
@@ -38,7 +38,9 @@ function formatCounts(counts: Record<string, number>): string {
 }
 
 export function humanSummary(summary: JobSummary): string {
-  const lines = [`${summary.database ? `${summary.database}: ` : ''}${summary.job}${summary.dryRun ? ' (dry run)' : ''}: ${summary.targets.length} target(s) in ${(summary.durationMs / 1000).toFixed(1)} s`];
+  const lines = [
+    `${summary.database ? `${summary.database}: ` : ''}${summary.job}${summary.dryRun ? ' (dry run)' : ''}: ${summary.targets.length} target(s) in ${(summary.durationMs / 1000).toFixed(1)} s`,
+  ];
   for (const target of summary.targets) {
     const stop = target.stopReason ? ` (stopped: ${target.stopReason})` : '';
     lines.push(`  ${target.state.padEnd(9)} ${target.target.padEnd(32)} ${formatCounts(target.counts)}${stop}`);
@@ -78,7 +80,7 @@ function progressBar(): ((progress: Progress & { target: string }) => void) | un
 }
 
 /** `database`: the fleet database this run stands for (`--database`), on every log line and in the summary. */
-export async function runFromCli(job: CliJobName, payload: unknown, databaseUrl: string, dryRunFlag: boolean, database?: string): Promise<JobSummary> {
+export async function runFromCli(job: JobName, payload: unknown, databaseUrl: string, dryRunFlag: boolean, database?: string): Promise<JobSummary> {
   const withFlag = dryRunFlag && payload && typeof payload === 'object' ? { ...payload, dryRun: true } : payload;
   return runLocally(job, withFlag, databaseUrl, { where: 'config', onProgress: progressBar(), ...(database !== undefined ? { database } : {}) });
 }
@@ -90,7 +92,7 @@ function chainText(run: LatestRun): string | undefined {
 }
 
 /** A read of the ledger: it may wait briefly behind a partition's DDL, never hang on it. */
-export const STATUS_SESSION = { job: 'status', lockTimeoutMs: 3_000, statementTimeoutMs: 30_000 } as const;
+const STATUS_SESSION = { job: 'status', lockTimeoutMs: 3_000, statementTimeoutMs: 30_000 } as const;
 
 export async function printStatus(url: string): Promise<void> {
   // The same session as a job run: TLS verified for any non-loopback host, application_name,
@@ -102,7 +104,9 @@ export async function printStatus(url: string): Promise<void> {
       console.log('no runs recorded yet');
       return;
     }
-    console.log(`${'job'.padEnd(10)} ${'target'.padEnd(32)} ${'state'.padEnd(10)} ${'started (UTC)'.padEnd(20)} ${'ms'.padStart(7)}  counts / detail`);
+    console.log(
+      `${'job'.padEnd(10)} ${'target'.padEnd(32)} ${'state'.padEnd(10)} ${'started (UTC)'.padEnd(20)} ${'ms'.padStart(7)}  counts / detail`,
+    );
     for (const run of runs) {
       const started = run.startedAt.toISOString().slice(0, 19).replace('T', ' ');
       const counts = formatCounts(run.counts as Record<string, number>);
@@ -126,4 +130,3 @@ export async function printStatus(url: string): Promise<void> {
     await client.end();
   }
 }
-

@@ -10,11 +10,14 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { JOB_NAMES, type JobName } from '../functions/registry';
+import { ENV } from '../shared/environment';
 import { ConfigError, HousekeeperError } from '../shared/errors';
 import { humanSummary, printStatus, readConfigFile, runFromCli, USAGE, withDatabase } from './cli';
-import { deployedPolicy } from './deployed';
 import { seedDemo } from './demo';
-import { JOBS, type CliJobName } from './jobs';
+import { deployedPolicy } from './deployed';
+
+const isJobName = (name: string | undefined): name is JobName => JOB_NAMES.includes(name as JobName);
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -30,7 +33,7 @@ async function main(argv: string[]): Promise<number> {
     },
   });
   const [command, job] = positionals;
-  const databaseUrl = values['database-url'] ?? process.env.DATABASE_URL;
+  const databaseUrl = values['database-url'] ?? process.env[ENV.databaseUrl];
   if (values.help || !command) {
     console.log(USAGE);
     return command || values.help ? 0 : 2;
@@ -46,24 +49,27 @@ async function main(argv: string[]): Promise<number> {
       const summary = await runFromCli('partition', payload, url, values['dry-run']);
       console.log(`\n${humanSummary(summary)}`);
       console.log(
-        "\nRun the same policy again (a second run changes nothing): npm run housekeeper -- run partition --config examples/partition.json\nSee the ledger: npm run housekeeper -- status",
+        '\nRun the same policy again (a second run changes nothing): npm run housekeeper -- run partition --config examples/partition.json\nSee the ledger: npm run housekeeper -- status',
       );
       return summary.failed.length > 0 ? 1 : 0;
     });
   }
   if (command === 'run') {
-    if (!job || !(job in JOBS)) throw new ConfigError('job', `expected one of ${Object.keys(JOBS).join(', ')} (got ${job ?? 'nothing'})`);
+    if (!isJobName(job)) throw new ConfigError('job', `expected one of ${JOB_NAMES.join(', ')} (got ${job ?? 'nothing'})`);
     if (values.config && values.deployed) throw new ConfigError('--deployed', 'runs the policy in infra/housekeeping.config.ts; leave out --config');
     if (values.config && values.database !== undefined) {
       throw new ConfigError('--database', "runs that database's policy from infra/housekeeping.config.ts; leave out --config");
     }
     const database = values.database;
     if (!values.config && !values.deployed && database === undefined) {
-      throw new ConfigError('--config', 'is required (a JSON policy, as an ad-hoc Lambda event), or --deployed for the policy infra/housekeeping.config.ts deploys, or --database ID for one database of its fleet');
+      throw new ConfigError(
+        '--config',
+        'is required (a JSON policy, as an ad-hoc Lambda event), or --deployed for the policy infra/housekeeping.config.ts deploys, or --database ID for one database of its fleet',
+      );
     }
-    const payload = values.config ? readConfigFile(values.config) : await deployedPolicy(job as CliJobName, database);
+    const payload = values.config ? readConfigFile(values.config) : await deployedPolicy(job, database);
     return withDatabase(databaseUrl, async (url) => {
-      const summary = await runFromCli(job as CliJobName, payload, url, values['dry-run'], database);
+      const summary = await runFromCli(job, payload, url, values['dry-run'], database);
       console.log(`\n${humanSummary(summary)}`);
       return summary.failed.length > 0 ? 1 : 0;
     });

@@ -1,3 +1,4 @@
+import { ENV } from './environment';
 import { ConfigError } from './errors';
 
 /**
@@ -6,13 +7,10 @@ import { ConfigError } from './errors';
  * alarms and saved queries. Lowercase letters, digits and single hyphens, so it reads the same in
  * all of them (Lambda and Scheduler names take no dots; CloudWatch dimension values are case-sensitive).
  */
-export const DATABASE_ID_PATTERN = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
+const DATABASE_ID_PATTERN = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 
 /** Long enough for `team-service-env-region` ids; names built from longer ones are hash-shortened anyway (infra/names.ts). */
-export const MAX_DATABASE_ID_LENGTH = 63;
-
-/** The variable the template sets on each function to the id of the database it serves. */
-export const DATABASE_ID_VARIABLE = 'PGHK_DATABASE_ID';
+const MAX_DATABASE_ID_LENGTH = 63;
 
 /** Why `id` is not a database id, or undefined. */
 export function databaseIdProblem(id: unknown): string | undefined {
@@ -26,9 +24,9 @@ export function databaseIdProblem(id: unknown): string | undefined {
 
 /** The database a deployed function serves (PGHK_DATABASE_ID); undefined outside a fleet (the CLI without --database). */
 export function databaseIdFromEnvironment(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const id = env[DATABASE_ID_VARIABLE];
+  const id = env[ENV.databaseId];
   if (id === undefined || id === '') return undefined;
   const problem = databaseIdProblem(id);
-  if (problem) throw new ConfigError(DATABASE_ID_VARIABLE, problem);
+  if (problem) throw new ConfigError(ENV.databaseId, problem);
   return id;
 }

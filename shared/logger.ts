@@ -1,5 +1,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { databaseIdFromEnvironment } from './database-id';
+import { SERVICE_NAME } from './environment';
 
 export type JobLogger = Logger;
 
@@ -10,7 +11,7 @@ export type JobLogger = Logger;
  */
 export function createJobLogger(job: string, database: string | undefined = databaseIdFromEnvironment()): JobLogger {
   return new Logger({
-    serviceName: 'pg-housekeeper',
+    serviceName: SERVICE_NAME,
     persistentKeys: { job, ...(database ? { database } : {}) },
   });
 }

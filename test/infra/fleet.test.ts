@@ -2,15 +2,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { App, CfnResource, Duration, Stack } from 'aws-cdk-lib';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { transformSync } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readContext } from '../../infra/context';
-import { planFleet, type DatabaseConfig } from '../../infra/fleet';
-import { transformSync } from 'esbuild';
-import { databases as shippedDatabases, demoHousekeeping, housekeeping } from '../../infra/housekeeping.config';
+import { type DatabaseConfig, planFleet } from '../../infra/fleet';
+import { demoHousekeeping, housekeeping, databases as shippedDatabases } from '../../infra/housekeeping.config';
 import { databaseNames, fitName } from '../../infra/names';
 import { PgHousekeeping } from '../../infra/pg-housekeeping';
 import { HousekeepingStack, STACK_RESOURCE_LIMIT } from '../../infra/stack';
-import { CDK_CONTEXT, ENV, synthStack, type Synthesized } from './synth';
+import { CDK_CONTEXT, ENV, type Synthesized, synthStack } from './synth';
 
 const ORDERS_SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-db-AbCdEf';
 // A database of another team, in another account: its secret is encrypted with that account's key.
@@ -18,7 +18,10 @@ const SHARED_SECRET = 'arn:aws:secretsmanager:eu-west-1:210987654321:secret:anal
 // 63 characters: every name built from it must still fit (Lambda and Scheduler names: 64).
 const LONG_ID = 'analytics-warehouse-reporting-eu-west-1-customer-events-rollups';
 
-const partition = (table: string) => ({ schedule: { cron: '5 * * * ? *', timeZone: 'UTC' }, policy: { targets: [{ table, interval: 'day' as const, premake: 7 }] } });
+const partition = (table: string) => ({
+  schedule: { cron: '5 * * * ? *', timeZone: 'UTC' },
+  policy: { targets: [{ table, interval: 'day' as const, premake: 7 }] },
+});
 
 /**
  * The README's three-database example, exactly as written there (evaluated with the names the
@@ -28,7 +31,11 @@ function readmeExample(): DatabaseConfig[] {
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
   const block = /```ts\n(export const databases: DatabaseConfig\[\] = \[[\s\S]*?\n\];)\n```/.exec(readme)![1]!;
   const js = transformSync(block.replace('export const databases: DatabaseConfig[] =', 'const databases: DatabaseConfig[] ='), { loader: 'ts' }).code;
-  return new Function('housekeeping', 'demoHousekeeping', 'Duration', `${js}\nreturn databases;`)(housekeeping, demoHousekeeping, Duration) as DatabaseConfig[];
+  return new Function('housekeeping', 'demoHousekeeping', 'Duration', `${js}\nreturn databases;`)(
+    housekeeping,
+    demoHousekeeping,
+    Duration,
+  ) as DatabaseConfig[];
 }
 const example = readmeExample();
 // The example's three databases, and a fourth with the longest id there can be.
@@ -37,13 +44,16 @@ const fleet: DatabaseConfig[] = [
   { id: LONG_ID, secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:warehouse-db-StUvWx', jobs: { rollup: housekeeping.rollup } },
 ];
 const SECRETS: Record<string, string> = Object.fromEntries(fleet.map((entry) => [entry.id, entry.secretArn!]));
-const JOBS: Record<string, string[]> = Object.fromEntries(fleet.map((entry) => [entry.id, ['partition', 'archive', 'rollup'].filter((job) => job in entry.jobs)]));
+const JOBS: Record<string, string[]> = Object.fromEntries(
+  fleet.map((entry) => [entry.id, ['partition', 'archive', 'rollup'].filter((job) => job in entry.jobs)]),
+);
 const entryOf = (id: string) => fleet.find((entry) => entry.id === id)!;
 
 type Resource = Synthesized['json']['Resources'][string];
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const props = (r: Resource) => r.Properties as Record<string, any>;
-const ofType = (shape: Synthesized, type: string) => Object.entries(shape.json.Resources).filter(([, r]) => r.Type === type) as Array<[string, Resource]>;
+const ofType = (shape: Synthesized, type: string) =>
+  Object.entries(shape.json.Resources).filter(([, r]) => r.Type === type) as Array<[string, Resource]>;
 
 let three: Synthesized;
 /** Our job functions, each with the database (PGHK_DATABASE_ID) and job (its entry's folder, from its name) it serves. */
@@ -62,7 +72,10 @@ beforeAll(() => {
 }, 240_000);
 
 /** Every statement of the policies attached to a role. */
-function roleStatements(shape: Synthesized, roleLogicalId: string): Array<{ Action: unknown; Resource: unknown; Condition?: Record<string, Record<string, unknown>> }> {
+function roleStatements(
+  shape: Synthesized,
+  roleLogicalId: string,
+): Array<{ Action: unknown; Resource: unknown; Condition?: Record<string, Record<string, unknown>> }> {
   return ofType(shape, 'AWS::IAM::Policy')
     .filter(([, p]) => (props(p).Roles as Array<{ Ref: string }>).some((role) => role.Ref === roleLogicalId))
     .flatMap(([, p]) => props(p).PolicyDocument.Statement);
@@ -73,12 +86,18 @@ const actions = (statement: { Action: unknown }) => [statement.Action].flat() as
 describe("the README's three databases (and a fourth with a 63-character id) in one stack", () => {
   it('the example is three databases and the sandbox: orders in a VPC, billing with its own key and topic, analytics in another account', () => {
     expect(example.map((entry) => entry.id)).toEqual(['demo', 'orders', 'billing', 'analytics']);
-    expect(planFleet(example, { sandbox: false }).map((stack) => [stack.stackName, stack.databases.map((d) => d.id)])).toEqual([['PgHousekeeping', ['orders', 'billing', 'analytics']]]);
+    expect(planFleet(example, { sandbox: false }).map((stack) => [stack.stackName, stack.databases.map((d) => d.id)])).toEqual([
+      ['PgHousekeeping', ['orders', 'billing', 'analytics']],
+    ]);
     expect(entryOf('analytics').secretArn).toBe(SHARED_SECRET);
   });
 
   it('one function per job per database, each told its database and given its own secret, named for both', () => {
-    expect(functions.map((f) => `${f.database}/${f.job}`).sort()).toEqual(Object.entries(JOBS).flatMap(([db, jobs]) => jobs.map((job) => `${db}/${job}`)).sort());
+    expect(functions.map((f) => `${f.database}/${f.job}`).sort()).toEqual(
+      Object.entries(JOBS)
+        .flatMap(([db, jobs]) => jobs.map((job) => `${db}/${job}`))
+        .sort(),
+    );
     for (const { database, job, resource } of functions) {
       const variables = props(resource).Environment.Variables;
       expect(variables.PGHK_DB_SECRET_ARN, database).toBe(SECRETS[database]);
@@ -106,7 +125,9 @@ describe("the README's three databases (and a fourth with a 63-character id) in 
       const secretStatements = statements.filter((s) => actions(s).some((a) => a.startsWith('secretsmanager:')));
       expect(secretStatements, `${database}/${job}`).toHaveLength(1);
       expect(secretStatements[0]!.Resource).toBe(SECRETS[database]);
-      expect([...new Set(JSON.stringify(statements).match(/arn:aws:secretsmanager:[^"]+/g))].filter((arn) => allSecrets.includes(arn))).toEqual([SECRETS[database]]);
+      expect([...new Set(JSON.stringify(statements).match(/arn:aws:secretsmanager:[^"]+/g))].filter((arn) => allSecrets.includes(arn))).toEqual([
+        SECRETS[database],
+      ]);
       const kms = statements.filter((s) => actions(s).some((a) => a.startsWith('kms:')));
       const key = entryOf(database).kmsKeyArn;
       if (!key) {
@@ -118,10 +139,15 @@ describe("the README's three databases (and a fourth with a 63-character id) in 
           Effect: 'Allow',
           Action: 'kms:Decrypt',
           Resource: key,
-          Condition: { StringEquals: { 'kms:ViaService': 'secretsmanager.eu-west-1.amazonaws.com', 'kms:EncryptionContext:SecretARN': SECRETS[database] } },
+          Condition: {
+            StringEquals: { 'kms:ViaService': 'secretsmanager.eu-west-1.amazonaws.com', 'kms:EncryptionContext:SecretARN': SECRETS[database] },
+          },
         },
       ]);
-      expect(statements.filter((s) => s.Resource === '*'), `${database}/${job}`).toEqual([]);
+      expect(
+        statements.filter((s) => s.Resource === '*'),
+        `${database}/${job}`,
+      ).toEqual([]);
     }
   });
 
@@ -145,7 +171,9 @@ describe("the README's three databases (and a fourth with a 63-character id) in 
   });
 
   it('names stay within the limits for a 63-character id, distinct, and the same on every synth', () => {
-    const names = ofType(three, 'AWS::Lambda::Function').map(([, r]) => props(r).FunctionName as string | undefined).filter(Boolean) as string[];
+    const names = ofType(three, 'AWS::Lambda::Function')
+      .map(([, r]) => props(r).FunctionName as string | undefined)
+      .filter(Boolean) as string[];
     const scheduleNames = ofType(three, 'AWS::Scheduler::Schedule').map(([, r]) => props(r).Name as string);
     for (const name of [...names, ...scheduleNames]) expect(name.length, name).toBeLessThanOrEqual(64);
     expect(new Set(names).size).toBe(names.length);
@@ -158,7 +186,9 @@ describe("the README's three databases (and a fourth with a 63-character id) in 
     expect(long.function('partition')).toMatch(/^Fleet-analytics-warehouse-reporting-eu-west-1-[0-9a-f]{8}-partition$/);
     expect(long.function('partition')).toBe(databaseNames('Fleet', LONG_ID).function('partition'));
     // Two long ids that share their first 60 characters still get different names.
-    expect(databaseNames('Fleet', `${LONG_ID.slice(0, 60)}-a`).function('rollup')).not.toBe(databaseNames('Fleet', `${LONG_ID.slice(0, 60)}-b`).function('rollup'));
+    expect(databaseNames('Fleet', `${LONG_ID.slice(0, 60)}-a`).function('rollup')).not.toBe(
+      databaseNames('Fleet', `${LONG_ID.slice(0, 60)}-b`).function('rollup'),
+    );
     expect(fitName(['a', 'b'], 64)).toBe('a-b');
     for (const [, alarm] of ofType(three, 'AWS::CloudWatch::Alarm')) expect(props(alarm).AlarmName.length).toBeLessThanOrEqual(255);
   });
@@ -166,7 +196,8 @@ describe("the README's three databases (and a fourth with a 63-character id) in 
 
 describe('metrics, alarms, dashboard and saved queries of three databases', () => {
   const alarms = () => ofType(three, 'AWS::CloudWatch::Alarm').map(([id, r]) => ({ id, ...props(r) }) as Record<string, any>);
-  const dimension = (alarm: Record<string, any>, name: string) => (alarm.Dimensions as Array<{ Name: string; Value: unknown }> | undefined)?.find((d) => d.Name === name)?.Value;
+  const dimension = (alarm: Record<string, any>, name: string) =>
+    (alarm.Dimensions as Array<{ Name: string; Value: unknown }> | undefined)?.find((d) => d.Name === name)?.Value;
 
   it('every alarm names its database, in its name and its description, and watches only that database', () => {
     const all = alarms();
@@ -178,7 +209,8 @@ describe('metrics, alarms, dashboard and saved queries of three databases', () =
       for (const alarm of own) {
         expect(alarm.AlarmDescription, alarm.AlarmName).toContain(`of database ${db}:`);
         if (alarm.Namespace === 'PgHousekeeper') expect(dimension(alarm, 'database'), alarm.AlarmName).toBe(db);
-        if (alarm.Namespace === 'AWS/Lambda') expect(ownFunctions, alarm.AlarmName).toContain((dimension(alarm, 'FunctionName') as { Ref: string }).Ref);
+        if (alarm.Namespace === 'AWS/Lambda')
+          expect(ownFunctions, alarm.AlarmName).toContain((dimension(alarm, 'FunctionName') as { Ref: string }).Ref);
       }
     }
     expect(all.filter((a) => !Object.keys(JOBS).some((db) => a.AlarmName.startsWith(`Fleet ${db} `)))).toEqual([]);
@@ -248,22 +280,36 @@ function dashboardWidgets(body: unknown): Array<{ x: number; y: number; width: n
 }
 
 describe('a fleet refuses at synth, naming the entry and field', () => {
-  const entry = (id: string, more: Partial<DatabaseConfig> = {}): DatabaseConfig => ({ id, secretArn: ORDERS_SECRET, jobs: { partition: partition('public.events') }, ...more });
+  const entry = (id: string, more: Partial<DatabaseConfig> = {}): DatabaseConfig => ({
+    id,
+    secretArn: ORDERS_SECRET,
+    jobs: { partition: partition('public.events') },
+    ...more,
+  });
 
   it.each(
     (
       [
-    [[entry('orders'), entry('billing'), entry('orders')], 'databases[2].id: "orders" is also databases[0].id; each database needs its own id'],
-    [[entry('Orders')], 'databases[0].id: "Orders" must be lowercase letters, digits and single hyphens'],
-    [[entry('a'.repeat(64))], 'databases[0].id: "aaaa'],
-    [[entry('orders', { secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-db' })], 'databases[0].secretArn: arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-db is not a complete secret ARN'],
-    [[entry('orders', { kmsKeyArn: 'arn:aws:kms:eu-west-1:123456789012:alias/orders' })], 'databases[0].kmsKeyArn: arn:aws:kms:eu-west-1:123456789012:alias/orders is not a KMS key ARN'],
-    [[entry('orders', { kmsKeyArn: 'arn:aws:kms:eu-central-1:123456789012:key/1111aaaa-2222-4bbb-8333-cccc4444dddd' })], 'databases[0].kmsKeyArn: the key is in eu-central-1, the secret in eu-west-1'],
-    [[{ id: 'orders', jobs: {} } as DatabaseConfig], 'databases[0].secretArn: is required'],
-    [[entry('orders', { jobs: {} })], 'databases[0].jobs: deploys no job'],
-    [[entry('orders', { stack: 'Pg-Housekeeping-2' })], 'databases[0].stack: "Pg-Housekeeping-2" must be letters and digits'],
-    [[entry('orders', { network: { vpcId: 'vpc-0abc', subnetIds: [] } })], 'databases[0].network.subnetIds: at least one private subnet id'],
-    [[entry('orders', { secretsArn: ORDERS_SECRET } as never)], 'databases[0].secretsArn: is not a database setting'],
+        [[entry('orders'), entry('billing'), entry('orders')], 'databases[2].id: "orders" is also databases[0].id; each database needs its own id'],
+        [[entry('Orders')], 'databases[0].id: "Orders" must be lowercase letters, digits and single hyphens'],
+        [[entry('a'.repeat(64))], 'databases[0].id: "aaaa'],
+        [
+          [entry('orders', { secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-db' })],
+          'databases[0].secretArn: arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-db is not a complete secret ARN',
+        ],
+        [
+          [entry('orders', { kmsKeyArn: 'arn:aws:kms:eu-west-1:123456789012:alias/orders' })],
+          'databases[0].kmsKeyArn: arn:aws:kms:eu-west-1:123456789012:alias/orders is not a KMS key ARN',
+        ],
+        [
+          [entry('orders', { kmsKeyArn: 'arn:aws:kms:eu-central-1:123456789012:key/1111aaaa-2222-4bbb-8333-cccc4444dddd' })],
+          'databases[0].kmsKeyArn: the key is in eu-central-1, the secret in eu-west-1',
+        ],
+        [[{ id: 'orders', jobs: {} } as DatabaseConfig], 'databases[0].secretArn: is required'],
+        [[entry('orders', { jobs: {} })], 'databases[0].jobs: deploys no job'],
+        [[entry('orders', { stack: 'Pg-Housekeeping-2' })], 'databases[0].stack: "Pg-Housekeeping-2" must be letters and digits'],
+        [[entry('orders', { network: { vpcId: 'vpc-0abc', subnetIds: [] } })], 'databases[0].network.subnetIds: at least one private subnet id'],
+        [[entry('orders', { secretsArn: ORDERS_SECRET } as never)], 'databases[0].secretsArn: is not a database setting'],
       ] as Array<[DatabaseConfig[], string]>
     ).map(([databases, message]) => ({ databases, message })),
   )('$message', ({ databases, message }) => {
@@ -272,8 +318,10 @@ describe('a fleet refuses at synth, naming the entry and field', () => {
     expect(() => new HousekeepingStack(new App({ context: CDK_CONTEXT }), 'Bad', { databases, env: ENV })).toThrowError(message);
   });
 
-  it("a bad policy names the database it belongs to", () => {
-    const bad = entry('orders', { jobs: { partition: { ...partition('public.events'), policy: { targets: [{ table: 'public.events', interval: 'day', premake: 0 }] } } } });
+  it('a bad policy names the database it belongs to', () => {
+    const bad = entry('orders', {
+      jobs: { partition: { ...partition('public.events'), policy: { targets: [{ table: 'public.events', interval: 'day', premake: 0 }] } } },
+    });
     expect(() => new HousekeepingStack(new App({ context: CDK_CONTEXT }), 'Bad', { databases: [entry('billing'), bad], env: ENV })).toThrowError(
       /^orders\.partition\.policy\.targets\[0\]\.premake: Too small/,
     );
@@ -303,7 +351,11 @@ describe('how many databases fit in a stack', () => {
   // The largest database: three jobs, in a VPC, with the security group made for it. Identical
   // policies keep the bundling cached, so dozens of functions build in seconds.
   const full = (id: string): DatabaseConfig => ({ ...entryOf('orders'), id });
-  const withGroup = (id: string): DatabaseConfig => ({ ...entryOf('orders'), id, network: { ...entryOf('orders').network!, securityGroupId: 'sg-0123456789abcdef0' } });
+  const withGroup = (id: string): DatabaseConfig => ({
+    ...entryOf('orders'),
+    id,
+    network: { ...entryOf('orders').network!, securityGroupId: 'sg-0123456789abcdef0' },
+  });
   const stackOf = (count: number, entry = full) =>
     new HousekeepingStack(new App({ context: CDK_CONTEXT }), 'Count', {
       databases: Array.from({ length: count }, (_, i) => entry(`db-${i}`)),
@@ -319,7 +371,9 @@ describe('how many databases fit in a stack', () => {
     const fit = Math.floor((STACK_RESOURCE_LIMIT - shared) / perDatabase);
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     expect(entryOf('orders').jobs).toBe(housekeeping);
-    expect(readme).toContain(`**${perDatabase} resources** per database (${resources(stackOf(2, withGroup)) - resources(stackOf(1, withGroup))} with a \`securityGroupId\` given;`);
+    expect(readme).toContain(
+      `**${perDatabase} resources** per database (${resources(stackOf(2, withGroup)) - resources(stackOf(1, withGroup))} with a \`securityGroupId\` given;`,
+    );
     expect(readme).toContain(`the stack\nadds ${shared} of its own`);
     expect(readme).toContain(`**${fit} databases** fit in one stack`);
     expect(stackOf(fit).node.validate()).toEqual([]);
@@ -343,22 +397,37 @@ describe('the config file and the app', () => {
       ['PgHousekeeping', ['orders', 'billing', 'analytics', LONG_ID]],
       ['PgHousekeepingEu', ['orders-eu']],
     ]);
-    expect(() => readContext((key) => ({ secretArn: ORDERS_SECRET })[key], listed)).toThrowError(/^secretArn: deploys one database, but infra\/housekeeping\.config\.ts lists orders, billing/);
+    expect(() => readContext((key) => ({ secretArn: ORDERS_SECRET })[key], listed)).toThrowError(
+      /^secretArn: deploys one database, but infra\/housekeeping\.config\.ts lists orders, billing/,
+    );
     expect(() => readContext((key) => ({ vpcId: 'vpc-0abc' })[key], listed)).toThrowError(/^vpcId: goes with -c secretArn; each database listed/);
   });
 
   it('-c secretArn=… is a fleet of one: database "main", keeping the log groups, queues and alarm topic a one-database stack always had', () => {
     const { stacks, deployment } = readContext((key) => ({ secretArn: ORDERS_SECRET, alarmEmail: 'oncall@example.com' })[key], shippedDatabases);
-    expect(stacks).toEqual([{ stackId: 'PgHousekeeping', target: { kind: 'existing', secretArn: ORDERS_SECRET, vpcId: undefined, subnetIds: undefined, securityGroupId: undefined } }]);
+    expect(stacks).toEqual([
+      {
+        stackId: 'PgHousekeeping',
+        target: { kind: 'existing', secretArn: ORDERS_SECRET, vpcId: undefined, subnetIds: undefined, securityGroupId: undefined },
+      },
+    ]);
     const stack = new HousekeepingStack(new App({ context: CDK_CONTEXT }), 'PgHousekeeping', { ...stacks[0]!, deployment, env: ENV });
     expect(Object.keys(stack.databases)).toEqual(['main']);
-    const logicalIds = stack.node.findAll().filter((c) => CfnResource.isCfnResource(c)).map((c) => stack.getLogicalId(c as CfnResource));
+    const logicalIds = stack.node
+      .findAll()
+      .filter((c) => CfnResource.isCfnResource(c))
+      .map((c) => stack.getLogicalId(c as CfnResource));
     // The logical ids of the stateful resources before fleets (main at bcd8c8c): an upgrade updates them in place.
     expect(logicalIds).toEqual(
       expect.arrayContaining([
-        'HousekeepingPartitionLogs242863D1', 'HousekeepingArchiveLogs1811614E', 'HousekeepingRollupLogs3C020911',
-        'HousekeepingPartitionFailuresC9CDA886', 'HousekeepingArchiveFailuresF6E43A64', 'HousekeepingRollupFailures3BBDADD8',
-        'HousekeepingAlarmsKey461388F5', 'HousekeepingAlarms5A91E152',
+        'HousekeepingPartitionLogs242863D1',
+        'HousekeepingArchiveLogs1811614E',
+        'HousekeepingRollupLogs3C020911',
+        'HousekeepingPartitionFailuresC9CDA886',
+        'HousekeepingArchiveFailuresF6E43A64',
+        'HousekeepingRollupFailures3BBDADD8',
+        'HousekeepingAlarmsKey461388F5',
+        'HousekeepingAlarms5A91E152',
       ]),
     );
   });
