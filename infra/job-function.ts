@@ -3,8 +3,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Duration, type RemovalPolicy } from 'aws-cdk-lib';
+import { Arn, ArnFormat, Duration, type RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Architecture, type RecursiveLoop, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -19,7 +20,14 @@ import { formatWindow, type MaintenanceWindow } from '../shared/window';
 export interface JobFunctionProps {
   /** Folder under functions/ holding handler.ts. */
   entry: JobName | 'demo-seed';
+  /** The database this function serves (PGHK_DATABASE_ID): on its log lines and metric dimensions. */
+  databaseId?: string;
+  /** Physical function name (infra/names.ts); CloudFormation makes one up when unset. */
+  functionName?: string;
+  /** The only secret the function may read. */
   databaseSecret: ISecret;
+  /** The customer-managed key of that secret: the function may decrypt with it through Secrets Manager, for that secret only. */
+  kmsKeyArn?: string;
   timeout: Duration;
   memorySize?: number;
   logRetention: RetentionDays;
@@ -102,6 +110,7 @@ export class JobFunction extends Construct {
     });
     const policy = props.policy === undefined ? undefined : policyFile(props.policy);
     this.function = new NodejsFunction(this, 'Function', {
+      functionName: props.functionName,
       entry: `${repoRoot}functions/${props.entry}/handler.ts`,
       handler: 'handler',
       projectRoot: repoRoot,
@@ -122,6 +131,7 @@ export class JobFunction extends Construct {
       securityGroups: props.securityGroups,
       environment: {
         [ENV.dbSecretArn]: props.databaseSecret.secretArn,
+        ...(props.databaseId ? { [ENV.databaseId]: props.databaseId } : {}),
         NODE_EXTRA_CA_CERTS: LAMBDA_CA_CERTS,
         POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
@@ -144,5 +154,28 @@ export class JobFunction extends Construct {
       },
     });
     props.databaseSecret.grantRead(this.function);
+    if (props.kmsKeyArn) this.function.addToRolePolicy(secretKeyStatement(props.databaseSecret, props.kmsKeyArn));
   }
+}
+
+/**
+ * `kms:Decrypt` on a secret's customer-managed key, only when Secrets Manager asks for it
+ * (`kms:ViaService`) and only for this secret (`kms:EncryptionContext:SecretARN`, the context
+ * Secrets Manager encrypts every secret value under): a key shared by several databases' secrets
+ * still opens only this one for this function.
+ */
+function secretKeyStatement(secret: ISecret, keyArn: string): PolicyStatement {
+  const fullArn = secret.secretFullArn;
+  const region = fullArn && !Token.isUnresolved(fullArn) ? Arn.split(fullArn, ArnFormat.COLON_RESOURCE_NAME).region : Stack.of(secret).region;
+  return new PolicyStatement({
+    actions: ['kms:Decrypt'],
+    resources: [keyArn],
+    conditions: {
+      StringEquals: {
+        'kms:ViaService': `secretsmanager.${region}.amazonaws.com`,
+        // A partial ARN (no -AbCdEf suffix) is not what Secrets Manager puts in the context: leave the condition out rather than deny.
+        ...(fullArn ? { 'kms:EncryptionContext:SecretARN': fullArn } : {}),
+      },
+    },
+  });
 }

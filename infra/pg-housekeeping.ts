@@ -1,5 +1,5 @@
-import { CfnOutput, Duration, RemovalPolicy, TimeZone } from 'aws-cdk-lib';
-import type { IAlarmAction } from 'aws-cdk-lib/aws-cloudwatch';
+import { Arn, ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, TimeZone, Token } from 'aws-cdk-lib';
+import type { Dashboard, IAlarmAction } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import { type IConnectable, type ISecurityGroup, type IVpc, SecurityGroup, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { Policy, PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
@@ -14,12 +14,14 @@ import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { z } from 'zod';
 import { JOB_NAMES, JOBS, type JobName } from '../functions/registry';
+import { databaseIdProblem } from '../shared/database-id';
 import { identifierProblem } from '../shared/identifiers';
 import type { Job } from '../shared/job';
 import { LAMBDA_RECURSION_LIMIT, MAX_CONTINUATIONS_CAP } from '../shared/lambda-limits';
 import { parseJobEvent } from '../shared/run-job';
 import { type MaintenanceWindow, windowProblems } from '../shared/window';
 import { JobFunction } from './job-function';
+import { databaseNames } from './names';
 import { Observability, type WatchedJob } from './observability';
 import { type JobSchedule, type ResolvedSchedule, resolveSchedule } from './schedule-expression';
 import { longestGapSeconds } from './schedule-gap';
@@ -61,8 +63,20 @@ export interface ScheduledJob<Policy> {
 export type ScheduledJobs = { [J in JobName]?: ScheduledJob<z.input<(typeof JOBS)[J]['eventSchema']>> };
 
 export interface PgHousekeepingProps extends ScheduledJobs {
-  /** Secret in the RDS JSON shape: host, port, username, password, dbname. */
+  /**
+   * The database's id in its fleet (lowercase letters, digits, hyphens; default `main`): the
+   * `database` dimension of every metric, a key of every log line, and part of the name of every
+   * function, schedule, alarm and saved query. Unique among the PgHousekeeping of a stack.
+   */
+  databaseId?: string;
+  /** Secret in the RDS JSON shape: host, port, username, password, dbname. The functions may read this secret and no other. */
   databaseSecret: ISecret;
+  /**
+   * The customer-managed KMS key the secret is encrypted with (a key ARN): the functions may
+   * `kms:Decrypt` with it through Secrets Manager, for this secret only. Required for a secret in
+   * another account (the AWS-managed key cannot be shared).
+   */
+  kmsKeyArn?: string;
   /**
    * The RDS instance or cluster (anything with connections): the jobs' security group is allowed
    * to its port, and the functions run in its VPC unless `vpc` is given.
@@ -81,6 +95,10 @@ export interface PgHousekeepingProps extends ScheduledJobs {
   missedRunsBeforeAlarm?: number;
   /** Existing topic every alarm notifies (ALARM and OK). */
   alarmTopic?: ITopic;
+  /** More topics every alarm notifies besides (a team's own). */
+  alarmTopics?: ITopic[];
+  /** A dashboard shared by a fleet: this database adds its row. Without it, a dashboard of its own. */
+  dashboard?: Dashboard;
   /** Creates an encrypted topic with this address subscribed (confirm the email AWS sends). */
   alarmEmail?: string;
   /** Reserved concurrency per function. Off by default: the advisory locks already serialize runs. */
@@ -96,8 +114,22 @@ export class PgHousekeeping extends Construct {
   readonly alarmTopic?: ITopic;
   readonly observability: Observability;
 
+  /** The database's id in its fleet (`main` unless given). */
+  readonly databaseId: string;
+
   constructor(scope: Construct, id: string, props: PgHousekeepingProps) {
     super(scope, id);
+    const databaseId = props.databaseId ?? DEFAULT_DATABASE_ID;
+    const idProblem = databaseIdProblem(databaseId);
+    if (idProblem) throw new Error(`${id}.databaseId: ${idProblem}`);
+    // Two instances with one id would publish the same metrics: each one's alarms would watch the other's runs.
+    const twin = Stack.of(this)
+      .node.findAll()
+      .find((c): c is PgHousekeeping => c instanceof PgHousekeeping && c !== this && c.databaseId === databaseId);
+    if (twin) throw new Error(`${id}.databaseId: "${databaseId}" is also the databaseId of ${twin.node.path}; give each database its own id`);
+    this.databaseId = databaseId;
+    checkSecretPlacement(this, id, props);
+    const names = databaseNames(Stack.of(this).stackName, databaseId);
     if (props.databaseRole !== undefined) {
       const problem = identifierProblem(props.databaseRole);
       if (problem) throw new Error(`${id}.databaseRole: ${problem}`);
@@ -142,7 +174,10 @@ export class PgHousekeeping extends Construct {
       const period = alarmPeriod(where, scheduled, schedule, missedRuns);
       const fn = new JobFunction(this, capitalize(job), {
         entry: job,
+        databaseId,
+        functionName: names.function(job),
         databaseSecret: props.databaseSecret,
+        kmsKeyArn: props.kmsKeyArn,
         timeout,
         memorySize: scheduled.memorySize,
         logRetention: props.logRetention ?? RetentionDays.THREE_MONTHS,
@@ -167,7 +202,8 @@ export class PgHousekeeping extends Construct {
       });
       const timer = new Schedule(this, `${capitalize(job)}Schedule`, {
         schedule: ScheduleExpression.expression(schedule.expression, TimeZone.of(schedule.timeZone)),
-        description: `pg-housekeeper ${job}`,
+        scheduleName: names.schedule(job),
+        description: `pg-housekeeper ${job} of database ${databaseId}`,
         enabled,
         // Runs at the time written, not somewhere in a window after it.
         timeWindow: TimeWindow.off(),
@@ -184,7 +220,7 @@ export class PgHousekeeping extends Construct {
       timer.node.addDependency(continueSelf);
       new CfnOutput(this, `${capitalize(job)}FunctionName`, {
         value: fn.function.functionName,
-        description: `pg-housekeeper ${job} function ("run now": aws lambda invoke --invocation-type Event)`,
+        description: `pg-housekeeper ${job} function of database ${databaseId} ("run now": aws lambda invoke --invocation-type Event)`,
       });
       this.jobs[job] = fn;
       this.schedules[job] = timer;
@@ -198,30 +234,73 @@ export class PgHousekeeping extends Construct {
     if (securityGroups) {
       new CfnOutput(this, 'JobsSecurityGroupId', {
         value: securityGroups.map((group) => group.securityGroupId).join(','),
-        description: "Allow this security group on the database's port",
+        description: `Allow this security group on the port of database ${databaseId}`,
       });
+    }
+    // What another account names in its secret's resource policy and key policy (README, "A secret in another account").
+    const roles = Object.values(this.jobs).map((fn) => fn.function.role!.roleArn);
+    if (roles.length > 0) {
+      new CfnOutput(this, 'FunctionRoleArns', { value: roles.join(','), description: `The roles that read the secret of database ${databaseId}` });
     }
 
     const actions: IAlarmAction[] = [];
     if (props.alarmTopic) actions.push(new SnsAction(props.alarmTopic));
+    for (const topic of props.alarmTopics ?? []) actions.push(new SnsAction(topic));
     if (props.alarmEmail) {
-      // CloudWatch can publish to an encrypted topic only with a customer-managed key that lets it.
-      const key = new Key(this, 'AlarmsKey', { enableKeyRotation: true, description: 'pg-housekeeper alarm notifications' });
-      key.grant(new ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
-      const topic = new Topic(this, 'Alarms', { masterKey: key, enforceSSL: true, displayName: 'pg-housekeeper alarms' });
-      topic.addSubscription(new EmailSubscription(props.alarmEmail));
+      const topic = emailAlarmTopic(this, props.alarmEmail);
       actions.push(new SnsAction(topic));
       this.alarmTopic = topic;
+      new CfnOutput(this, 'AlarmTopicArn', { value: topic.topicArn });
     } else {
       this.alarmTopic = props.alarmTopic;
     }
-    if (this.alarmTopic) new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn });
     this.observability = new Observability(this, 'Observability', {
+      databaseId,
+      names,
+      dashboard: props.dashboard,
       jobs: watched,
       rollupLagAlarmSeconds: props.rollupLagAlarmSeconds ?? 7_200,
       missedRuns,
       actions,
     });
+  }
+}
+
+/**
+ * An encrypted topic with `email` subscribed, in `scope` as `AlarmsKey` and `Alarms`. CloudWatch
+ * can publish to an encrypted topic only with a customer-managed key that lets it.
+ */
+export function emailAlarmTopic(scope: Construct, email: string): Topic {
+  const key = new Key(scope, 'AlarmsKey', { enableKeyRotation: true, description: 'pg-housekeeper alarm notifications' });
+  key.grant(new ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
+  const topic = new Topic(scope, 'Alarms', { masterKey: key, enforceSSL: true, displayName: 'pg-housekeeper alarms' });
+  topic.addSubscription(new EmailSubscription(email));
+  return topic;
+}
+
+/** The id of a database given none: a one-database deploy (`-c secretArn=…`) is a fleet of one `main`. */
+export const DEFAULT_DATABASE_ID = 'main';
+
+/**
+ * A secret the functions read through their own region's Secrets Manager: another region's is
+ * refused, and another account's needs its customer-managed key (the AWS-managed
+ * aws/secretsmanager key cannot be used from another account). Checked when both ARNs are known.
+ */
+function checkSecretPlacement(scope: Construct, id: string, props: PgHousekeepingProps): void {
+  const arn = props.databaseSecret.secretFullArn ?? props.databaseSecret.secretArn;
+  if (Token.isUnresolved(arn)) return;
+  const secret = Arn.split(arn, ArnFormat.COLON_RESOURCE_NAME);
+  const stack = Stack.of(scope);
+  if (!Token.isUnresolved(stack.region) && secret.region !== stack.region) {
+    throw new Error(
+      `${id}.secretArn: the secret is in ${secret.region}, this stack deploys to ${stack.region}; the functions read secrets through their own region's Secrets Manager (replicate the secret to ${stack.region})`,
+    );
+  }
+  if (!Token.isUnresolved(stack.account) && secret.account !== stack.account && !props.kmsKeyArn) {
+    throw new Error(
+      `${id}.kmsKeyArn: the secret is in account ${secret.account}, this stack in ${stack.account}; a secret read from another account must be encrypted with a customer-managed KMS key: ` +
+        'give its ARN (README, "A secret in another account")',
+    );
   }
 }
 

@@ -17,6 +17,7 @@ export const USAGE = `usage:
   housekeeper demo
   housekeeper run <${JOB_NAMES.join('|')}> --config <file.json> [--database-url URL] [--dry-run]
   housekeeper run <${JOB_NAMES.join('|')}> --deployed [--database-url URL] [--dry-run]
+  housekeeper run <${JOB_NAMES.join('|')}> --database ID [--database-url URL] [--dry-run]   (one database of infra/housekeeping.config.ts)
   housekeeper status [--database-url URL]
 
 Without --database-url (or DATABASE_URL), an embedded Postgres is started in .housekeeper-db/.`;
@@ -38,7 +39,7 @@ function formatCounts(counts: Record<string, number>): string {
 
 export function humanSummary(summary: JobSummary): string {
   const lines = [
-    `${summary.job}${summary.dryRun ? ' (dry run)' : ''}: ${summary.targets.length} target(s) in ${(summary.durationMs / 1000).toFixed(1)} s`,
+    `${summary.database ? `${summary.database}: ` : ''}${summary.job}${summary.dryRun ? ' (dry run)' : ''}: ${summary.targets.length} target(s) in ${(summary.durationMs / 1000).toFixed(1)} s`,
   ];
   for (const target of summary.targets) {
     const stop = target.stopReason ? ` (stopped: ${target.stopReason})` : '';
@@ -78,9 +79,10 @@ function progressBar(): ((progress: Progress & { target: string }) => void) | un
   };
 }
 
-export async function runFromCli(job: JobName, payload: unknown, databaseUrl: string, dryRunFlag: boolean): Promise<JobSummary> {
+/** `database`: the fleet database this run stands for (`--database`), on every log line and in the summary. */
+export async function runFromCli(job: JobName, payload: unknown, databaseUrl: string, dryRunFlag: boolean, database?: string): Promise<JobSummary> {
   const withFlag = dryRunFlag && payload && typeof payload === 'object' ? { ...payload, dryRun: true } : payload;
-  return runLocally(job, withFlag, databaseUrl, { where: 'config', onProgress: progressBar() });
+  return runLocally(job, withFlag, databaseUrl, { where: 'config', onProgress: progressBar(), ...(database !== undefined ? { database } : {}) });
 }
 
 /** Which hop of which chain a Lambda run was: one logical run across its invocations. */

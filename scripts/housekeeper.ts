@@ -5,6 +5,7 @@
  *   housekeeper demo                                   seed demo tables and run the partition job
  *   housekeeper run partition --config FILE [--database-url URL] [--dry-run]
  *   housekeeper run partition --deployed [--database-url URL] [--dry-run]   the policy cdk deploy ships
+ *   housekeeper run partition --database ID [--database-url URL] [--dry-run]   that database's, of the fleet the config file lists
  *   housekeeper status [--database-url URL]
  */
 import { resolve } from 'node:path';
@@ -25,6 +26,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string' },
       deployed: { type: 'boolean', default: false },
+      database: { type: 'string' },
       'database-url': { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -55,15 +57,19 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'run') {
     if (!isJobName(job)) throw new ConfigError('job', `expected one of ${JOB_NAMES.join(', ')} (got ${job ?? 'nothing'})`);
     if (values.config && values.deployed) throw new ConfigError('--deployed', 'runs the policy in infra/housekeeping.config.ts; leave out --config');
-    if (!values.config && !values.deployed) {
+    if (values.config && values.database !== undefined) {
+      throw new ConfigError('--database', "runs that database's policy from infra/housekeeping.config.ts; leave out --config");
+    }
+    const database = values.database;
+    if (!values.config && !values.deployed && database === undefined) {
       throw new ConfigError(
         '--config',
-        'is required (a JSON policy, as an ad-hoc Lambda event), or --deployed for the policy infra/housekeeping.config.ts deploys',
+        'is required (a JSON policy, as an ad-hoc Lambda event), or --deployed for the policy infra/housekeeping.config.ts deploys, or --database ID for one database of its fleet',
       );
     }
-    const payload = values.deployed ? await deployedPolicy(job) : readConfigFile(values.config!);
+    const payload = values.config ? readConfigFile(values.config) : await deployedPolicy(job, database);
     return withDatabase(databaseUrl, async (url) => {
-      const summary = await runFromCli(job, payload, url, values['dry-run']);
+      const summary = await runFromCli(job, payload, url, values['dry-run'], database);
       console.log(`\n${humanSummary(summary)}`);
       return summary.failed.length > 0 ? 1 : 0;
     });

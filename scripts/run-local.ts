@@ -14,6 +14,8 @@ export interface LocalRunOptions {
   where?: string;
   /** Another definition of the job (tests give the rollup another clock). */
   definition?: Job;
+  /** The fleet database this run stands for (the CLI's --database): on every log line and in the summary. */
+  database?: string;
 }
 
 /** A job run outside Lambda (CLI, tests, benchmarks): the same validation and runJob, connected by URL. */
@@ -23,8 +25,9 @@ export async function runLocally(job: JobName, payload: unknown, url: string, op
   const { lockTimeoutMs, statementTimeoutMs } = event.options;
   return runJob(definition, event, {
     jobs: JOBS,
+    ...(options.database ? { database: options.database } : {}),
     connect: () => openSession({ kind: 'url', url }, { job, lockTimeoutMs, statementTimeoutMs }),
-    logger: options.logger ?? createJobLogger(job),
+    logger: options.logger ?? createJobLogger(job, options.database),
     budget: options.budget ?? TimeBudget.unlimited(),
     onProgress: options.onProgress,
   });

@@ -22,6 +22,8 @@ export const DEPLOYED_POLICY_FILE = 'policy.json';
 export const ENV = {
   /** The database secret's ARN (RDS JSON shape). */
   dbSecretArn: 'PGHK_DB_SECRET_ARN',
+  /** The id of the fleet database the function serves: on its log lines, metric dimensions and summaries. */
+  databaseId: 'PGHK_DATABASE_ID',
   /** A role every session switches to with SET ROLE. */
   dbRole: 'PGHK_DB_ROLE',
   /** One more PEM bundle to trust, added to Node's roots and NODE_EXTRA_CA_CERTS. */

@@ -9,6 +9,7 @@ import type pg from 'pg';
 import * as z from 'zod';
 import type { ChainRun } from './chain';
 import { parseConfig } from './config';
+import { databaseIdFromEnvironment } from './database-id';
 import { databaseSourceFromEnvironment, openSession } from './db';
 import { DEPLOYED_POLICY_FILE, ENV } from './environment';
 import { ConfigError, errorMessage, HousekeeperError, JobFailedError } from './errors';
@@ -231,6 +232,7 @@ export async function runLambdaJob(
   const parsed = parseJobEvent(definition, payload, 'event');
   const config = parsed.options;
   const source = databaseSourceFromEnvironment();
+  const database = databaseIdFromEnvironment();
   const role = roleFromEnvironment();
   const settings = chainSettingsFromEnvironment();
   // Every invocation of this function has its timeout; a chain silent for longer than that is dead.
@@ -262,6 +264,7 @@ export async function runLambdaJob(
   try {
     summary = await runJob(definition, parsed, {
       jobs,
+      ...(database ? { database } : {}),
       connect: async () => {
         const client = await openSession(source, { job: definition.job, lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs });
         try {

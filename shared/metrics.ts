@@ -1,4 +1,5 @@
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { databaseIdFromEnvironment } from './database-id';
 import { METRICS_NAMESPACE, SERVICE_NAME } from './environment';
 import type { TargetMetric } from './job';
 import type { JobSummary } from './run-job';
@@ -16,8 +17,12 @@ export const METRIC = {
   continuations: 'Continuations',
 } as const;
 
-export function createJobMetrics(job: string): Metrics {
-  return new Metrics({ namespace: METRICS_NAMESPACE, serviceName: SERVICE_NAME, defaultDimensions: { job } });
+/**
+ * Dimensions `service`, `job` and, in a deployed function, `database`: two databases' runs are two
+ * metrics, so each database's alarms watch its own (infra/observability.ts builds the same dimensions).
+ */
+export function createJobMetrics(job: string, database: string | undefined = databaseIdFromEnvironment()): Metrics {
+  return new Metrics({ namespace: METRICS_NAMESPACE, serviceName: SERVICE_NAME, defaultDimensions: { job, ...(database ? { database } : {}) } });
 }
 
 export interface RunMetrics {

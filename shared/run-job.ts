@@ -29,6 +29,8 @@ export interface TargetSummary {
 
 export interface JobSummary {
   job: string;
+  /** The fleet database this run served (PGHK_DATABASE_ID, or the CLI's --database); absent outside a fleet. */
+  database?: string;
   dryRun: boolean;
   targets: TargetSummary[];
   failed: string[];
@@ -65,6 +67,8 @@ export function parseJobEvent<S extends z.ZodType, O extends RunOptions>(
 export interface RunJobOptions {
   /** Every job of the deployment: settings rows of any of them are known, and the ledger takes all their migrations. */
   jobs: JobRegistry;
+  /** The fleet database this run serves: carried into the summary (the logger carries it on every line). */
+  database?: string;
   connect: () => Promise<pg.Client>;
   logger: JobLogger;
   budget: TimeBudget;
@@ -133,6 +137,7 @@ export async function runJob<S extends z.ZodType, O extends RunOptions>(
   }
   const summary: JobSummary = {
     job: definition.job,
+    ...(run.database ? { database: run.database } : {}),
     dryRun: run.dryRun,
     targets: summaries,
     failed: summaries.filter((s) => s.state === 'failed').map((s) => s.target),

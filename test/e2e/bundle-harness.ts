@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import type { DatabaseConfig } from '../../infra/fleet';
 import type { HousekeepingConfig } from '../../infra/housekeeping.config';
 import type { DeploymentOptions } from '../../infra/stack';
 import { jobFunctions, synthStack } from '../infra/synth';
@@ -38,6 +39,22 @@ export function synthesizeBundles(id: string, secretArn: string, config: Houseke
       dir: synthesized.assetDir(logicalId),
       environment: (resource.Properties.Environment as { Variables: Record<string, string> }).Variables,
     };
+  }
+  return bundles;
+}
+
+/**
+ * Synthesizes a fleet stack and finds every function's bundle, keyed `<database>/<job>`: each
+ * with its own environment (its database id and secret ARN), exactly as synthesized.
+ */
+export function synthesizeFleetBundles(id: string, databases: DatabaseConfig[]): Record<string, Bundle> {
+  const synthesized = synthStack(id, { databases }, { nag: false, outdir: mkdtempSync(join(tmpdir(), 'hk-cdk-')) });
+  const bundles: Record<string, Bundle> = {};
+  for (const [logicalId, resource] of Object.entries(synthesized.json.Resources)) {
+    const environment = (resource.Properties?.Environment as { Variables?: Record<string, string> } | undefined)?.Variables;
+    if (resource.Type !== 'AWS::Lambda::Function' || !environment?.PGHK_DATABASE_ID) continue;
+    const job = /-(partition|archive|rollup)$/.exec(resource.Properties.FunctionName as string)![1]!;
+    bundles[`${environment.PGHK_DATABASE_ID}/${job}`] = { dir: synthesized.assetDir(logicalId), environment };
   }
   return bundles;
 }

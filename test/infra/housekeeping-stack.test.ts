@@ -92,11 +92,12 @@ describe('the functions', () => {
 
   it('trust the RDS and Aurora CAs of the Lambda runtime: NODE_EXTRA_CA_CERTS on every function, the sandbox seed included', () => {
     for (const shape of [existing, sandbox]) {
-      const functions = ofType(shape.json, 'AWS::Lambda::Function').filter(([id]) => /Housekeeping|DemoSeed/.test(id));
+      // Ours read a database secret; CDK's own providers (the sandbox's trigger) do not.
+      const functions = ofType(shape.json, 'AWS::Lambda::Function').filter(([, fn]) => props(fn).Environment?.Variables?.PGHK_DB_SECRET_ARN);
       expect(functions.length).toBeGreaterThanOrEqual(3);
       for (const [, fn] of functions) expect(props(fn).Environment.Variables.NODE_EXTRA_CA_CERTS).toBe('/var/runtime/ca-cert.pem');
     }
-    expect(ofType(sandbox.json, 'AWS::Lambda::Function').some(([id]) => id.startsWith('DemoSeed'))).toBe(true);
+    expect(ofType(sandbox.json, 'AWS::Lambda::Function').some(([id]) => /^Sandboxdemo.*DemoSeed/.test(id))).toBe(true);
   });
 
   it('retry a failed invocation at most once, and send it with its error to an on-failure destination', () => {
@@ -355,6 +356,18 @@ describe('infra/housekeeping.config.ts as shipped', () => {
       expect(await deployedPolicy(job as 'partition' | 'archive' | 'rollup'), job).toEqual(asset);
     }
   }, 120_000);
+
+  it("the CLI's --database demo runs exactly the policy each of the sandbox's functions ships", async () => {
+    const functions = ofType(sandbox.json, 'AWS::Lambda::Function').filter(
+      ([, fn]) => props(fn).Environment?.Variables?.PGHK_DATABASE_ID === 'demo' && props(fn).FunctionName,
+    );
+    expect(functions).toHaveLength(3);
+    for (const [logicalId, fn] of functions) {
+      const job = /-(partition|archive|rollup)$/.exec(props(fn).FunctionName)![1] as 'partition' | 'archive' | 'rollup';
+      const asset = JSON.parse(readFileSync(join(sandbox.assetDir(logicalId), 'policy.json'), 'utf8'));
+      expect(await deployedPolicy(job, 'demo'), job).toEqual(asset);
+    }
+  });
 });
 
 describe('alarms', () => {
@@ -403,11 +416,12 @@ describe('alarms', () => {
   });
 
   it('a job not invoked for two of its schedule periods, and a target whose last success is too old, alarm; missing data is breaching', () => {
-    const dimensions = (job: string) =>
-      Match.arrayWith([
-        { Name: 'job', Value: job },
-        { Name: 'service', Value: 'pg-housekeeper' },
-      ]);
+    // A one-database deploy is database `main`: its metrics carry that dimension too.
+    const dimensions = (job: string) => [
+      { Name: 'database', Value: 'main' },
+      { Name: 'job', Value: job },
+      { Name: 'service', Value: 'pg-housekeeper' },
+    ];
     for (const [job, period, staleAfter] of [
       ['partition', 3600, 2 * 3600 + 300],
       ['archive', 86_400, 2 * 86_400 + 900],
@@ -466,13 +480,14 @@ describe('alarms', () => {
   it('one dashboard and the saved Logs Insights queries over every job', () => {
     existing.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     const queries = ofType(existing.json, 'AWS::Logs::QueryDefinition').map(([, q]) => props(q));
+    // `-c secretArn=…` deploys a fleet of one, database `main`.
     expect(queries.map((q) => q.Name).sort()).toEqual([
-      'pg-housekeeper/failed-runs',
-      'pg-housekeeper/run-summaries',
-      'pg-housekeeper/slowest-targets',
+      'pg-housekeeper/Existing/main/failed-runs',
+      'pg-housekeeper/Existing/main/run-summaries',
+      'pg-housekeeper/Existing/main/slowest-targets',
     ]);
     for (const query of queries) expect(query.LogGroupNames).toHaveLength(3);
-    expect(queries.find((q) => q.Name === 'pg-housekeeper/failed-runs')!.QueryString).toContain('filter level = "ERROR"');
+    expect(queries.find((q) => q.Name === 'pg-housekeeper/Existing/main/failed-runs')!.QueryString).toContain('filter level = "ERROR"');
   });
 });
 
@@ -601,7 +616,9 @@ describe('the app context', () => {
   it('accepts the README example and refuses a partial secret ARN, which fromSecretCompleteArn cannot use', () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     const example = /-c secretArn=(\S+)/.exec(readme)![1]!.replace('REGION', 'eu-west-1').replace('ACCOUNT', '123456789012');
-    expect(readContext((key) => ({ secretArn: example })[key]).target).toMatchObject({ kind: 'existing', secretArn: example });
+    expect(readContext((key) => ({ secretArn: example })[key]).stacks).toMatchObject([
+      { stackId: 'PgHousekeeping', target: { kind: 'existing', secretArn: example } },
+    ]);
     expect(() => readContext((key) => ({ secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod-db' })[key])).toThrowError(
       /not a complete secret ARN/,
     );
@@ -625,13 +642,14 @@ describe('the README', () => {
   });
 
   it("documents 'run now' as one asynchronous invoke of a function the stack outputs, with the empty event", () => {
-    const command = /```sh\n(aws lambda invoke[^`]*)```/.exec(section)![1]!;
+    // The one-database form, which finds the function through the stack output (a fleet names its functions: "A fleet of databases").
+    const command = /```sh\n(aws lambda invoke[^`]*describe-stacks[^`]*)```/.exec(section)![1]!;
     expect(command).toContain('--invocation-type Event');
     expect(command).toContain("--cli-binary-format raw-in-base64-out --payload '{}'");
     const prefix = /starts_with\(OutputKey, '(\w+)'\)/.exec(command)![1]!;
     expect(Object.keys(existing.json.Outputs ?? {}).filter((key) => key.startsWith(prefix))).toHaveLength(1);
     expect(command).toContain('--stack-name PgHousekeeping ');
-    expect(readContext((key) => ({ secretArn: SECRET_ARN })[key]).stackId).toBe('PgHousekeeping');
+    expect(readContext((key) => ({ secretArn: SECRET_ARN })[key]).stacks.map((stack) => stack.stackId)).toEqual(['PgHousekeeping']);
   });
 
   it('documents every environment variable the template sets, and every output', () => {

@@ -33,7 +33,7 @@ export function synthStack(id: string, props: Omit<HousekeepingStackProps, 'env'
   const app = new App({ outdir: options.outdir, context: { ...CDK_CONTEXT, 'aws:cdk:enable-asset-metadata': true } });
   const stack = new HousekeepingStack(app, id, { ...props, env: ENV });
   if (options.nag !== false) {
-    acknowledgeReviewedFindings(stack, { sandbox: props.target.kind === 'demo' });
+    acknowledgeReviewedFindings(stack, { sandbox: props.target?.kind === 'demo' || Boolean(props.databases?.some((d) => d.sandbox)) });
     Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   }
   const assembly = app.synth();
