@@ -371,6 +371,26 @@ export async function readArchiveCatalog(
 
   const to = await readShape(client, destination, 'destination');
   const shownDestination = displayName(destination);
+  // A read of the archive must see the archive's rows only: whether a key is already archived
+  // decides whether a source row may go. Rows of a table inheriting from it (the source itself,
+  // if the source inherits from the archive) would count as archived and be deleted uncopied.
+  if (to.inheritors.length > 0) {
+    throw new SchemaDriftError(
+      shownDestination,
+      `${shownDestination} has tables that inherit from it (${listed(to.inheritors)}); a read of it sees their rows as archived, and its unique indexes do not cover them. Archive into a table without children (nothing was moved)`,
+    );
+  }
+  const { rows: overlap } = await client.query<{ shared: string }>(
+    `SELECT relid::regclass::text AS shared FROM (${TREE.replaceAll('$1', '$2')}) AS d(relid)
+     WHERE relid IN (${TREE}) ORDER BY 1`,
+    [from.oid, to.oid],
+  );
+  if (overlap.length > 0) {
+    throw new SchemaDriftError(
+      shownDestination,
+      `${shownSource} and ${shownDestination} share ${listed(overlap.map((r) => r.shared))}: one is a partition of the other, so the rows moved would land in the source again. Archive into a separate table (nothing was moved)`,
+    );
+  }
   const onlySource = from.columns.filter((c) => !to.columns.some((d) => d.name === c.name)).map((c) => c.name);
   const onlyDestination = to.columns.filter((d) => !from.columns.some((c) => c.name === d.name)).map((d) => d.name);
   const mismatched = from.columns.flatMap((c) => {

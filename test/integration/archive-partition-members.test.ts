@@ -93,3 +93,32 @@ describe('archive: a source or archive that is a partition', () => {
     );
   });
 });
+
+describe('archive: an archive whose reads see more than its own rows', () => {
+  it('refuses an archive the source inherits from (its reads saw the source rows as archived: 19 of 20 rows were deleted uncopied)', async () => {
+    await sql.query(`
+      CREATE TABLE app.arch (id bigint PRIMARY KEY, created_at timestamptz NOT NULL);
+      CREATE TABLE app.o (id bigint PRIMARY KEY, created_at timestamptz NOT NULL) INHERITS (app.arch);
+      INSERT INTO app.o SELECT i, '2010-01-01'::timestamptz + i * interval '1 day' FROM generate_series(1, 20) i;
+      -- one identical copy archived already: the batch then compares every picked row with the archive
+      INSERT INTO app.arch VALUES (5, '2010-01-01'::timestamptz + 5 * interval '1 day')`);
+    const before = await sql.query<{ n: number }>('SELECT count(*)::int AS n FROM ONLY app.arch');
+    const summary = await archive({ targets: [{ source: 'app.o', destination: 'app.arch', ageColumn: 'created_at', retention: '30 days' }] });
+    expect(summary.targets[0]!.state).toBe('failed');
+    expect(summary.targets[0]!.detail).toMatch(/app\.arch has tables that inherit from it \(app\.o\); a read of it sees their rows as archived/);
+    expect((await sql.query('SELECT count(*)::int AS n FROM app.o')).rows[0].n).toBe(20);
+    expect((await sql.query('SELECT count(*)::int AS n FROM ONLY app.arch')).rows[0].n).toBe(before.rows[0]!.n);
+  });
+
+  it('refuses an archive that is the partitioned parent of the source, or a partition of it', async () => {
+    await sql.query(EVENTS);
+    const intoParent = await archive({
+      targets: [{ source: 'app.ev_old', destination: 'app.ev', key: ['id', 'created_at'], ageColumn: 'created_at', retention: '30 days' }],
+    });
+    expect(intoParent.targets[0]!.detail).toMatch(/app\.ev_old and app\.ev share app\.ev_old: one is a partition of the other/);
+    const intoPartition = await archive({
+      targets: [{ source: 'app.ev', destination: 'app.ev_new', key: ['id', 'created_at'], ageColumn: 'created_at', retention: '30 days' }],
+    });
+    expect(intoPartition.targets[0]!.detail).toMatch(/app\.ev and app\.ev_new share app\.ev_new: one is a partition of the other/);
+  });
+});
