@@ -30,7 +30,7 @@ async function runRollupTarget(context: TargetContext<RollupPolicy, RollupEvent>
   const fenceMs = fence.at?.getTime() ?? null;
   const upper = upperBound(nowMs, policy.settleDelayMinutes, fenceMs, policy.bucket);
   const unfenced = upperBound(nowMs, policy.settleDelayMinutes, null, policy.bucket);
-  const horizon = changesHorizon(nowMs, fenceMs);
+  const horizon = changesHorizon(nowMs, fenceMs, catalog.changedAtPrecision);
   const notes: string[] = [];
   if (fence.holder) {
     logger.info('rollup fence', { fence: fence.holder.since, holder: fence.holder, upperBoundHeldBack: upper < unfenced });

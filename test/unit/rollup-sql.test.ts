@@ -3,7 +3,7 @@ import type { RollupPolicy } from '../../functions/rollup/policy';
 import { renderChangedBuckets, renderFirstEvent, renderRecompute } from '../../functions/rollup/sql';
 
 /** The exact statements the rollup job sends: a change to any of them shows here as a diff. */
-const catalog = { source: { schema: 'app', name: 'usage' }, target: { schema: 'app', name: 'usage_hourly' } };
+const catalog = { source: { schema: 'app', name: 'usage' }, target: { schema: 'app', name: 'usage_hourly' }, changedAtPrecision: 6 };
 const policy = {
   name: 'usage_hourly',
   source: 'app.usage',
