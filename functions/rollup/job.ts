@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { displayName, parseQualifiedName } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/job';
 import { databaseNow, queryOne } from '../../shared/postgres';
 import { applyRollup } from './apply';
@@ -110,6 +111,8 @@ export const rollupJob = {
   targetName: (policy) => policy.name,
   targetDescription: "the rollup's name",
   lockKey: (policy) => policy.lockKey,
+  // A spec rollup deletes each window of its target whole; a function decides for itself.
+  exclusiveOutput: (policy) => (policy.spec ? { field: 'target', table: displayName(parseQualifiedName(policy.target, 'target')) } : undefined),
   runTarget: (context) => runRollupTarget(context),
   stopReasons: ['done', 'time budget nearly spent'],
   metrics: {
