@@ -98,3 +98,14 @@ describe('rollup: time columns with a precision', () => {
     expect(await rollupMismatches(sql)).toEqual([]);
   });
 });
+
+describe('rollup: infinite event times', () => {
+  it("starts at the first finite event when the source holds a '-infinity' row (the first run failed with 'first?.getTime is not a function')", async () => {
+    await sql.query(SIXTY_ROWS);
+    await sql.query(`INSERT INTO app.usage (occurred_at, tenant, units) VALUES ('-infinity', 'acme', 5), ('infinity', 'acme', 7)`);
+    const summary = await runRollup(db.url, { targets: [usageRollup] });
+    expect(summary.targets[0]).toMatchObject({ state: 'succeeded', counts: { sourceRowsRead: 60 } });
+    const { rows } = await sql.query(`SELECT sum(events)::int AS n FROM app.usage_hourly`);
+    expect(rows[0].n).toBe(60);
+  });
+});

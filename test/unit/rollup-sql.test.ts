@@ -64,6 +64,8 @@ SELECT (SELECT count(*) FROM ins)::bigint AS written, coalesce((SELECT sum(pghk_
       `SELECT DISTINCT date_trunc($1::text, "occurred_at") AS bucket FROM "app"."usage" WHERE "updated_at" >= $2 AND "occurred_at" < $3`,
     );
     expect(changed.values).toEqual(['hour', '2026-11-23 09:15:00.123456+00', '2026-11-23T08:00:00.000Z']);
-    expect(renderFirstEvent(policy, catalog).text).toBe(`SELECT min("occurred_at") AS first FROM "app"."usage"`);
+    expect(renderFirstEvent(policy, catalog).text).toBe(
+      `SELECT min("occurred_at") FILTER (WHERE isfinite("occurred_at")) AS first FROM "app"."usage"`,
+    );
   });
 });
