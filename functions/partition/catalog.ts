@@ -190,7 +190,8 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
     [parent.schema, `${parent.name.replace(/[\\%_]/g, '\\$&')}\\_p%`],
   );
 
-  const toMs = (epoch: string | null) => (epoch === null ? null : Math.round(Number(epoch) * 1000));
+  // '-infinity' and 'infinity' bounds read as unbounded, like MINVALUE and MAXVALUE: no finite key ms.
+  const toMs = (epoch: string | null) => (epoch === null || !Number.isFinite(Number(epoch)) ? null : Math.round(Number(epoch) * 1000));
   const defaultRow = children.rows.find((row) => row.is_default);
   return {
     parent,
