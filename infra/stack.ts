@@ -116,6 +116,15 @@ export class HousekeepingStack extends Stack {
     });
   }
 
+  /**
+   * The sandbox VPC's two zones, as the region's first two at deploy time (`Fn::GetAZs`): the
+   * default would be a context lookup, which needs AWS credentials whenever the stack has an
+   * account (`CDK_DEFAULT_ACCOUNT`), so `cdk synth` would fail offline. Nothing else reads them.
+   */
+  override get availabilityZones(): string[] {
+    return [Fn.select(0, Fn.getAzs()), Fn.select(1, Fn.getAzs())];
+  }
+
   /** The first database's housekeeping (a one-database stack's only one). */
   get housekeeping(): PgHousekeeping {
     return Object.values(this.databases)[0]!;
