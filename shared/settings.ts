@@ -25,7 +25,7 @@ export const IDENTITY_KEYS: ReadonlySet<string> = new Set(['table', 'source', 'd
  * triggers). They are decided where the policy is reviewed and deployed, never by a settings
  * row: one `*` row would have opted every archive target into CASCADE deletes at once.
  */
-export const DEPLOY_ONLY_KEYS: ReadonlySet<string> = new Set(['allowReferencingForeignKeys', 'allowTriggers']);
+const DEPLOY_ONLY_KEYS: ReadonlySet<string> = new Set(['allowReferencingForeignKeys', 'allowTriggers']);
 
 /** A settings row as operators will look for it. */
 function settingsRow(row: { job: string; target: string; key: string }): string {
