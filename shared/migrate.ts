@@ -5,6 +5,7 @@ import settings from './migrations/0002_settings';
 import rollupState from './migrations/0003_rollup_state';
 import partitionRetirements from './migrations/0004_partition_retirements';
 import chains from './migrations/0005_chains';
+import archiveObjects from './migrations/0006_archive_objects';
 
 /** Numbered, append-only: never edit a shipped migration, add the next number. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
@@ -13,6 +14,7 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
   { version: 3, name: 'rollup_state', sql: rollupState },
   { version: 4, name: 'partition_retirements', sql: partitionRetirements },
   { version: 5, name: 'chains', sql: chains },
+  { version: 6, name: 'archive_objects', sql: archiveObjects },
 ];
 
 export const LATEST_MIGRATION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

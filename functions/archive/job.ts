@@ -1,12 +1,13 @@
 import type pg from 'pg';
-import { errorMessage, HousekeeperError } from '../../shared/errors';
-import { databaseNow, sleep, SQLSTATE, sqlState } from '../../shared/postgres';
-import { withLockRetry } from '../../shared/lock-retry';
+import { errorMessage } from '../../shared/errors';
+import { databaseNow, sleep } from '../../shared/postgres';
 import { displayName, parseQualifiedName, type QualifiedName } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
 import { archiveCutoff, cutoffLiteral } from './cutoff';
-import { buildArchiveSql, type ArchiveSql, type BatchResult } from './batch-sql';
-import { archiveTargetSchema, keyColumns, type ArchiveEvent, type ArchiveTargetPolicy } from './policy';
+import { buildArchiveSql, type BatchResult } from './batch-sql';
+import { tableDestination, type ArchiveDestination } from './destination';
+import { archiveTargetSchema, destinationTable, keyColumns, s3Destination, type ArchiveEvent, type ArchiveTargetPolicy } from './policy';
+import { planS3Archive, s3ArchiveDestination } from './s3/destination';
 import { checkArchiveTables } from './tables';
 
 export type StopReason = 'done' | 'max rows reached' | 'time budget nearly spent';
@@ -28,26 +29,18 @@ async function explain(client: pg.ClientBase, sql: string, params: unknown[]): P
   return rows[0]!['QUERY PLAN'][0]!.Plan;
 }
 
-/** How long a batch may wait for a row another session holds before it is redone skipping such rows. */
-export const ROW_LOCK_PATIENCE_MS = 20;
-/** After meeting a held row, this many batches lock-and-skip straight away. */
-const SKIP_LOCKED_STREAK = 10;
-
-/** A batch found something that forbids moving its rows; it was rolled back whole. */
-export class ArchiveBatchRefused extends HousekeeperError {
-  constructor(
-    readonly object: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { ArchiveBatchRefused, ROW_LOCK_PATIENCE_MS } from './destination';
+import { ROW_LOCK_PATIENCE_MS } from './destination';
 
 export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolicy, ArchiveEvent>): Promise<TargetOutcome> {
   const { client, policy, logger } = context;
   const source = parseQualifiedName(policy.source, 'source');
-  const destination: QualifiedName | undefined = policy.destination ? parseQualifiedName(policy.destination, 'destination') : undefined;
+  const table = destinationTable(policy);
+  const s3 = s3Destination(policy);
+  const destination: QualifiedName | undefined = table ? parseQualifiedName(table, 'destination') : undefined;
   const tables = await checkArchiveTables(client, source, destination, { ...policy, key: keyColumns(policy) });
+  // S3: the source's columns must each map to a Parquet type that holds every value exactly.
+  const s3Plan = s3 ? await planS3Archive(client, source, tables, s3, policy) : undefined;
   for (const allowed of tables.allowed) logger.warn(`allowed by the policy, and will fire on every batch: ${allowed}`);
 
   const cutoff = archiveCutoff(await databaseNow(client), policy.retention, policy.timeZone);
@@ -56,7 +49,7 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
     ...(tables.ageTypes.fallback ? { fallback: cutoffLiteral(cutoff, tables.ageTypes.fallback) } : {}),
   };
   const sql = buildArchiveSql(source, destination, policy, tables);
-  const countKey = destination ? 'rowsMoved' : 'rowsPurged';
+  const countKey = destination || s3 ? 'rowsMoved' : 'rowsPurged';
 
   const pickPlan = await explain(client, sql.explainPick, sql.params(cutoffs, policy.batchSize));
   const seqScan = findSeqScan(pickPlan, source.name);
@@ -80,43 +73,27 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
     const expired = Number(count.rows[0]!.n);
     const wouldMove = policy.maxRowsPerRun === undefined ? expired : Math.min(expired, policy.maxRowsPerRun);
     return {
-      counts: { expiredRows: expired, [destination ? 'wouldMove' : 'wouldPurge']: wouldMove, seqScan: seqScan ? 1 : 0 },
+      counts: { expiredRows: expired, [countKey === 'rowsMoved' ? 'wouldMove' : 'wouldPurge']: wouldMove, seqScan: seqScan ? 1 : 0 },
       notes: [`-- dry run: nothing was changed. ${expired} row(s) of ${displayName(source)} are older than ${cutoffs.primary} (${ageDescription}).`],
     };
   }
 
   const estimate = await explain(client, sql.count, sql.ageParams(cutoffs));
   const estimatedTotal = Math.max(0, Math.round(estimate.Plans?.[0]?.['Plan Rows'] ?? estimate['Plan Rows'] ?? 0));
-  return moveBatches(context, sql, cutoffs, { countKey, estimatedTotal, keyColumns: tables.keyColumns, destinationHasTriggers: tables.destinationHasTriggers });
-}
-
-/** Why a batch that ran must not commit, or undefined. */
-function batchProblem(batch: BatchResult, policy: ArchiveTargetPolicy, keyColumns: string[]): string | undefined {
-  if (!policy.destination) return undefined;
-  if (batch.collision_count > 0) {
-    const keys = `${keyColumns.length === 1 ? keyColumns[0] : `(${keyColumns.join(', ')})`} ${batch.collisions.join(', ')}` +
-      (batch.collision_count > batch.collisions.length ? ` and ${batch.collision_count - batch.collisions.length} more` : '');
-    return (
-      `${policy.destination} already holds ${batch.collision_count} key(s) of expired ${policy.source} rows with different contents: ${keys}. ` +
-      `Nothing of this batch was moved (batches before it stay moved). Both versions are kept: compare them, then delete or rename the one that is wrong ` +
-      `(a reset sequence, a restore, or two sources writing into one archive)`
-    );
-  }
-  if (batch.moved !== batch.inserted + batch.identical || batch.altered > 0) {
-    return (
-      `${policy.destination} did not receive every row this batch deleted unchanged (deleted ${batch.moved}, inserted ${batch.inserted}, ` +
-      `already archived ${batch.identical}, changed on the way ${batch.altered}); the batch was rolled back. A trigger on ${policy.destination} ` +
-      `skips or rewrites rows: fix it, or archive into a table without it`
-    );
-  }
-  return undefined;
+  // --- destination: the archive table (or purge), or S3 -------------------------------------
+  const target = s3Plan
+    ? await s3ArchiveDestination({ client, policy, plan: s3Plan, cutoffs, runId: context.runId, logger })
+    : tableDestination({ client, policy, table, sql, cutoffs, keyColumns: tables.keyColumns, destinationHasTriggers: tables.destinationHasTriggers, lockAttempts: context.options.lockAttempts, budget: context.budget });
+  const reconciled = await target.reconcile();
+  if (Object.keys(reconciled).length > 0) logger.warn('archive reconciled what an earlier run left', { destination: target.name, ...reconciled });
+  return moveBatches(context, target, { countKey, estimatedTotal, batchRows: s3?.rowsPerObject ?? policy.batchSize });
+  // --- end destination ------------------------------------------------------------------------
 }
 
 async function moveBatches(
   context: TargetContext<ArchiveTargetPolicy, ArchiveEvent>,
-  sql: ArchiveSql,
-  cutoffs: { primary: string; fallback?: string },
-  info: { countKey: 'rowsMoved' | 'rowsPurged'; estimatedTotal: number; keyColumns: string[]; destinationHasTriggers: boolean },
+  destination: ArchiveDestination,
+  info: { countKey: 'rowsMoved' | 'rowsPurged'; estimatedTotal: number; batchRows: number },
 ): Promise<TargetOutcome> {
   const { client, policy, options, logger, budget } = context;
   const started = performance.now();
@@ -127,65 +104,6 @@ async function moveBatches(
   let lastKey: string[] | undefined;
   let stopReason: StopReason = 'done';
   let failure: string | undefined;
-  const retry = {
-    client,
-    action: `archive batch from ${policy.source}`,
-    relations: [policy.source, ...(policy.destination ? [policy.destination] : [])],
-    attempts: options.lockAttempts,
-    lockTimeoutMs: ROW_LOCK_PATIENCE_MS,
-    budget,
-  };
-  let skipLockedFor = 0;
-  let lockedRowBatches = 0;
-  /**
-   * One batch. The plain batch is one statement in its own implicit transaction: its INSERT
-   * takes every row its DELETE returns or fails whole, so there is nothing to decide after it,
-   * and two round trips less per batch keep the fast path fast. A batch that compares with
-   * archived copies, or writes into an archive whose triggers the policy allowed, can end with
-   * rows it must not commit (a colliding key, a trigger that skipped or rewrote a row): it runs
-   * in an explicit transaction that commits only if the checks pass.
-   */
-  const execute = async (text: string, params: unknown[], checked: boolean): Promise<BatchResult> => {
-    if (!checked) {
-      const batch = (await client.query<BatchResult>(text, params)).rows[0]!;
-      const problem = batchProblem(batch, policy, info.keyColumns);
-      // Cannot happen (no trigger or rule runs here, see checkArchiveTables); stop if it ever does.
-      if (problem) throw new ArchiveBatchRefused(policy.destination ?? policy.source, `${problem} (committed: report this)`);
-      return batch;
-    }
-    await client.query('BEGIN');
-    try {
-      const batch = (await client.query<BatchResult>(text, params)).rows[0]!;
-      const problem = batchProblem(batch, policy, info.keyColumns);
-      if (problem) throw new ArchiveBatchRefused(policy.destination ?? policy.source, problem);
-      await client.query('COMMIT');
-      return batch;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
-  };
-  /** One batch, escalating to SKIP LOCKED on a held row and to the row-by-row comparison on an archived key. */
-  const runBatch = async (params: unknown[], afterKey: boolean): Promise<BatchResult> => {
-    const flags = { afterKey, skipLocked: skipLockedFor > 0, skipExisting: false };
-    if (flags.skipLocked) lockedRowBatches++;
-    for (;;) {
-      try {
-        return await execute(sql.batch(flags), params, flags.skipExisting || info.destinationHasTriggers);
-      } catch (error) {
-        const code = sqlState(error);
-        if (code === SQLSTATE.lockNotAvailable && !flags.skipLocked) {
-          flags.skipLocked = true;
-          skipLockedFor = SKIP_LOCKED_STREAK;
-          lockedRowBatches++;
-        } else if (code === SQLSTATE.uniqueViolation && !flags.skipExisting && policy.destination) {
-          flags.skipExisting = true;
-        } else {
-          throw error; // a table lock we could not get: withLockRetry backs off and retries
-        }
-      }
-    }
-  };
   const rate = () => moved / Math.max(0.001, (performance.now() - started) / 1000);
 
   // Batches wait at most ROW_LOCK_PATIENCE_MS for any lock; the session's own value comes back after.
@@ -201,18 +119,16 @@ async function moveBatches(
         stopReason = 'time budget nearly spent';
         break;
       }
-      const limit = Math.min(policy.batchSize, (policy.maxRowsPerRun ?? Number.POSITIVE_INFINITY) - moved);
+      const limit = Math.min(info.batchRows, (policy.maxRowsPerRun ?? Number.POSITIVE_INFINITY) - moved);
       const batchStarted = performance.now();
-      const params = sql.params(cutoffs, limit, lastKey);
       let batch: BatchResult;
       try {
-        batch = await withLockRetry(retry, () => runBatch(params, lastKey !== undefined));
+        batch = await destination.moveBatch({ limit, afterKey: lastKey });
       } catch (error) {
         // The batch rolled back whole; what earlier batches moved stays moved and is reported.
         failure = errorMessage(error);
         break;
       }
-      skipLockedFor = Math.max(0, skipLockedFor - 1);
       longestBatchMs = Math.max(longestBatchMs, performance.now() - batchStarted);
       // Done only when nothing expired is left to pick: a batch whose picked rows all changed
       // since (or were held) moves none, and the rows after it still wait.
@@ -248,8 +164,7 @@ async function moveBatches(
       /** Rows deleted from the source because the archive already held a byte-identical copy. */
       ...(info.countKey === 'rowsMoved' ? { alreadyArchived } : {}),
       batches,
-      /** Batches run with FOR UPDATE SKIP LOCKED because another session held rows. */
-      lockedRowBatches,
+      ...destination.counts?.(),
       durationMs: Math.round(durationMs),
       rowsPerSecond: Math.round(moved / Math.max(0.001, durationMs / 1000)),
       longestBatchMs: Math.round(longestBatchMs),

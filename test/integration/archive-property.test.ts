@@ -364,7 +364,7 @@ describe('archive on generated schemas', () => {
         );
         copies = rows[0];
       }
-      const guard = await captureArchiveInvariant(sql, { source: 'p.source', destination: generated.target.destination, expired: generated.target.mode === 'purge' ? generated.expired : undefined });
+      const guard = await captureArchiveInvariant(sql, { source: 'p.source', destination: generated.target.destination as string | undefined, expired: generated.target.mode === 'purge' ? generated.expired : undefined });
       const policy = archiveTargetSchema.parse(generated.target);
       let summary: { state: string; counts: Record<string, number | undefined>; stopReason?: string; detail?: string };
       try {

@@ -1,0 +1,155 @@
+import type pg from 'pg';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runArchive } from '../support/archive';
+import { captureS3Invariant, objectRows, postgresRows } from '../support/archive-s3';
+import { createTestDatabase, type TestDatabase } from '../support/db';
+import { duckdb, startTestS3, type TestS3 } from '../support/s3';
+
+let db: TestDatabase;
+let sql: pg.Client;
+let s3: TestS3;
+
+const FOLDER = 'archive/v1/table=app.typed';
+
+/** Every supported type, with the values that break naive writers. */
+const TYPED_DDL = `
+  DROP SCHEMA IF EXISTS app CASCADE; CREATE SCHEMA app;
+  CREATE TABLE app.typed (
+    id bigint PRIMARY KEY,
+    created_at timestamptz NOT NULL,
+    i2 smallint, i4 integer, i8 bigint,
+    n numeric(20, 6), n38 numeric(38, 10), n5 numeric(5, 2), n18 numeric(18, 0),
+    t text, v varchar(20), c char(5),
+    b boolean, d date, ts timestamp, tstz timestamptz,
+    u uuid, j jsonb, js json, bin bytea,
+    ai integer[], al bigint[], at text[], an numeric(10, 2)[], ab boolean[], au uuid[]
+  );
+  CREATE INDEX ON app.typed (created_at);
+  INSERT INTO app.typed VALUES
+    (1, '2025-10-31 23:59:59.999999+00', -32768, -2147483648, -9223372036854775808,
+     -99999999999999.999999, 1234567890123456789012345678.0123456789, -999.99, 999999999999999999,
+     'quotes " and \\ backslash, newline
+and tab	, unicode é 漢字 🚀', '', 'ab',
+     true, '1969-12-31', '1900-01-01 00:00:00.000001', '1970-01-01 00:00:00+00',
+     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"big": 12345678901234567890.123456789, "s": "x\\"y", "n": null, "a": [1, 2.50]}', '{ "kept":   "as typed" }',
+     '\\x00ff10'::bytea,
+     '{1,NULL,-3}', '{9223372036854775807}', '{"a b","NULL",NULL,"",",","\\"q\\"","back\\\\slash"}', '{1.50,NULL,-0.01}', '{t,f,NULL}', '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'),
+    (2, '2025-10-31 00:00:00+00', 32767, 2147483647, 9223372036854775807,
+     0.000001, -0.0000000001, 0, 0,
+     'x', 'twenty characters...', 'abcde',
+     false, '2400-02-29', '2262-04-11 23:47:16.854775', '2038-01-19 03:14:08.123456+00',
+     '00000000-0000-0000-0000-000000000000', '[]', 'null', '\\x'::bytea,
+     '{}', '{}', '{}', '{}', '{}', '{}'),
+    (3, '2025-11-01 12:00:00+00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+     NULL, NULL, NULL, NULL, NULL, NULL);
+  INSERT INTO app.typed (id, created_at, n, t)
+  SELECT 100 + i, '2025-11-02 00:00:00+00'::timestamptz + i * interval '1 minute', i * 1.5, md5(i::text) FROM generate_series(1, 250) AS i;
+  INSERT INTO app.typed (id, created_at, t) VALUES (1000, now(), 'fresh, stays');
+  ANALYZE app.typed;
+`;
+
+const target = (s3Options: Record<string, unknown> = {}) => ({
+  source: 'app.typed',
+  destination: { s3: { bucket: 'hk-archive', prefix: 'archive/v1', rowsPerObject: 100, rowGroupRows: 100, ...s3Options } },
+  ageColumn: 'created_at',
+  retention: '30 days',
+});
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  sql = await db.connect();
+  s3 = await startTestS3();
+});
+
+beforeEach(async () => {
+  await sql.query(TYPED_DDL);
+  await sql.query(`TRUNCATE housekeeping.archive_restores, housekeeping.archive_objects`).catch(() => {});
+  for (const key of await s3.keys()) await s3.client.send(new (await import('@aws-sdk/client-s3')).DeleteObjectCommand({ Bucket: s3.bucket, Key: key }));
+});
+
+describe('archive to S3 as Parquet', () => {
+  it('moves every expired row into objects an independent reader sees value for value, by day, and leaves the rest', async () => {
+    const invariant = await captureS3Invariant(sql, s3, { source: 'app.typed', folder: FOLDER });
+    const summary = await runArchive(db.url, { targets: [target()] });
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    expect(summary.targets[0]!.state).toBe('succeeded');
+    expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 253 });
+
+    const result = await invariant.verify();
+    expect(result).toMatchObject({ left: 1, archived: 253 });
+    expect(await postgresRows(sql, 'app.typed')).toHaveLength(1);
+
+    // Hive layout by the age column's day (UTC): 2025-10-31 holds rows 1 and 2, 2025-11-01 row 3, then the 250 by 100.
+    const keys = await s3.keys('archive/');
+    expect(keys.filter((k) => k.includes('_pending'))).toEqual([]);
+    expect(keys).toContain(`${FOLDER}/dt=2025-10-31/part-1-2.parquet`);
+    expect(keys).toContain(`${FOLDER}/dt=2025-11-01/part-3-3.parquet`);
+    const rows = await objectRows(s3, FOLDER, invariant.columns);
+    for (const row of rows) expect(row.file).toContain(`/dt=${row.dt}/`);
+    // No row in two objects.
+    expect(new Set(rows.map((r) => r.key)).size).toBe(rows.length);
+
+    // The Parquet types an Athena or DuckDB user sees.
+    const dir = await s3.download(`${FOLDER}/dt=2025-10-31/`);
+    const schema = await duckdb(`SELECT name, type, logical_type::VARCHAR AS logical FROM parquet_schema('${dir}/${FOLDER}/dt=2025-10-31/part-1-2.parquet')`);
+    const typeOf = (name: string) => schema.find((s) => s.name === name);
+    expect(typeOf('n18')).toMatchObject({ type: 'INT64', logical: expect.stringContaining('precision=18') });
+    expect(typeOf('n')).toMatchObject({ type: 'FIXED_LEN_BYTE_ARRAY', logical: expect.stringContaining('precision=20') });
+    expect(typeOf('n38')).toMatchObject({ type: 'FIXED_LEN_BYTE_ARRAY', logical: expect.stringContaining('scale=10') });
+    expect(typeOf('tstz')).toMatchObject({ type: 'INT64', logical: expect.stringMatching(/isAdjustedToUTC=1.*MICROS=MicroSeconds/) });
+    expect(typeOf('ts')).toMatchObject({ logical: expect.stringMatching(/isAdjustedToUTC=0/) });
+    expect(typeOf('u')).toMatchObject({ type: 'FIXED_LEN_BYTE_ARRAY', logical: 'UUIDType()' });
+
+    // The manifest: one published row per object, with key range, count, checksum, size and schema.
+    const { rows: manifest } = await sql.query(
+      `SELECT object_key, state, first_key, last_key, row_count::int, length(checksum) AS checksum_length, size_bytes::int > 0 AS sized, columns->0->>'parquet' AS id_type
+       FROM housekeeping.archive_objects ORDER BY id`,
+    );
+    expect(manifest.length).toBe(new Set(rows.map((r) => r.file)).size);
+    expect(manifest.reduce((n, m) => n + m.row_count, 0)).toBe(253);
+    expect(manifest[0]).toMatchObject({ object_key: `${FOLDER}/dt=2025-10-31/part-1-2.parquet`, state: 'published', first_key: ['1'], last_key: ['2'], row_count: 2, checksum_length: 32, sized: true, id_type: 'INT64' });
+    expect(manifest.every((m) => m.state === 'published')).toBe(true);
+
+    // A second run finds nothing to move and changes nothing.
+    const again = await runArchive(db.url, { targets: [target()] });
+    expect(again.targets[0]!.counts).toMatchObject({ rowsMoved: 0 });
+    expect(await s3.keys('archive/')).toEqual(keys);
+  });
+
+  it('refuses before anything moves a column Parquet cannot hold exactly, naming it', async () => {
+    await sql.query(`ALTER TABLE app.typed ADD COLUMN loose numeric, ADD COLUMN span interval, ADD COLUMN stamps timestamptz[]`);
+    const before = await postgresRows(sql, 'app.typed');
+    const summary = await runArchive(db.url, { targets: [target()] });
+    expect(summary.targets[0]!.state).toBe('failed');
+    expect(summary.targets[0]!.detail).toMatch(/loose \(numeric\): numeric without precision and scale/);
+    expect(summary.targets[0]!.detail).toMatch(/span \(interval\): no exact Parquet type/);
+    expect(summary.targets[0]!.detail).toMatch(/stamps \(timestamp with time zone\[\]\): no exact Parquet type/);
+    expect(summary.targets[0]!.detail).toMatch(/Nothing was moved/);
+    expect(await postgresRows(sql, 'app.typed')).toEqual(before);
+    expect(await s3.keys()).toEqual([]);
+  });
+
+  it('refuses a batch holding a value Parquet cannot represent (NaN, infinity), naming column and row; nothing of it moves', async () => {
+    await sql.query(`UPDATE app.typed SET n5 = 'NaN' WHERE id = 2`);
+    const before = await postgresRows(sql, 'app.typed');
+    const summary = await runArchive(db.url, { targets: [target()] });
+    expect(summary.targets[0]!.state).toBe('failed');
+    expect(summary.targets[0]!.detail).toMatch(/column n5 \(numeric\(5,2\)\) of row id = 2 .*NaN/);
+    expect(await postgresRows(sql, 'app.typed')).toEqual(before);
+    expect(await s3.keys()).toEqual([]);
+
+    await sql.query(`UPDATE app.typed SET n5 = 1, d = 'infinity' WHERE id = 2`);
+    const infinite = await runArchive(db.url, { targets: [target()] });
+    expect(infinite.targets[0]!.detail).toMatch(/column d \(date\) of row id = 2 .*infinity is not a finite date/);
+  });
+
+  it('writes gzip and uncompressed objects the reader reads alike', async () => {
+    for (const compression of ['gzip', 'none'] as const) {
+      await sql.query(TYPED_DDL);
+      const invariant = await captureS3Invariant(sql, s3, { source: 'app.typed', folder: `c-${compression}/table=app.typed` });
+      const summary = await runArchive(db.url, { targets: [{ ...target({ compression, prefix: `c-${compression}`, rowsPerObject: 1000 }) }] });
+      expect(summary.targets[0]!.state).toBe('succeeded');
+      expect(await invariant.verify()).toMatchObject({ left: 1, archived: 253 });
+    }
+  });
+});
