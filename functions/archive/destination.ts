@@ -89,7 +89,7 @@ export function tableDestination(options: {
   destinationHasTriggers: boolean;
   lockAttempts: number;
   budget: TimeBudget;
-}): ArchiveDestination & { lockedRowBatches(): number } {
+}): ArchiveDestination {
   const { client, policy, table, sql, cutoffs, keyColumns, destinationHasTriggers } = options;
   const retry = {
     client,
@@ -161,6 +161,7 @@ export function tableDestination(options: {
       skipLockedFor = Math.max(0, skipLockedFor - 1);
       return batch;
     },
-    lockedRowBatches: () => lockedRowBatches,
+    /** Batches run with FOR UPDATE SKIP LOCKED because another session held rows. */
+    counts: () => ({ lockedRowBatches }),
   };
 }
