@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sdkObjectStore, setObjectStoreFactory, type ObjectStore } from '../../functions/archive/s3/store';
 import { runArchive } from '../support/archive';
 import { captureS3Invariant, objectRows, postgresRows } from '../support/archive-s3';
 import { createTestDatabase, type TestDatabase } from '../support/db';
@@ -151,5 +152,77 @@ describe('archive to S3 as Parquet', () => {
       expect(summary.targets[0]!.state).toBe('succeeded');
       expect(await invariant.verify()).toMatchObject({ left: 1, archived: 253 });
     }
+  });
+});
+
+/** The real store, with a hook on each upload (to corrupt it, or to change the source while the batch is in flight). */
+function hookUploads(onPut: (key: string, body: Uint8Array, count: number) => Promise<Uint8Array | void>) {
+  let count = 0;
+  setObjectStoreFactory(async (options) => {
+    const store: ObjectStore = await sdkObjectStore(options);
+    return { ...store, put: async (key, body, metadata) => store.put(key, (await onPut(key, body, ++count)) ?? body, metadata) };
+  });
+}
+
+describe('archive to S3 beside failures and other sessions', () => {
+  afterEach(() => setObjectStoreFactory(undefined));
+
+  it('reads each object back before deleting its rows: an object stored differently moves nothing and is removed', async () => {
+    const before = await postgresRows(sql, 'app.typed');
+    // A value changed in storage, same size, still valid Parquet: 'backslash' becomes 'Backslash' in row 1's text.
+    let changed = false;
+    hookUploads(async (_key, body) => {
+      const at = Buffer.from(body).indexOf('backslash');
+      if (at < 0) return;
+      const copy = new Uint8Array(body);
+      copy[at] = 'B'.charCodeAt(0);
+      changed = true;
+      return copy;
+    });
+    const summary = await runArchive(db.url, { targets: [target({ compression: 'none' })] });
+    expect(changed).toBe(true);
+    expect(summary.targets[0]!.state).toBe('failed');
+    expect(summary.targets[0]!.detail).toMatch(/did not read back as written/);
+    expect(await postgresRows(sql, 'app.typed')).toEqual(before);
+    expect(await s3.keys()).toEqual([]);
+    setObjectStoreFactory(undefined);
+    const retry = await runArchive(db.url, { targets: [target()] });
+    expect(retry.targets[0]!.counts).toMatchObject({ rowsMoved: 253 });
+  });
+
+  it('deletes a row only if it is unchanged since it was written: a row edited in flight is archived as edited, one made young stays', async () => {
+    const writer = await db.connect('writer');
+    hookUploads(async (_key, _body, count) => {
+      if (count !== 1) return;
+      await writer.query(`UPDATE app.typed SET t = 'edited in flight' WHERE id = 1`);
+      await writer.query(`UPDATE app.typed SET created_at = now() WHERE id = 2`);
+    });
+    const summary = await runArchive(db.url, { targets: [target()] });
+    expect(summary.targets[0]!.state).toBe('succeeded');
+    expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 252, batchesRedone: 1 });
+    const { rows: left } = await sql.query(`SELECT id::int FROM app.typed ORDER BY id`);
+    expect(left.map((r) => r.id)).toEqual([2, 1000]);
+    const dir = await s3.download(`${FOLDER}/dt=2025-10-31/`);
+    const archived = await duckdb(`SELECT id, t FROM read_parquet('${dir}/${FOLDER}/*/*.parquet')`);
+    expect(archived).toEqual([{ id: '1', t: 'edited in flight' }]);
+    expect((await s3.keys()).filter((k) => k.includes('_pending'))).toEqual([]);
+  });
+
+  it('leaves a batch whose rows another session holds, after three tries, moving nothing of it; a later run moves it', async () => {
+    const holder = await db.connect('holder');
+    await holder.query('BEGIN');
+    await holder.query('SELECT * FROM app.typed WHERE id = 3 FOR UPDATE');
+    const before = await postgresRows(sql, 'app.typed');
+    try {
+      const summary = await runArchive(db.url, { targets: [target({ rowsPerObject: 1000 })] });
+      expect(summary.targets[0]!.state).toBe('failed');
+      expect(summary.targets[0]!.detail).toMatch(/redone 3 times and each time another session holds some of its rows/);
+      expect(await postgresRows(sql, 'app.typed')).toEqual(before);
+      expect(await s3.keys()).toEqual([]);
+    } finally {
+      await holder.query('ROLLBACK');
+    }
+    const later = await runArchive(db.url, { targets: [target({ rowsPerObject: 1000 })] });
+    expect(later.targets[0]!.counts).toMatchObject({ rowsMoved: 253 });
   });
 });

@@ -58,24 +58,62 @@ export async function objectRows(s3: TestS3, folder: string, columns: Column[]):
 }
 
 /**
- * The invariant of an S3 archive run, captured before and checked after (also after a SIGKILL,
- * once a run has reconciled): the rows left in the source plus the rows of every published
- * object are exactly the rows before, whole contents compared; no row is in two objects or in
- * both places; and nothing is published that is still pending.
+ * The invariant of an S3 archive run, captured before and checked after. Readers of the final
+ * prefix never see a row that is still in the source, nor one row in two objects, at any moment
+ * (`verifyNow`, also right after a SIGKILL). Every row is in the source, in a published object,
+ * or in the pending copy of an object whose manifest row committed (which the next run
+ * publishes). After a run that finished (`verify`): source ∪ published objects is exactly the
+ * rows before, whole contents compared, with nothing committed left unpublished and no pending
+ * object left.
  */
 export async function captureS3Invariant(client: pg.ClientBase, s3: TestS3, target: { source: string; folder: string }) {
   const columns = await columnsOf(client, target.source);
   const before = await postgresRows(client, target.source, columns);
+  const pendingFolder = target.folder.replace(/\/(table=[^/]+)$/, '/_pending/$1/');
+  const check = async () => {
+    const left = await postgresRows(client, target.source, columns);
+    const archived = await objectRows(s3, target.folder, columns);
+    const published = archived.map((r) => r.text);
+    const leftSet = new Set(left);
+    expect(published.filter((r) => leftSet.has(r)), 'a row is both in the source and in a published object').toEqual([]);
+    expect(new Set(published).size, 'a row is in two published objects').toBe(published.length);
+    expect(new Set(archived.map((r) => r.key)).size, 'a key is in two published objects').toBe(archived.length);
+    return { left, archived, published };
+  };
   return {
     before,
     columns,
+    async verifyNow(): Promise<{ left: number; archived: number; committedPending: number }> {
+      const { left, published } = await check();
+      // A committed object copied to its final key already counts as published (readers see it).
+      const finals = new Set(await s3.keys(`${target.folder}/`));
+      const { rows: committed } = await client.query<{ pending_key: string; object_key: string }>(
+        `SELECT pending_key, object_key FROM housekeeping.archive_objects WHERE state = 'committed' ORDER BY id`,
+      );
+      const pending = await rowsOfObjects(s3, committed.filter((c) => !finals.has(c.object_key)).map((c) => c.pending_key), columns);
+      const union = [...left, ...published, ...pending].sort();
+      expect(union.length, 'rows lost or doubled between source, published and committed pending objects').toBe(before.length);
+      expect(union, 'source ∪ published ∪ committed-pending is not the rows before').toEqual(before);
+      return { left: left.length, archived: published.length, committedPending: pending.length };
+    },
     async verify(): Promise<{ left: number; archived: number; objects: number }> {
-      const left = await postgresRows(client, target.source, columns);
-      const archived = await objectRows(s3, target.folder, columns);
-      const union = [...left, ...archived.map((r) => r.text)].sort();
+      const { left, archived, published } = await check();
+      const union = [...left, ...published].sort();
       expect(union.length, 'rows lost or doubled between source and S3').toBe(before.length);
       expect(union, 'source ∪ published objects is not the rows before').toEqual(before);
+      const { rows: committed } = await client.query(`SELECT object_key FROM housekeeping.archive_objects WHERE state = 'committed'`);
+      expect(committed, 'a committed object was left unpublished').toEqual([]);
+      expect(await s3.keys(pendingFolder), 'pending objects were left behind').toEqual([]);
       return { left: left.length, archived: archived.length, objects: new Set(archived.map((r) => r.file)).size };
     },
   };
+}
+
+/** Rows of the given objects (any keys, pending copies included), read by DuckDB. */
+export async function rowsOfObjects(s3: TestS3, keys: string[], columns: Array<{ name: string; duck: string }>): Promise<string[]> {
+  if (keys.length === 0) return [];
+  const dir = await s3.downloadKeys(keys);
+  const files = keys.map((k) => `'${dir}/${k}'`).join(', ');
+  const rows = await duckdb(`SELECT ${columns.map((c) => `${c.duck} AS "${c.name}"`).join(', ')} FROM read_parquet([${files}])`);
+  return rows.map((r) => JSON.stringify(columns.map((c) => r[c.name] ?? null)));
 }

@@ -16,6 +16,8 @@ export interface TestS3 {
   keys(prefix?: string): Promise<string[]>;
   /** Copies every object under `prefix` into a fresh local folder (same key layout) and returns it. */
   download(prefix: string): Promise<string>;
+  /** Copies the given objects into a fresh local folder (same key layout) and returns it. */
+  downloadKeys(keys: string[]): Promise<string>;
 }
 
 /**
@@ -54,24 +56,18 @@ export async function startTestS3(bucket = 'hk-archive'): Promise<TestS3> {
     } while (token);
     return out.sort();
   };
-  return {
-    endpoint,
-    bucket,
-    client,
-    env,
-    keys,
-    async download(prefix) {
+  const downloadKeys = async (found: string[]) => {
       const dir = mkdtempSync(join(tmpdir(), 'hk-s3-read-'));
       downloads.push(dir);
-      for (const key of await keys(prefix)) {
+      for (const key of found) {
         const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
         const path = join(dir, key);
         mkdirSync(dirname(path), { recursive: true });
         writeFileSync(path, await object.Body!.transformToByteArray());
       }
       return dir;
-    },
   };
+  return { endpoint, bucket, client, env, keys, downloadKeys, download: async (prefix) => downloadKeys(await keys(prefix)) };
 }
 
 /** DuckDB (an independent Parquet reader): the rows of a query as JSON-friendly values (bigints and decimals as strings). */
