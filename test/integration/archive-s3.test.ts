@@ -190,22 +190,31 @@ describe('archive to S3 beside failures and other sessions', () => {
     expect(retry.targets[0]!.counts).toMatchObject({ rowsMoved: 253 });
   });
 
-  it('deletes a row only if it is unchanged since it was written: a row edited in flight is archived as edited, one made young stays', async () => {
+  it('deletes a row only if it is unchanged since it was written: a row edited in flight is archived as edited, never as it was', async () => {
     const writer = await db.connect('writer');
     hookUploads(async (_key, _body, count) => {
-      if (count !== 1) return;
-      await writer.query(`UPDATE app.typed SET t = 'edited in flight' WHERE id = 1`);
-      await writer.query(`UPDATE app.typed SET created_at = now() WHERE id = 2`);
+      if (count === 1) await writer.query(`UPDATE app.typed SET t = 'edited in flight' WHERE id = 1`);
     });
     const summary = await runArchive(db.url, { targets: [target()] });
     expect(summary.targets[0]!.state).toBe('succeeded');
+    expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 253, batchesRedone: 1 });
+    const dir = await s3.download(`${FOLDER}/dt=2025-10-31/`);
+    const archived = await duckdb(`SELECT id, t FROM read_parquet('${dir}/${FOLDER}/*/*.parquet') ORDER BY id`);
+    expect(archived).toEqual([{ id: '1', t: 'edited in flight' }, { id: '2', t: 'x' }]);
+    expect((await s3.keys()).filter((k) => k.includes('_pending'))).toEqual([]);
+  });
+
+  it('keeps a row made young while its batch was written, and archives the rest', async () => {
+    const writer = await db.connect('writer');
+    hookUploads(async (_key, _body, count) => {
+      if (count === 1) await writer.query(`UPDATE app.typed SET created_at = now() WHERE id = 2`);
+    });
+    const summary = await runArchive(db.url, { targets: [target()] });
     expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 252, batchesRedone: 1 });
     const { rows: left } = await sql.query(`SELECT id::int FROM app.typed ORDER BY id`);
     expect(left.map((r) => r.id)).toEqual([2, 1000]);
-    const dir = await s3.download(`${FOLDER}/dt=2025-10-31/`);
-    const archived = await duckdb(`SELECT id, t FROM read_parquet('${dir}/${FOLDER}/*/*.parquet')`);
-    expect(archived).toEqual([{ id: '1', t: 'edited in flight' }]);
-    expect((await s3.keys()).filter((k) => k.includes('_pending'))).toEqual([]);
+    const dir = await s3.download(`${FOLDER}/`);
+    expect(await duckdb(`SELECT count(*)::int AS n FROM read_parquet('${dir}/${FOLDER}/*/*.parquet') WHERE id = 2`)).toEqual([{ n: 0 }]);
   });
 
   it('leaves a batch whose rows another session holds, after three tries, moving nothing of it; a later run moves it', async () => {
