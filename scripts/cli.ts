@@ -1,4 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { archiveEventSchema, keyColumns, s3Destination } from '../functions/archive/policy';
+import { restoreArchived, type RestoreSummary } from '../functions/archive/s3/restore';
+import { parseConfig } from '../shared/config';
+import { displayName, parseQualifiedName } from '../shared/identifiers';
+import { migrate } from '../shared/migrate';
 import { resolve } from 'node:path';
 import { openSession } from '../shared/db';
 import { ConfigError, errorMessage } from '../shared/errors';
@@ -18,6 +23,7 @@ export const USAGE = `usage:
   housekeeper run <${Object.keys(JOBS).join('|')}> --config <file.json> [--database-url URL] [--dry-run]
   housekeeper run <${Object.keys(JOBS).join('|')}> --deployed [--database-url URL] [--dry-run]
   housekeeper status [--database-url URL]
+  housekeeper restore --config <archive.json> --from YYYY-MM-DD --to YYYY-MM-DD --into <schema.table> [--target <source>] [--database-url URL]
 
 Without --database-url (or DATABASE_URL), an embedded Postgres is started in .housekeeper-db/.`;
 
@@ -125,3 +131,31 @@ export async function printStatus(url: string): Promise<void> {
   }
 }
 
+/**
+ * `restore`: the rows of the S3 objects of one archive target whose day is in [from, to], back
+ * into a table (README, "Restore").
+ */
+export async function restoreFromCli(payload: unknown, url: string, options: { from: string; to: string; into: string; target?: string }): Promise<RestoreSummary> {
+  const event = parseConfig(archiveEventSchema, payload, '--config');
+  const candidates = event.targets.filter((t) => s3Destination(t) && (!options.target || displayName(parseQualifiedName(t.source, 'source')) === displayName(parseQualifiedName(options.target, '--target'))));
+  if (candidates.length !== 1) {
+    throw new ConfigError('--target', candidates.length === 0 ? 'no target of that config writes to S3' + (options.target ? ` with source ${options.target}` : '') : `the config has ${candidates.length} S3 targets: name one with --target`);
+  }
+  const target = candidates[0]!;
+  const s3 = s3Destination(target)!;
+  const client = await openSession({ kind: 'url', url }, { job: 'restore', statementTimeoutMs: event.statementTimeoutMs, lockTimeoutMs: event.lockTimeoutMs });
+  try {
+    await migrate(client);
+    return await restoreArchived(client, {
+      source: displayName(parseQualifiedName(target.source, 'source')),
+      bucket: s3.bucket,
+      ...(s3.kmsKeyId ? { kmsKeyId: s3.kmsKeyId } : {}),
+      keyColumns: keyColumns(target),
+      into: options.into,
+      from: options.from,
+      to: options.to,
+    });
+  } finally {
+    await client.end().catch(() => {});
+  }
+}

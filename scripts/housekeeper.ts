@@ -6,11 +6,12 @@
  *   housekeeper run partition --config FILE [--database-url URL] [--dry-run]
  *   housekeeper run partition --deployed [--database-url URL] [--dry-run]   the policy cdk deploy ships
  *   housekeeper status [--database-url URL]
+ *   housekeeper restore --config FILE --from DAY --to DAY --into TABLE [--target SOURCE]   rows back from S3
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, HousekeeperError } from '../shared/errors';
-import { humanSummary, printStatus, readConfigFile, runFromCli, USAGE, withDatabase } from './cli';
+import { humanSummary, printStatus, readConfigFile, restoreFromCli, runFromCli, USAGE, withDatabase } from './cli';
 import { deployedPolicy } from './deployed';
 import { seedDemo } from './demo';
 import { JOBS, type CliJobName } from './jobs';
@@ -24,6 +25,10 @@ async function main(argv: string[]): Promise<number> {
       deployed: { type: 'boolean', default: false },
       'database-url': { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      into: { type: 'string' },
+      target: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -47,6 +52,17 @@ async function main(argv: string[]): Promise<number> {
         "\nRun the same policy again (a second run changes nothing): npm run housekeeper -- run partition --config examples/partition.json\nSee the ledger: npm run housekeeper -- status",
       );
       return summary.failed.length > 0 ? 1 : 0;
+    });
+  }
+  if (command === 'restore') {
+    if (!values.config) throw new ConfigError('--config', 'is required: the archive policy whose S3 destination holds the rows');
+    if (!values.from || !values.to || !values.into) throw new ConfigError('restore', 'needs --from YYYY-MM-DD, --to YYYY-MM-DD and --into schema.table');
+    const payload = readConfigFile(values.config);
+    const restore = { from: values.from, to: values.to, into: values.into, ...(values.target ? { target: values.target } : {}) };
+    return withDatabase(databaseUrl, async (url) => {
+      const summary = await restoreFromCli(payload, url, restore);
+      console.log(`restored ${summary.rowsInserted} row(s) of ${summary.objects} object(s) of ${summary.source} into ${summary.into} (${summary.rowsAlreadyPresent} already there)`);
+      return 0;
     });
   }
   if (command === 'run') {

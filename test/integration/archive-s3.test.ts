@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import type pg from 'pg';
+import { restoreFromCli } from '../../scripts/cli';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sdkObjectStore, setObjectStoreFactory, type ObjectStore } from '../../functions/archive/s3/store';
 import { runArchive } from '../support/archive';
@@ -64,6 +66,7 @@ beforeAll(async () => {
 
 beforeEach(async () => {
   await sql.query(TYPED_DDL);
+  await sql.query(`DROP SCHEMA IF EXISTS other CASCADE; CREATE SCHEMA other`);
   await sql.query(`TRUNCATE housekeeping.archive_restores, housekeeping.archive_objects`).catch(() => {});
   for (const key of await s3.keys()) await s3.client.send(new (await import('@aws-sdk/client-s3')).DeleteObjectCommand({ Bucket: s3.bucket, Key: key }));
 });
@@ -235,3 +238,54 @@ describe('archive to S3 beside failures and other sessions', () => {
     expect(later.targets[0]!.counts).toMatchObject({ rowsMoved: 253 });
   });
 });
+
+describe('restore from S3', () => {
+  const config = { targets: [target()] };
+  const restore = (options: { from: string; to: string; into: string }) => restoreFromCli(config, db.url, options);
+
+  it('puts a range of days back into a table, value for value; twice is once; a process killed mid-restore leaves nothing half done', async () => {
+    const original = await postgresRows(sql, 'app.typed');
+    await sql.query(`CREATE TABLE app.typed_back (LIKE app.typed INCLUDING ALL)`);
+    const columns = (await sql.query(`SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS c FROM pg_attribute WHERE attrelid = 'app.typed'::regclass AND attnum > 0`)).rows[0].c;
+    await sql.query(`CREATE TABLE other.expected AS SELECT ${columns} FROM app.typed WHERE created_at >= '2025-10-31' AND created_at < '2025-11-02'`);
+    expect(await runArchive(db.url, config)).toMatchObject({ failed: [] });
+
+    // Killed between the insert and its commit: nothing of that object is in the table.
+    const cli = spawn(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', 'restore', '--config', await configFile(config), '--from', '2025-10-31', '--to', '2025-11-01', '--into', 'app.typed_back', '--database-url', db.url], {
+      env: { ...process.env, ...s3.env, PGHK_CRASH_AT: 'restore-after-insert:2' },
+      stdio: 'ignore',
+    });
+    expect(await new Promise((resolve) => cli.on('exit', (_code, signal) => resolve(signal)))).toBe('SIGKILL');
+    const { rows: partial } = await sql.query(`SELECT count(*)::int AS n FROM app.typed_back`);
+    expect(partial[0].n).toBe(2); // the first object (2025-10-31: rows 1 and 2) committed, the second did not
+
+    const first = await restore({ from: '2025-10-31', to: '2025-11-01', into: 'app.typed_back' });
+    expect(first).toMatchObject({ objects: 2, rowsInserted: 1, rowsAlreadyPresent: 2 });
+    expect(await postgresRows(sql, 'app.typed_back')).toEqual(await postgresRows(sql, 'other.expected'));
+    expect((await postgresRows(sql, 'other.expected')).every((row) => original.includes(row))).toBe(true);
+
+    const second = await restore({ from: '2025-10-31', to: '2025-11-01', into: 'app.typed_back' });
+    expect(second).toMatchObject({ objects: 2, rowsInserted: 0, rowsAlreadyPresent: 3 });
+    expect(await postgresRows(sql, 'app.typed_back')).toEqual(await postgresRows(sql, 'other.expected'));
+    const { rows: ledger } = await sql.query(`SELECT count(*)::int AS n, sum(rows_inserted)::int AS inserted FROM housekeeping.archive_restores`);
+    expect(ledger[0]).toEqual({ n: 2, inserted: 3 });
+  });
+
+  it('refuses a different row under a restored key, naming it, and restoring into the archived table itself', async () => {
+    await runArchive(db.url, config);
+    await sql.query(`CREATE TABLE app.typed_back (LIKE app.typed INCLUDING ALL)`);
+    await sql.query(`INSERT INTO app.typed_back (id, created_at, t) VALUES (2, now(), 'another row 2')`);
+    await expect(restore({ from: '2025-10-31', to: '2025-10-31', into: 'app.typed_back' })).rejects.toThrow(/already holds 1 row\(s\) of .*dt=2025-10-31.* with different contents under the same key \(id = 2\)/);
+    expect((await sql.query(`SELECT id::int FROM app.typed_back`)).rows).toEqual([{ id: 2 }]);
+    await expect(restore({ from: '2025-10-31', to: '2025-10-31', into: 'app.typed' })).rejects.toThrow(/is the archive's source/);
+  });
+});
+
+async function configFile(config: unknown): Promise<string> {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const path = join(mkdtempSync(join(tmpdir(), 'hk-restore-')), 'archive.json');
+  writeFileSync(path, JSON.stringify(config));
+  return path;
+}

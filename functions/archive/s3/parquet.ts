@@ -153,19 +153,17 @@ export function objectChecksum(digests: string[]): string {
 }
 
 /**
- * Reads an object back with the values as stored (no logical-type conversion: decimals as their
- * unscaled integers, timestamps as microseconds), and renders each row's canonical texts and
- * digest: what the verification compares with the digests Postgres computed.
+ * Reads an object with the values as stored (no logical-type conversion: decimals as their
+ * unscaled integers, timestamps as microseconds) and renders each row's canonical texts, in plan
+ * order: what the verification digests and restore inserts.
  */
-export async function readBackDigests(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ rows: number; digests: string[] }> {
+export async function canonicalRows(bytes: Uint8Array, plans: ColumnPlan[]): Promise<Array<Array<string | null>>> {
   const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   const metadata = parquetMetadata(file);
   const raw: FileMetaData = {
     ...metadata,
     // Leaves without their annotations read as their physical values; LIST groups keep theirs.
-    schema: metadata.schema.map((element) =>
-      element.num_children ? element : { ...element, converted_type: undefined, logical_type: undefined },
-    ),
+    schema: metadata.schema.map((element) => (element.num_children ? element : { ...element, converted_type: undefined, logical_type: undefined })),
   };
   const rows = await parquetReadObjects({
     file,
@@ -173,6 +171,12 @@ export async function readBackDigests(bytes: Uint8Array, plans: ColumnPlan[]): P
     utf8: false,
     compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gunzipSync(input)) },
   });
-  const digests = rows.map((row) => rowDigest(plans.map((plan) => fromParquet(plan, row[plan.name]))));
-  return { rows: Number(metadata.num_rows), digests };
+  if (rows.length !== Number(metadata.num_rows)) throw new Error(`${rows.length} rows decoded, the footer says ${metadata.num_rows}`);
+  return rows.map((row) => plans.map((plan) => fromParquet(plan, row[plan.name])));
+}
+
+/** The object read back: its row count and each row's digest, to compare with the digests Postgres computed. */
+export async function readBackDigests(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ rows: number; digests: string[] }> {
+  const rows = await canonicalRows(bytes, plans);
+  return { rows: rows.length, digests: rows.map(rowDigest) };
 }
