@@ -14,6 +14,7 @@ import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { z } from 'zod';
 import { archiveEventSchema, type ArchiveEventInput } from '../functions/archive/policy';
+import { archiveS3Targets, grantArchiveS3 } from './archive-s3';
 import { partitionEventSchema, type PartitionEventInput } from '../functions/partition/policy';
 import { rollupEventSchema, type RollupEventInput } from '../functions/rollup/policy';
 import { parseConfig } from '../shared/config';
@@ -102,6 +103,8 @@ const JOBS: Record<JobName, { schema: z.ZodType; defaultTimeout: Duration; retry
 export class PgHousekeeping extends Construct {
   readonly jobs: Partial<Record<JobName, JobFunction>> = {};
   readonly schedules: Partial<Record<JobName, Schedule>> = {};
+  /** The S3 prefixes the archive function may write (one entry per archive target with an S3 destination). */
+  archiveS3: Array<{ bucket: string; objects: string; pending: string }> = [];
   readonly alarmTopic?: ITopic;
   readonly observability: Observability;
 
@@ -172,6 +175,10 @@ export class PgHousekeeping extends Construct {
         roles: [fn.function.role!],
         statements: [new PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.function.functionArn] })],
       });
+      // --- archive to S3: grants on each target's own prefixes only (infra/archive-s3.ts) ---
+      const s3Grants = job === 'archive' ? grantArchiveS3(this, fn.function.role!, scheduled.policy as ArchiveEventInput) : undefined;
+      if (s3Grants) this.archiveS3 = archiveS3Targets(scheduled.policy as ArchiveEventInput);
+      // --- end archive to S3 ---
       const timer = new Schedule(this, `${capitalize(job)}Schedule`, {
         schedule: ScheduleExpression.expression(schedule.expression, TimeZone.of(schedule.timeZone)),
         description: `pg-housekeeper ${job}`,
@@ -189,6 +196,7 @@ export class PgHousekeeping extends Construct {
       });
       // The first scheduled run may already continue.
       timer.node.addDependency(continueSelf);
+      if (s3Grants) timer.node.addDependency(s3Grants);
       new CfnOutput(this, `${capitalize(job)}FunctionName`, { value: fn.function.functionName, description: `pg-housekeeper ${job} function ("run now": aws lambda invoke --invocation-type Event)` });
       this.jobs[job] = fn;
       this.schedules[job] = timer;

@@ -1,0 +1,50 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { synthStack, type Synthesized } from './synth';
+
+const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod-db-AbCdEf';
+const KEY_ARN = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+const policy = {
+  targets: [
+    { source: 'public.orders', ageColumn: 'completed_at', retention: '13 months', destination: { s3: { bucket: 'acme-archive', prefix: 'pg/prod', kmsKeyId: KEY_ARN } } },
+    { source: 'public.sessions', mode: 'purge' as const, ageColumn: 'last_seen_at', retention: '30 days' },
+  ],
+};
+
+let synthesized: Synthesized;
+let tableOnly: Synthesized;
+beforeAll(() => {
+  const config = (archivePolicy: unknown) => ({ archive: { schedule: { cron: '15 3 * * ? *', timeZone: 'UTC' }, policy: archivePolicy as typeof policy } });
+  // cdk-nag runs: any finding not acknowledged in infra/nag.ts fails the synth.
+  synthesized = synthStack('ArchiveS3', { target: { kind: 'existing', secretArn: SECRET_ARN }, config: config(policy), deployment: { alarmEmail: 'oncall@example.com' } });
+  tableOnly = synthStack('ArchiveTable', {
+    target: { kind: 'existing', secretArn: SECRET_ARN },
+    config: config({ targets: [{ source: 'public.orders', destination: 'archive.orders', ageColumn: 'completed_at', retention: '13 months' }] }),
+    deployment: { alarmEmail: 'oncall@example.com' },
+  });
+}, 120_000);
+
+const s3Statements = (s: Synthesized) =>
+  Object.values(s.json.Resources)
+    .filter((r) => r.Type === 'AWS::IAM::Policy')
+    .flatMap((r) => (r.Properties as { PolicyDocument: { Statement: Array<Record<string, unknown>> } }).PolicyDocument.Statement)
+    .filter((st) => /"(s3|kms):/.test(JSON.stringify(st.Action)));
+
+const arn = (key: string) => `arn:aws:s3:::acme-archive${key}`;
+
+describe('archive to S3 in the template', () => {
+  it("grants the archive function its target's prefixes only: put/get on its folders, delete on pending, list under pending, the KMS key", () => {
+    expect(s3Statements(synthesized)).toEqual([
+      { Action: ['s3:GetObject', 's3:PutObject'], Effect: 'Allow', Resource: [arn('/pg/prod/_pending/table=public.orders/*'), arn('/pg/prod/table=public.orders/*')] },
+      { Action: 's3:DeleteObject', Effect: 'Allow', Resource: arn('/pg/prod/_pending/table=public.orders/*') },
+      { Action: 's3:ListBucket', Effect: 'Allow', Resource: arn(''), Condition: { StringLike: { 's3:prefix': ['pg/prod/_pending/table=public.orders/*'] } } },
+      { Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Effect: 'Allow', Resource: KEY_ARN },
+    ]);
+    const policies = Object.values(synthesized.json.Resources).filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties).includes('s3:PutObject'));
+    expect(policies).toHaveLength(1);
+    expect(JSON.stringify(policies[0]!.Properties.Roles)).toContain('HousekeepingArchive');
+  });
+
+  it('grants nothing on S3 to a deployment whose archive writes to tables', () => {
+    expect(s3Statements(tableOnly)).toEqual([]);
+  });
+});
