@@ -7,7 +7,6 @@ import { archiveCutoff, cutoffLiteral } from './cutoff';
 import { buildArchiveSql, type BatchResult } from './batch-sql';
 import { tableDestination, type ArchiveDestination } from './destination';
 import { archiveTargetSchema, destinationTable, keyColumns, s3Destination, type ArchiveEvent, type ArchiveTargetPolicy } from './policy';
-import { planS3Archive, s3ArchiveDestination } from './s3/destination';
 import { checkArchiveTables } from './tables';
 
 export type StopReason = 'done' | 'max rows reached' | 'time budget nearly spent';
@@ -40,7 +39,9 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
   const destination: QualifiedName | undefined = table ? parseQualifiedName(table, 'destination') : undefined;
   const tables = await checkArchiveTables(client, source, destination, { ...policy, key: keyColumns(policy) });
   // S3: the source's columns must each map to a Parquet type that holds every value exactly.
-  const s3Plan = s3 ? await planS3Archive(client, source, tables, s3, policy) : undefined;
+  // The S3 code (Parquet writer, SDK) is loaded only by targets that use it, not at init.
+  const s3Module = s3 ? await import('./s3/destination') : undefined;
+  const s3Plan = s3 && s3Module ? await s3Module.planS3Archive(client, source, tables, s3, policy) : undefined;
   for (const allowed of tables.allowed) logger.warn(`allowed by the policy, and will fire on every batch: ${allowed}`);
 
   const cutoff = archiveCutoff(await databaseNow(client), policy.retention, policy.timeZone);
@@ -81,8 +82,8 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
   const estimate = await explain(client, sql.count, sql.ageParams(cutoffs));
   const estimatedTotal = Math.max(0, Math.round(estimate.Plans?.[0]?.['Plan Rows'] ?? estimate['Plan Rows'] ?? 0));
   // --- destination: the archive table (or purge), or S3 -------------------------------------
-  const target = s3Plan
-    ? await s3ArchiveDestination({ client, policy, plan: s3Plan, cutoffs, runId: context.runId, logger })
+  const target = s3Plan && s3Module
+    ? await s3Module.s3ArchiveDestination({ client, policy, plan: s3Plan, cutoffs, runId: context.runId, logger })
     : tableDestination({ client, policy, table, sql, cutoffs, keyColumns: tables.keyColumns, destinationHasTriggers: tables.destinationHasTriggers, lockAttempts: context.options.lockAttempts, budget: context.budget });
   const reconciled = await target.reconcile();
   if (Object.keys(reconciled).length > 0) logger.warn('archive reconciled what an earlier run left', { destination: target.name, ...reconciled });
