@@ -1,41 +1,63 @@
 import { Stack } from 'aws-cdk-lib';
-import { Policy, PolicyStatement, type IRole } from 'aws-cdk-lib/aws-iam';
+import { type IRole, Policy, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
-import { archiveEventSchema, s3Destination, type ArchiveEventInput } from '../functions/archive/policy';
-import { displayName, parseQualifiedName } from '../shared/identifiers';
+import { type ArchiveEventInput, archiveEventSchema, s3Destination } from '../functions/archive/policy';
+import { pendingFolder, tableFolder } from '../functions/archive/s3/plan';
+import { parseQualifiedName } from '../shared/identifiers';
 
-/** The S3 prefixes one archive target writes: its table folder and its pending folder. */
-export function archivePrefixes(target: { source: string; destination: { s3: { bucket: string; prefix: string } } }) {
-  const table = displayName(parseQualifiedName(target.source, 'source'));
-  const { bucket, prefix } = target.destination.s3;
-  return { bucket, objects: `${prefix}/table=${table}/`, pending: `${prefix}/_pending/table=${table}/` };
+/** The S3 folders one archive target writes: its table folder and its pending folder (each ending in `/`). */
+export interface ArchivePrefixes {
+  bucket: string;
+  objects: string;
+  pending: string;
 }
 
-/** Every archive target with an S3 destination, as its prefixes. */
-export function archiveS3Targets(policy: ArchiveEventInput) {
-  return archiveEventSchema.parse(policy).targets.flatMap((t) => {
-    const s3 = s3Destination(t);
-    return s3 ? [archivePrefixes({ source: t.source, destination: { s3 } })] : [];
+/** Every archive target of a policy with an S3 destination: its folders and its KMS key. */
+function s3Targets(policy: ArchiveEventInput) {
+  return archiveEventSchema.parse(policy).targets.flatMap((target) => {
+    const s3 = s3Destination(target);
+    if (!s3) return [];
+    const source = parseQualifiedName(target.source, 'source');
+    const prefixes: ArchivePrefixes = { bucket: s3.bucket, objects: `${tableFolder(s3, source)}/`, pending: pendingFolder(s3, source) };
+    return [{ prefixes, kmsKeyId: s3.kmsKeyId }];
   });
 }
 
 /**
- * What the archive function may do on S3, per target with an S3 destination, and nothing more:
- * PutObject and GetObject on its table folder and its pending folder (the copy that publishes
- * reads the pending copy and writes the final key), DeleteObject on its pending folder only (a
- * published object is never deleted by the job), ListBucket only under its pending folder (what
- * reconciling lists), and, with `kmsKeyId`, that key to encrypt and read back.
+ * What one database's archive function may do on S3, per target with an S3 destination, and
+ * nothing more: PutObject and GetObject on its table folder and its pending folder (the copy that
+ * publishes reads the pending copy and writes the final key), DeleteObject on its pending folder
+ * only (a published object is never deleted by the job), ListBucket only under its pending folder
+ * (what reconciling lists), and, with `kmsKeyId`, that key to encrypt and read back.
+ *
+ * In a fleet each database's function gets its own targets' folders only; two databases of one
+ * stack writing the same folder (same bucket, prefix and table) are refused: their objects and
+ * manifests would collide. Give each database its own prefix.
  */
-export function grantArchiveS3(scope: Construct, role: IRole, policy: ArchiveEventInput): Policy | undefined {
-  const targets = archiveEventSchema.parse(policy).targets.flatMap((t) => {
-    const s3 = s3Destination(t);
-    return s3 ? [{ source: t.source, s3 }] : [];
-  });
+export function grantArchiveS3(
+  scope: Construct,
+  role: IRole,
+  policy: ArchiveEventInput,
+  where: string,
+  taken: ReadonlyArray<{ owner: string; prefixes: ArchivePrefixes }>,
+): { policy: Policy; prefixes: ArchivePrefixes[] } | undefined {
+  const targets = s3Targets(policy);
   if (targets.length === 0) return undefined;
   const stack = Stack.of(scope);
+  for (const { prefixes } of targets) {
+    const other = taken.find(
+      ({ prefixes: p }) => p.bucket === prefixes.bucket && (p.objects.startsWith(prefixes.objects) || prefixes.objects.startsWith(p.objects)),
+    );
+    if (other) {
+      throw new Error(
+        `${where}: s3://${prefixes.bucket}/${prefixes.objects} is also where ${other.owner} archives; ` +
+          "two databases writing one folder would overwrite each other's objects: give each database its own prefix",
+      );
+    }
+  }
   const statements: PolicyStatement[] = [];
-  for (const { source, s3 } of targets) {
-    const { bucket, objects, pending } = archivePrefixes({ source, destination: { s3 } });
+  for (const { prefixes, kmsKeyId } of targets) {
+    const { bucket, objects, pending } = prefixes;
     const arn = (key: string) => `arn:${stack.partition}:s3:::${bucket}/${key}*`;
     statements.push(
       new PolicyStatement({ actions: ['s3:PutObject', 's3:GetObject'], resources: [arn(objects), arn(pending)] }),
@@ -46,10 +68,10 @@ export function grantArchiveS3(scope: Construct, role: IRole, policy: ArchiveEve
         conditions: { StringLike: { 's3:prefix': [`${pending}*`] } },
       }),
     );
-    if (s3.kmsKeyId) {
-      const key = s3.kmsKeyId.startsWith('arn:') ? s3.kmsKeyId : stack.formatArn({ service: 'kms', resource: 'key', resourceName: s3.kmsKeyId });
+    if (kmsKeyId) {
+      const key = kmsKeyId.startsWith('arn:') ? kmsKeyId : stack.formatArn({ service: 'kms', resource: 'key', resourceName: kmsKeyId });
       statements.push(new PolicyStatement({ actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [key] }));
     }
   }
-  return new Policy(scope, 'ArchiveS3', { roles: [role], statements });
+  return { policy: new Policy(scope, 'ArchiveS3', { roles: [role], statements }), prefixes: targets.map((t) => t.prefixes) };
 }

@@ -1,5 +1,7 @@
 /**
- * THE FILE YOU EDIT: which tables get which policy, on which schedule. Each `policy` is exactly the
+ * THE FILE YOU EDIT: which databases, and in each which tables get which policy, on which
+ * schedule. `databases` lists the fleet: one entry per database (README, "A fleet of databases");
+ * adding a database is adding an entry. Each `policy` is exactly the
  * policy its Lambda runs (README: "Partition policy", "Archive policy", "Rollup policy"), shipped
  * inside the function (the schedule sends `{}`), and is validated when you run `cdk synth`: a bad
  * field fails the synth, naming it.
@@ -8,10 +10,12 @@
  * Remove a job's entry to not deploy it.
  */
 import { Duration } from 'aws-cdk-lib';
-import type { PgHousekeepingProps } from './pg-housekeeping';
+import type { DatabaseConfig, DatabaseJobs } from './fleet';
 
-export type HousekeepingConfig = Pick<PgHousekeepingProps, 'partition' | 'archive' | 'rollup' | 'rollupLagAlarmSeconds'>;
+/** One database's jobs. */
+export type HousekeepingConfig = DatabaseJobs;
 
+/** The jobs `cdk deploy -c secretArn=…` runs against one database (id `main`); entries below may reuse them. */
 export const housekeeping: HousekeepingConfig = {
   partition: {
     // Every day at 03:00 in Seoul; premake 7 leaves a week of partitions to notice a failing run.
@@ -56,7 +60,13 @@ export const housekeeping: HousekeepingConfig = {
           timeColumn: 'occurred_at',
           changedAtColumn: 'updated_at',
           target: 'public.usage_hourly',
-          spec: { groupBy: ['tenant_id'], measures: [{ name: 'events', fn: 'count' }, { name: 'units', fn: 'sum', column: 'units' }] },
+          spec: {
+            groupBy: ['tenant_id'],
+            measures: [
+              { name: 'events', fn: 'count' },
+              { name: 'units', fn: 'sum', column: 'units' },
+            ],
+          },
         },
       ],
     },
@@ -77,12 +87,44 @@ export const demoHousekeeping: HousekeepingConfig = {
   },
   archive: {
     schedule: { rate: Duration.hours(1) },
-    policy: { targets: [{ source: 'demo.orders', destination: 'demo.orders_archive', ageColumn: 'completed_at', ageFallbackColumn: 'created_at', retention: '90 days' }] },
+    policy: {
+      targets: [
+        {
+          source: 'demo.orders',
+          destination: 'demo.orders_archive',
+          ageColumn: 'completed_at',
+          ageFallbackColumn: 'created_at',
+          retention: '90 days',
+        },
+      ],
+    },
   },
   rollup: {
     schedule: { rate: Duration.minutes(15) },
     policy: {
-      targets: [{ name: 'demo_events_hourly', source: 'demo.events', timeColumn: 'occurred_at', target: 'demo.events_hourly', spec: { groupBy: ['kind'], measures: [{ name: 'events', fn: 'count' }] } }],
+      targets: [
+        {
+          name: 'demo_events_hourly',
+          source: 'demo.events',
+          timeColumn: 'occurred_at',
+          target: 'demo.events_hourly',
+          spec: { groupBy: ['kind'], measures: [{ name: 'events', fn: 'count' }] },
+        },
+      ],
     },
   },
 };
+
+/**
+ * The databases `cdk deploy` maintains, one entry each: its id (on every metric, alarm, log line
+ * and function name), its secret's complete ARN (`kmsKeyArn` when the secret is encrypted with a
+ * customer-managed key; required for another account's secret), its network, and its jobs. Ids
+ * are unique; a bad entry fails `cdk synth`, naming it (`databases[1].id: ...`). For example:
+ *
+ *   { id: 'orders', secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-db-AbCdEf',
+ *     network: { vpcId: 'vpc-0abc', subnetIds: ['subnet-0aaa', 'subnet-0bbb'] }, jobs: housekeeping },
+ *
+ * The entry with `sandbox: true` is what `cdk deploy -c demo=true` makes: its own small RDS
+ * PostgreSQL, secret and demo tables.
+ */
+export const databases: DatabaseConfig[] = [{ id: 'demo', sandbox: true, jobs: demoHousekeeping }];

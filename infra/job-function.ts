@@ -3,22 +3,31 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Arn, ArnFormat, Duration, type RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
-import { Architecture, Runtime, type RecursiveLoop } from 'aws-cdk-lib/aws-lambda';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { Architecture, type RecursiveLoop, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { METRICS_NAMESPACE } from '../shared/metrics';
+import type { JobName } from '../functions/registry';
+import { DEPLOYED_POLICY_FILE, ENV, METRICS_NAMESPACE, SERVICE_NAME } from '../shared/environment';
 import { formatWindow, type MaintenanceWindow } from '../shared/window';
 
 export interface JobFunctionProps {
   /** Folder under functions/ holding handler.ts. */
-  entry: 'partition' | 'archive' | 'rollup' | 'demo-seed';
+  entry: JobName | 'demo-seed';
+  /** The database this function serves (PGHK_DATABASE_ID): on its log lines and metric dimensions. */
+  databaseId?: string;
+  /** Physical function name (infra/names.ts); CloudFormation makes one up when unset. */
+  functionName?: string;
+  /** The only secret the function may read. */
   databaseSecret: ISecret;
+  /** The customer-managed key of that secret: the function may decrypt with it through Secrets Manager, for that secret only. */
+  kmsKeyArn?: string;
   timeout: Duration;
   memorySize?: number;
   logRetention: RetentionDays;
@@ -46,7 +55,7 @@ export interface JobFunctionProps {
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
 /** The newest Node.js runtime aws-cdk-lib offers; esbuild targets the same version. */
-export const RUNTIME = Runtime.NODEJS_24_X;
+const RUNTIME = Runtime.NODEJS_24_X;
 
 /**
  * Node 20+ Lambda runtimes no longer trust Amazon's CA certificates unless this variable points
@@ -55,8 +64,14 @@ export const RUNTIME = Runtime.NODEJS_24_X;
  */
 export const LAMBDA_CA_CERTS = '/var/runtime/ca-cert.pem';
 
-/** Name of the deployed policy inside each job's bundle (read by shared/lambda.ts). */
-export const POLICY_FILE = 'policy.json';
+/**
+ * Modules the bundles leave out. pg optionally requires its native binding; we never use it. The
+ * clients loaded on demand come from the Lambda runtime (every Node.js runtime ships AWS SDK v3 on
+ * its NODE_PATH): S3 only when an archive target writes to S3, Lambda only when a run continues.
+ * Every bundle carries every job, so bundled they put each function over 1 MB (1,240 KB); the
+ * Secrets Manager client, which every run needs at init, stays bundled at its pinned version.
+ */
+export const EXTERNAL_MODULES = ['pg-native', '@aws-sdk/client-s3', '@aws-sdk/client-lambda'] as const;
 
 /** The bundling every function shares: local esbuild (no Docker), minified, source maps, Node 24. */
 export const BUNDLING = {
@@ -64,11 +79,10 @@ export const BUNDLING = {
   sourceMap: true,
   target: 'node24',
   format: OutputFormat.CJS,
-  // pg optionally requires its native binding; we never use it.
-  // The S3 client comes from the Lambda runtime (every Node.js runtime ships AWS SDK v3): only an
-  // archive target with an S3 destination loads it, and bundling it put the archive function
-  // over 1 MB (1,200 KB).
-  externalModules: ['pg-native', '@aws-sdk/client-s3'],
+  externalModules: [...EXTERNAL_MODULES],
+  // An import() of an external module must become require(): only require() searches NODE_PATH,
+  // where the Lambda runtime keeps the SDK; left as import() it fails there ("Cannot find package").
+  esbuildArgs: { '--supported:dynamic-import': 'false' },
   forceDockerBundling: false,
 };
 
@@ -107,6 +121,7 @@ export class JobFunction extends Construct {
     });
     const policy = props.policy === undefined ? undefined : policyFile(props.policy);
     this.function = new NodejsFunction(this, 'Function', {
+      functionName: props.functionName,
       entry: `${repoRoot}functions/${props.entry}/handler.ts`,
       handler: 'handler',
       projectRoot: repoRoot,
@@ -126,14 +141,15 @@ export class JobFunction extends Construct {
       vpcSubnets: props.vpcSubnets,
       securityGroups: props.securityGroups,
       environment: {
-        PGHK_DB_SECRET_ARN: props.databaseSecret.secretArn,
+        [ENV.dbSecretArn]: props.databaseSecret.secretArn,
+        ...(props.databaseId ? { [ENV.databaseId]: props.databaseId } : {}),
         NODE_EXTRA_CA_CERTS: LAMBDA_CA_CERTS,
-        POWERTOOLS_SERVICE_NAME: 'pg-housekeeper',
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         NODE_OPTIONS: '--enable-source-maps',
-        ...(props.databaseRole ? { PGHK_DB_ROLE: props.databaseRole } : {}),
-        ...(props.maxContinuations !== undefined ? { PGHK_MAX_CONTINUATIONS: String(props.maxContinuations) } : {}),
-        ...(props.window ? { PGHK_MAINTENANCE_WINDOW: formatWindow(props.window) } : {}),
+        ...(props.databaseRole ? { [ENV.dbRole]: props.databaseRole } : {}),
+        ...(props.maxContinuations !== undefined ? { [ENV.maxContinuations]: String(props.maxContinuations) } : {}),
+        ...(props.window ? { [ENV.maintenanceWindow]: formatWindow(props.window) } : {}),
       },
       bundling: {
         ...BUNDLING,
@@ -142,12 +158,35 @@ export class JobFunction extends Construct {
               commandHooks: {
                 beforeBundling: () => [],
                 beforeInstall: () => [],
-                afterBundling: (_inputDir: string, outputDir: string) => [`cp "${policy}" "${outputDir}/${POLICY_FILE}"`],
+                afterBundling: (_inputDir: string, outputDir: string) => [`cp "${policy}" "${outputDir}/${DEPLOYED_POLICY_FILE}"`],
               },
             }
           : {}),
       },
     });
     props.databaseSecret.grantRead(this.function);
+    if (props.kmsKeyArn) this.function.addToRolePolicy(secretKeyStatement(props.databaseSecret, props.kmsKeyArn));
   }
+}
+
+/**
+ * `kms:Decrypt` on a secret's customer-managed key, only when Secrets Manager asks for it
+ * (`kms:ViaService`) and only for this secret (`kms:EncryptionContext:SecretARN`, the context
+ * Secrets Manager encrypts every secret value under): a key shared by several databases' secrets
+ * still opens only this one for this function.
+ */
+function secretKeyStatement(secret: ISecret, keyArn: string): PolicyStatement {
+  const fullArn = secret.secretFullArn;
+  const region = fullArn && !Token.isUnresolved(fullArn) ? Arn.split(fullArn, ArnFormat.COLON_RESOURCE_NAME).region : Stack.of(secret).region;
+  return new PolicyStatement({
+    actions: ['kms:Decrypt'],
+    resources: [keyArn],
+    conditions: {
+      StringEquals: {
+        'kms:ViaService': `secretsmanager.${region}.amazonaws.com`,
+        // A partial ARN (no -AbCdEf suffix) is not what Secrets Manager puts in the context: leave the condition out rather than deny.
+        ...(fullArn ? { 'kms:EncryptionContext:SecretARN': fullArn } : {}),
+      },
+    },
+  });
 }

@@ -1,4 +1,4 @@
-import { Validations, type CfnElement, type Stack } from 'aws-cdk-lib';
+import { type CfnElement, type Stack, Validations } from 'aws-cdk-lib';
 import { PgHousekeeping } from './pg-housekeeping';
 
 /**
@@ -16,11 +16,13 @@ const EVERY_STACK = [
   },
   {
     id: 'AwsSolutions-L1',
-    reason: "The jobs run Node.js 24, the newest runtime aws-cdk-lib offers (esbuild target node24); CDK's own custom-resource providers pick their runtime themselves",
+    reason:
+      "The jobs run Node.js 24, the newest runtime aws-cdk-lib offers (esbuild target node24); CDK's own custom-resource providers pick their runtime themselves",
   },
   {
     id: 'AwsSolutions-SQS3',
-    reason: "Each failures queue is the end of the line: the Lambda on-failure destination and the schedule target's dead-letter queue. A queue behind it would hide failures; the <job>Failures alarm fires on every message that arrives",
+    reason:
+      "Each failures queue is the end of the line: the Lambda on-failure destination and the schedule target's dead-letter queue. A queue behind it would hide failures; the <job>Failures alarm fires on every message that arrives",
   },
 ];
 
@@ -30,7 +32,8 @@ const SANDBOX_ONLY = [
   { id: 'AwsSolutions-RDS11', reason: 'Sandbox database (-c demo=true): default port, reachable only from the jobs inside an isolated VPC' },
   {
     id: 'AwsSolutions-SMG4',
-    reason: 'Sandbox secret (-c demo=true) lives as long as the sandbox; the jobs already survive rotation (they re-fetch after 28P01) when it is enabled',
+    reason:
+      'Sandbox secret (-c demo=true) lives as long as the sandbox; the jobs already survive rotation (they re-fetch after 28P01) when it is enabled',
   },
   {
     id: 'AwsSolutions-EC23',
@@ -85,5 +88,6 @@ function archiveS3Findings(stack: Stack) {
 }
 
 export function acknowledgeReviewedFindings(stack: Stack, options: { sandbox: boolean }): void {
-  for (const finding of [...EVERY_STACK, ...(options.sandbox ? SANDBOX_ONLY : []), ...schedulerInvokeFindings(stack), ...archiveS3Findings(stack)]) Validations.of(stack).acknowledge(finding);
+  for (const finding of [...EVERY_STACK, ...(options.sandbox ? SANDBOX_ONLY : []), ...schedulerInvokeFindings(stack), ...archiveS3Findings(stack)])
+    Validations.of(stack).acknowledge(finding);
 }

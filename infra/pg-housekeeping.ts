@@ -1,7 +1,7 @@
-import { CfnOutput, Duration, RemovalPolicy, TimeZone } from 'aws-cdk-lib';
-import type { IAlarmAction } from 'aws-cdk-lib/aws-cloudwatch';
+import { Arn, ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, TimeZone, Token } from 'aws-cdk-lib';
+import type { Dashboard, IAlarmAction } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
-import { SecurityGroup, type IConnectable, type ISecurityGroup, type IVpc, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
+import { type IConnectable, type ISecurityGroup, type IVpc, SecurityGroup, type SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { Policy, PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { RecursiveLoop } from 'aws-cdk-lib/aws-lambda';
@@ -9,25 +9,26 @@ import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Schedule, ScheduleExpression, ScheduleTargetInput, TimeWindow } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
-import { Topic, type ITopic } from 'aws-cdk-lib/aws-sns';
+import { type ITopic, Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { z } from 'zod';
-import { archiveEventSchema, type ArchiveEventInput } from '../functions/archive/policy';
-import { archiveS3Targets, grantArchiveS3 } from './archive-s3';
-import { partitionEventSchema, type PartitionEventInput } from '../functions/partition/policy';
-import { rollupEventSchema, type RollupEventInput } from '../functions/rollup/policy';
-import { parseConfig } from '../shared/config';
+import type { ArchiveEventInput } from '../functions/archive/policy';
+import { JOB_NAMES, JOBS, type JobName } from '../functions/registry';
+import { databaseIdProblem } from '../shared/database-id';
 import { identifierProblem } from '../shared/identifiers';
+import type { Job } from '../shared/job';
 import { LAMBDA_RECURSION_LIMIT, MAX_CONTINUATIONS_CAP } from '../shared/lambda-limits';
-import { windowProblems, type MaintenanceWindow } from '../shared/window';
+import { parseJobEvent } from '../shared/run-job';
+import { type MaintenanceWindow, windowProblems } from '../shared/window';
+import { type ArchivePrefixes, grantArchiveS3 } from './archive-s3';
 import { JobFunction } from './job-function';
+import { databaseNames } from './names';
 import { Observability, type WatchedJob } from './observability';
-import { resolveSchedule, type JobSchedule, type ResolvedSchedule } from './schedule-expression';
+import { type JobSchedule, type ResolvedSchedule, resolveSchedule } from './schedule-expression';
 import { longestGapSeconds } from './schedule-gap';
 
-export type JobName = 'partition' | 'archive' | 'rollup';
-
+/** A job's entry in PgHousekeepingProps (public: CDK apps that reuse the construct write these). @public */
 export interface ScheduledJob<Policy> {
   /**
    * When it runs: `{ cron: '0 3 * * ? *', timeZone: 'Asia/Seoul' }` (EventBridge Scheduler cron,
@@ -56,13 +57,28 @@ export interface ScheduledJob<Policy> {
   runsEvery?: Duration;
   /** Alarm when a target has not succeeded for this long. Default: `missedRunsBeforeAlarm` periods plus the timeout. */
   staleAfter?: Duration;
-  /** Lambda's retries of a failed invocation, 0 to 2. Default 1 for partition and archive, 0 for rollup. */
+  /** Lambda's retries of a failed invocation, 0 to 2. Default: the job's (1 for partition and archive, 0 for rollup). */
   retryAttempts?: number;
 }
 
-export interface PgHousekeepingProps {
-  /** Secret in the RDS JSON shape: host, port, username, password, dbname. */
+/** One optional entry per job of the registry, each with its own policy type. @public */
+export type ScheduledJobs = { [J in JobName]?: ScheduledJob<z.input<(typeof JOBS)[J]['eventSchema']>> };
+
+export interface PgHousekeepingProps extends ScheduledJobs {
+  /**
+   * The database's id in its fleet (lowercase letters, digits, hyphens; default `main`): the
+   * `database` dimension of every metric, a key of every log line, and part of the name of every
+   * function, schedule, alarm and saved query. Unique among the PgHousekeeping of a stack.
+   */
+  databaseId?: string;
+  /** Secret in the RDS JSON shape: host, port, username, password, dbname. The functions may read this secret and no other. */
   databaseSecret: ISecret;
+  /**
+   * The customer-managed KMS key the secret is encrypted with (a key ARN): the functions may
+   * `kms:Decrypt` with it through Secrets Manager, for this secret only. Required for a secret in
+   * another account (the AWS-managed key cannot be shared).
+   */
+  kmsKeyArn?: string;
   /**
    * The RDS instance or cluster (anything with connections): the jobs' security group is allowed
    * to its port, and the functions run in its VPC unless `vpc` is given.
@@ -72,9 +88,6 @@ export interface PgHousekeepingProps {
   vpcSubnets?: SubnetSelection;
   /** The functions' security groups. In a VPC without them, one group is made for all jobs (output `JobsSecurityGroupId`). */
   securityGroups?: ISecurityGroup[];
-  partition?: ScheduledJob<PartitionEventInput>;
-  archive?: ScheduledJob<ArchiveEventInput>;
-  rollup?: ScheduledJob<RollupEventInput>;
   logRetention?: RetentionDays;
   /** Default RETAIN: the logs are the record of every DROP and DELETE, and outlive the stack. */
   logRemovalPolicy?: RemovalPolicy;
@@ -84,6 +97,10 @@ export interface PgHousekeepingProps {
   missedRunsBeforeAlarm?: number;
   /** Existing topic every alarm notifies (ALARM and OK). */
   alarmTopic?: ITopic;
+  /** More topics every alarm notifies besides (a team's own). */
+  alarmTopics?: ITopic[];
+  /** A dashboard shared by a fleet: this database adds its row. Without it, a dashboard of its own. */
+  dashboard?: Dashboard;
   /** Creates an encrypted topic with this address subscribed (confirm the email AWS sends). */
   alarmEmail?: string;
   /** Reserved concurrency per function. Off by default: the advisory locks already serialize runs. */
@@ -92,24 +109,31 @@ export interface PgHousekeepingProps {
   databaseRole?: string;
 }
 
-const JOBS: Record<JobName, { schema: z.ZodType; defaultTimeout: Duration; retryAttempts: number }> = {
-  partition: { schema: partitionEventSchema, defaultTimeout: Duration.minutes(5), retryAttempts: 1 },
-  archive: { schema: archiveEventSchema, defaultTimeout: Duration.minutes(15), retryAttempts: 1 },
-  // Every few minutes: the next tick is the retry.
-  rollup: { schema: rollupEventSchema, defaultTimeout: Duration.minutes(15), retryAttempts: 0 },
-};
-
 /** pg-housekeeper's scheduled jobs against one database, with their alarms, dashboard and saved queries. */
 export class PgHousekeeping extends Construct {
   readonly jobs: Partial<Record<JobName, JobFunction>> = {};
   readonly schedules: Partial<Record<JobName, Schedule>> = {};
-  /** The S3 prefixes the archive function may write (one entry per archive target with an S3 destination). */
-  archiveS3: Array<{ bucket: string; objects: string; pending: string }> = [];
   readonly alarmTopic?: ITopic;
   readonly observability: Observability;
+  /** The S3 folders this database's archive function may write (one entry per archive target with an S3 destination). */
+  readonly archiveS3: ArchivePrefixes[] = [];
+
+  /** The database's id in its fleet (`main` unless given). */
+  readonly databaseId: string;
 
   constructor(scope: Construct, id: string, props: PgHousekeepingProps) {
     super(scope, id);
+    const databaseId = props.databaseId ?? DEFAULT_DATABASE_ID;
+    const idProblem = databaseIdProblem(databaseId);
+    if (idProblem) throw new Error(`${id}.databaseId: ${idProblem}`);
+    // Two instances with one id would publish the same metrics: each one's alarms would watch the other's runs.
+    const twin = Stack.of(this)
+      .node.findAll()
+      .find((c): c is PgHousekeeping => c instanceof PgHousekeeping && c !== this && c.databaseId === databaseId);
+    if (twin) throw new Error(`${id}.databaseId: "${databaseId}" is also the databaseId of ${twin.node.path}; give each database its own id`);
+    this.databaseId = databaseId;
+    checkSecretPlacement(this, id, props);
+    const names = databaseNames(Stack.of(this).stackName, databaseId);
     if (props.databaseRole !== undefined) {
       const problem = identifierProblem(props.databaseRole);
       if (problem) throw new Error(`${id}.databaseRole: ${problem}`);
@@ -122,21 +146,23 @@ export class PgHousekeeping extends Construct {
     const vpc = props.vpc ?? props.database?.vpc;
     // One group for every job, so there is one id to allow on the database.
     const securityGroups =
-      props.securityGroups ?? (vpc ? [new SecurityGroup(this, 'JobsSecurityGroup', { vpc, description: 'pg-housekeeper jobs', allowAllOutbound: true })] : undefined);
+      props.securityGroups ??
+      (vpc ? [new SecurityGroup(this, 'JobsSecurityGroup', { vpc, description: 'pg-housekeeper jobs', allowAllOutbound: true })] : undefined);
     if (props.database && securityGroups) {
       for (const group of securityGroups) props.database.connections.allowDefaultPortFrom(group, 'pg-housekeeper jobs');
     }
 
     const watched: Partial<Record<JobName, WatchedJob>> = {};
-    for (const job of Object.keys(JOBS) as JobName[]) {
-      const scheduled = props[job];
+    for (const job of JOB_NAMES) {
+      const scheduled: ScheduledJob<unknown> | undefined = props[job];
       if (!scheduled) continue;
       const where = `${id}.${job}`;
+      const definition: Job = JOBS[job];
       // Bad config fails `cdk synth`, naming the field, not the first night in production.
-      parseConfig(JOBS[job].schema, scheduled.policy, `${where}.policy`);
-      const timeout = scheduled.timeout ?? JOBS[job].defaultTimeout;
+      parseJobEvent(definition, scheduled.policy, `${where}.policy`);
+      const timeout = scheduled.timeout ?? Duration.seconds(definition.lambda.timeoutSeconds);
       if (timeout.toSeconds() > 900) throw new Error(`${where}.timeout: Lambda allows at most 15 minutes`);
-      const retryAttempts = scheduled.retryAttempts ?? JOBS[job].retryAttempts;
+      const retryAttempts = scheduled.retryAttempts ?? definition.lambda.retryAttempts;
       if (![0, 1, 2].includes(retryAttempts)) throw new Error(`${where}.retryAttempts: Lambda allows 0, 1 or 2`);
       const schedule = resolveSchedule(scheduled.schedule, `${where}.schedule`);
       const maxContinuations = scheduled.maxContinuations ?? LAMBDA_RECURSION_LIMIT;
@@ -152,7 +178,10 @@ export class PgHousekeeping extends Construct {
       const period = alarmPeriod(where, scheduled, schedule, missedRuns);
       const fn = new JobFunction(this, capitalize(job), {
         entry: job,
+        databaseId,
+        functionName: names.function(job),
         databaseSecret: props.databaseSecret,
+        kmsKeyArn: props.kmsKeyArn,
         timeout,
         memorySize: scheduled.memorySize,
         logRetention: props.logRetention ?? RetentionDays.THREE_MONTHS,
@@ -175,13 +204,16 @@ export class PgHousekeeping extends Construct {
         roles: [fn.function.role!],
         statements: [new PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.function.functionArn] })],
       });
-      // --- archive to S3: grants on each target's own prefixes only (infra/archive-s3.ts) ---
-      const s3Grants = job === 'archive' ? grantArchiveS3(this, fn.function.role!, scheduled.policy as ArchiveEventInput) : undefined;
-      if (s3Grants) this.archiveS3 = archiveS3Targets(scheduled.policy as ArchiveEventInput);
-      // --- end archive to S3 ---
+      // Archive to S3: put/get on each target's own folders only, and its KMS key (infra/archive-s3.ts).
+      const s3Grants =
+        job === 'archive'
+          ? grantArchiveS3(this, fn.function.role!, scheduled.policy as ArchiveEventInput, `${where}.policy`, archiveFolders(this))
+          : undefined;
+      if (s3Grants) this.archiveS3.push(...s3Grants.prefixes);
       const timer = new Schedule(this, `${capitalize(job)}Schedule`, {
         schedule: ScheduleExpression.expression(schedule.expression, TimeZone.of(schedule.timeZone)),
-        description: `pg-housekeeper ${job}`,
+        scheduleName: names.schedule(job),
+        description: `pg-housekeeper ${job} of database ${databaseId}`,
         enabled,
         // Runs at the time written, not somewhere in a window after it.
         timeWindow: TimeWindow.off(),
@@ -196,8 +228,11 @@ export class PgHousekeeping extends Construct {
       });
       // The first scheduled run may already continue.
       timer.node.addDependency(continueSelf);
-      if (s3Grants) timer.node.addDependency(s3Grants);
-      new CfnOutput(this, `${capitalize(job)}FunctionName`, { value: fn.function.functionName, description: `pg-housekeeper ${job} function ("run now": aws lambda invoke --invocation-type Event)` });
+      if (s3Grants) timer.node.addDependency(s3Grants.policy);
+      new CfnOutput(this, `${capitalize(job)}FunctionName`, {
+        value: fn.function.functionName,
+        description: `pg-housekeeper ${job} function of database ${databaseId} ("run now": aws lambda invoke --invocation-type Event)`,
+      });
       this.jobs[job] = fn;
       this.schedules[job] = timer;
       watched[job] = {
@@ -210,30 +245,73 @@ export class PgHousekeeping extends Construct {
     if (securityGroups) {
       new CfnOutput(this, 'JobsSecurityGroupId', {
         value: securityGroups.map((group) => group.securityGroupId).join(','),
-        description: "Allow this security group on the database's port",
+        description: `Allow this security group on the port of database ${databaseId}`,
       });
+    }
+    // What another account names in its secret's resource policy and key policy (README, "A secret in another account").
+    const roles = Object.values(this.jobs).map((fn) => fn.function.role!.roleArn);
+    if (roles.length > 0) {
+      new CfnOutput(this, 'FunctionRoleArns', { value: roles.join(','), description: `The roles that read the secret of database ${databaseId}` });
     }
 
     const actions: IAlarmAction[] = [];
     if (props.alarmTopic) actions.push(new SnsAction(props.alarmTopic));
+    for (const topic of props.alarmTopics ?? []) actions.push(new SnsAction(topic));
     if (props.alarmEmail) {
-      // CloudWatch can publish to an encrypted topic only with a customer-managed key that lets it.
-      const key = new Key(this, 'AlarmsKey', { enableKeyRotation: true, description: 'pg-housekeeper alarm notifications' });
-      key.grant(new ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
-      const topic = new Topic(this, 'Alarms', { masterKey: key, enforceSSL: true, displayName: 'pg-housekeeper alarms' });
-      topic.addSubscription(new EmailSubscription(props.alarmEmail));
+      const topic = emailAlarmTopic(this, props.alarmEmail);
       actions.push(new SnsAction(topic));
       this.alarmTopic = topic;
+      new CfnOutput(this, 'AlarmTopicArn', { value: topic.topicArn });
     } else {
       this.alarmTopic = props.alarmTopic;
     }
-    if (this.alarmTopic) new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn });
     this.observability = new Observability(this, 'Observability', {
+      databaseId,
+      names,
+      dashboard: props.dashboard,
       jobs: watched,
       rollupLagAlarmSeconds: props.rollupLagAlarmSeconds ?? 7_200,
       missedRuns,
       actions,
     });
+  }
+}
+
+/**
+ * An encrypted topic with `email` subscribed, in `scope` as `AlarmsKey` and `Alarms`. CloudWatch
+ * can publish to an encrypted topic only with a customer-managed key that lets it.
+ */
+export function emailAlarmTopic(scope: Construct, email: string): Topic {
+  const key = new Key(scope, 'AlarmsKey', { enableKeyRotation: true, description: 'pg-housekeeper alarm notifications' });
+  key.grant(new ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
+  const topic = new Topic(scope, 'Alarms', { masterKey: key, enforceSSL: true, displayName: 'pg-housekeeper alarms' });
+  topic.addSubscription(new EmailSubscription(email));
+  return topic;
+}
+
+/** The id of a database given none: a one-database deploy (`-c secretArn=…`) is a fleet of one `main`. */
+export const DEFAULT_DATABASE_ID = 'main';
+
+/**
+ * A secret the functions read through their own region's Secrets Manager: another region's is
+ * refused, and another account's needs its customer-managed key (the AWS-managed
+ * aws/secretsmanager key cannot be used from another account). Checked when both ARNs are known.
+ */
+function checkSecretPlacement(scope: Construct, id: string, props: PgHousekeepingProps): void {
+  const arn = props.databaseSecret.secretFullArn ?? props.databaseSecret.secretArn;
+  if (Token.isUnresolved(arn)) return;
+  const secret = Arn.split(arn, ArnFormat.COLON_RESOURCE_NAME);
+  const stack = Stack.of(scope);
+  if (!Token.isUnresolved(stack.region) && secret.region !== stack.region) {
+    throw new Error(
+      `${id}.secretArn: the secret is in ${secret.region}, this stack deploys to ${stack.region}; the functions read secrets through their own region's Secrets Manager (replicate the secret to ${stack.region})`,
+    );
+  }
+  if (!Token.isUnresolved(stack.account) && secret.account !== stack.account && !props.kmsKeyArn) {
+    throw new Error(
+      `${id}.kmsKeyArn: the secret is in account ${secret.account}, this stack in ${stack.account}; a secret read from another account must be encrypted with a customer-managed KMS key: ` +
+        'give its ARN (README, "A secret in another account")',
+    );
   }
 }
 
@@ -254,6 +332,14 @@ function alarmPeriod(where: string, scheduled: ScheduledJob<unknown>, schedule: 
     );
   }
   return Duration.seconds(seconds);
+}
+
+/** The S3 folders the other databases of the stack archive to. */
+function archiveFolders(self: PgHousekeeping) {
+  return Stack.of(self)
+    .node.findAll()
+    .filter((c): c is PgHousekeeping => c instanceof PgHousekeeping && c !== self)
+    .flatMap((c) => c.archiveS3.map((prefixes) => ({ owner: `database ${c.databaseId}`, prefixes })));
 }
 
 const capitalize = (s: string) => s[0]!.toUpperCase() + s.slice(1);

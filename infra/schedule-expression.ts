@@ -112,7 +112,8 @@ export function resolveSchedule(schedule: unknown, where: string): ResolvedSched
     const rate = value.rate;
     if (!(rate instanceof Duration) || Token.isUnresolved(rate)) throw new Error(`${where}.rate: a Duration, e.g. Duration.minutes(15)`);
     const minutes = rate.toMinutes({ integral: false });
-    if (!Number.isInteger(minutes) || minutes < 1) throw new Error(`${where}.rate: a whole number of minutes, at least 1 (got ${rate.toHumanString()})`);
+    if (!Number.isInteger(minutes) || minutes < 1)
+      throw new Error(`${where}.rate: a whole number of minutes, at least 1 (got ${rate.toHumanString()})`);
     const [amount, unit] = minutes % 1440 === 0 ? [minutes / 1440, 'day'] : minutes % 60 === 0 ? [minutes / 60, 'hour'] : [minutes, 'minute'];
     return { expression: `rate(${amount} ${unit}${amount === 1 ? '' : 's'})`, timeZone: 'UTC' };
   }

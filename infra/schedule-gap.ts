@@ -43,10 +43,11 @@ export function longestGapSeconds(expression: string, timeZone = 'UTC', from: Da
     for (let offset = -reach; offset <= reach; offset++) {
       const local = change.plus({ days: offset });
       if (!weekdays.includes((local.weekday % 7) + 1)) continue;
-      for (const h of hours) for (const m of minutes) {
-        const at = firing(local, h, m);
-        if (at !== undefined) instants.push(at);
-      }
+      for (const h of hours)
+        for (const m of minutes) {
+          const at = firing(local, h, m);
+          if (at !== undefined) instants.push(at);
+        }
     }
     instants.sort((a, b) => a - b);
     for (let i = 1; i < instants.length; i++) seconds = Math.max(seconds, (instants[i]! - instants[i - 1]!) / 1000);

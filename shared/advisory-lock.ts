@@ -8,7 +8,10 @@ import type pg from 'pg';
 export async function tryLockTarget(client: pg.ClientBase, job: string, target: string, explicitKey?: number): Promise<boolean> {
   const { rows } =
     explicitKey === undefined
-      ? await client.query<{ locked: boolean }>(`SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS locked`, [`pg-housekeeper:${job}`, target])
+      ? await client.query<{ locked: boolean }>(`SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS locked`, [
+          `pg-housekeeper:${job}`,
+          target,
+        ])
       : await client.query<{ locked: boolean }>(`SELECT pg_try_advisory_lock($1::bigint) AS locked`, [explicitKey]);
   return rows[0]?.locked === true;
 }

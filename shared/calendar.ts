@@ -1,10 +1,10 @@
-import { DateTime, FixedOffsetZone, IANAZone, type DurationLikeObject, type Zone } from 'luxon';
+import { DateTime, type DurationLikeObject, FixedOffsetZone, IANAZone, type Zone } from 'luxon';
 import { HousekeeperError } from './errors';
 
 /** Calendar arithmetic in a time zone. Months clamp the day (Mar 31 − 1 month = last day of Feb). */
 
 export type CalendarUnit = 'hour' | 'day' | 'week' | 'month' | 'quarter' | 'year';
-export type DurationUnit = 'hour' | 'day' | 'week' | 'month' | 'year';
+type DurationUnit = 'hour' | 'day' | 'week' | 'month' | 'year';
 
 export interface CalendarDuration {
   amount: number;
@@ -79,7 +79,7 @@ function wallFloor(wall: number, unit: CalendarUnit): number {
       return Math.floor(wall / DAY) * DAY;
     case 'week': {
       const day = Math.floor(wall / DAY);
-      return (day - (((day + 3) % 7) + 7) % 7) * DAY; // 1970-01-01 was a Thursday; ISO weeks start on Monday
+      return (day - ((((day + 3) % 7) + 7) % 7)) * DAY; // 1970-01-01 was a Thursday; ISO weeks start on Monday
     }
     default: {
       const date = new Date(wall);
@@ -276,12 +276,6 @@ export class ZoneCalendar {
   dateTime(ms: number): DateTime {
     return DateTime.fromMillis(ms, { zone: this.zone });
   }
-}
-
-/** Start of the hour/day/ISO week (Monday)/month/quarter/year containing `at`, in `at`'s zone. */
-export function floorTo(at: DateTime, unit: CalendarUnit): DateTime {
-  const calendar = new ZoneCalendar(at.zoneName ?? 'UTC', unit);
-  return calendar.dateTime(calendar.floor(at.toMillis()));
 }
 
 /** The boundary `count` periods after the boundary `at` (before it when negative); strictly later for count ≥ 1. */

@@ -57,7 +57,11 @@ export async function startHop(client: pg.ClientBase, job: string, target: strin
   const row = await readChain(client, job, target);
   if (chain.hop > 0) {
     if (row && row.chain_id === chain.id && row.hop === chain.hop && row.state === 'continuing') {
-      await client.query(`UPDATE housekeeping.chains SET updated_at = now() WHERE job = $1 AND target = $2 AND chain_id = $3`, [job, target, chain.id]);
+      await client.query(`UPDATE housekeeping.chains SET updated_at = now() WHERE job = $1 AND target = $2 AND chain_id = $3`, [
+        job,
+        target,
+        chain.id,
+      ]);
       return { run: true };
     }
     return { run: false, detail: `continuation superseded: hop ${chain.hop} of chain ${shortId(chain.id)} is not expected (${describeRow(row)})` };
@@ -118,5 +122,12 @@ export async function liveChains(client: pg.ClientBase): Promise<LiveChain[]> {
     `SELECT job, target, chain_id, hop, started_at, extract(epoch FROM now() - updated_at)::float8 AS age
      FROM housekeeping.chains WHERE state = 'continuing' ORDER BY job, target`,
   );
-  return rows.map((r) => ({ job: r.job, target: r.target, chainId: r.chain_id, hop: r.hop, startedAt: r.started_at, secondsSinceUpdate: Math.round(r.age) }));
+  return rows.map((r) => ({
+    job: r.job,
+    target: r.target,
+    chainId: r.chain_id,
+    hop: r.hop,
+    startedAt: r.started_at,
+    secondsSinceUpdate: Math.round(r.age),
+  }));
 }

@@ -1,8 +1,8 @@
 import { IANAZone } from 'luxon';
 import * as z from 'zod';
-import { ConfigError } from './errors';
-import { qualifiedNameProblem, identifierProblem } from './identifiers';
 import { parseDuration } from './calendar';
+import { ConfigError } from './errors';
+import { identifierProblem, qualifiedNameProblem } from './identifiers';
 
 /** `table` or `schema.table`, plain identifiers only, each at most 63 bytes. */
 export const qualifiedNameSchema = z.string().superRefine((value, ctx) => {
@@ -41,6 +41,9 @@ export const runOptionsShape = {
   statementTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(300_000),
 };
 
+/** What every job's event holds beside its own options: the targets, as received, and the run options. */
+export type RunOptions = { targets: unknown[] } & z.output<z.ZodObject<typeof runOptionsShape>>;
+
 function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const part of path) {
@@ -63,11 +66,11 @@ export function parseConfig<S extends z.ZodType>(schema: S, input: unknown, wher
   const result = schema.safeParse(input, { reportInput: true });
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
-    const field = [where, formatPath(issue.path)].filter(Boolean).join('.').replace(/\.\[/g, '[');
+    const field = [where, formatPath(issue.path)].filter(Boolean).join('.').replace(/\.\[/g, '[') || '(root)';
     const shown = issue.code === 'custom' || issue.code === 'unrecognized_keys' ? '' : ` (${describeInput(issue.input)})`;
-    return { field: field || '(root)', text: `${field || '(root)'}: ${issue.message}${shown}` };
+    return { field, problem: `${issue.message}${shown}` };
   });
-  const error = new ConfigError('', problems.map((p) => p.text).join('; '));
-  Object.defineProperty(error, 'field', { value: problems[0]!.field });
-  throw error;
+  // The first problem's field is the error's; the message names every field, each before its problem.
+  const [first, ...others] = problems;
+  throw new ConfigError(first!.field, [first!.problem, ...others.map((p) => `${p.field}: ${p.problem}`)].join('; '));
 }

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import pg from 'pg';
+import { applicationName, ENV } from './environment';
 import { ConfigError, errorMessage } from './errors';
 import { SQLSTATE, sqlState } from './postgres';
-import { getDatabaseSecret, type DatabaseSecret } from './secrets';
+import { type DatabaseSecret, getDatabaseSecret } from './secrets';
 
 /** Where the connection comes from: a URL (CLI, tests) or a Secrets Manager secret (Lambda). */
 export type DatabaseSource =
@@ -16,7 +17,7 @@ export interface SessionSettings {
   lockTimeoutMs: number;
 }
 
-export function isLoopbackHost(host: string | undefined): boolean {
+function isLoopbackHost(host: string | undefined): boolean {
   if (!host) return true; // a Unix socket
   return host === 'localhost' || host === '::1' || host === '[::1]' || host.startsWith('127.') || host.startsWith('/');
 }
@@ -68,7 +69,7 @@ function explainTlsFailure(error: unknown, config: pg.ClientConfig): unknown {
     'database TLS',
     `certificate verification failed for ${server} (${code}: ${errorMessage(error)}). ` +
       `Trusted: Node's public roots${extra ? ` and NODE_EXTRA_CA_CERTS (${extra})` : ' (NODE_EXTRA_CA_CERTS is not set: on Lambda set it to /var/runtime/ca-cert.pem for RDS and Aurora)'}` +
-      `${typeof config.ssl === 'object' && config.ssl.ca ? ' and PGHK_DB_CA_BUNDLE' : ''}; the server's certificate must chain to one of them and name the host.`,
+      `${typeof config.ssl === 'object' && config.ssl.ca ? ` and ${ENV.dbCaBundle}` : ''}; the server's certificate must chain to one of them and name the host.`,
   );
 }
 
@@ -83,7 +84,7 @@ export function configFromUrl(url: string, job: string, caBundlePath?: string): 
   if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
     throw new ConfigError('database URL', `must start with postgres:// (got ${parsed.protocol}//)`);
   }
-  const base: pg.ClientConfig = { connectionString: url, application_name: `pg-housekeeper/${job}` };
+  const base: pg.ClientConfig = { connectionString: url, application_name: applicationName(job) };
   // An explicit sslmode in the URL wins; otherwise verify TLS for anything that is not loopback.
   if (parsed.searchParams.has('sslmode')) return base;
   return { ...base, ssl: tlsOptions(parsed.hostname, caBundlePath) };
@@ -96,7 +97,7 @@ export function configFromSecret(secret: DatabaseSecret, job: string, source: Ex
     user: secret.username,
     password: secret.password,
     database: secret.dbname,
-    application_name: `pg-housekeeper/${job}`,
+    application_name: applicationName(job),
     ssl: tlsOptions(secret.host, source.caBundlePath, source.tls),
     connectionTimeoutMillis: 10_000,
   };
@@ -158,13 +159,15 @@ export async function inTransaction<T>(client: pg.ClientBase, work: () => Promis
 
 /** Database source for a Lambda, from its environment. */
 export function databaseSourceFromEnvironment(env: NodeJS.ProcessEnv = process.env): DatabaseSource {
-  const secretId = env.PGHK_DB_SECRET_ARN;
+  const secretId = env[ENV.dbSecretArn];
+  const caBundlePath = env[ENV.dbCaBundle];
   if (secretId) {
-    const tls = env.PGHK_DB_TLS === 'disable' ? 'disable' : 'verify';
-    return { kind: 'secret', secretId, tls, ...(env.PGHK_DB_CA_BUNDLE ? { caBundlePath: env.PGHK_DB_CA_BUNDLE } : {}) };
+    const tls = env[ENV.dbTls] === 'disable' ? 'disable' : 'verify';
+    return { kind: 'secret', secretId, tls, ...(caBundlePath ? { caBundlePath } : {}) };
   }
-  if (env.DATABASE_URL) return { kind: 'url', url: env.DATABASE_URL };
-  throw new ConfigError('PGHK_DB_SECRET_ARN', 'is not set: the function needs the ARN of the database secret');
+  const url = env[ENV.databaseUrl];
+  if (url) return { kind: 'url', url };
+  throw new ConfigError(ENV.dbSecretArn, 'is not set: the function needs the ARN of the database secret');
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,7 +19,10 @@ export class ConfigError extends HousekeeperError {
   }
 }
 
-/** The database catalog is not in a shape the job can work with (missing table, wrong partitioning...). */
+/**
+ * The database is not in a shape the job can work with: a missing table, the wrong partitioning,
+ * a column of another type. `object` is what to look at (`app.orders`, `housekeeping.rollup_state(usage)`).
+ */
 export class CatalogError extends HousekeeperError {
   constructor(
     readonly object: string,
@@ -29,33 +32,18 @@ export class CatalogError extends HousekeeperError {
   }
 }
 
-/** Source and destination tables disagree on columns or keys. */
-export class SchemaDriftError extends HousekeeperError {
-  constructor(
-    readonly object: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** Source and archive disagree on columns or keys: a catalog problem that names both tables. */
+export class SchemaDriftError extends CatalogError {}
 
-/** DDL could not get its lock within lock_timeout, even after retries. */
-export class LockTimeoutError extends HousekeeperError {
-  constructor(
-    readonly object: string,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
+/** A statement waited for its lock `lock_timeout` long on every attempt, and gave up so writers are not queued behind it. */
+export class LockTimeoutError extends HousekeeperError {}
+
+/** A statement was chosen as a deadlock's victim on every attempt; a lock timeout it is not. */
+export class DeadlockError extends HousekeeperError {}
 
 /** At least one target failed; thrown at the end of an invocation so Lambda records an error. */
 export class JobFailedError extends HousekeeperError {
-  constructor(
-    readonly job: string,
-    readonly failedTargets: string[],
-  ) {
+  constructor(job: string, failedTargets: string[]) {
     super(`${job}: ${failedTargets.length} target(s) failed: ${failedTargets.join(', ')}`);
   }
 }

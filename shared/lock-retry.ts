@@ -1,8 +1,7 @@
 import type pg from 'pg';
-import { LockTimeoutError } from './errors';
+import { DeadlockError, LockTimeoutError } from './errors';
 import { SQLSTATE, sleep, sqlState } from './postgres';
 import type { TimeBudget } from './time-budget';
-
 
 export interface LockRetryOptions {
   client: pg.ClientBase;
@@ -17,7 +16,7 @@ export interface LockRetryOptions {
 }
 
 /** Who holds locks on these relations right now, in words an operator can act on. */
-export async function describeLockHolders(client: pg.ClientBase, relations: string[]): Promise<string> {
+async function describeLockHolders(client: pg.ClientBase, relations: string[]): Promise<string> {
   const { rows } = await client.query<{
     pid: number;
     mode: string;
@@ -65,13 +64,12 @@ export async function withLockRetry<T>(options: LockRetryOptions, statement: () 
       const budgetLeft = options.budget.hasTime(nextWait + options.lockTimeoutMs);
       if (attempt >= options.attempts || !budgetLeft) {
         const holders = await describeLockHolders(options.client, options.relations).catch(() => 'unknown holders');
-        const why = code === SQLSTATE.deadlockDetected ? 'deadlocked' : `could not get a lock within ${options.lockTimeoutMs} ms`;
-        throw new LockTimeoutError(
-          options.relations[0] ?? options.action,
+        const deadlocked = code === SQLSTATE.deadlockDetected;
+        const why = deadlocked ? 'deadlocked' : `could not get a lock within ${options.lockTimeoutMs} ms`;
+        const message =
           `${options.action}: ${why} on ${attempt} attempt(s)${budgetLeft ? '' : ' (time budget spent)'}; ` +
-            `gave up so writers are not queued behind us. Blocking: ${holders}`,
-          { cause: error },
-        );
+          `gave up so writers are not queued behind us. Blocking: ${holders}`;
+        throw deadlocked ? new DeadlockError(message, { cause: error }) : new LockTimeoutError(message, { cause: error });
       }
       await sleep(nextWait);
       backoff = Math.min(backoff * 2, 10_000);

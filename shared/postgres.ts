@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Sql } from './sql';
 
 /**
  * The Postgres vocabulary every job shares: error codes, the database clock, and the column types
@@ -22,10 +23,10 @@ export function sqlState(error: unknown): string | undefined {
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The one row a query must return (aggregates, `SELECT now()`, RETURNING of one row); throws naming the query otherwise. */
-export async function queryOne<R extends pg.QueryResultRow>(client: pg.ClientBase, text: string, params: unknown[] = []): Promise<R> {
-  const { rows } = await client.query<R>(text, params);
+export async function queryOne<R extends pg.QueryResultRow>(client: pg.ClientBase, query: string | Sql, params: unknown[] = []): Promise<R> {
+  const { rows } = typeof query === 'string' ? await client.query<R>(query, params) : await client.query<R>(query);
   const row = rows[0];
-  if (!row) throw new Error(`expected one row from: ${text.replace(/\s+/g, ' ').slice(0, 120)}`);
+  if (!row) throw new Error(`expected one row from: ${(typeof query === 'string' ? query : query.text).replace(/\s+/g, ' ').slice(0, 120)}`);
   return row;
 }
 

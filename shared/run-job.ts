@@ -2,61 +2,17 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { z } from 'zod';
 import { tryLockTarget, unlockTarget } from './advisory-lock';
-import { claimNextHop, endChain, shortId, startHop, type ChainRun } from './chain';
+import { type ChainRun, claimNextHop, endChain, shortId, startHop } from './chain';
+import { parseConfig, type RunOptions } from './config';
 import { ConfigError, errorMessage } from './errors';
-import { recordRunState, type RunState } from './ledger';
+import type { JobDefinition, JobRegistry, Progress, StopReason, TargetOutcome } from './job';
+import { type RunState, recordRunState } from './ledger';
 import type { JobLogger } from './logger';
-import { migrate } from './migrate';
+import { ledgerMigrations, migrate } from './migrate';
 import { databaseNow } from './postgres';
 import { applyOverrides, readOverrides, reportUnmatchedSettings, takePause } from './settings';
-import { TIME_BUDGET_STOP, WINDOW_STOP, type TimeBudget } from './time-budget';
-import { windowAt, type MaintenanceWindow } from './window';
-
-export const JOB_NAMES = ['partition', 'archive', 'rollup'] as const;
-export type JobName = (typeof JOB_NAMES)[number];
-
-export interface TargetContext<P, O> {
-  client: pg.Client;
-  policy: P;
-  options: O;
-  logger: JobLogger;
-  budget: TimeBudget;
-  dryRun: boolean;
-  runId: string;
-  /** Long jobs report progress here (the CLI draws a bar); logging progress stays the job's own. */
-  onProgress?: (progress: Progress) => void;
-}
-
-export interface Progress {
-  done: number;
-  estimatedTotal: number;
-  ratePerSecond: number;
-}
-
-export interface TargetOutcome {
-  counts: Record<string, number>;
-  /** Set when the target did part of its work and then failed: counts still tell what was done. */
-  failure?: string;
-  /** Human lines for the CLI summary (plans, warnings). */
-  notes?: string[];
-  /** Why a run that can stop early stopped: "done", "time budget nearly spent", ... */
-  stopReason?: string;
-}
-
-export interface JobDefinition<S extends z.ZodType, O> {
-  job: JobName;
-  targetSchema: S;
-  /**
-   * The target's one name: what it is locked, logged, recorded and measured under, and what its
-   * housekeeping.settings rows put in `target` (e.g. "public.events").
-   */
-  targetName(policy: z.output<S>): string;
-  /** Targets the job always maintains besides the user's (the partition job keeps the ledger partitioned). */
-  implicitTargets?(options: O, dryRun: boolean): unknown[];
-  /** An explicit advisory lock key instead of the (job, target) one. */
-  lockKey?(policy: z.output<S>): number | undefined;
-  runTarget(context: TargetContext<z.output<S>, O>): Promise<TargetOutcome>;
-}
+import { TIME_BUDGET_STOP, type TimeBudget, WINDOW_STOP } from './time-budget';
+import { type MaintenanceWindow, windowAt } from './window';
 
 export interface TargetSummary {
   target: string;
@@ -65,14 +21,16 @@ export interface TargetSummary {
   durationMs: number;
   counts: Record<string, number>;
   detail?: string;
-  stopReason?: string;
+  stopReason?: StopReason;
   notes: string[];
   /** A continuation will run this target again (it stopped on the time budget with work left). */
   continues?: boolean;
 }
 
 export interface JobSummary {
-  job: JobName;
+  job: string;
+  /** The fleet database this run served (PGHK_DATABASE_ID, or the CLI's --database); absent outside a fleet. */
+  database?: string;
   dryRun: boolean;
   targets: TargetSummary[];
   failed: string[];
@@ -85,11 +43,32 @@ export interface JobSummary {
   continuationError?: string;
 }
 
-export interface RunJobOptions<O> {
-  /** Deployed target policies as received (already validated once by the event schema). */
+/** An event, validated: the targets as received (overrides are applied to them) and the job's options. */
+export interface JobEvent<O extends RunOptions> {
   targets: unknown[];
   options: O;
-  dryRun: boolean;
+}
+
+/**
+ * Validates an event (a Lambda's, the CLI's --config, a policy at synth) against its job's
+ * schema: the one way an event becomes something to run.
+ */
+export function parseJobEvent<S extends z.ZodType, O extends RunOptions>(
+  definition: JobDefinition<S, O>,
+  payload: unknown,
+  where = 'event',
+): JobEvent<O> {
+  const options = parseConfig(definition.eventSchema, payload, where);
+  // As received, not as parsed: the effective-policy line tells a deployed value from a default.
+  return { targets: (payload as { targets: unknown[] }).targets, options };
+}
+
+/** How a run reaches the database and reports, whoever starts it (Lambda, CLI, tests). */
+export interface RunJobOptions {
+  /** Every job of the deployment: settings rows of any of them are known, and the ledger takes all their migrations. */
+  jobs: JobRegistry;
+  /** The fleet database this run serves: carried into the summary (the logger carries it on every line). */
+  database?: string;
   connect: () => Promise<pg.Client>;
   logger: JobLogger;
   budget: TimeBudget;
@@ -104,13 +83,25 @@ export interface RunJobOptions<O> {
   window?: MaintenanceWindow;
 }
 
+/** A run under way: the event and how it runs. */
+interface Run<O extends RunOptions> extends RunJobOptions {
+  targets: unknown[];
+  options: O;
+  dryRun: boolean;
+}
+
 /**
  * The one way every job runs: connect → migrate → per target: lock → effective policy → ledger
  * → work within the budget → ledger → unlock; then one summary line. A failing target does not
  * stop the others; the caller decides how to report `failed`.
  */
-export async function runJob<S extends z.ZodType, O>(definition: JobDefinition<S, O>, run: RunJobOptions<O>): Promise<JobSummary> {
+export async function runJob<S extends z.ZodType, O extends RunOptions>(
+  definition: JobDefinition<S, O>,
+  event: JobEvent<O>,
+  how: RunJobOptions,
+): Promise<JobSummary> {
   const started = Date.now();
+  const run: Run<O> = { ...how, targets: event.targets, options: event.options, dryRun: event.options.dryRun };
   let client: pg.Client;
   try {
     client = await run.connect();
@@ -124,13 +115,13 @@ export async function runJob<S extends z.ZodType, O>(definition: JobDefinition<S
   let continuationError: string | undefined;
   try {
     // Dry run changes nothing, not even the ledger schema.
-    if (!run.dryRun) await migrate(client);
+    if (!run.dryRun) await migrate(client, ledgerMigrations(run.jobs));
     const inputs = [
       ...run.targets.map((input) => ({ input, implicit: false })),
       ...(definition.implicitTargets?.(run.options, run.dryRun) ?? []).map((input) => ({ input, implicit: true })),
     ];
     const targets = inputs.map(({ input }) => ({ name: definition.targetName(definition.targetSchema.parse(input) as z.output<S>), input }));
-    warnings.push(...(await reportUnmatchedSettings(client, definition.job, targets, JOB_NAMES)));
+    warnings.push(...(await reportUnmatchedSettings(client, definition, targets, Object.keys(run.jobs))));
     for (const warning of warnings) run.logger.warn(warning);
     const budget = run.window ? await windowedBudget(client, run.budget, run.window, run.logger) : run.budget;
     // A continuation runs only the targets that continue; the others keep their own schedule.
@@ -146,6 +137,7 @@ export async function runJob<S extends z.ZodType, O>(definition: JobDefinition<S
   }
   const summary: JobSummary = {
     job: definition.job,
+    ...(run.database ? { database: run.database } : {}),
     dryRun: run.dryRun,
     targets: summaries,
     failed: summaries.filter((s) => s.state === 'failed').map((s) => s.target),
@@ -171,7 +163,12 @@ export async function runJob<S extends z.ZodType, O>(definition: JobDefinition<S
  * are released at once, so the next scheduled run takes the targets up instead of waiting for
  * the bookings to go stale.
  */
-async function continueChain<O>(job: JobName, run: RunJobOptions<O>, client: pg.Client, summaries: TargetSummary[]): Promise<string | undefined> {
+async function continueChain<O extends RunOptions>(
+  job: string,
+  run: Run<O>,
+  client: pg.Client,
+  summaries: TargetSummary[],
+): Promise<string | undefined> {
   const continuing = summaries.filter((t) => t.continues);
   if (!run.chain || continuing.length === 0) return undefined;
   try {
@@ -202,13 +199,16 @@ async function windowedBudget(client: pg.Client, budget: TimeBudget, window: Mai
     logger.info('maintenance window open', { window: where, closesAt: new Date(state.closesAt).toISOString() });
     return budget.withWindowClosingIn(state.closesAt - now);
   }
-  logger.info('maintenance window closed: no archive batch or rollup slice starts', { window: where, opensAt: new Date(state.opensAt).toISOString() });
+  logger.info('maintenance window closed: no archive batch or rollup slice starts', {
+    window: where,
+    opensAt: new Date(state.opensAt).toISOString(),
+  });
   return budget.withWindowClosingIn(0);
 }
 
-async function runTarget<S extends z.ZodType, O>(
+async function runTarget<S extends z.ZodType, O extends RunOptions>(
   definition: JobDefinition<S, O>,
-  run: RunJobOptions<O>,
+  run: Run<O>,
   client: pg.Client,
   input: unknown,
   index: number,
@@ -345,6 +345,9 @@ async function runTarget<S extends z.ZodType, O>(
       runId,
       onProgress: run.onProgress && ((progress) => run.onProgress?.({ target, ...progress })),
     });
+    if (outcome.stopReason !== undefined && !definition.stopReasons.includes(outcome.stopReason)) {
+      throw new Error(`internal: the ${definition.job} job stopped with '${outcome.stopReason}', which it does not declare`);
+    }
     // The job stops the same way whichever limit said no; only time running out continues.
     const stopReason = outcome.stopReason === TIME_BUDGET_STOP && budget.refusedBy === 'window' ? WINDOW_STOP : outcome.stopReason;
     const state = outcome.failure ? 'failed' : 'succeeded';

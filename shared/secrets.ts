@@ -20,7 +20,7 @@ export interface SecretsManagerSdk {
  * Without a NAT gateway or an endpoint the SDK's default is to wait until the Lambda timeout.
  * Two attempts of three seconds each fail a run within seconds, naming the missing route.
  */
-export const SECRETS_MANAGER_TIMEOUTS = { connectionTimeoutMs: 3_000, requestTimeoutMs: 3_000, maxAttempts: 2 };
+const SECRETS_MANAGER_TIMEOUTS = { connectionTimeoutMs: 3_000, requestTimeoutMs: 3_000, maxAttempts: 2 };
 
 let sdk: SecretsManagerSdk | undefined;
 // Module scope: survives warm Lambda invocations, so a schedule does not pay a Secrets Manager call per run.

@@ -4,7 +4,7 @@ import { parseConfig } from './config';
 import { relationExists } from './db';
 import { ConfigError } from './errors';
 
-export type ValueSource = 'settings' | 'deployed' | 'default';
+type ValueSource = 'settings' | 'deployed' | 'default';
 
 export interface Override {
   job: string;
@@ -20,15 +20,8 @@ export interface Override {
  */
 export const IDENTITY_KEYS: ReadonlySet<string> = new Set(['table', 'source', 'destination', 'name', 'target', 'lockKey', 'function']);
 
-/** What a job's settings rows put in `target`: the target name that also keys its lock and ledger rows. */
-export const TARGET_KEY_DESCRIPTION: Readonly<Record<string, string>> = {
-  partition: 'the table as schema.table',
-  archive: 'the source table as schema.table',
-  rollup: "the rollup's name",
-};
-
 /** A settings row as operators will look for it. */
-export function settingsRow(row: { job: string; target: string; key: string }): string {
+function settingsRow(row: { job: string; target: string; key: string }): string {
   return `housekeeping.settings (job '${row.job}', target '${row.target}', key '${row.key}')`;
 }
 
@@ -37,7 +30,7 @@ export function settingsRow(row: { job: string; target: string; key: string }): 
  * for every target of the job) makes the run skip the target before any work. It is not a policy
  * key, so it never reaches the policy schema; a row for the exact target wins over '*'.
  */
-export const PAUSED_KEY = 'paused';
+const PAUSED_KEY = 'paused';
 
 export interface Pause {
   paused: boolean;
@@ -91,6 +84,12 @@ export async function readOverrides(client: pg.ClientBase, job: string, target: 
   return rows;
 }
 
+/** The job whose run reads the settings, and what its rows put in `target`, in words. */
+export interface SettingsJob {
+  job: string;
+  targetDescription: string;
+}
+
 export interface SettingsTarget {
   /** The target name (lock, ledger, settings key). */
   name: string;
@@ -119,17 +118,24 @@ function likelyTarget(rowTarget: string, targets: SettingsTarget[]): string | un
  * of the run, and rows of no job at all. A mis-keyed row used to be ignored silently, so the
  * operator believed a change was live that was not.
  */
-export function unmatchedSettings(rows: Array<{ job: string; target: string; key: string }>, job: string, targets: SettingsTarget[], jobs: readonly string[]): string[] {
+export function unmatchedSettings(
+  rows: Array<{ job: string; target: string; key: string }>,
+  { job, targetDescription }: SettingsJob,
+  targets: SettingsTarget[],
+  jobs: readonly string[],
+): string[] {
   const names = new Set(targets.map((t) => t.name));
   const messages: string[] = [];
   for (const row of rows) {
     if (!jobs.includes(row.job)) {
-      messages.push(`housekeeping.settings row (job '${row.job}', target '${row.target}', key '${row.key}') is ignored: '${row.job}' is not a job (${jobs.join(', ')})`);
+      messages.push(
+        `housekeeping.settings row (job '${row.job}', target '${row.target}', key '${row.key}') is ignored: '${row.job}' is not a job (${jobs.join(', ')})`,
+      );
     } else if (row.job === job && row.target !== '*' && !names.has(row.target)) {
       const meant = likelyTarget(row.target, targets);
       messages.push(
         `housekeeping.settings row (job '${row.job}', target '${row.target}', key '${row.key}') matches no target of this run and is ignored: ` +
-          `${job} settings are keyed by ${TARGET_KEY_DESCRIPTION[job] ?? 'the target name'} (or '*')${meant ? `; did you mean target '${meant}'?` : ''}`,
+          `${job} settings are keyed by ${targetDescription} (or '*')${meant ? `; did you mean target '${meant}'?` : ''}`,
       );
     }
   }
@@ -137,11 +143,16 @@ export function unmatchedSettings(rows: Array<{ job: string; target: string; key
 }
 
 /** Reads the settings rows that matter to this job's run and returns the unmatched ones' messages. */
-export async function reportUnmatchedSettings(client: pg.ClientBase, job: string, targets: SettingsTarget[], jobs: readonly string[]): Promise<string[]> {
+export async function reportUnmatchedSettings(
+  client: pg.ClientBase,
+  job: SettingsJob,
+  targets: SettingsTarget[],
+  jobs: readonly string[],
+): Promise<string[]> {
   if (!(await relationExists(client, 'housekeeping.settings'))) return [];
   const { rows } = await client.query<{ job: string; target: string; key: string }>(
     `SELECT job, target, key FROM housekeeping.settings WHERE job = $1 OR NOT (job = ANY ($2::text[])) ORDER BY job, target, key`,
-    [job, jobs],
+    [job.job, jobs],
   );
   return unmatchedSettings(rows, job, targets, jobs);
 }

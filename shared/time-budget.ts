@@ -1,7 +1,9 @@
+import type { StopReason } from './job';
+
 /** The stop reason of a job that left work for later because its time ran out. */
-export const TIME_BUDGET_STOP = 'time budget nearly spent';
+export const TIME_BUDGET_STOP = 'time budget nearly spent' satisfies StopReason;
 /** The same stop, when it was the maintenance window that closed (no continuation follows). */
-export const WINDOW_STOP = 'outside maintenance window';
+export const WINDOW_STOP = 'outside maintenance window' satisfies StopReason;
 
 /** Why a budget said no: time running out, or the maintenance window being closed. */
 export type Refusal = 'time' | 'window';

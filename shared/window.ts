@@ -19,7 +19,10 @@ export function windowProblems(window: unknown, where: string): string[] {
   const { start, end, timeZone, ...rest } = window as Record<string, unknown>;
   const problems: string[] = [];
   for (const key of Object.keys(rest)) problems.push(`${where}.${key}: unknown field (a window has start, end and timeZone)`);
-  for (const [field, value] of [['start', start], ['end', end]] as const) {
+  for (const [field, value] of [
+    ['start', start],
+    ['end', end],
+  ] as const) {
     if (typeof value !== 'string' || !TIME_OF_DAY.test(value)) {
       problems.push(`${where}.${field}: ${JSON.stringify(value)} is not a time of day (HH:MM, 00:00 to 23:59)`);
     }

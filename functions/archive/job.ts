@@ -1,15 +1,23 @@
 import type pg from 'pg';
-import { errorMessage } from '../../shared/errors';
-import { databaseNow, sleep } from '../../shared/postgres';
 import { displayName, parseQualifiedName, type QualifiedName } from '../../shared/identifiers';
-import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
-import { archiveCutoff, cutoffLiteral } from './cutoff';
-import { buildArchiveSql, type BatchResult } from './batch-sql';
-import { tableDestination, type ArchiveDestination } from './destination';
-import { archiveTargetSchema, destinationTable, keyColumns, s3Destination, type ArchiveEvent, type ArchiveTargetPolicy } from './policy';
-import { checkArchiveTables } from './tables';
-
-export type StopReason = 'done' | 'max rows reached' | 'time budget nearly spent';
+import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/job';
+import { databaseNow, queryOne } from '../../shared/postgres';
+import { type Sql, sql } from '../../shared/sql';
+import { moveBatches, tableDestination } from './apply';
+import { readArchiveCatalog } from './catalog';
+import archiveObjects from './migrations/0006_archive_objects';
+import { planCutoffs } from './plan';
+import {
+  type ArchiveEvent,
+  type ArchiveEventInput,
+  type ArchiveTargetPolicy,
+  archiveEventSchema,
+  archiveTargetSchema,
+  destinationTable,
+  keyColumns,
+  s3Destination,
+} from './policy';
+import { renderArchiveSql } from './sql';
 
 interface PlanNode {
   'Node Type': string;
@@ -23,37 +31,33 @@ function findSeqScan(node: PlanNode, relation: string): boolean {
   return (node.Plans ?? []).some((child) => findSeqScan(child, relation));
 }
 
-async function explain(client: pg.ClientBase, sql: string, params: unknown[]): Promise<PlanNode> {
-  const { rows } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(`EXPLAIN (FORMAT JSON) ${sql}`, params);
-  return rows[0]!['QUERY PLAN'][0]!.Plan;
+async function explain(client: pg.ClientBase, statement: Sql): Promise<PlanNode> {
+  const row = await queryOne<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(client, sql`EXPLAIN (FORMAT JSON) ${statement}`);
+  return row['QUERY PLAN'][0]!.Plan;
 }
 
-export { ArchiveBatchRefused, ROW_LOCK_PATIENCE_MS } from './destination';
-import { ROW_LOCK_PATIENCE_MS } from './destination';
-
+/**
+ * One archive target: read (the catalog check refuses anything that could lose, change or
+ * duplicate a row), plan (the cutoff from the database clock), render (the batch statements),
+ * apply (the batch loop; a dry run counts instead).
+ */
 export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolicy, ArchiveEvent>): Promise<TargetOutcome> {
   const { client, policy, logger } = context;
   const source = parseQualifiedName(policy.source, 'source');
   const table = destinationTable(policy);
   const s3 = s3Destination(policy);
   const destination: QualifiedName | undefined = table ? parseQualifiedName(table, 'destination') : undefined;
-  const tables = await checkArchiveTables(client, source, destination, { ...policy, key: keyColumns(policy) });
-  // S3: the source's columns must each map to a Parquet type that holds every value exactly.
-  // The S3 code (Parquet writer, SDK) is loaded only by targets that use it, not at init.
-  const s3Module = s3 ? await import('./s3/destination') : undefined;
-  const s3Plan = s3 && s3Module ? await s3Module.planS3Archive(client, source, tables, s3, policy) : undefined;
-  for (const allowed of tables.allowed) logger.warn(`allowed by the policy, and will fire on every batch: ${allowed}`);
+  const catalog = await readArchiveCatalog(client, source, destination, { ...policy, key: keyColumns(policy) });
+  // S3: the source's columns must each map to a Parquet type that holds every value exactly. The
+  // S3 code (Parquet writer and reader, the SDK) is loaded only by targets that use it, not at init.
+  const s3Catalog = s3 ? await (await import('./s3/catalog')).readS3Catalog(client, source, catalog, s3, policy) : undefined;
+  for (const allowed of catalog.allowed) logger.warn(`allowed by the policy, and will fire on every batch: ${allowed}`);
 
-  const cutoff = archiveCutoff(await databaseNow(client), policy.retention, policy.timeZone);
-  const cutoffs = {
-    primary: cutoffLiteral(cutoff, tables.ageTypes.primary),
-    ...(tables.ageTypes.fallback ? { fallback: cutoffLiteral(cutoff, tables.ageTypes.fallback) } : {}),
-  };
-  const sql = buildArchiveSql(source, destination, policy, tables);
+  const cutoffs = planCutoffs(await databaseNow(client), policy, catalog.ageTypes);
+  const statements = renderArchiveSql(source, destination, policy, catalog, cutoffs);
   const countKey = destination || s3 ? 'rowsMoved' : 'rowsPurged';
 
-  const pickPlan = await explain(client, sql.explainPick, sql.params(cutoffs, policy.batchSize));
-  const seqScan = findSeqScan(pickPlan, source.name);
+  const seqScan = findSeqScan(await explain(client, statements.explainPick(policy.batchSize)), source.name);
   const ageDescription = policy.ageFallbackColumn ? `COALESCE(${policy.ageColumn}, ${policy.ageFallbackColumn})` : policy.ageColumn;
   logger.info('archive cutoff', {
     cutoff: cutoffs.primary,
@@ -65,13 +69,12 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
   if (seqScan) {
     logger.warn(
       `the batch query scans ${displayName(source)} sequentially; add an index on ${policy.ageColumn}` +
-        `${policy.ageFallbackColumn ? ` and one on ${policy.ageFallbackColumn}` : ''} (or on ${tables.keyColumns.join(', ')}) so batches stay short`,
+        `${policy.ageFallbackColumn ? ` and one on ${policy.ageFallbackColumn}` : ''} (or on ${catalog.keyColumns.join(', ')}) so batches stay short`,
     );
   }
 
   if (context.dryRun) {
-    const count = await client.query<{ n: string }>(sql.count, sql.ageParams(cutoffs));
-    const expired = Number(count.rows[0]!.n);
+    const expired = Number((await queryOne<{ n: string }>(client, statements.count)).n);
     const wouldMove = policy.maxRowsPerRun === undefined ? expired : Math.min(expired, policy.maxRowsPerRun);
     return {
       counts: { expiredRows: expired, [countKey === 'rowsMoved' ? 'wouldMove' : 'wouldPurge']: wouldMove, seqScan: seqScan ? 1 : 0 },
@@ -79,106 +82,33 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
     };
   }
 
-  const estimate = await explain(client, sql.count, sql.ageParams(cutoffs));
+  const estimate = await explain(client, statements.count);
   const estimatedTotal = Math.max(0, Math.round(estimate.Plans?.[0]?.['Plan Rows'] ?? estimate['Plan Rows'] ?? 0));
-  // --- destination: the archive table (or purge), or S3 -------------------------------------
-  const target = s3Plan && s3Module
-    ? await s3Module.s3ArchiveDestination({ client, policy, plan: s3Plan, cutoffs, runId: context.runId, logger })
-    : tableDestination({ client, policy, table, sql, cutoffs, keyColumns: tables.keyColumns, destinationHasTriggers: tables.destinationHasTriggers, lockAttempts: context.options.lockAttempts, budget: context.budget });
+  const target = s3Catalog
+    ? await (await import('./s3/apply')).s3Destination({ context, catalog: s3Catalog, cutoffs })
+    : tableDestination(context, statements, { table, keyColumns: catalog.keyColumns, destinationHasTriggers: catalog.destinationHasTriggers });
   const reconciled = await target.reconcile();
   if (Object.keys(reconciled).length > 0) logger.warn('archive reconciled what an earlier run left', { destination: target.name, ...reconciled });
   return moveBatches(context, target, { countKey, estimatedTotal, batchRows: s3?.rowsPerObject ?? policy.batchSize });
-  // --- end destination ------------------------------------------------------------------------
 }
 
-async function moveBatches(
-  context: TargetContext<ArchiveTargetPolicy, ArchiveEvent>,
-  destination: ArchiveDestination,
-  info: { countKey: 'rowsMoved' | 'rowsPurged'; estimatedTotal: number; batchRows: number },
-): Promise<TargetOutcome> {
-  const { client, policy, options, logger, budget } = context;
-  const started = performance.now();
-  let moved = 0;
-  let alreadyArchived = 0;
-  let batches = 0;
-  let longestBatchMs = 0;
-  let lastKey: string[] | undefined;
-  let stopReason: StopReason = 'done';
-  let failure: string | undefined;
-  const rate = () => moved / Math.max(0.001, (performance.now() - started) / 1000);
-
-  // Batches wait at most ROW_LOCK_PATIENCE_MS for any lock; the session's own value comes back after.
-  await client.query(`SELECT set_config('lock_timeout', $1, false)`, [`${ROW_LOCK_PATIENCE_MS}ms`]);
-  try {
-    for (;;) {
-      if (policy.maxRowsPerRun !== undefined && moved >= policy.maxRowsPerRun) {
-        stopReason = 'max rows reached';
-        break;
-      }
-      // Start a batch only if one as slow as the slowest so far still fits in the budget.
-      if (!budget.allows(Math.max(1_000, longestBatchMs * 2) + policy.pauseMs)) {
-        stopReason = 'time budget nearly spent';
-        break;
-      }
-      const limit = Math.min(info.batchRows, (policy.maxRowsPerRun ?? Number.POSITIVE_INFINITY) - moved);
-      const batchStarted = performance.now();
-      let batch: BatchResult;
-      try {
-        batch = await destination.moveBatch({ limit, afterKey: lastKey });
-      } catch (error) {
-        // The batch rolled back whole; what earlier batches moved stays moved and is reported.
-        failure = errorMessage(error);
-        break;
-      }
-      longestBatchMs = Math.max(longestBatchMs, performance.now() - batchStarted);
-      // Done only when nothing expired is left to pick: a batch whose picked rows all changed
-      // since (or were held) moves none, and the rows after it still wait.
-      if (batch.picked === 0) break;
-      batches++;
-      moved += batch.moved;
-      alreadyArchived += batch.identical;
-      lastKey = batch.last_key ?? lastKey;
-      const progress = { done: moved, estimatedTotal: Math.max(info.estimatedTotal, moved), ratePerSecond: rate() };
-      context.onProgress?.(progress);
-      if (batches % options.progressEveryBatches === 0) {
-        const remaining = Math.max(0, info.estimatedTotal - moved);
-        logger.info('archive progress', {
-          [info.countKey]: moved,
-          batches,
-          rowsPerSecond: Math.round(progress.ratePerSecond),
-          estimatedRemaining: remaining,
-          estimatedSecondsLeft: progress.ratePerSecond > 0 ? Math.round(remaining / progress.ratePerSecond) : null,
-        });
-      }
-      if (policy.pauseMs > 0) await sleep(policy.pauseMs);
-    }
-  } finally {
-    await client.query(`SELECT set_config('lock_timeout', $1, false)`, [`${options.lockTimeoutMs}ms`]);
-  }
-
-  const durationMs = performance.now() - started;
-  if (failure) logger.error(`archive stopped: ${failure}`, { [info.countKey]: moved, batches });
-  else logger.info(`archive stopped: ${stopReason}`, { stopReason, [info.countKey]: moved, batches });
-  return {
-    counts: {
-      [info.countKey]: moved,
-      /** Rows deleted from the source because the archive already held a byte-identical copy. */
-      ...(info.countKey === 'rowsMoved' ? { alreadyArchived } : {}),
-      batches,
-      ...destination.counts?.(),
-      durationMs: Math.round(durationMs),
-      rowsPerSecond: Math.round(moved / Math.max(0.001, durationMs / 1000)),
-      longestBatchMs: Math.round(longestBatchMs),
-      // What a continuation has left, by the planner's estimate.
-      ...(stopReason === 'time budget nearly spent' ? { estimatedRemaining: Math.max(0, info.estimatedTotal - moved) } : {}),
-    },
-    ...(failure ? { failure } : { stopReason }),
-  };
-}
-
-export const archiveJob: JobDefinition<typeof archiveTargetSchema, ArchiveEvent> = {
+export const archiveJob = {
   job: 'archive',
+  eventSchema: archiveEventSchema,
   targetSchema: archiveTargetSchema,
   targetName: (policy) => displayName(parseQualifiedName(policy.source, 'source')),
+  targetDescription: 'the source table as schema.table',
   runTarget: runArchiveTarget,
-};
+  stopReasons: ['done', 'max rows reached', 'time budget nearly spent'],
+  metrics: {
+    // What was moved, also by a target that failed part way (its earlier batches stay moved).
+    archived: {
+      name: 'RowsArchived',
+      unit: 'Count',
+      value: (t) => (t.state === 'skipped' ? undefined : (t.counts.rowsMoved ?? 0) + (t.counts.rowsPurged ?? 0)),
+    },
+  },
+  remainingCount: 'estimatedRemaining',
+  migrations: [{ version: 6, name: 'archive_objects', sql: archiveObjects }],
+  lambda: { timeoutSeconds: 900, retryAttempts: 1 },
+} satisfies JobDefinition<typeof archiveTargetSchema, ArchiveEvent, ArchiveEventInput>;

@@ -15,9 +15,9 @@ export const s3DestinationSchema = z.strictObject({
   /** Objects go under this prefix (no leading or trailing slash). */
   prefix: z
     .string()
-    .regex(PREFIX, 'must be path segments of letters, digits and !-_.*\'()= separated by single slashes, without a leading or trailing slash')
+    .regex(PREFIX, "must be path segments of letters, digits and !-_.*'()= separated by single slashes, without a leading or trailing slash")
     .refine((value) => !value.split('/').some((part) => part.startsWith('_') || part === '.' || part === '..'), {
-      message: 'no segment may start with _ (readers skip such paths; _pending is the job\'s own) or be . or ..',
+      message: "no segment may start with _ (readers skip such paths; _pending is the job's own) or be . or ..",
     }),
   format: z.literal('parquet').default('parquet'),
   compression: z.enum(['snappy', 'gzip', 'none']).default('snappy'),

@@ -8,7 +8,7 @@ import type pg from 'pg';
  * - demo.orders / demo.orders_archive for the archive job; demo.events_hourly for the rollup.
  * Used by `npm start` and, in the CDK sandbox (-c demo=true), by a one-off seed function.
  */
-export const DEMO_SQL = `
+const DEMO_SQL = `
       DROP SCHEMA IF EXISTS demo CASCADE;
       CREATE SCHEMA demo;
       CREATE TABLE demo.events (
@@ -62,6 +62,9 @@ export const DEMO_SQL = `
       CREATE TABLE demo.events_hourly (bucket timestamptz NOT NULL, kind text NOT NULL, events bigint NOT NULL, PRIMARY KEY (bucket, kind));
 
 `;
+
+/** The seed's session: dropping the old demo schema may wait for locks. The Lambda and `npm start` both open it so. */
+export const DEMO_SEED_SESSION = { job: 'demo-seed', lockTimeoutMs: 10_000, statementTimeoutMs: 120_000 } as const;
 
 export async function seedDemo(client: pg.ClientBase): Promise<void> {
   await client.query(DEMO_SQL);

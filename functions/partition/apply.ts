@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { errorMessage, HousekeeperError, LockTimeoutError } from '../../shared/errors';
 import { inTransaction } from '../../shared/db';
+import { DeadlockError, errorMessage, HousekeeperError, LockTimeoutError } from '../../shared/errors';
 import { withLockRetry } from '../../shared/lock-retry';
 import type { JobLogger } from '../../shared/logger';
 import type { TimeBudget } from '../../shared/time-budget';
@@ -28,7 +28,7 @@ export interface ApplyResult {
 }
 
 /** A guard statement found the step unsafe; its transaction is rolled back and it is not retried. */
-export class StepRefusedError extends HousekeeperError {}
+class StepRefusedError extends HousekeeperError {}
 
 async function runStatements(client: pg.ClientBase, statements: SqlStatement[]): Promise<number> {
   let moved = 0;
@@ -42,10 +42,9 @@ async function runStatements(client: pg.ClientBase, statements: SqlStatement[]):
 }
 
 async function isDetachPending(client: pg.ClientBase, partition: string): Promise<boolean> {
-  const { rows } = await client.query<{ pending: boolean }>(
-    `SELECT inhdetachpending AS pending FROM pg_inherits WHERE inhrelid = to_regclass($1)`,
-    [partition],
-  );
+  const { rows } = await client.query<{ pending: boolean }>(`SELECT inhdetachpending AS pending FROM pg_inherits WHERE inhrelid = to_regclass($1)`, [
+    partition,
+  ]);
   return rows[0]?.pending === true;
 }
 
@@ -103,7 +102,7 @@ export async function applySteps(client: pg.ClientBase, steps: DdlStep[], option
       }
       options.logger.error(`${step.kind} ${step.partition} failed`, { error: errorMessage(error) });
       result.failures.push(errorMessage(error));
-      if (error instanceof LockTimeoutError) {
+      if (error instanceof LockTimeoutError || error instanceof DeadlockError) {
         const skipped = steps.length - index - 1;
         if (skipped > 0) result.failures.push(`${skipped} later step(s) not tried: they need the same locks`);
         result.stoppedOnLock = true;

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { CatalogError } from '../../shared/errors';
 import { displayName, type QualifiedName } from '../../shared/identifiers';
-import { TIME_COLUMN_TYPES, type TimeColumnType } from '../../shared/postgres';
+import { queryOne, TIME_COLUMN_TYPES, type TimeColumnType } from '../../shared/postgres';
 
 export type PartitionKeyType = TimeColumnType;
 
@@ -37,7 +37,7 @@ export interface PartitionCatalog {
   unfinishedRetirements: RecordedRetirement[];
 }
 
-export interface RecordedRetirement {
+interface RecordedRetirement {
   partition: QualifiedName;
   /** The oid the table had when the retirement was recorded: a table that reused the name is never touched. */
   oid: number;
@@ -169,13 +169,14 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
               substring(bound FROM 'TO \\((.*)\\)$') AS to_text
        FROM kids)
      SELECT oid, schema, name, is_default, detach_pending,
-            CASE WHEN from_text IS NULL OR from_text = 'MINVALUE' THEN NULL ELSE ${epochOf('trim(both $$\'$$ FROM from_text)')} END AS from_epoch,
-            CASE WHEN to_text IS NULL OR to_text = 'MAXVALUE' THEN NULL ELSE ${epochOf('trim(both $$\'$$ FROM to_text)')} END AS to_epoch,
+            CASE WHEN from_text IS NULL OR from_text = 'MINVALUE' THEN NULL ELSE ${epochOf("trim(both $$'$$ FROM from_text)")} END AS from_epoch,
+            CASE WHEN to_text IS NULL OR to_text = 'MAXVALUE' THEN NULL ELSE ${epochOf("trim(both $$'$$ FROM to_text)")} END AS to_epoch,
             CASE WHEN is_default THEN ${RESCUE_HAZARDS} END AS rescue_hazards
      FROM parsed`,
     [table.oid],
   );
-  const extra = await client.query<{ columns: string[]; retirements: RetirementRow[] | null }>(
+  const extra = await queryOne<{ columns: string[]; retirements: RetirementRow[] | null }>(
+    client,
     // Stored generated columns cannot be written; the new partition computes them again.
     `SELECT ARRAY(SELECT attname::text FROM pg_attribute
                   WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum) AS columns,
@@ -195,7 +196,7 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
     parent,
     keyColumn: table.key_column,
     keyType,
-    columns: extra.rows[0]!.columns,
+    columns: extra.columns,
     partitions: children.rows
       .filter((row) => !row.is_default)
       .map((row) => ({
@@ -209,7 +210,7 @@ export async function readPartitionCatalog(client: pg.ClientBase, parent: Qualif
     defaultPartition: defaultRow ? { schema: defaultRow.schema, name: defaultRow.name } : null,
     takenNames: new Set(names.rows.map((row) => row.relname)),
     rescueHazards: defaultRow?.rescue_hazards ?? [],
-    unfinishedRetirements: (extra.rows[0]!.retirements ?? []).map((row) => ({
+    unfinishedRetirements: (extra.retirements ?? []).map((row) => ({
       partition: { schema: row.partition_schema, name: row.partition_name },
       oid: Number(row.partition_oid),
       mode: row.mode,

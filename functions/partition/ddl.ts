@@ -1,4 +1,5 @@
 import { displayName, quoteIdent, quoteLiteral, quoteQualified } from '../../shared/identifiers';
+import { ident, qualified, raw, type Sql, sql } from '../../shared/sql';
 import type { PartitionCatalog } from './catalog';
 import type { PartitionPlan, PlannedPartition, PlannedRetirement, UnfinishedRetirement } from './plan';
 
@@ -36,7 +37,10 @@ export interface DdlStep {
   past?: boolean;
 }
 
-const RETIREMENTS = 'housekeeping.partition_retirements';
+/** A statement with its bind values numbered by the sql tag. */
+function statement(query: Sql, guard: Pick<SqlStatement, 'movesDefaultRows' | 'refuseIfRow' | 'refuseUnlessRow'> = {}): SqlStatement {
+  return { text: query.text, ...(query.values.length > 0 ? { params: query.values } : {}), ...guard };
+}
 
 /**
  * CREATE TABLE (LIKE parent) + ATTACH rather than CREATE TABLE ... PARTITION OF: PARTITION OF
@@ -55,27 +59,31 @@ function createStep(catalog: PartitionCatalog, planned: PlannedPartition): DdlSt
     },
   ];
   if (catalog.defaultPartition) {
-    const fallback = quoteQualified(catalog.defaultPartition);
-    const columns = catalog.columns.map(quoteIdent).join(', ');
-    const key = quoteIdent(catalog.keyColumn);
-    const inRange = `${key} >= $1::${catalog.keyType} AND ${key} < $2::${catalog.keyType}`;
+    const fallback = qualified(catalog.defaultPartition);
+    const columns = raw(catalog.columns.map(quoteIdent).join(', '));
+    const key = ident(catalog.keyColumn);
+    const keyType = raw(catalog.keyType);
+    const inRange = sql`${key} >= ${planned.fromLiteral}::${keyType} AND ${key} < ${planned.toLiteral}::${keyType}`;
     // Held to commit, so no row for this range can land in DEFAULT between the check or move and the attach.
-    statements.push({ text: `LOCK TABLE ${fallback} IN ACCESS EXCLUSIVE MODE` });
+    statements.push(statement(sql`LOCK TABLE ${fallback} IN ACCESS EXCLUSIVE MODE`));
     if (catalog.rescueHazards.length > 0) {
-      statements.push({
-        text: `SELECT 1 FROM ${fallback} WHERE ${inRange} LIMIT 1`,
-        params: [planned.fromLiteral, planned.toLiteral],
-        refuseIfRow:
-          `DEFAULT partition ${displayName(catalog.defaultPartition)} holds rows in [${planned.fromLiteral}, ${planned.toLiteral}); ` +
-          `moving them (a DELETE and an INSERT) would fire ${catalog.rescueHazards.join(', ')}, so ${displayName(planned.name)} was not created. ` +
-          'Move those rows out of DEFAULT yourself; the next run then creates it',
-      });
+      statements.push(
+        statement(sql`SELECT 1 FROM ${fallback} WHERE ${inRange} LIMIT 1`, {
+          refuseIfRow:
+            `DEFAULT partition ${displayName(catalog.defaultPartition)} holds rows in [${planned.fromLiteral}, ${planned.toLiteral}); ` +
+            `moving them (a DELETE and an INSERT) would fire ${catalog.rescueHazards.join(', ')}, so ${displayName(planned.name)} was not created. ` +
+            'Move those rows out of DEFAULT yourself; the next run then creates it',
+        }),
+      );
     } else {
-      statements.push({
-        text: `WITH moved AS (DELETE FROM ${fallback} WHERE ${inRange} RETURNING ${columns}) INSERT INTO ${child} (${columns}) SELECT ${columns} FROM moved`,
-        params: [planned.fromLiteral, planned.toLiteral],
-        movesDefaultRows: true,
-      });
+      statements.push(
+        statement(
+          sql`WITH moved AS (DELETE FROM ${fallback} WHERE ${inRange} RETURNING ${columns}) INSERT INTO ${raw(child)} (${columns}) SELECT ${columns} FROM moved`,
+          {
+            movesDefaultRows: true,
+          },
+        ),
+      );
     }
   }
   statements.push({
@@ -92,17 +100,18 @@ function createStep(catalog: PartitionCatalog, planned: PlannedPartition): DdlSt
   };
 }
 
-function recordRetirement(catalog: PartitionCatalog, retirement: { partition: PlannedRetirement['partition']; oid: number; mode: string }): SqlStatement {
-  return {
-    text:
-      `INSERT INTO ${RETIREMENTS} (parent, partition_schema, partition_name, partition_oid, mode) VALUES ($1, $2, $3, $4, $5) ` +
-      'ON CONFLICT (parent, partition_oid) DO UPDATE SET mode = excluded.mode',
-    params: [displayName(catalog.parent), retirement.partition.schema, retirement.partition.name, retirement.oid, retirement.mode],
-  };
+function recordRetirement(
+  catalog: PartitionCatalog,
+  retirement: { partition: PlannedRetirement['partition']; oid: number; mode: string },
+): SqlStatement {
+  const { partition, oid, mode } = retirement;
+  return statement(
+    sql`INSERT INTO housekeeping.partition_retirements (parent, partition_schema, partition_name, partition_oid, mode) VALUES (${displayName(catalog.parent)}, ${partition.schema}, ${partition.name}, ${oid}, ${mode}) ON CONFLICT (parent, partition_oid) DO UPDATE SET mode = excluded.mode`,
+  );
 }
 
 function forgetRetirement(catalog: PartitionCatalog, oid: number): SqlStatement {
-  return { text: `DELETE FROM ${RETIREMENTS} WHERE parent = $1 AND partition_oid = $2`, params: [displayName(catalog.parent), oid] };
+  return statement(sql`DELETE FROM housekeeping.partition_retirements WHERE parent = ${displayName(catalog.parent)} AND partition_oid = ${oid}`);
 }
 
 /**
@@ -150,11 +159,9 @@ function finishStep(catalog: PartitionCatalog, unfinished: UnfinishedRetirement)
     groups: [
       [
         { text: `LOCK TABLE ${child} IN ACCESS EXCLUSIVE MODE` },
-        {
-          text: `SELECT 1 FROM pg_class WHERE oid = $1 AND oid = to_regclass($2) AND NOT relispartition`,
-          params: [unfinished.oid, child],
+        statement(sql`SELECT 1 FROM pg_class WHERE oid = ${unfinished.oid} AND oid = to_regclass(${child}) AND NOT relispartition`, {
           refuseUnlessRow: `${shown} changed since its retirement was recorded (another table took the name, or it was attached again); not dropped`,
-        },
+        }),
         { text: `DROP TABLE ${child}` },
         done,
       ],

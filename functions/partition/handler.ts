@@ -1,12 +1,5 @@
-import type { Context } from 'aws-lambda';
-import { runLambdaJob } from '../../shared/lambda';
-import { createJobLogger } from '../../shared/logger';
-import { createJobMetrics } from '../../shared/metrics';
-import { partitionJob } from './job';
-import { partitionEventSchema } from './policy';
+import { lambdaHandler } from '../../shared/lambda';
+import { JOBS } from '../registry';
 
-const logger = createJobLogger('partition');
-const metrics = createJobMetrics('partition');
-
-/** EventBridge rule target: the event is the partition policy (see README, "Partition policy"). */
-export const handler = (event: unknown, context: Context) => runLambdaJob(partitionJob, partitionEventSchema, event, context, logger, metrics);
+/** The Lambda's entry: the event is a partition policy (README, "Partition policy"), or {} to run the deployed one. */
+export const handler = lambdaHandler(JOBS, 'partition');

@@ -1,26 +1,36 @@
 import type pg from 'pg';
-import { databaseNow } from '../../shared/postgres';
-import { displayName, parseQualifiedName, quoteIdent, quoteQualified } from '../../shared/identifiers';
-import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/run-job';
+import { displayName, parseQualifiedName } from '../../shared/identifiers';
+import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/job';
+import { databaseNow, queryOne } from '../../shared/postgres';
+import { ident, qualified, raw, sql } from '../../shared/sql';
 import { TIME_BUDGET_STOP } from '../../shared/time-budget';
 import { applySteps } from './apply';
-import { readPartitionCatalog, type PartitionCatalog } from './catalog';
+import { type PartitionCatalog, readPartitionCatalog } from './catalog';
 import { renderCreateSteps, renderFinishSteps, renderRetireSteps, stepToSql } from './ddl';
-import { describeKeyMs, partitionsAhead, planPartitions, type PartitionPlan } from './plan';
-import { partitionTargetSchema, type PartitionEvent, type PartitionTargetInput, type PartitionTargetPolicy } from './policy';
+import partitionRetirements from './migrations/0004_partition_retirements';
+import { describeKeyMs, type PartitionPlan, partitionsAhead, planPartitions } from './plan';
+import {
+  type PartitionEvent,
+  type PartitionEventInput,
+  type PartitionTargetInput,
+  type PartitionTargetPolicy,
+  partitionEventSchema,
+  partitionTargetSchema,
+} from './policy';
 
 /** Rows counted in DEFAULT are capped: the count is a warning, not worth a full scan of a huge table. */
 const DEFAULT_ROWS_COUNT_CAP = 1_000_000;
 
 async function rowsInDefault(client: pg.ClientBase, catalog: PartitionCatalog, from?: string, to?: string): Promise<number> {
   if (!catalog.defaultPartition) return 0;
-  const key = quoteIdent(catalog.keyColumn);
-  const range = from && to ? `WHERE ${key} >= $1::${catalog.keyType} AND ${key} < $2::${catalog.keyType}` : '';
-  const { rows } = await client.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${quoteQualified(catalog.defaultPartition)} ${range} LIMIT ${DEFAULT_ROWS_COUNT_CAP}) AS capped`,
-    from && to ? [from, to] : [],
+  const key = ident(catalog.keyColumn);
+  const keyType = raw(catalog.keyType);
+  const range = from && to ? sql`WHERE ${key} >= ${from}::${keyType} AND ${key} < ${to}::${keyType}` : raw('');
+  const { n } = await queryOne<{ n: number }>(
+    client,
+    sql`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${qualified(catalog.defaultPartition)} ${range} LIMIT ${raw(String(DEFAULT_ROWS_COUNT_CAP))}) AS capped`,
   );
-  return rows[0]!.n;
+  return n;
 }
 
 function describePlan(catalog: PartitionCatalog, plan: PartitionPlan, policy: PartitionTargetPolicy): Record<string, unknown> {
@@ -37,7 +47,7 @@ function describePlan(catalog: PartitionCatalog, plan: PartitionPlan, policy: Pa
   };
 }
 
-export async function runPartitionTarget(context: TargetContext<PartitionTargetPolicy, PartitionEvent>): Promise<TargetOutcome> {
+async function runPartitionTarget(context: TargetContext<PartitionTargetPolicy, PartitionEvent>): Promise<TargetOutcome> {
   const { client, policy, options, logger } = context;
   const parent = parseQualifiedName(policy.table, 'table');
   const catalog = await readPartitionCatalog(client, parent);
@@ -56,7 +66,10 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
       const rows = await rowsInDefault(client, catalog, planned.fromLiteral, planned.toLiteral);
       if (rows === 0) continue;
       if (catalog.rescueHazards.length === 0) wouldMove += rows;
-      else refusals.push(`-- would refuse ${displayName(planned.name)}: DEFAULT holds ${rows} row(s) of its range and moving them would fire ${catalog.rescueHazards.join(', ')}`);
+      else
+        refusals.push(
+          `-- would refuse ${displayName(planned.name)}: DEFAULT holds ${rows} row(s) of its range and moving them would fire ${catalog.rescueHazards.join(', ')}`,
+        );
     }
     const sql = [
       ...finishSteps.map((step, i) => `-- finish an earlier run's retirement: ${plan.finish[i]!.reason}\n${stepToSql(step)}`),
@@ -73,7 +86,8 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
         wouldRefuse: refusals.length,
         partitionsAhead: partitionsAhead(plan, [...attached, ...plan.create]),
       },
-      notes: lines.length > 0 ? ['-- dry run: nothing was changed. This is the SQL a real run would execute:', ...lines] : ['-- dry run: nothing to do'],
+      notes:
+        lines.length > 0 ? ['-- dry run: nothing was changed. This is the SQL a real run would execute:', ...lines] : ['-- dry run: nothing to do'],
     };
   }
 
@@ -118,13 +132,29 @@ export async function runPartitionTarget(context: TargetContext<PartitionTargetP
 }
 
 /** The ledger is itself partitioned by month; the partition job keeps it so. */
-export const LEDGER_TARGET: PartitionTargetInput = { table: 'housekeeping.job_runs', interval: 'month', premake: 2 };
+const LEDGER_TARGET: PartitionTargetInput = { table: 'housekeeping.job_runs', interval: 'month', premake: 2 };
 
-export const partitionJob: JobDefinition<typeof partitionTargetSchema, PartitionEvent> = {
+/** Counts are what was done, also by a target that failed part way (its partitions exist); a skipped target did nothing. */
+const ran = (target: { state: string }) => target.state !== 'skipped';
+
+export const partitionJob = {
   job: 'partition',
+  eventSchema: partitionEventSchema,
   targetSchema: partitionTargetSchema,
   targetName: (policy) => displayName(parseQualifiedName(policy.table, 'table')),
+  targetDescription: 'the table as schema.table',
   implicitTargets: (options, dryRun) =>
     options.maintainLedger && !dryRun ? [{ ...LEDGER_TARGET, retention: { keep: options.ledgerRetentionMonths, mode: 'drop' } }] : [],
   runTarget: runPartitionTarget,
-};
+  stopReasons: [TIME_BUDGET_STOP],
+  metrics: {
+    created: { name: 'PartitionsCreated', unit: 'Count', value: (t) => (ran(t) ? (t.counts.created ?? 0) : undefined) },
+    retired: { name: 'PartitionsRetired', unit: 'Count', value: (t) => (ran(t) ? (t.counts.dropped ?? 0) + (t.counts.detached ?? 0) : undefined) },
+    /** One value per target whose catalog was read; alarm on the Minimum: below 1, tomorrow's inserts have nowhere to go. */
+    ahead: { name: 'PartitionsAhead', unit: 'Count', value: (t) => (ran(t) ? t.counts.partitionsAhead : undefined) },
+  },
+  remainingCount: 'stepsLeft',
+  migrations: [{ version: 4, name: 'partition_retirements', sql: partitionRetirements }],
+  // Hourly runs: a failed one is retried long before tomorrow's partition is needed.
+  lambda: { timeoutSeconds: 300, retryAttempts: 1 },
+} satisfies JobDefinition<typeof partitionTargetSchema, PartitionEvent, PartitionEventInput>;

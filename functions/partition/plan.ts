@@ -94,7 +94,7 @@ function isoWeek(wall: Date): { year: number; week: number } {
  *   year    p2026
  * `fromMs` is the lower bound in key ms, `wallMs` its local date and time (see ZoneCalendar.wall).
  */
-export function partitionSuffix(fromMs: number, wallMs: number, interval: PartitionInterval): string {
+function partitionSuffix(fromMs: number, wallMs: number, interval: PartitionInterval): string {
   const wall = new Date(wallMs);
   const [year, month, date] = [wall.getUTCFullYear(), wall.getUTCMonth() + 1, wall.getUTCDate()];
   switch (interval) {
@@ -122,7 +122,7 @@ export function partitionSuffix(fromMs: number, wallMs: number, interval: Partit
  * bound in key ms (UTC for timestamptz), to the millisecond when it has one. No regular suffix
  * has eight digits after the `p`, so the two schemes never collide.
  */
-export function fillSuffix(fromKeyMs: number): string {
+function fillSuffix(fromKeyMs: number): string {
   const at = new Date(fromKeyMs);
   const ms = at.getUTCMilliseconds();
   return (
@@ -170,10 +170,14 @@ function unfinishedRetirements(catalog: PartitionCatalog, retire: PlannedRetirem
     if (recorded.currentOid === null) {
       out.push({ ...base, action: 'forget', reason: `${shown} no longer exists`, warn: false });
     } else if (recorded.currentOid !== recorded.oid) {
-      out.push({ ...base, action: 'forget', reason: `${shown} is now a different table (oid ${recorded.currentOid}, recorded ${recorded.oid}); left alone`, warn: true });
+      out.push({
+        ...base,
+        action: 'forget',
+        reason: `${shown} is now a different table (oid ${recorded.currentOid}, recorded ${recorded.oid}); left alone`,
+        warn: true,
+      });
     } else if (retiring.has(recorded.oid)) {
       // Still attached (or pending detach) and due: this run's own retirement records and finishes it.
-      continue;
     } else if (recorded.attachedTo !== null) {
       out.push({ ...base, action: 'forget', reason: `${shown} is attached to a table again and not due for retirement; left alone`, warn: true });
     } else if (recorded.mode === 'drop') {
@@ -343,9 +347,7 @@ function plan(catalog: PartitionCatalog, policy: PartitionTargetPolicy, dbNow: D
  * policy's periods up to premake. 0 when now itself has no partition.
  */
 export function partitionsAhead(plan: PartitionPlan, covered: Array<{ from: number | null; to: number | null }>): number {
-  const ranges = covered
-    .map((r) => [r.from ?? Number.NEGATIVE_INFINITY, r.to ?? Number.POSITIVE_INFINITY] as const)
-    .sort((a, b) => a[0] - b[0]);
+  const ranges = covered.map((r) => [r.from ?? Number.NEGATIVE_INFINITY, r.to ?? Number.POSITIVE_INFINITY] as const).sort((a, b) => a[0] - b[0]);
   let end: number | undefined;
   for (const [from, to] of ranges) {
     if (end === undefined) {

@@ -6,7 +6,7 @@ export const PARTITION_INTERVALS = ['hour', 'day', 'week', 'month', 'quarter', '
 export type PartitionInterval = (typeof PARTITION_INTERVALS)[number];
 
 /** Length of the name suffix each interval appends to the parent's name (see naming.ts). */
-export const SUFFIX_LENGTH: Record<PartitionInterval, number> = {
+const SUFFIX_LENGTH: Record<PartitionInterval, number> = {
   hour: '_p2026_11_23_1400'.length,
   day: '_p2026_11_23'.length,
   week: '_p2026w48'.length,
@@ -15,7 +15,7 @@ export const SUFFIX_LENGTH: Record<PartitionInterval, number> = {
   year: '_p2026'.length,
 };
 
-export const retentionSchema = z
+const retentionSchema = z
   .strictObject({
     /** Keep the current partition and this many before it; older ones are retired. */
     keep: z.number().int().min(1).optional(),

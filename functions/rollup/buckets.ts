@@ -35,13 +35,3 @@ export function mergeBuckets(starts: number[], bucket: Bucket): Array<[number, n
   }
   return ranges;
 }
-
-/**
- * The newest bucket boundary a run may publish: the bucket floor of (now − settle delay), never
- * past `fenceMs`, the start of the oldest transaction that could still commit rows stamped at or
- * after it.
- */
-export function upperBound(nowMs: number, settleDelayMinutes: number, fenceMs: number | null, bucket: Bucket): number {
-  const settled = nowMs - settleDelayMinutes * 60_000;
-  return floorToBucket(Math.min(settled, fenceMs ?? Number.POSITIVE_INFINITY), bucket);
-}

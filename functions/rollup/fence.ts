@@ -33,7 +33,14 @@ export interface Fence {
  * can say how many of them are writing right now.
  */
 export async function readFence(client: pg.ClientBase): Promise<Fence> {
-  const { rows } = await client.query<{ pid: number; application: string; state: string | null; since: Date | null; hidden: boolean; writing: boolean }>(
+  const { rows } = await client.query<{
+    pid: number;
+    application: string;
+    state: string | null;
+    since: Date | null;
+    hidden: boolean;
+    writing: boolean;
+  }>(
     `SELECT pid, application_name AS application, state, xact_start AS since,
             backend_type IS NULL AS hidden, backend_xid IS NOT NULL AS writing
      FROM pg_stat_activity

@@ -1,9 +1,9 @@
 import * as z from 'zod';
 import { identifierSchema, qualifiedNameSchema, runOptionsShape } from '../../shared/config';
 
-export const MEASURE_FUNCTIONS = ['count', 'sum', 'min', 'max'] as const;
+const MEASURE_FUNCTIONS = ['count', 'sum', 'min', 'max'] as const;
 
-export const measureSchema = z
+const measureSchema = z
   .strictObject({
     /** Target column the value is written to. */
     name: identifierSchema,
@@ -15,7 +15,7 @@ export const measureSchema = z
     if (value.fn !== 'count' && !value.column) ctx.addIssue({ code: 'custom', path: ['column'], message: `is required for ${value.fn}` });
   });
 
-export const rollupSpecSchema = z.strictObject({
+const rollupSpecSchema = z.strictObject({
   groupBy: z.array(identifierSchema).default([]),
   measures: z.array(measureSchema).min(1),
   /** Target column holding the bucket start. */

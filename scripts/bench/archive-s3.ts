@@ -23,8 +23,19 @@ export async function benchArchiveS3(url: string): Promise<string[]> {
   const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory });
   const { port } = (await server.run()) as { port: number };
   const endpoint = `http://127.0.0.1:${port}`;
-  const env = { ...process.env, AWS_ENDPOINT_URL_S3: endpoint, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
-  const client = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  const env = {
+    ...process.env,
+    AWS_ENDPOINT_URL_S3: endpoint,
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    AWS_REGION: 'us-east-1',
+  };
+  const client = new S3Client({
+    endpoint,
+    forcePathStyle: true,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+  });
   await client.send(new CreateBucketCommand({ Bucket: 'hk-bench' }));
   try {
     await seed(sql);
@@ -36,14 +47,30 @@ export async function benchArchiveS3(url: string): Promise<string[]> {
       `SELECT pg_table_size('bench.orders')::float8 AS heap, pg_total_relation_size('bench.orders')::float8 AS total, count(*)::float8 AS n FROM bench.orders`,
     );
     const policy = {
-      targets: [{ source: 'bench.orders', ageColumn: 'completed_at', ageFallbackColumn: 'created_at', retention: '90 days', destination: { s3: { bucket: 'hk-bench', prefix: 'bench' } } }],
+      targets: [
+        {
+          source: 'bench.orders',
+          ageColumn: 'completed_at',
+          ageFallbackColumn: 'created_at',
+          retention: '90 days',
+          destination: { s3: { bucket: 'hk-bench', prefix: 'bench' } },
+        },
+      ],
       statementTimeoutMs: 600_000,
     };
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/bench/archive-s3-child.ts', url, JSON.stringify(policy)], { env, maxBuffer: 1 << 20 });
-    const child = JSON.parse(stdout.trim().split('\n').pop()!) as { summary: { state: string; detail?: string; counts: Record<string, number> }; maxRssKb: number };
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/bench/archive-s3-child.ts', url, JSON.stringify(policy)], {
+      env,
+      maxBuffer: 1 << 20,
+    });
+    const child = JSON.parse(stdout.trim().split('\n').pop()!) as {
+      summary: { state: string; detail?: string; counts: Record<string, number> };
+      maxRssKb: number;
+    };
     if (child.summary.state !== 'succeeded') throw new Error(`the S3 run ${child.summary.state}: ${child.summary.detail}`);
     const s3 = child.summary.counts;
-    const { rows: manifest } = await sql.query(`SELECT sum(size_bytes)::float8 AS bytes, sum(row_count)::float8 AS rows, count(*)::int AS objects FROM housekeeping.archive_objects`);
+    const { rows: manifest } = await sql.query(
+      `SELECT sum(size_bytes)::float8 AS bytes, sum(row_count)::float8 AS rows, count(*)::int AS objects FROM housekeeping.archive_objects`,
+    );
     const tableRate = table.rows / (table.ms / 1000);
     const s3Rate = s3.rowsMoved! / (s3.durationMs! / 1000);
     const rowsAll = size[0].n as number;

@@ -50,7 +50,15 @@ async function expiredCount(sql: pg.Client): Promise<number> {
 
 export async function batched(url: string) {
   const event = {
-    targets: [{ source: 'bench.orders', destination: 'bench.orders_archive', ageColumn: 'completed_at', ageFallbackColumn: 'created_at', retention: '90 days' }],
+    targets: [
+      {
+        source: 'bench.orders',
+        destination: 'bench.orders_archive',
+        ageColumn: 'completed_at',
+        ageFallbackColumn: 'created_at',
+        retention: '90 days',
+      },
+    ],
     statementTimeoutMs: 600_000,
   };
   const summary = await runLocally('archive', event, url, { logger: silentLogger() });

@@ -3,28 +3,38 @@ import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
+import { JOB_NAMES } from '../../functions/registry';
 import { BUNDLING } from '../../infra/job-function';
+import { ENV } from '../../shared/environment';
 import { fmt, percentile } from './util';
 
-const JOBS = ['partition', 'archive', 'rollup'] as const;
 const INIT_SAMPLES = 7;
 
 /** Module-load time of a bundle in a fresh process: what a cold start's init phase pays for our code. */
 function coldInitMs(bundle: string): number {
   const script = `const t = performance.now(); require(${JSON.stringify(bundle)}); process.stdout.write(String(performance.now() - t));`;
-  const env = { PATH: process.env.PATH, AWS_REGION: 'eu-west-1', PGHK_DB_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-1:1:secret:x', POWERTOOLS_LOG_LEVEL: 'SILENT' };
+  const env = {
+    PATH: process.env.PATH,
+    AWS_REGION: 'eu-west-1',
+    [ENV.dbSecretArn]: 'arn:aws:secretsmanager:eu-west-1:1:secret:x',
+    POWERTOOLS_LOG_LEVEL: 'SILENT',
+  };
   return Number(execFileSync(process.execPath, ['-e', script], { env }));
 }
 
 /** Node's own start, same measure, as the baseline every init pays anyway. */
 function emptyInitMs(): number {
-  return Number(execFileSync(process.execPath, ['-e', `const t = performance.now(); require('node:http'); process.stdout.write(String(performance.now() - t));`]));
+  return Number(
+    execFileSync(process.execPath, ['-e', `const t = performance.now(); require('node:http'); process.stdout.write(String(performance.now() - t));`]),
+  );
 }
 
 export async function benchBundles(): Promise<string[]> {
-  const lines = [`bundles: built exactly as CDK builds them (esbuild, minified, ${BUNDLING.target}, cjs); init = require() in a fresh node process, median of 7`];
+  const lines = [
+    `bundles: built exactly as CDK builds them (esbuild, minified, ${BUNDLING.target}, cjs); init = require() in a fresh node process, median of 7`,
+  ];
   const outdir = mkdtempSync(join(tmpdir(), 'hk-bundles-'));
-  for (const job of JOBS) {
+  for (const job of JOB_NAMES) {
     const outfile = join(outdir, job, 'index.js');
     const result = await build({
       entryPoints: [`functions/${job}/handler.ts`],
@@ -35,6 +45,7 @@ export async function benchBundles(): Promise<string[]> {
       minify: BUNDLING.minify,
       sourcemap: BUNDLING.sourceMap,
       external: BUNDLING.externalModules,
+      supported: { 'dynamic-import': false },
       outfile,
       metafile: true,
       logLevel: 'silent',

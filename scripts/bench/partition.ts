@@ -1,5 +1,6 @@
+import { sleep } from '../../shared/postgres';
 import { runLocally } from '../run-local';
-import { connect, fmt, latencyProbe, silentLogger, sleep } from './util';
+import { connect, fmt, latencyProbe, silentLogger } from './util';
 
 const TABLES = 200;
 const EXISTING_DAYS = 31; // today and the 30 days before it
@@ -42,9 +43,7 @@ async function maintain(url: string) {
 function startWriter(url: string) {
   return connect(url, 'bench-writer').then((writer) => {
     let n = 0;
-    const probe = latencyProbe(writer, () =>
-      writer.query(`INSERT INTO bench.t${(n++ % TABLES) + 1} (created_at, payload) VALUES (now(), repeat('x', 200))`),
-    );
+    const probe = latencyProbe(() => writer.query(`INSERT INTO bench.t${(n++ % TABLES) + 1} (created_at, payload) VALUES (now(), repeat('x', 200))`));
     return {
       async stop() {
         const result = await probe.stop();

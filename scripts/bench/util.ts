@@ -1,9 +1,8 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import pg from 'pg';
+import { sleep } from '../../shared/postgres';
 
 export const silentLogger = () => new Logger({ serviceName: 'pg-housekeeper-bench', logLevel: 'SILENT' });
-
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function connect(url: string, applicationName = 'bench'): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, application_name: applicationName });
@@ -18,7 +17,7 @@ export function percentile(values: number[], p: number): number {
 }
 
 /** Runs `statement` in a loop until stopped, recording each call's latency in ms. */
-export function latencyProbe(client: pg.Client, statement: () => Promise<unknown>) {
+export function latencyProbe(statement: () => Promise<unknown>) {
   const latencies: number[] = [];
   let running = true;
   const done = (async () => {

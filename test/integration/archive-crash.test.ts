@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { queryOne, sleep } from '../../shared/postgres';
 import { captureArchiveInvariant, ORDERS_DDL, seedOrders } from '../support/archive';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 
@@ -35,21 +36,27 @@ beforeAll(async () => {
 
 /** Starts the CLI in its own process group, so a kill reaches node itself and not only a wrapper. */
 function startArchiveRun(config: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'archive', '--config', config, '--database-url', db.url], {
-    detached: true,
-    stdio: 'ignore',
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'archive', '--config', config, '--database-url', db.url],
+    {
+      detached: true,
+      stdio: 'ignore',
+    },
+  );
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, exited };
 }
 
 async function keyCounts() {
-  const { rows } = await sql.query<{ source: number; archive: number; both: number; distinct_keys: number }>(`
+  return queryOne<{ source: number; archive: number; both: number; distinct_keys: number }>(
+    sql,
+    `
     SELECT (SELECT count(*) FROM app.orders)::int AS source,
            (SELECT count(*) FROM app.orders_archive)::int AS archive,
            (SELECT count(*) FROM app.orders o JOIN app.orders_archive a USING (id))::int AS both,
-           (SELECT count(DISTINCT id) FROM (SELECT id FROM app.orders UNION ALL SELECT id FROM app.orders_archive) u)::int AS distinct_keys`);
-  return rows[0]!;
+           (SELECT count(DISTINCT id) FROM (SELECT id FROM app.orders UNION ALL SELECT id FROM app.orders_archive) u)::int AS distinct_keys`,
+  );
 }
 
 describe('archive under SIGKILL at random moments', () => {
@@ -65,7 +72,7 @@ describe('archive under SIGKILL at random moments', () => {
       let done = false;
       void exited.then(() => (done = true));
       await expect.poll(async () => done || (await keyCounts()).archive !== before, { timeout: 60_000, interval: 20 }).toBe(true);
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 400));
+      await sleep(Math.random() * 400);
       try {
         process.kill(-child.pid!, 'SIGKILL');
         if (!done) killedMidRun++;
@@ -85,7 +92,12 @@ describe('archive under SIGKILL at random moments', () => {
     expect(killedMidRun).toBeGreaterThanOrEqual(3);
     expect(partial.size).toBeGreaterThanOrEqual(3); // the kills really landed in the middle of the work
     // Some kills left a backend finishing its batch; wait until no session of ours remains.
-    await expect.poll(async () => (await sql.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-housekeeper/archive'`)).rows[0].n, { timeout: 10_000 }).toBe(0);
+    await expect
+      .poll(
+        async () => (await sql.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-housekeeper/archive'`)).rows[0].n,
+        { timeout: 10_000 },
+      )
+      .toBe(0);
 
     const { exited } = startArchiveRun(fastConfig);
     expect(await exited).toBe(0);

@@ -3,13 +3,16 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureArchiveInvariant, ORDERS_DDL, seedOrders } from '../support/archive';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { lambdaContext, serveDatabaseSecret, scheduledEvent } from '../support/lambda';
+import { lambdaContext, scheduledEvent, serveDatabaseSecret } from '../support/lambda';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:archive-db-AbCdEf';
 let db: TestDatabase;
 let sql: pg.Client;
 let stopServingSecret: () => void;
-let handler: (event: unknown, context: Context) => Promise<{ targets: Array<{ state: string; stopReason?: string; counts: Record<string, number> }> }>;
+let handler: (
+  event: unknown,
+  context: Context,
+) => Promise<{ targets: Array<{ state: string; stopReason?: string; counts: Record<string, number> }> }>;
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -25,7 +28,9 @@ describe('archive Lambda handler', () => {
     await sql.query(ORDERS_DDL);
     await sql.query(seedOrders(3000, 10));
     const policy = {
-      targets: [{ source: 'app.orders', destination: 'app.orders_archive', ageColumn: 'completed_at', retention: '90 days', batchSize: 20, pauseMs: 20 }],
+      targets: [
+        { source: 'app.orders', destination: 'app.orders_archive', ageColumn: 'completed_at', retention: '90 days', batchSize: 20, pauseMs: 20 },
+      ],
     };
     const invariant = await captureArchiveInvariant(sql, { source: 'app.orders', destination: 'app.orders_archive' });
     // 8 s left minus the 5 s safety margin: about 3 s of batches, far too few for 3,000 rows.

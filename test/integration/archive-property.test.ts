@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runArchiveTarget } from '../../functions/archive/job';
-import { archiveEventSchema, archiveTargetSchema, type ArchiveTargetInput } from '../../functions/archive/policy';
+import { type ArchiveTargetInput, archiveEventSchema, archiveTargetSchema } from '../../functions/archive/policy';
 import { CatalogError, SchemaDriftError } from '../../shared/errors';
 import { TimeBudget } from '../../shared/time-budget';
 import { captureArchiveInvariant } from '../support/archive';
@@ -57,48 +57,128 @@ interface Kind {
 }
 
 const KINDS: Kind[] = [
-  { type: 'int', value: (r) => String(r.int(-1000, 1000)), archive: [['int', true], ['bigint', false]] },
+  {
+    type: 'int',
+    value: (r) => String(r.int(-1000, 1000)),
+    archive: [
+      ['int', true],
+      ['bigint', false],
+    ],
+  },
   { type: 'bigint', value: (r) => String(r.int(-1e9, 1e9)), archive: [['bigint', true]] },
-  { type: 'text', value: (r) => q(r.pick(['a', 'A', 'b c', '', 'long text value'])), archive: [['text', true], ['varchar(3)', false]] },
+  {
+    type: 'text',
+    value: (r) => q(r.pick(['a', 'A', 'b c', '', 'long text value'])),
+    archive: [
+      ['text', true],
+      ['varchar(3)', false],
+    ],
+  },
   {
     type: 'varchar(10)',
     value: (r) => q(r.pick(['x', 'abcdefghij', 'Ab', ''])),
-    archive: [['varchar(10)', true], ['varchar(20)', true], ['varchar', true], ['varchar(5)', false], ['text', false]],
+    archive: [
+      ['varchar(10)', true],
+      ['varchar(20)', true],
+      ['varchar', true],
+      ['varchar(5)', false],
+      ['text', false],
+    ],
   },
   {
     type: 'numeric',
     value: (r) => r.pick(['12.345678', '1.50', '1.5', '-0.000001', '100', '123456789.123456789']),
-    archive: [['numeric', true], ['numeric(12,2)', false], ['numeric(20,6)', false]],
+    archive: [
+      ['numeric', true],
+      ['numeric(12,2)', false],
+      ['numeric(20,6)', false],
+    ],
   },
   {
     type: 'numeric(10,4)',
     value: (r) => r.pick(['1.5', '123456.1234', '-0.0001', '0']),
-    archive: [['numeric(10,4)', true], ['numeric(14,4)', true], ['numeric', true], ['numeric(12,2)', false], ['numeric(12,6)', false], ['numeric(8,4)', false]],
+    archive: [
+      ['numeric(10,4)', true],
+      ['numeric(14,4)', true],
+      ['numeric', true],
+      ['numeric(12,2)', false],
+      ['numeric(12,6)', false],
+      ['numeric(8,4)', false],
+    ],
   },
   {
     type: 'timestamptz',
     value: (r) => `now() - interval '${r.int(0, 900)} days ${r.int(0, 86_399_999)} milliseconds' + interval '${r.int(0, 999)} microseconds'`,
-    archive: [['timestamptz', true], ['timestamptz(6)', true], ['timestamptz(0)', false], ['timestamptz(3)', false]],
+    archive: [
+      ['timestamptz', true],
+      ['timestamptz(6)', true],
+      ['timestamptz(0)', false],
+      ['timestamptz(3)', false],
+    ],
   },
   {
     type: 'timestamptz(3)',
     value: (r) => `now() - interval '${r.int(0, 900)} days ${r.int(0, 86_399_999)} milliseconds'`,
-    archive: [['timestamptz(3)', true], ['timestamptz', true], ['timestamptz(0)', false]],
+    archive: [
+      ['timestamptz(3)', true],
+      ['timestamptz', true],
+      ['timestamptz(0)', false],
+    ],
   },
-  { type: 'timestamp', value: (r) => `timestamp '2026-01-01 00:00' + interval '${r.int(0, 10_000_000)} milliseconds 7 microseconds'`, archive: [['timestamp', true], ['timestamptz', false]] },
+  {
+    type: 'timestamp',
+    value: (r) => `timestamp '2026-01-01 00:00' + interval '${r.int(0, 10_000_000)} milliseconds 7 microseconds'`,
+    archive: [
+      ['timestamp', true],
+      ['timestamptz', false],
+    ],
+  },
   { type: 'date', value: (r) => `date '2026-01-01' + ${r.int(-500, 500)}`, archive: [['date', true]] },
-  { type: 'jsonb', value: (r) => q(r.pick(['{"a": 1.50}', '{"a": 1.5}', '[1, "x", null]', '{}'])), archive: [['jsonb', true], ['json', false]] },
+  {
+    type: 'jsonb',
+    value: (r) => q(r.pick(['{"a": 1.50}', '{"a": 1.5}', '[1, "x", null]', '{}'])),
+    archive: [
+      ['jsonb', true],
+      ['json', false],
+    ],
+  },
   { type: 'json', value: (r) => q(r.pick(['{"a":1,  "b": 2}', '{"a":1,"b":2}', '[]'])), archive: [['json', true]] },
-  { type: 'float8', value: (r) => q(r.pick(['0.1', '-0', '0', '1e-300', '3.141592653589793'])), archive: [['float8', true], ['float4', false]] },
+  {
+    type: 'float8',
+    value: (r) => q(r.pick(['0.1', '-0', '0', '1e-300', '3.141592653589793'])),
+    archive: [
+      ['float8', true],
+      ['float4', false],
+    ],
+  },
   { type: 'bool', value: (r) => r.pick(['true', 'false', 'NULL']), archive: [['bool', true]] },
   { type: 'bytea', value: (r) => q(r.pick(['\\x00ff', '\\x', '\\xdeadbeef'])), archive: [['bytea', true]] },
-  { type: 'int[]', value: (r) => q(r.pick(['{1,2,3}', '{}', '{NULL}'])), archive: [['int[]', true], ['bigint[]', false]] },
-  { type: 'char(3)', value: (r) => q(r.pick(['ab', 'abc', ''])), archive: [['char(3)', true], ['bpchar', true], ['char(5)', false]] },
+  {
+    type: 'int[]',
+    value: (r) => q(r.pick(['{1,2,3}', '{}', '{NULL}'])),
+    archive: [
+      ['int[]', true],
+      ['bigint[]', false],
+    ],
+  },
+  {
+    type: 'char(3)',
+    value: (r) => q(r.pick(['ab', 'abc', ''])),
+    archive: [
+      ['char(3)', true],
+      ['bpchar', true],
+      ['char(5)', false],
+    ],
+  },
 ];
 
 type AgeType = 'timestamptz' | 'timestamp' | 'date';
 const ageValue = (type: AgeType, days: number) =>
-  type === 'timestamptz' ? `now() - interval '${days} days'` : type === 'timestamp' ? `now()::timestamp - interval '${days} days'` : `current_date - ${days}`;
+  type === 'timestamptz'
+    ? `now() - interval '${days} days'`
+    : type === 'timestamp'
+      ? `now()::timestamp - interval '${days} days'`
+      : `current_date - ${days}`;
 
 interface Case {
   description: string[];
@@ -149,10 +229,25 @@ function generate(r: Rng): Case {
 
   // The source and its uniqueness.
   let key: string[] = ['id'];
-  const keyOk = { pk: true, unique: true, covering: true, deferrable: true, expr: false, partial: false, none: false, nullable: false, composite: false, partitioned: false, 'by-key': true }[shape];
+  const keyOk = {
+    pk: true,
+    unique: true,
+    covering: true,
+    deferrable: true,
+    expr: false,
+    partial: false,
+    none: false,
+    nullable: false,
+    composite: false,
+    partitioned: false,
+    'by-key': true,
+  }[shape];
   if ((shape === 'composite' || shape === 'partitioned') && (!risky || r.chance(0.5))) key = ['id', 'age'];
   if (!keyOk && key.length === 1) {
-    hazards.push([`source not unique on id (${shape})`, shape === 'nullable' ? /key: p\.source\.id may be NULL/ : /key: p\.source has no primary key or unique index on id/]);
+    hazards.push([
+      `source not unique on id (${shape})`,
+      shape === 'nullable' ? /key: p\.source\.id may be NULL/ : /key: p\.source has no primary key or unique index on id/,
+    ]);
   }
   const constraint = {
     pk: ', PRIMARY KEY (id)',
@@ -216,9 +311,11 @@ function generate(r: Rng): Case {
     setup.push(`CREATE TABLE p.archive (${archiveColumns.join(', ')}${archiveKey})`);
     if (archiveShape === 'expr') setup.push(`CREATE UNIQUE INDEX archive_expr ON p.archive ((id::text || 'x'))`);
     if (archiveShape === 'partial') setup.push(`CREATE UNIQUE INDEX archive_partial ON p.archive (id) WHERE created > '2000-01-01'`);
-    if (archiveShape === 'none' || archiveShape === 'expr' || archiveShape === 'partial') hazards.push([`archive ${archiveShape}`, /p\.archive has no primary key or unique index on/]);
+    if (archiveShape === 'none' || archiveShape === 'expr' || archiveShape === 'partial')
+      hazards.push([`archive ${archiveShape}`, /p\.archive has no primary key or unique index on/]);
     // A source unique only on (id, age) cannot go into an archive unique on id alone.
-    if (archiveShape === 'id-only' && key.length > 1) hazards.push(['archive unique on id only', /p\.archive's unique index archive_pkey is on id, but p\.source is unique only on \(id, age\)/]);
+    if (archiveShape === 'id-only' && key.length > 1)
+      hazards.push(['archive unique on id only', /p\.archive's unique index archive_pkey is on id, but p\.source is unique only on \(id, age\)/]);
   }
 
   // Foreign keys to the source, triggers and rules.
@@ -238,25 +335,40 @@ function generate(r: Rng): Case {
   if (sourceTrigger !== 'none') {
     audit();
     d.push(`source trigger ${sourceTrigger}`);
-    const when = { audit: 'AFTER DELETE', before: 'BEFORE DELETE', statement: 'AFTER DELETE', 'update-only': 'AFTER UPDATE', disabled: 'AFTER DELETE' }[sourceTrigger];
+    const when = {
+      audit: 'AFTER DELETE',
+      before: 'BEFORE DELETE',
+      statement: 'AFTER DELETE',
+      'update-only': 'AFTER UPDATE',
+      disabled: 'AFTER DELETE',
+    }[sourceTrigger];
     const each = sourceTrigger === 'statement' ? 'STATEMENT' : 'ROW';
     setup.push(`CREATE TRIGGER source_trigger ${when} ON p.source FOR EACH ${each} EXECUTE FUNCTION pfun.audit()`);
     if (sourceTrigger === 'disabled') setup.push('ALTER TABLE p.source DISABLE TRIGGER source_trigger');
-    if (['audit', 'before', 'statement'].includes(sourceTrigger)) hazards.push([`source trigger ${sourceTrigger}`, /user triggers would fire on every batch: source_trigger on p\.source/]);
+    if (['audit', 'before', 'statement'].includes(sourceTrigger))
+      hazards.push([`source trigger ${sourceTrigger}`, /user triggers would fire on every batch: source_trigger on p\.source/]);
   }
   if (mode === 'move') {
-    const archiveTrigger = risky ? r.pick(['none', 'none', 'insert', 'update-only'] as const) : r.pick(['none', 'none', 'none', 'update-only'] as const);
+    const archiveTrigger = risky
+      ? r.pick(['none', 'none', 'insert', 'update-only'] as const)
+      : r.pick(['none', 'none', 'none', 'update-only'] as const);
     if (archiveTrigger !== 'none') {
       audit();
       d.push(`archive trigger ${archiveTrigger}`);
-      setup.push(`CREATE TRIGGER archive_trigger AFTER ${archiveTrigger === 'insert' ? 'INSERT' : 'UPDATE'} ON p.archive FOR EACH ROW EXECUTE FUNCTION pfun.audit()`);
+      setup.push(
+        `CREATE TRIGGER archive_trigger AFTER ${archiveTrigger === 'insert' ? 'INSERT' : 'UPDATE'} ON p.archive FOR EACH ROW EXECUTE FUNCTION pfun.audit()`,
+      );
       if (archiveTrigger === 'insert') hazards.push(['archive trigger', /user triggers would fire on every batch: .*archive_trigger on p\.archive/]);
     }
   }
   if (risky && r.chance(0.1)) {
     audit();
     const onArchive = mode === 'move' && r.chance(0.5);
-    setup.push(onArchive ? 'CREATE RULE archive_rule AS ON INSERT TO p.archive DO ALSO INSERT INTO p.audit (what) VALUES (NEW.id::text)' : 'CREATE RULE source_rule AS ON DELETE TO p.source DO ALSO INSERT INTO p.audit (what) VALUES (OLD.id::text)');
+    setup.push(
+      onArchive
+        ? 'CREATE RULE archive_rule AS ON INSERT TO p.archive DO ALSO INSERT INTO p.audit (what) VALUES (NEW.id::text)'
+        : 'CREATE RULE source_rule AS ON DELETE TO p.source DO ALSO INSERT INTO p.audit (what) VALUES (OLD.id::text)',
+    );
     hazards.push([onArchive ? 'archive rule' : 'source rule', onArchive ? /p\.archive has INSERT rules/ : /p\.source has DELETE rules/]);
     d.push(onArchive ? 'archive rule' : 'source rule');
   }
@@ -295,13 +407,21 @@ function generate(r: Rng): Case {
   if (mode === 'move' && rows.length > 0 && r.chance(0.5)) {
     const identical = r.int(0, 3);
     const different = r.chance(0.4) ? r.int(1, 2) : 0;
-    const names = ['id', 'age', 'created', ...(drift === 'missing' ? [] : ['note']), ...(withParent ? ['parent_id'] : []), ...columns.map((c) => c.name)].join(', ');
+    const names = [
+      'id',
+      'age',
+      'created',
+      ...(drift === 'missing' ? [] : ['note']),
+      ...(withParent ? ['parent_id'] : []),
+      ...columns.map((c) => c.name),
+    ].join(', ');
     // Numbered rows in the order the test inserted them; the pre-archived ones are chosen among all rows.
     preArchive.push(`CREATE TEMP TABLE numbered AS SELECT row_number() OVER (ORDER BY id, age) AS n, s.* FROM p.source AS s`);
     const chosen = [...new Set(Array.from({ length: identical + different }, () => r.int(1, rows.length)))];
     const identicalRows = chosen.slice(0, identical);
     const differentRows = chosen.slice(identical);
-    if (identicalRows.length > 0) preArchive.push(`INSERT INTO p.archive (${names}) SELECT ${names} FROM numbered WHERE n IN (${identicalRows.join(', ')})`);
+    if (identicalRows.length > 0)
+      preArchive.push(`INSERT INTO p.archive (${names}) SELECT ${names} FROM numbered WHERE n IN (${identicalRows.join(', ')})`);
     if (differentRows.length > 0) {
       preArchive.push(
         `INSERT INTO p.archive (${names}) SELECT ${names.replace(/\bnote\b/, `coalesce(note, '') || ' (different)'`)} FROM numbered WHERE n IN (${differentRows.join(', ')})`,
@@ -345,7 +465,8 @@ describe('archive on generated schemas', () => {
     for (let index = 0; index < CASES; index++) {
       const generated = generate(r);
       const where = `seed ${SEED}, case ${index}:\n  ${generated.description.join('\n  ')}`;
-      for (const statement of generated.setup) await sql.query(statement).catch((error) => Promise.reject(new Error(`${where}\nsetup failed: ${statement}\n${error}`)));
+      for (const statement of generated.setup)
+        await sql.query(statement).catch((error) => Promise.reject(new Error(`${where}\nsetup failed: ${statement}\n${error}`)));
       try {
         await sql.query('BEGIN');
         for (const statement of generated.preArchive) await sql.query(statement);
@@ -357,22 +478,43 @@ describe('archive on generated schemas', () => {
       // Which expired rows the archive already holds, the same or different (by whole row).
       let copies = { identical: 0, different: 0 };
       if (generated.hazards.length === 0 && generated.target.destination) {
-        const on = (typeof generated.target.key === 'string' ? [generated.target.key] : generated.target.key!).map((k) => `d.${k} = t.${k}`).join(' AND ');
+        const on = (typeof generated.target.key === 'string' ? [generated.target.key] : generated.target.key!)
+          .map((k) => `d.${k} = t.${k}`)
+          .join(' AND ');
         const { rows } = await sql.query(
           `SELECT count(*) FILTER (WHERE to_jsonb(t)::text = to_jsonb(d)::text)::int AS identical, count(*) FILTER (WHERE to_jsonb(t)::text <> to_jsonb(d)::text)::int AS different
            FROM p.source AS t JOIN p.archive AS d ON ${on} WHERE ${generated.expired}`,
         );
         copies = rows[0];
       }
-      const guard = await captureArchiveInvariant(sql, { source: 'p.source', destination: generated.target.destination as string | undefined, expired: generated.target.mode === 'purge' ? generated.expired : undefined });
+      const guard = await captureArchiveInvariant(sql, {
+        source: 'p.source',
+        destination: generated.target.destination as string | undefined,
+        expired: generated.target.mode === 'purge' ? generated.expired : undefined,
+      });
       const policy = archiveTargetSchema.parse(generated.target);
       let summary: { state: string; counts: Record<string, number | undefined>; stopReason?: string; detail?: string };
       try {
-        const outcome = await runArchiveTarget({ client: sql, policy, options, logger: quietLogger(), budget: TimeBudget.unlimited(), dryRun: false, runId: `case-${index}` });
-        summary = { state: outcome.failure ? 'failed' : 'succeeded', counts: outcome.counts, stopReason: outcome.stopReason, detail: outcome.failure };
+        const outcome = await runArchiveTarget({
+          client: sql,
+          policy,
+          options,
+          logger: quietLogger(),
+          budget: TimeBudget.unlimited(),
+          dryRun: false,
+          runId: `case-${index}`,
+        });
+        summary = {
+          state: outcome.failure ? 'failed' : 'succeeded',
+          counts: outcome.counts,
+          stopReason: outcome.stopReason,
+          detail: outcome.failure,
+        };
       } catch (error) {
         const typed = error instanceof CatalogError || error instanceof SchemaDriftError;
         expect(typed, `${where}\nthrew something other than a refusal: ${String(error)}`).toBe(true);
+        // A refusal names the table to look at.
+        expect(['p.source', 'p.archive'], `${where}\n${String(error)}`).toContain((error as CatalogError).object);
         summary = { state: 'failed', counts: {}, detail: (error as Error).message };
       }
       await guard.verify(summary).catch((error) => Promise.reject(new Error(`${where}\n${summary.detail ?? ''}\n${error}`)));

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import type pg from 'pg';
-import { restoreFromCli } from '../../scripts/cli';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { sdkObjectStore, setObjectStoreFactory, type ObjectStore } from '../../functions/archive/s3/store';
+import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
+import { restoreFromCli } from '../../scripts/cli';
 import { runArchive } from '../support/archive';
 import { captureS3Invariant, objectRows, postgresRows } from '../support/archive-s3';
 import { createTestDatabase, type TestDatabase } from '../support/db';
@@ -68,7 +68,8 @@ beforeEach(async () => {
   await sql.query(TYPED_DDL);
   await sql.query(`DROP SCHEMA IF EXISTS other CASCADE; CREATE SCHEMA other`);
   await sql.query(`TRUNCATE housekeeping.archive_restores, housekeeping.archive_objects`).catch(() => {});
-  for (const key of await s3.keys()) await s3.client.send(new (await import('@aws-sdk/client-s3')).DeleteObjectCommand({ Bucket: s3.bucket, Key: key }));
+  for (const key of await s3.keys())
+    await s3.client.send(new (await import('@aws-sdk/client-s3')).DeleteObjectCommand({ Bucket: s3.bucket, Key: key }));
 });
 
 describe('archive to S3 as Parquet', () => {
@@ -95,7 +96,9 @@ describe('archive to S3 as Parquet', () => {
 
     // The Parquet types an Athena or DuckDB user sees.
     const dir = await s3.download(`${FOLDER}/dt=2025-10-31/`);
-    const schema = await duckdb(`SELECT name, type, logical_type::VARCHAR AS logical FROM parquet_schema('${dir}/${FOLDER}/dt=2025-10-31/part-1-2.parquet')`);
+    const schema = await duckdb(
+      `SELECT name, type, logical_type::VARCHAR AS logical FROM parquet_schema('${dir}/${FOLDER}/dt=2025-10-31/part-1-2.parquet')`,
+    );
     const typeOf = (name: string) => schema.find((s) => s.name === name);
     expect(typeOf('n18')).toMatchObject({ type: 'INT64', logical: expect.stringContaining('precision=18') });
     expect(typeOf('n')).toMatchObject({ type: 'FIXED_LEN_BYTE_ARRAY', logical: expect.stringContaining('precision=20') });
@@ -111,7 +114,16 @@ describe('archive to S3 as Parquet', () => {
     );
     expect(manifest.length).toBe(new Set(rows.map((r) => r.file)).size);
     expect(manifest.reduce((n, m) => n + m.row_count, 0)).toBe(253);
-    expect(manifest[0]).toMatchObject({ object_key: `${FOLDER}/dt=2025-10-31/part-1-2.parquet`, state: 'published', first_key: ['1'], last_key: ['2'], row_count: 2, checksum_length: 32, sized: true, id_type: 'INT64' });
+    expect(manifest[0]).toMatchObject({
+      object_key: `${FOLDER}/dt=2025-10-31/part-1-2.parquet`,
+      state: 'published',
+      first_key: ['1'],
+      last_key: ['2'],
+      row_count: 2,
+      checksum_length: 32,
+      sized: true,
+      id_type: 'INT64',
+    });
     expect(manifest.every((m) => m.state === 'published')).toBe(true);
 
     // A second run finds nothing to move and changes nothing.
@@ -159,7 +171,7 @@ describe('archive to S3 as Parquet', () => {
 });
 
 /** The real store, with a hook on each upload (to corrupt it, or to change the source while the batch is in flight). */
-function hookUploads(onPut: (key: string, body: Uint8Array, count: number) => Promise<Uint8Array | void>) {
+function hookUploads(onPut: (key: string, body: Uint8Array, count: number) => Promise<Uint8Array | undefined>) {
   let count = 0;
   setObjectStoreFactory(async (options) => {
     const store: ObjectStore = await sdkObjectStore(options);
@@ -197,13 +209,17 @@ describe('archive to S3 beside failures and other sessions', () => {
     const writer = await db.connect('writer');
     hookUploads(async (_key, _body, count) => {
       if (count === 1) await writer.query(`UPDATE app.typed SET t = 'edited in flight' WHERE id = 1`);
+      return undefined;
     });
     const summary = await runArchive(db.url, { targets: [target()] });
     expect(summary.targets[0]!.state).toBe('succeeded');
     expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 253, batchesRedone: 1 });
     const dir = await s3.download(`${FOLDER}/dt=2025-10-31/`);
     const archived = await duckdb(`SELECT id, t FROM read_parquet('${dir}/${FOLDER}/*/*.parquet') ORDER BY id`);
-    expect(archived).toEqual([{ id: '1', t: 'edited in flight' }, { id: '2', t: 'x' }]);
+    expect(archived).toEqual([
+      { id: '1', t: 'edited in flight' },
+      { id: '2', t: 'x' },
+    ]);
     expect((await s3.keys()).filter((k) => k.includes('_pending'))).toEqual([]);
   });
 
@@ -211,6 +227,7 @@ describe('archive to S3 beside failures and other sessions', () => {
     const writer = await db.connect('writer');
     hookUploads(async (_key, _body, count) => {
       if (count === 1) await writer.query(`UPDATE app.typed SET created_at = now() WHERE id = 2`);
+      return undefined;
     });
     const summary = await runArchive(db.url, { targets: [target()] });
     expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 252, batchesRedone: 1 });
@@ -246,15 +263,38 @@ describe('restore from S3', () => {
   it('puts a range of days back into a table, value for value; twice is once; a process killed mid-restore leaves nothing half done', async () => {
     const original = await postgresRows(sql, 'app.typed');
     await sql.query(`CREATE TABLE app.typed_back (LIKE app.typed INCLUDING ALL)`);
-    const columns = (await sql.query(`SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS c FROM pg_attribute WHERE attrelid = 'app.typed'::regclass AND attnum > 0`)).rows[0].c;
+    const columns = (
+      await sql.query(
+        `SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS c FROM pg_attribute WHERE attrelid = 'app.typed'::regclass AND attnum > 0`,
+      )
+    ).rows[0].c;
     await sql.query(`CREATE TABLE other.expected AS SELECT ${columns} FROM app.typed WHERE created_at >= '2025-10-31' AND created_at < '2025-11-02'`);
     expect(await runArchive(db.url, config)).toMatchObject({ failed: [] });
 
     // Killed between the insert and its commit: nothing of that object is in the table.
-    const cli = spawn(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', 'restore', '--config', await configFile(config), '--from', '2025-10-31', '--to', '2025-11-01', '--into', 'app.typed_back', '--database-url', db.url], {
-      env: { ...process.env, ...s3.env, PGHK_CRASH_AT: 'restore-after-insert:2' },
-      stdio: 'ignore',
-    });
+    const cli = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'scripts/housekeeper.ts',
+        'restore',
+        '--config',
+        await configFile(config),
+        '--from',
+        '2025-10-31',
+        '--to',
+        '2025-11-01',
+        '--into',
+        'app.typed_back',
+        '--database-url',
+        db.url,
+      ],
+      {
+        env: { ...process.env, ...s3.env, PGHK_CRASH_AT: 'restore-after-insert:2' },
+        stdio: 'ignore',
+      },
+    );
     expect(await new Promise((resolve) => cli.on('exit', (_code, signal) => resolve(signal)))).toBe('SIGKILL');
     const { rows: partial } = await sql.query(`SELECT count(*)::int AS n FROM app.typed_back`);
     expect(partial[0].n).toBe(2); // the first object (2025-10-31: rows 1 and 2) committed, the second did not
@@ -275,7 +315,9 @@ describe('restore from S3', () => {
     await runArchive(db.url, config);
     await sql.query(`CREATE TABLE app.typed_back (LIKE app.typed INCLUDING ALL)`);
     await sql.query(`INSERT INTO app.typed_back (id, created_at, t) VALUES (2, now(), 'another row 2')`);
-    await expect(restore({ from: '2025-10-31', to: '2025-10-31', into: 'app.typed_back' })).rejects.toThrow(/already holds 1 row\(s\) of .*dt=2025-10-31.* with different contents under the same key \(id = 2\)/);
+    await expect(restore({ from: '2025-10-31', to: '2025-10-31', into: 'app.typed_back' })).rejects.toThrow(
+      /already holds 1 row\(s\) of .*dt=2025-10-31.* with different contents under the same key \(id = 2\)/,
+    );
     expect((await sql.query(`SELECT id::int FROM app.typed_back`)).rows).toEqual([{ id: 2 }]);
     await expect(restore({ from: '2025-10-31', to: '2025-10-31', into: 'app.typed' })).rejects.toThrow(/is the archive's source/);
   });

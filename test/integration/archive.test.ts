@@ -1,11 +1,12 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type pg from 'pg';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ConfigError } from '../../shared/errors';
+import { readArchiveCatalog } from '../../functions/archive/catalog';
+import { planCutoffs } from '../../functions/archive/plan';
+import { renderArchiveSql } from '../../functions/archive/sql';
 import { tryLockTarget } from '../../shared/advisory-lock';
-import { buildArchiveSql } from '../../functions/archive/batch-sql';
-import { archiveCutoff, cutoffLiteral } from '../../functions/archive/cutoff';
-import { checkArchiveTables } from '../../functions/archive/tables';
+import { ConfigError } from '../../shared/errors';
+import { databaseNow } from '../../shared/postgres';
 import { captureArchiveInvariant, ORDERS_DDL, runArchive, runArchiveChecked, seedOrders } from '../support/archive';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { rowDigests } from '../support/fingerprint';
@@ -13,7 +14,13 @@ import { rowDigests } from '../support/fingerprint';
 let db: TestDatabase;
 let sql: pg.Client;
 
-const move = { source: 'app.orders', destination: 'app.orders_archive', ageColumn: 'completed_at', ageFallbackColumn: 'created_at', retention: '90 days' } as const;
+const move = {
+  source: 'app.orders',
+  destination: 'app.orders_archive',
+  ageColumn: 'completed_at',
+  ageFallbackColumn: 'created_at',
+  retention: '90 days',
+} as const;
 const purge = { source: 'app.orders', mode: 'purge', ageColumn: 'created_at', retention: '100 days' } as const;
 /** The rows `purge` retires (seedOrders keeps every row far from the cutoff). */
 const PURGE_EXPIRED = `t.created_at < now() - interval '100 days'`;
@@ -25,7 +32,8 @@ async function ids(table: string): Promise<number[]> {
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 /** Every archive run in this file goes through the invariant: see captureArchiveInvariant. */
-const archive = (event: Parameters<typeof runArchiveChecked>[2], options?: Parameters<typeof runArchiveChecked>[3]) => runArchiveChecked(sql, db.url, event, options);
+const archive = (event: Parameters<typeof runArchiveChecked>[2], options?: Parameters<typeof runArchiveChecked>[3]) =>
+  runArchiveChecked(sql, db.url, event, options);
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -43,7 +51,11 @@ describe('archive job: moving rows', () => {
   it('moves every expired row exactly once, in batches, and a second run has nothing to do', async () => {
     await sql.query(seedOrders(1234, 100));
     const summary = await archive({ targets: [{ ...move, batchSize: 100 }] });
-    expect(summary.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'done', counts: { rowsMoved: 1234, batches: 13, alreadyArchived: 0 } });
+    expect(summary.targets[0]).toMatchObject({
+      state: 'succeeded',
+      stopReason: 'done',
+      counts: { rowsMoved: 1234, batches: 13, alreadyArchived: 0 },
+    });
     expect(await ids('app.orders')).toEqual(range(1235, 1334));
     expect(await ids('app.orders_archive')).toEqual(range(1, 1234));
     const again = await archive({ targets: [{ ...move, batchSize: 100 }] });
@@ -74,7 +86,10 @@ describe('archive job: moving rows', () => {
       FROM generate_series(1, 22000) AS i ORDER BY random(); ANALYZE app.orders`);
     const output: string[] = [];
     for (const stream of [process.stdout, process.stderr]) {
-      vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => (output.push(String(chunk)), true));
+      vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => {
+        output.push(String(chunk));
+        return true;
+      });
     }
     const logger = new Logger({ serviceName: 'test', logLevel: 'INFO' });
     await archive({ targets: [{ ...move, maxRowsPerRun: 10 }] }, { logger });
@@ -82,7 +97,10 @@ describe('archive job: moving rows', () => {
     expect(output.join('')).not.toContain('sequentially');
     await sql.query('DROP INDEX app.orders_completed_at_idx; DROP INDEX app.orders_created_at_idx');
     await archive({ targets: [{ ...move, maxRowsPerRun: 500 }] }, { logger });
-    const warnings = output.join('').split('\n').filter((line) => line.includes('scans app.orders sequentially'));
+    const warnings = output
+      .join('')
+      .split('\n')
+      .filter((line) => line.includes('scans app.orders sequentially'));
     expect(warnings).toHaveLength(1); // once per run, not once per batch
     expect(JSON.parse(warnings[0]!)).toMatchObject({ level: 'WARN', target: 'app.orders' });
   });
@@ -115,7 +133,10 @@ describe('archive job: moving rows', () => {
     await sql.query(seedOrders(5, 0));
     await sql.query(`CREATE TABLE other.items (id int PRIMARY KEY, order_id bigint REFERENCES app.orders ON DELETE CASCADE)`);
     const summary = await archive({ targets: [move], dryRun: true });
-    expect(summary.targets[0]).toMatchObject({ state: 'failed', detail: expect.stringMatching(/^app\.orders is referenced by foreign keys: items_order_id_fkey/) });
+    expect(summary.targets[0]).toMatchObject({
+      state: 'failed',
+      detail: expect.stringMatching(/^app\.orders is referenced by foreign keys: items_order_id_fkey/),
+    });
   });
 
   it('does not stop as done while expired rows remain after a batch that moved none of its picked rows', async () => {
@@ -147,7 +168,9 @@ describe('archive job: keys already in the archive', () => {
       INSERT INTO app.orders_archive SELECT id, created_at, completed_at, status, 1.00 FROM app.orders WHERE id = 10`);
     const summary = await archive({ targets: [move] });
     expect(summary.targets[0]!.state).toBe('failed');
-    expect(summary.targets[0]!.detail).toMatch(/^app\.orders_archive already holds 1 key\(s\) of expired app\.orders rows with different contents: id 10\. Nothing of this batch was moved/);
+    expect(summary.targets[0]!.detail).toMatch(
+      /^app\.orders_archive already holds 1 key\(s\) of expired app\.orders rows with different contents: id 10\. Nothing of this batch was moved/,
+    );
     expect(await ids('app.orders')).toEqual(range(1, 20));
     const archived = await sql.query(`SELECT id, amount FROM app.orders_archive`);
     expect(archived.rows).toEqual([{ id: '10', amount: '1.00' }]);
@@ -162,7 +185,13 @@ describe('archive job: keys already in the archive', () => {
     await sql.query(seedOrders(3, 0));
     await sql.query(`UPDATE app.orders SET amount = 1.50 WHERE id = 1; UPDATE app.orders SET status = 'Done' WHERE id = 2;
       INSERT INTO app.orders_archive SELECT id, created_at, completed_at, 'done', CASE WHEN id = 1 THEN 1.5 ELSE amount END FROM app.orders WHERE id <= 2`);
-    expect((await sql.query(`SELECT count(*)::int AS n FROM app.orders o JOIN app.orders_archive a USING (id) WHERE o.amount = a.amount AND o.status = a.status`)).rows[0].n).toBe(2); // equal by =
+    expect(
+      (
+        await sql.query(
+          `SELECT count(*)::int AS n FROM app.orders o JOIN app.orders_archive a USING (id) WHERE o.amount = a.amount AND o.status = a.status`,
+        )
+      ).rows[0].n,
+    ).toBe(2); // equal by =
     const summary = await archive({ targets: [move] });
     expect(summary.targets[0]!.detail).toMatch(/already holds 2 key\(s\) .*: id 1, 2\./);
   });
@@ -172,7 +201,9 @@ describe('archive job: keys already in the archive', () => {
     await sql.query(`INSERT INTO app.orders_archive SELECT id, created_at, completed_at, 'other', amount FROM app.orders WHERE id BETWEEN 21 AND 35`);
     const summary = await archive({ targets: [{ ...move, batchSize: 10 }] });
     expect(summary.targets[0]).toMatchObject({ state: 'failed', counts: { rowsMoved: 20, batches: 2 } });
-    expect(summary.targets[0]!.detail).toContain('already holds 10 key(s) of expired app.orders rows with different contents: id 21, 22, 23, 24, 25, 26, 27, 28, 29, 30.');
+    expect(summary.targets[0]!.detail).toContain(
+      'already holds 10 key(s) of expired app.orders rows with different contents: id 21, 22, 23, 24, 25, 26, 27, 28, 29, 30.',
+    );
     expect(await ids('app.orders')).toEqual(range(21, 40));
   });
 
@@ -180,7 +211,9 @@ describe('archive job: keys already in the archive', () => {
     await sql.query(seedOrders(40, 0));
     await sql.query(`INSERT INTO app.orders_archive SELECT id, created_at, completed_at, 'other', amount FROM app.orders WHERE id > 25`);
     const summary = await archive({ targets: [move] });
-    expect(summary.targets[0]!.detail).toContain('already holds 15 key(s) of expired app.orders rows with different contents: id 26, 27, 28, 29, 30, 31, 32, 33, 34, 35 and 5 more.');
+    expect(summary.targets[0]!.detail).toContain(
+      'already holds 15 key(s) of expired app.orders rows with different contents: id 26, 27, 28, 29, 30, 31, 32, 33, 34, 35 and 5 more.',
+    );
   });
 });
 
@@ -203,10 +236,15 @@ describe('archive job on a partitioned source', () => {
   });
 
   it('moves by the whole key (id, created_at): both rows of a repeated id, each exactly once', async () => {
-    await sql.query(`${EVENTS_DDL} CREATE TABLE app.events_archive (id bigint NOT NULL, created_at timestamptz NOT NULL, kind text, PRIMARY KEY (id, created_at));`);
+    await sql.query(
+      `${EVENTS_DDL} CREATE TABLE app.events_archive (id bigint NOT NULL, created_at timestamptz NOT NULL, kind text, PRIMARY KEY (id, created_at));`,
+    );
     const summary = await archive({ targets: [{ ...events, key: ['id', 'created_at'] }] });
     expect(summary.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'done', counts: { rowsMoved: 80, batches: 4 } });
-    expect((await sql.query(`SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids FROM app.events_archive`)).rows[0]).toEqual({ n: 80, ids: 40 });
+    expect((await sql.query(`SELECT count(*)::int AS n, count(DISTINCT id)::int AS ids FROM app.events_archive`)).rows[0]).toEqual({
+      n: 80,
+      ids: 40,
+    });
     expect(await ids('app.events')).toEqual(range(1, 40));
   });
 
@@ -222,7 +260,9 @@ describe('archive job on a partitioned source', () => {
     await sql.query(`${EVENTS_DDL} CREATE TABLE app.events_archive (id bigint NOT NULL, created_at timestamptz NOT NULL, kind text, PRIMARY KEY (id, created_at));
       INSERT INTO app.events_archive SELECT id, created_at, 'changed' FROM app.events WHERE id = 3 AND kind = 'k200'`);
     const summary = await archive({ targets: [{ ...events, key: ['id', 'created_at'] }] });
-    expect(summary.targets[0]!.detail).toMatch(/already holds 1 key\(s\) of expired app\.events rows with different contents: \(id, created_at\) \(3, \d{4}-\d\d-\d\d [\d:.]+\+00\)\./);
+    expect(summary.targets[0]!.detail).toMatch(
+      /already holds 1 key\(s\) of expired app\.events rows with different contents: \(id, created_at\) \(3, \d{4}-\d\d-\d\d [\d:.]+\+00\)\./,
+    );
   });
 
   it('moves out of a partitioned table partitioned by its key', async () => {
@@ -243,13 +283,20 @@ describe('archive job on a partitioned source', () => {
  * waits for that row. The delete then re-reads the row (EvalPlanQual): only its re-check keeps
  * a row that changed since the pick.
  */
-async function batchAgainstConcurrentUpdate(target: { source: string; destination: string; ageColumn: string; retention: string; key?: string[] }, writerSql: string[]) {
+async function batchAgainstConcurrentUpdate(
+  target: { source: string; destination: string; ageColumn: string; retention: string; key?: string[] },
+  writerSql: string[],
+) {
   const [schema, name] = target.source.split('.') as [string, string];
   const [dschema, dname] = target.destination.split('.') as [string, string];
-  const tables = await checkArchiveTables(sql, { schema, name }, { schema: dschema, name: dname }, { key: target.key ?? ['id'], ageColumn: target.ageColumn, allowReferencingForeignKeys: false, allowTriggers: false });
-  const statement = buildArchiveSql({ schema, name }, { schema: dschema, name: dname }, target, tables);
-  const now = (await sql.query('SELECT now() AS now')).rows[0].now as Date;
-  const params = statement.params({ primary: cutoffLiteral(archiveCutoff(now, target.retention, 'UTC'), 'timestamptz') }, 1000);
+  const catalog = await readArchiveCatalog(
+    sql,
+    { schema, name },
+    { schema: dschema, name: dname },
+    { key: target.key ?? ['id'], ageColumn: target.ageColumn, allowReferencingForeignKeys: false, allowTriggers: false },
+  );
+  const cutoffs = planCutoffs(await databaseNow(sql), { retention: target.retention, timeZone: 'UTC' }, { primary: 'timestamptz' });
+  const statements = renderArchiveSql({ schema, name }, { schema: dschema, name: dname }, target, catalog, cutoffs);
 
   const writer = await db.connect('writer');
   const mover = await db.connect('mover');
@@ -257,8 +304,10 @@ async function batchAgainstConcurrentUpdate(target: { source: string; destinatio
     await writer.query('BEGIN');
     for (const text of writerSql) await writer.query(text);
     const moverPid = (await mover.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-    const batch = mover.query(statement.batch({ afterKey: false, skipExisting: false, skipLocked: false }), params);
-    await expect.poll(async () => (await sql.query(`SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1`, [moverPid])).rows[0]?.wait_event_type).toBe('Lock');
+    const batch = mover.query(statements.batch({ limit: 1000, skipExisting: false, skipLocked: false }));
+    await expect
+      .poll(async () => (await sql.query(`SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1`, [moverPid])).rows[0]?.wait_event_type)
+      .toBe('Lock');
     await writer.query('COMMIT');
     return (await batch).rows[0];
   } finally {
@@ -297,12 +346,15 @@ describe('archive job beside other sessions', () => {
     await sql.query(seedOrders(10, 0));
     await sql.query(`CREATE TABLE other.mirror AS SELECT * FROM app.orders`);
     const guard = await captureArchiveInvariant(sql, { source: 'app.orders', destination: 'app.orders_archive', mirror: 'other.mirror' });
-    const result = await batchAgainstConcurrentUpdate({ source: 'app.orders', destination: 'app.orders_archive', ageColumn: 'completed_at', retention: '90 days' }, [
-      `UPDATE app.orders SET completed_at = now(), status = 'reopened' WHERE id = 5`,
-      `UPDATE other.mirror SET completed_at = now(), status = 'reopened' WHERE id = 5`,
-      `UPDATE app.orders SET status = 'edited' WHERE id = 7`,
-      `UPDATE other.mirror SET status = 'edited' WHERE id = 7`,
-    ]);
+    const result = await batchAgainstConcurrentUpdate(
+      { source: 'app.orders', destination: 'app.orders_archive', ageColumn: 'completed_at', retention: '90 days' },
+      [
+        `UPDATE app.orders SET completed_at = now(), status = 'reopened' WHERE id = 5`,
+        `UPDATE other.mirror SET completed_at = now(), status = 'reopened' WHERE id = 5`,
+        `UPDATE app.orders SET status = 'edited' WHERE id = 7`,
+        `UPDATE other.mirror SET status = 'edited' WHERE id = 7`,
+      ],
+    );
     expect(result.picked).toBe(10);
     expect(await ids('app.orders')).toContain(5);
     expect(await ids('app.orders_archive')).not.toContain(5);
@@ -319,8 +371,11 @@ describe('archive job beside other sessions', () => {
       while (writing) {
         // Backdated inserts (eligible), fresh inserts (not), and edits that make rows young
         // again, each mirrored in the same transaction (so only if it happened in the source).
-        await writer.query(`WITH i AS (INSERT INTO app.orders (id, created_at, completed_at) VALUES ($1, now() - interval '400 days', now() - interval '300 days'), ($2, now(), NULL) RETURNING *)
-          INSERT INTO other.mirror SELECT * FROM i`, [nextId, nextId + 1]);
+        await writer.query(
+          `WITH i AS (INSERT INTO app.orders (id, created_at, completed_at) VALUES ($1, now() - interval '400 days', now() - interval '300 days'), ($2, now(), NULL) RETURNING *)
+          INSERT INTO other.mirror SELECT * FROM i`,
+          [nextId, nextId + 1],
+        );
         nextId += 2;
         await writer.query(`WITH u AS (UPDATE app.orders SET completed_at = now(), status = 'reopened' WHERE id = (SELECT id FROM app.orders WHERE id < 3000 ORDER BY random() LIMIT 1) RETURNING *)
           UPDATE other.mirror AS m SET completed_at = u.completed_at, status = u.status FROM u WHERE m.id = u.id`);
@@ -330,7 +385,9 @@ describe('archive job beside other sessions', () => {
     const summary = await runArchive(db.url, { targets: [{ ...move, batchSize: 50, pauseMs: 2 }] }).finally(() => (writing = false));
     await writes;
     await guard.verify(summary.targets[0]);
-    const reopenedArchived = await sql.query(`SELECT count(*)::int AS n FROM app.orders_archive WHERE status = 'reopened' AND completed_at > now() - interval '1 day'`);
+    const reopenedArchived = await sql.query(
+      `SELECT count(*)::int AS n FROM app.orders_archive WHERE status = 'reopened' AND completed_at > now() - interval '1 day'`,
+    );
     expect(reopenedArchived.rows[0].n).toBe(0); // a row made young again was never archived
   });
 
@@ -359,7 +416,11 @@ describe('archive job refuses bad tables before moving anything', () => {
   it.each([
     ['an extra column in the source', 'ALTER TABLE app.orders ADD COLUMN note text', /only in app\.orders: note/],
     ['an extra column in the archive', 'ALTER TABLE app.orders_archive ADD COLUMN archived_by text', /only in app\.orders_archive: archived_by/],
-    ['a type mismatch', 'ALTER TABLE app.orders_archive ALTER COLUMN amount TYPE integer', /incompatible types: amount \(app\.orders: numeric\(12,2\), app\.orders_archive: integer: a different type\)/],
+    [
+      'a type mismatch',
+      'ALTER TABLE app.orders_archive ALTER COLUMN amount TYPE integer',
+      /incompatible types: amount \(app\.orders: numeric\(12,2\), app\.orders_archive: integer: a different type\)/,
+    ],
     [
       'a narrower archive column',
       'ALTER TABLE app.orders ALTER COLUMN status TYPE varchar(40); ALTER TABLE app.orders_archive ALTER COLUMN status TYPE varchar(10)',
@@ -400,11 +461,23 @@ describe('archive job refuses bad tables before moving anything', () => {
       'ALTER TABLE app.orders_archive DROP COLUMN status; ALTER TABLE app.orders_archive ADD COLUMN status text GENERATED ALWAYS AS (amount::text) STORED',
       /status \(generated in app\.orders_archive as \(amount\)::text, a stored value in app\.orders: the archive would compute another value\)/,
     ],
-    ['no unique key on the archive', 'ALTER TABLE app.orders_archive DROP CONSTRAINT orders_archive_pkey', /app\.orders_archive has no primary key or unique index on id alone/],
+    [
+      'no unique key on the archive',
+      'ALTER TABLE app.orders_archive DROP CONSTRAINT orders_archive_pkey',
+      /app\.orders_archive has no primary key or unique index on id alone/,
+    ],
     ['a missing archive', 'DROP TABLE app.orders_archive', /destination table app\.orders_archive does not exist/],
     ['a missing source', 'DROP TABLE app.orders CASCADE', /source table app\.orders does not exist/],
-    ['a source that is a view', 'ALTER TABLE app.orders RENAME TO orders_data; CREATE VIEW app.orders AS SELECT * FROM app.orders_data', /source app\.orders is not a table \(relkind v\)/],
-    ['a source key that is not unique', 'ALTER TABLE app.orders DROP CONSTRAINT orders_pkey', /key: app\.orders has no primary key or unique index on id; .* must be unique/],
+    [
+      'a source that is a view',
+      'ALTER TABLE app.orders RENAME TO orders_data; CREATE VIEW app.orders AS SELECT * FROM app.orders_data',
+      /source app\.orders is not a table \(relkind v\)/,
+    ],
+    [
+      'a source key that is not unique',
+      'ALTER TABLE app.orders DROP CONSTRAINT orders_pkey',
+      /key: app\.orders has no primary key or unique index on id; .* must be unique/,
+    ],
     [
       'a source unique only on an expression of the key',
       `ALTER TABLE app.orders DROP CONSTRAINT orders_pkey; ALTER TABLE app.orders ALTER COLUMN id SET NOT NULL; CREATE UNIQUE INDEX orders_id_status ON app.orders (id, lower(status))`,
@@ -458,7 +531,11 @@ describe('archive job refuses bad tables before moving anything', () => {
       `CREATE RULE skip_insert AS ON INSERT TO app.orders_archive DO INSTEAD NOTHING`,
       /app\.orders_archive has INSERT rules \(skip_insert on app\.orders_archive\)/,
     ],
-    ['a missing age column', 'ALTER TABLE app.orders DROP COLUMN completed_at; ALTER TABLE app.orders_archive DROP COLUMN completed_at', /ageColumn: column completed_at does not exist in app\.orders/],
+    [
+      'a missing age column',
+      'ALTER TABLE app.orders DROP COLUMN completed_at; ALTER TABLE app.orders_archive DROP COLUMN completed_at',
+      /ageColumn: column completed_at does not exist in app\.orders/,
+    ],
     [
       'an age column that is not a timestamp',
       'ALTER TABLE app.orders ALTER COLUMN completed_at TYPE text; ALTER TABLE app.orders_archive ALTER COLUMN completed_at TYPE text',
@@ -476,7 +553,9 @@ describe('archive job refuses bad tables before moving anything', () => {
     await sql.query(seedOrders(50, 0));
     await sql.query(`CREATE TABLE other.items (id int PRIMARY KEY, order_id bigint REFERENCES app.orders ON DELETE SET NULL)`);
     const summary = await archive({ targets: [purge] }, { expired: PURGE_EXPIRED });
-    expect(summary.targets[0]!.detail).toMatch(/app\.orders is referenced by foreign keys: items_order_id_fkey on other\.items \(ON DELETE SET NULL\)/);
+    expect(summary.targets[0]!.detail).toMatch(
+      /app\.orders is referenced by foreign keys: items_order_id_fkey on other\.items \(ON DELETE SET NULL\)/,
+    );
   });
 
   it('a missing key column', async () => {
@@ -517,7 +596,9 @@ describe('archive job: what it accepts', () => {
       ALTER TABLE app.orders_archive ALTER COLUMN amount TYPE numeric(14,4), ALTER COLUMN status TYPE varchar(20), ALTER COLUMN created_at TYPE timestamptz,
         ADD COLUMN code bpchar, ADD COLUMN total numeric, ADD COLUMN bits varbit(8)`);
     await sql.query(seedOrders(30, 0));
-    await sql.query(`UPDATE app.orders SET amount = 123456.789 + id / 10000.0, created_at = created_at + interval '0.123456 seconds', total = 1.50, bits = B'101'`);
+    await sql.query(
+      `UPDATE app.orders SET amount = 123456.789 + id / 10000.0, created_at = created_at + interval '0.123456 seconds', total = 1.50, bits = B'101'`,
+    );
     const summary = await archive({ targets: [move] });
     expect(summary.targets[0]!.detail).toBeUndefined();
     expect(summary.targets[0]).toMatchObject({ state: 'succeeded', counts: { rowsMoved: 30 } });
@@ -540,7 +621,10 @@ describe('archive job: what it accepts', () => {
       ALTER TABLE app.orders ADD COLUMN customer_id int NOT NULL DEFAULT 1; ALTER TABLE app.orders_archive ADD COLUMN customer_id int NOT NULL REFERENCES other.customers`);
     await sql.query(seedOrders(20, 0));
     const broken = await archive({ targets: [move] });
-    expect(broken.targets[0]).toMatchObject({ state: 'failed', detail: expect.stringMatching(/violates foreign key constraint "orders_archive_customer_id_fkey"/) });
+    expect(broken.targets[0]).toMatchObject({
+      state: 'failed',
+      detail: expect.stringMatching(/violates foreign key constraint "orders_archive_customer_id_fkey"/),
+    });
     await sql.query(`INSERT INTO other.customers VALUES (1)`);
     const summary = await archive({ targets: [move] });
     expect(summary.targets[0]).toMatchObject({ state: 'succeeded', counts: { rowsMoved: 20 } });
@@ -559,7 +643,11 @@ describe('archive job: what it accepts', () => {
     await sql.query(seedOrders(20, 0));
     await sql.query(`CREATE TABLE other.items (id int PRIMARY KEY, order_id bigint REFERENCES app.orders); INSERT INTO other.items VALUES (1, 15)`);
     const summary = await archive({ targets: [{ ...move, batchSize: 10, allowReferencingForeignKeys: true }] });
-    expect(summary.targets[0]).toMatchObject({ state: 'failed', counts: { rowsMoved: 10, batches: 1 }, detail: expect.stringMatching(/violates foreign key constraint "items_order_id_fkey"/) });
+    expect(summary.targets[0]).toMatchObject({
+      state: 'failed',
+      counts: { rowsMoved: 10, batches: 1 },
+      detail: expect.stringMatching(/violates foreign key constraint "items_order_id_fkey"/),
+    });
     expect(await ids('app.orders')).toEqual(range(11, 20));
   });
 
@@ -577,7 +665,9 @@ describe('archive job: what it accepts', () => {
         CREATE OR REPLACE TRIGGER archive_rewrite BEFORE INSERT ON app.orders_archive FOR EACH ROW EXECUTE FUNCTION other.rewrite()`);
       const refused = await archive({ targets: [{ ...move, allowTriggers: true }] }, { allowedToChange: ['other.audit'] });
       expect(refused.targets[0]!.state).toBe('failed');
-      expect(refused.targets[0]!.detail).toMatch(/^app\.orders_archive did not receive every row this batch deleted unchanged .*the batch was rolled back/);
+      expect(refused.targets[0]!.detail).toMatch(
+        /^app\.orders_archive did not receive every row this batch deleted unchanged .*the batch was rolled back/,
+      );
       expect(await ids('app.orders')).toEqual(range(11, 20));
     }
   });

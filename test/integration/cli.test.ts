@@ -5,10 +5,13 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { JOBS } from '../../functions/registry';
 import { relationExists } from '../../shared/db';
-import { migrate } from '../../shared/migrate';
+import { ledgerMigrations, migrate } from '../../shared/migrate';
 import { partitionsOf } from '../support/catalog';
 import { createTestDatabase, type TestDatabase } from '../support/db';
+
+const MIGRATIONS = ledgerMigrations(JOBS);
 
 const run = promisify(execFile);
 let db: TestDatabase;
@@ -17,7 +20,9 @@ let configPath: string;
 
 async function housekeeper(...args: string[]) {
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', ...args], { env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'INFO' } });
+    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', ...args], {
+      env: { ...process.env, POWERTOOLS_LOG_LEVEL: 'INFO' },
+    });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };
@@ -68,7 +73,7 @@ describe('housekeeper CLI', () => {
   });
 
   it('status opens its session like a run does: application_name and lock_timeout apply', async () => {
-    await migrate(sql);
+    await migrate(sql, MIGRATIONS);
     const locker = await db.connect('locker');
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE housekeeping.job_runs IN ACCESS EXCLUSIVE MODE');
@@ -76,10 +81,9 @@ describe('housekeeper CLI', () => {
       const status = housekeeper('status', '--database-url', db.url);
       const waiting = await vi.waitFor(
         async () => {
-          const { rows } = await sql.query(
-            `SELECT application_name FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'`,
-            [db.name],
-          );
+          const { rows } = await sql.query(`SELECT application_name FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'`, [
+            db.name,
+          ]);
           if (rows.length === 0) throw new Error('status is not waiting yet');
           return rows;
         },

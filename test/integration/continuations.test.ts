@@ -2,19 +2,16 @@ import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { archiveJob } from '../../functions/archive/job';
-import { archiveEventSchema } from '../../functions/archive/policy';
-import { partitionJob } from '../../functions/partition/job';
-import { partitionEventSchema } from '../../functions/partition/policy';
+import { JOBS } from '../../functions/registry';
+import { printStatus } from '../../scripts/cli';
 import { ContinuationError, runLambdaJob } from '../../shared/lambda';
 import { createJobLogger } from '../../shared/logger';
 import { createJobMetrics } from '../../shared/metrics';
 import type { JobSummary } from '../../shared/run-job';
-import { printStatus } from '../../scripts/cli';
-import { ORDERS_DDL, seedOrders } from '../support/archive';
-import { runPartition } from '../support/jobs';
 import { TimeBudget } from '../../shared/time-budget';
+import { ORDERS_DDL, seedOrders } from '../support/archive';
 import { createTestDatabase, type TestDatabase } from '../support/db';
+import { runPartition } from '../support/jobs';
 import { lambdaContext, serveDatabaseSecret } from '../support/lambda';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:chains-db-AbCdEf';
@@ -34,7 +31,7 @@ const saved = { ...process.env };
 
 /** Runs the archive Lambda entry with `deployed` as the policy shipped in its asset. */
 function archive(event: unknown, remainingMs = 8_000): Promise<JobSummary> {
-  return runLambdaJob(archiveJob, archiveEventSchema, event, lambdaContext(remainingMs), createJobLogger('archive'), createJobMetrics('archive'), deployed);
+  return runLambdaJob(JOBS.archive, JOBS, event, lambdaContext(remainingMs), createJobLogger('archive'), createJobMetrics('archive'), deployed);
 }
 
 /** The continuations sent, as the function would receive them. */
@@ -99,16 +96,27 @@ describe('continuations', () => {
     expect(first.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'time budget nearly spent', continues: true });
     const chainId = first.chain!.id;
     expect(first.chain).toEqual({ id: chainId, hop: 0, continuing: ['app.orders'] });
-    expect(sent()).toEqual([{ functionName: FUNCTION, invocationType: 'Event', payload: { continuation: { chainId, hop: 1, targets: ['app.orders'] } } }]);
+    expect(sent()).toEqual([
+      { functionName: FUNCTION, invocationType: 'Event', payload: { continuation: { chainId, hop: 1, targets: ['app.orders'] } } },
+    ]);
     expect(await chainRow()).toMatchObject({ chain_id: chainId, hop: 1, state: 'continuing' });
     const continuing = lines.find((line) => line.message === 'continuing')!;
-    expect(continuing).toMatchObject({ chainId, hop: 0, nextHop: 1, maxContinuations: 15, targets: [{ target: 'app.orders', estimatedRemaining: expect.any(Number) }] });
+    expect(continuing).toMatchObject({
+      chainId,
+      hop: 0,
+      nextHop: 1,
+      maxContinuations: 15,
+      targets: [{ target: 'app.orders', estimatedRemaining: expect.any(Number) }],
+    });
     expect(continuing.targets[0].estimatedRemaining).toBeGreaterThan(0);
 
     // A scheduled tick while the chain lives leaves the target to it: no second chain, no work beside it.
     lambda.resetHistory();
     const tick = await archive({});
-    expect(tick.targets[0]).toMatchObject({ state: 'skipped', detail: expect.stringMatching(new RegExp(`^continuing in chain ${chainId.slice(0, 8)} \\(hop 1\\)`)) });
+    expect(tick.targets[0]).toMatchObject({
+      state: 'skipped',
+      detail: expect.stringMatching(new RegExp(`^continuing in chain ${chainId.slice(0, 8)} \\(hop 1\\)`)),
+    });
     expect(sent()).toEqual([]);
 
     // Hop 1, as Lambda delivers it; then the same delivery again, which finds itself superseded.
@@ -118,7 +126,10 @@ describe('continuations', () => {
     expect(sent().map((c) => c.payload)).toEqual([{ continuation: { chainId, hop: 2, targets: ['app.orders'] } }]);
     lambda.resetHistory();
     const duplicate = await archive(hop1);
-    expect(duplicate.targets[0]).toMatchObject({ state: 'skipped', detail: expect.stringMatching(/^continuation superseded: hop 1 of chain .* is at hop 2/) });
+    expect(duplicate.targets[0]).toMatchObject({
+      state: 'skipped',
+      detail: expect.stringMatching(/^continuation superseded: hop 1 of chain .* is at hop 2/),
+    });
     expect(sent()).toEqual([]);
 
     // The last hop has time enough: done, nothing sent, the chain ends.
@@ -134,7 +145,12 @@ describe('continuations', () => {
       `SELECT hop, state, (counts->>'rowsMoved')::int AS moved FROM housekeeping.job_runs WHERE chain_id = $1 AND state <> 'started' ORDER BY recorded_at`,
       [chainId],
     );
-    expect(rows.map((r) => [r.hop, r.state])).toEqual([[0, 'succeeded'], [1, 'succeeded'], [1, 'skipped'], [2, 'succeeded']]);
+    expect(rows.map((r) => [r.hop, r.state])).toEqual([
+      [0, 'succeeded'],
+      [1, 'succeeded'],
+      [1, 'skipped'],
+      [2, 'succeeded'],
+    ]);
     expect(rows.reduce((sum, r) => sum + (r.moved ?? 0), 0)).toBe(EXPIRED);
     const view = await sql.query(`SELECT hops, last_hop, last_state FROM housekeeping.chain_runs WHERE chain_id = $1`, [chainId]);
     expect(view.rows).toEqual([{ hops: '4', last_hop: 2, last_state: 'succeeded' }]);
@@ -185,7 +201,7 @@ describe('continuations', () => {
     await sql.query(`CREATE TABLE app.events (id bigserial, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)`);
     const policy = { targets: [{ table: 'app.events', interval: 'day', premake: 2 }], maintainLedger: false };
     const partition = (event: unknown, remainingMs: number) =>
-      runLambdaJob(partitionJob, partitionEventSchema, event, lambdaContext(remainingMs), createJobLogger('partition'), createJobMetrics('partition'), policy);
+      runLambdaJob(JOBS.partition, JOBS, event, lambdaContext(remainingMs), createJobLogger('partition'), createJobMetrics('partition'), policy);
     // 5 s left is all margin: no time for any target.
     const starved = await partition({}, 5_000);
     expect(starved.targets[0]).toMatchObject({ state: 'skipped', detail: 'time budget spent before this target started', continues: true });
@@ -207,7 +223,7 @@ describe('continuations', () => {
     expect(sent()).toEqual([]);
   });
 
-  it("partition: steps the budget did not reach are work left (stepsLeft, time budget nearly spent), not a failure", async () => {
+  it('partition: steps the budget did not reach are work left (stepsLeft, time budget nearly spent), not a failure', async () => {
     await sql.query(`CREATE TABLE app.hours (id bigserial, at timestamptz NOT NULL) PARTITION BY RANGE (at)`);
     const event = { targets: [{ table: 'app.hours', interval: 'hour' as const, premake: 500 }], maintainLedger: false };
     const short = await runPartition(db.url, event, { budget: TimeBudget.ofMs(600) });
@@ -221,7 +237,9 @@ describe('continuations', () => {
   });
 
   it('a continuation that cannot be sent releases the booking and fails the invocation loudly', async () => {
-    lambda.on(InvokeCommand).rejects(Object.assign(new Error('User is not authorized to perform: lambda:InvokeFunction'), { name: 'AccessDeniedException' }));
+    lambda
+      .on(InvokeCommand)
+      .rejects(Object.assign(new Error('User is not authorized to perform: lambda:InvokeFunction'), { name: 'AccessDeniedException' }));
     const failed = archive({});
     await expect(failed).rejects.toThrowError(ContinuationError);
     await expect(failed).rejects.toThrowError(/continuation could not be sent: User is not authorized/);
@@ -260,7 +278,11 @@ describe('housekeeper status', () => {
     vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => void printed.push(args.join(' ')));
     await printStatus(db.url);
     const out = printed.join('\n');
-    expect(out).toMatch(new RegExp(`archive +app\\.orders +succeeded .*stopped: time budget nearly spent; continues in hop 2 of chain ${chainId.slice(0, 8)} \\| hop 1 of chain ${chainId.slice(0, 8)} \\(2 hop\\(s\\) since`));
+    expect(out).toMatch(
+      new RegExp(
+        `archive +app\\.orders +succeeded .*stopped: time budget nearly spent; continues in hop 2 of chain ${chainId.slice(0, 8)} \\| hop 1 of chain ${chainId.slice(0, 8)} \\(2 hop\\(s\\) since`,
+      ),
+    );
     expect(out).toContain(`continuing: archive app.orders: chain ${chainId.slice(0, 8)} expects hop 2`);
     expect(out).toContain(`paused: rollup every target (housekeeping.settings key 'paused')`);
   });
@@ -271,10 +293,15 @@ describe('pause at run time', () => {
     await archive({ dryRun: true });
     await sql.query(`CREATE SCHEMA IF NOT EXISTS housekeeping`);
     await archive({}, 120_000).catch(() => {}); // migrates the ledger (and archives)
-    await sql.query(`DELETE FROM app.orders_archive; INSERT INTO app.orders (id, created_at, completed_at) SELECT i, now() - interval '200 days', now() - interval '150 days' FROM generate_series(10001, 10100) i`);
+    await sql.query(
+      `DELETE FROM app.orders_archive; INSERT INTO app.orders (id, created_at, completed_at) SELECT i, now() - interval '200 days', now() - interval '150 days' FROM generate_series(10001, 10100) i`,
+    );
     await sql.query(`INSERT INTO housekeeping.settings (job, target, key, value) VALUES ('archive', 'app.orders', 'paused', 'true')`);
     const paused = await archive({}, 60_000);
-    expect(paused.targets[0]).toMatchObject({ state: 'skipped', detail: "paused: housekeeping.settings (job 'archive', target 'app.orders', key 'paused') is true" });
+    expect(paused.targets[0]).toMatchObject({
+      state: 'skipped',
+      detail: "paused: housekeeping.settings (job 'archive', target 'app.orders', key 'paused') is true",
+    });
     expect(await count('app.orders_archive')).toBe(0);
     expect(sent()).toEqual([]);
 

@@ -1,8 +1,9 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { mockClient } from 'aws-sdk-client-mock';
 import type { Context } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { SQLSTATE, sqlState } from '../../shared/postgres';
 import { resetSecretCache } from '../../shared/secrets';
 import { partitionsOf } from '../support/catalog';
 import { createTestDatabase, type TestDatabase } from '../support/db';
@@ -20,7 +21,9 @@ let errorOutput: string[];
 
 function secretFor(password: string) {
   const url = new URL(db.url);
-  return { SecretString: JSON.stringify({ host: url.hostname, port: Number(url.port), username: role, password, dbname: db.name, engine: 'postgres' }) };
+  return {
+    SecretString: JSON.stringify({ host: url.hostname, port: Number(url.port), username: role, password, dbname: db.name, engine: 'postgres' }),
+  };
 }
 
 const policy = { targets: [{ table: 'app.events', interval: 'day', premake: 2 }], maintainLedger: false };
@@ -64,7 +67,12 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-const logLines = () => output.join('').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+const logLines = () =>
+  output
+    .join('')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 
 describe('partition Lambda handler', () => {
   it('runs end to end from an EventBridge Scheduled Event, logging JSON with job, target and run id', async () => {
@@ -122,7 +130,7 @@ describe('partition Lambda handler', () => {
     secrets.on(GetSecretValueCommand).resolves(secretFor(password));
     const error = await handler(policy, lambdaContext()).catch((e: Error) => e);
     expect(error).toBeInstanceOf(Error);
-    expect((error as Error & { code?: string }).code).toBe('28P01');
+    expect(sqlState(error)).toBe(SQLSTATE.invalidPassword);
     expect(secrets.commandCalls(GetSecretValueCommand)).toHaveLength(2);
     expect(errorOutput.join('')).toContain('password authentication failed');
     const everything = `${output.join('')}\n${errorOutput.join('')}\n${(error as Error).message}\n${(error as Error).stack}\n${JSON.stringify(error)}`;

@@ -1,10 +1,11 @@
-import { DateTime } from 'luxon';
+import type { DateTime } from 'luxon';
 import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { tryLockTarget } from '../../shared/advisory-lock';
+import { sleep } from '../../shared/postgres';
 import { partitionsOf } from '../support/catalog';
-import { tableFingerprints } from '../support/fingerprint';
 import { createTestDatabase, databaseToday, type TestDatabase } from '../support/db';
+import { tableFingerprints } from '../support/fingerprint';
 import { runPartition } from '../support/jobs';
 
 let db: TestDatabase;
@@ -24,8 +25,6 @@ beforeEach(async () => {
     CREATE TABLE app.bystander (id int PRIMARY KEY, v text);
     INSERT INTO app.bystander SELECT i, md5(i::text) FROM generate_series(1, 20) i;`);
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('a session holding a conflicting lock', () => {
   it('makes the job give up after its retries, naming the blocker, while writers stall at most about lock_timeout', async () => {
@@ -66,7 +65,9 @@ describe('a session holding a conflicting lock', () => {
     expect(summary.failed).toEqual(['app.events']);
     const detail = summary.targets[0]!.detail!;
     expect(detail).toMatch(/create app\.events_p\d{4}_\d\d_\d\d: could not get a lock within 300 ms on 5 attempt\(s\)/);
-    expect(detail).toMatch(/pid \d+ \(application "long-report", state "idle in transaction", transaction open \d+ s\) holds AccessShareLock on app\.events_default/);
+    expect(detail).toMatch(
+      /pid \d+ \(application "long-report", state "idle in transaction", transaction open \d+ s\) holds AccessShareLock on app\.events_default/,
+    );
     expect(Object.keys(await partitionsOf(sql, 'app.events'))).toEqual(['events_default']);
     // Without lock_timeout the writer would have queued behind the job for the whole run.
     expect(jobMs).toBeGreaterThan(4_000);
@@ -110,9 +111,25 @@ describe('two runs for the same target', () => {
     const blocker = await db.connect('brief-report');
     await blocker.query('BEGIN');
     await blocker.query('SELECT count(*) FROM app.events');
-    const event = { targets: [{ table: 'app.events', interval: 'day' as const, premake: 3 }], lockTimeoutMs: 200, lockAttempts: 8, maintainLedger: false };
+    const event = {
+      targets: [{ table: 'app.events', interval: 'day' as const, premake: 3 }],
+      lockTimeoutMs: 200,
+      lockAttempts: 8,
+      maintainLedger: false,
+    };
     const first = runPartition(db.url, event);
-    await sleep(300);
+    // The second starts once the first holds the target's advisory lock (a fixed delay lost that
+    // race on a loaded machine, where connecting and migrating can take longer).
+    await expect
+      .poll(
+        async () =>
+          (
+            await sql.query(`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                             WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'pg-housekeeper/partition'`)
+          ).rows[0].n,
+        { timeout: 30_000, interval: 20 },
+      )
+      .toBeGreaterThan(0);
     const second = runPartition(db.url, event);
     const secondSummary = await second;
     await blocker.query('ROLLBACK');
@@ -130,7 +147,10 @@ describe('retention blocked by a reader', () => {
     await sql.query(`DROP TABLE app.events_default`);
     const old = `events_p${today.minus({ days: 10 }).toFormat('yyyy_MM_dd')}`;
     const older = `events_p${today.minus({ days: 11 }).toFormat('yyyy_MM_dd')}`;
-    for (const [name, offset] of [[older, -11], [old, -10]] as const) {
+    for (const [name, offset] of [
+      [older, -11],
+      [old, -10],
+    ] as const) {
       await sql.query(
         `CREATE TABLE app.${name} PARTITION OF app.events FOR VALUES FROM ('${today.plus({ days: offset }).toISO()}') TO ('${today.plus({ days: offset + 1 }).toISO()}')`,
       );

@@ -106,7 +106,9 @@ describe('rows in DEFAULT that a move would make foreign keys act on', () => {
     await sql.query(`CREATE TABLE app.${dayName(-3)} PARTITION OF app.orders FOR VALUES FROM ('${day(-3).toISO()}') TO ('${day(-2).toISO()}')`);
     const target = await runAndCompare(event());
     expect(target).toMatchObject({ state: 'succeeded', counts: { created: 4, rescuesRefused: 1, rowsLeftInDefault: 1, partitionsAhead: 2 } });
-    expect(target.notes).toEqual([expect.stringContaining(`warning: DEFAULT partition app.orders_default holds rows in [${literal(-2)}, ${literal(-1)})`)]);
+    expect(target.notes).toEqual([
+      expect.stringContaining(`warning: DEFAULT partition app.orders_default holds rows in [${literal(-2)}, ${literal(-1)})`),
+    ]);
     expect(Object.keys(await partitionsOf(sql, 'app.orders'))).not.toContain(dayName(-2));
   });
 });
@@ -119,8 +121,16 @@ describe('rows in DEFAULT that a move would fire triggers or rules for', () => {
   });
 
   it.each([
-    ['a row DELETE trigger on the parent', 'CREATE TRIGGER audit_delete AFTER DELETE ON app.orders FOR EACH ROW EXECUTE FUNCTION app.audit()', 'trigger audit_delete on app.orders (fires on DELETE)'],
-    ['a row DELETE trigger on DEFAULT', 'CREATE TRIGGER audit_delete BEFORE DELETE ON app.orders_default FOR EACH ROW EXECUTE FUNCTION app.audit()', 'trigger audit_delete on app.orders_default (fires on DELETE)'],
+    [
+      'a row DELETE trigger on the parent',
+      'CREATE TRIGGER audit_delete AFTER DELETE ON app.orders FOR EACH ROW EXECUTE FUNCTION app.audit()',
+      'trigger audit_delete on app.orders (fires on DELETE)',
+    ],
+    [
+      'a row DELETE trigger on DEFAULT',
+      'CREATE TRIGGER audit_delete BEFORE DELETE ON app.orders_default FOR EACH ROW EXECUTE FUNCTION app.audit()',
+      'trigger audit_delete on app.orders_default (fires on DELETE)',
+    ],
     [
       'a statement DELETE trigger on DEFAULT',
       'CREATE TRIGGER audit_delete AFTER DELETE OR UPDATE ON app.orders_default FOR EACH STATEMENT EXECUTE FUNCTION app.audit()',
@@ -171,7 +181,9 @@ describe('dry run with rows a move would fire foreign keys for', () => {
     await orderWithLines('CASCADE');
     const target = await runAndCompare({ ...event(), dryRun: true });
     expect(target.counts).toMatchObject({ wouldCreate: 3, wouldMoveFromDefault: 0, wouldRefuse: 1 });
-    expect(target.notes.join('\n')).toContain(`-- would refuse app.${dayName(1)}: DEFAULT holds 1 row(s) of its range and moving them would fire foreign key order_lines_order_fk`);
+    expect(target.notes.join('\n')).toContain(
+      `-- would refuse app.${dayName(1)}: DEFAULT holds 1 row(s) of its range and moving them would fire foreign key order_lines_order_fk`,
+    );
     expect(Object.keys(await partitionsOf(sql, 'app.orders'))).toEqual(['orders_default']);
   });
 });

@@ -48,7 +48,9 @@ beforeEach(async () => {
       `CREATE TABLE app.${name(offset)} PARTITION OF app.events FOR VALUES FROM ('${today.plus({ days: offset }).toISO()}') TO ('${today.plus({ days: offset + 1 }).toISO()}')`,
     );
   }
-  await sql.query(`INSERT INTO app.events SELECT i, $1::timestamptz + i * interval '1 minute' FROM generate_series(1, 5) i`, [today.plus({ days: -10 }).toISO()]);
+  await sql.query(`INSERT INTO app.events SELECT i, $1::timestamptz + i * interval '1 minute' FROM generate_series(1, 5) i`, [
+    today.plus({ days: -10 }).toISO(),
+  ]);
 });
 
 /**
@@ -133,10 +135,14 @@ describe('a run killed between DETACH and DROP', () => {
     const config = join(mkdtempSync(join(tmpdir(), 'hk-retire-')), 'partition.json');
     writeFileSync(config, JSON.stringify(event()));
     // In its own process group, so the kill reaches node and not only a wrapper.
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'partition', '--config', config, '--database-url', db.url], {
-      detached: true,
-      stdio: 'ignore',
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'partition', '--config', config, '--database-url', db.url],
+      {
+        detached: true,
+        stdio: 'ignore',
+      },
+    );
     const exited = new Promise((resolve) => child.on('exit', resolve));
     const sleeping = async () =>
       (

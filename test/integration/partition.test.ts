@@ -1,10 +1,10 @@
-import { DateTime } from 'luxon';
+import type { DateTime } from 'luxon';
 import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { PartitionEventInput } from '../../functions/partition/policy';
 import { ConfigError } from '../../shared/errors';
 import { partitionsOf, relationsIn } from '../support/catalog';
 import { createTestDatabase, databaseToday, type TestDatabase } from '../support/db';
-import type { PartitionEventInput } from '../../functions/partition/policy';
 import { tableFingerprints } from '../support/fingerprint';
 import { runPartition } from '../support/jobs';
 
@@ -106,7 +106,9 @@ describe('partition job against Postgres', () => {
 
   it('detaches instead of dropping in detach mode, leaving the data in a standalone table', async () => {
     await createEvents([-4, -3, 0]);
-    await sql.query(`INSERT INTO app.events (created_at) SELECT $1::timestamptz + i * interval '1 minute' FROM generate_series(1, 7) i`, [dayIso(-4)]);
+    await sql.query(`INSERT INTO app.events (created_at) SELECT $1::timestamptz + i * interval '1 minute' FROM generate_series(1, 7) i`, [
+      dayIso(-4),
+    ]);
     const summary = await runChecked({
       targets: [{ table: 'app.events', interval: 'day', premake: 1, retention: { keep: 2, mode: 'detach' } }],
       maintainLedger: false,
@@ -124,7 +126,9 @@ describe('partition job against Postgres', () => {
     await sql.query(`CREATE TABLE app.legacy_two_days PARTITION OF app.events FOR VALUES FROM ('${dayIso(1)}') TO ('${dayIso(3)}')`);
     const summary = await runChecked({ targets: [{ table: 'app.events', interval: 'day', premake: 3 }], maintainLedger: false });
     expect(summary.targets[0]!.counts.created).toBe(1);
-    expect(Object.keys(await partitionsOf(sql, 'app.events')).sort()).toEqual(['events_p' + today.plus({ days: 3 }).toFormat('yyyy_MM_dd'), 'handmade_today', 'legacy_two_days'].sort());
+    expect(Object.keys(await partitionsOf(sql, 'app.events')).sort()).toEqual(
+      [`events_p${today.plus({ days: 3 }).toFormat('yyyy_MM_dd')}`, 'handmade_today', 'legacy_two_days'].sort(),
+    );
   });
 
   it('moves rows parked in DEFAULT into the new partitions and loses none', async () => {
@@ -146,10 +150,10 @@ describe('partition job against Postgres', () => {
     });
     const after = await sql.query(`SELECT id, created_at, payload FROM app.events ORDER BY id`);
     expect(after.rows).toEqual(before.rows);
-    const misplaced = await sql.query(
-      `SELECT count(*)::int AS n FROM app.events_default WHERE created_at >= $1 AND created_at < $2`,
-      [dayIso(-1), horizon.toISO()],
-    );
+    const misplaced = await sql.query(`SELECT count(*)::int AS n FROM app.events_default WHERE created_at >= $1 AND created_at < $2`, [
+      dayIso(-1),
+      horizon.toISO(),
+    ]);
     expect(misplaced.rows[0].n).toBe(0);
   });
 
@@ -164,7 +168,9 @@ describe('partition job against Postgres', () => {
     expect(summary.targets[0]).toMatchObject({ state: 'succeeded', counts: { wouldCreate: 5, wouldDrop: 1, wouldMoveFromDefault: 1 } });
     const sqlText = summary.targets[0]!.notes.join('\n');
     expect(sqlText).toContain(`CREATE TABLE "app"."${dayName('events', 1)}" (LIKE "app"."events"`);
-    expect(sqlText).toContain(`ALTER TABLE "app"."events" ATTACH PARTITION "app"."${dayName('events', 2)}" FOR VALUES FROM ('${today.plus({ days: 2 }).toFormat('yyyy-MM-dd')} 00:00:00+00:00')`);
+    expect(sqlText).toContain(
+      `ALTER TABLE "app"."events" ATTACH PARTITION "app"."${dayName('events', 2)}" FOR VALUES FROM ('${today.plus({ days: 2 }).toFormat('yyyy-MM-dd')} 00:00:00+00:00')`,
+    );
     expect(sqlText).toContain(`DROP TABLE "app"."${dayName('events', -6)}"`);
     expect(await relationsIn(sql, 'app')).toEqual(before);
     const ledger = await sql.query(`SELECT to_regnamespace('housekeeping') AS ns`);
@@ -212,8 +218,18 @@ describe('bad catalog state fails the target clearly and changes nothing', () =>
   it.each([
     ['a missing table', '', 'app.nope', /table app\.nope does not exist/],
     ['a plain table', 'CREATE TABLE app.plain (created_at timestamptz)', 'app.plain', /app\.plain is not a partitioned table/],
-    ['LIST partitioning', 'CREATE TABLE app.listed (region text) PARTITION BY LIST (region)', 'app.listed', /app\.listed is LIST-partitioned; only RANGE/],
-    ['an integer key', 'CREATE TABLE app.numbered (id int) PARTITION BY RANGE (id)', 'app.numbered', /partitioned on id of type integer; the key must be timestamptz, timestamp or date/],
+    [
+      'LIST partitioning',
+      'CREATE TABLE app.listed (region text) PARTITION BY LIST (region)',
+      'app.listed',
+      /app\.listed is LIST-partitioned; only RANGE/,
+    ],
+    [
+      'an integer key',
+      'CREATE TABLE app.numbered (id int) PARTITION BY RANGE (id)',
+      'app.numbered',
+      /partitioned on id of type integer; the key must be timestamptz, timestamp or date/,
+    ],
     ['two key columns', 'CREATE TABLE app.twokeys (a date, b date) PARTITION BY RANGE (a, b)', 'app.twokeys', /partitioned on 2 columns/],
   ])('%s', async (_label, ddl, table, message) => {
     if (ddl) await sql.query(ddl);
@@ -229,7 +245,10 @@ describe('bad catalog state fails the target clearly and changes nothing', () =>
   it('one failing target does not stop the others', async () => {
     await createEvents([0]);
     const summary = await runChecked({
-      targets: [{ table: 'app.missing', interval: 'day' }, { table: 'app.events', interval: 'day', premake: 2 }],
+      targets: [
+        { table: 'app.missing', interval: 'day' },
+        { table: 'app.events', interval: 'day', premake: 2 },
+      ],
       maintainLedger: false,
     });
     expect(summary.failed).toEqual(['app.missing']);

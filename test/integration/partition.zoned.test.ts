@@ -46,7 +46,10 @@ describe('partition job in a process zone that is neither UTC nor the policy zon
       INSERT INTO app.readings
       SELECT k * 10 + j, date_trunc('day', now() AT TIME ZONE 'Asia/Tokyo') + k * interval '1 day' + CASE j WHEN 0 THEN interval '30 minutes' ELSE interval '-30 minutes' END, 'x'
       FROM generate_series(-1, 4) k, generate_series(0, 1) j;`);
-    const event = { targets: [{ table: 'app.readings', interval: 'day' as const, premake: 2, timeZone: 'Asia/Tokyo', retention: { keep: 2 } }], maintainLedger: false };
+    const event = {
+      targets: [{ table: 'app.readings', interval: 'day' as const, premake: 2, timeZone: 'Asia/Tokyo', retention: { keep: 2 } }],
+      maintainLedger: false,
+    };
 
     // Planned: Tokyo days -2 .. +2. In DEFAULT for those: the 00:30 rows of days -1..2 and the 23:30 rows of days -2..2.
     const dry = await runPartition(db.url, { ...event, dryRun: true });
@@ -78,18 +81,27 @@ describe('partition job in a process zone that is neither UTC nor the policy zon
       SELECT k * 10 + j, (date_trunc('month', now() AT TIME ZONE 'Pacific/Auckland') + k * interval '1 month')::date - j
       FROM generate_series(-1, 3) k, generate_series(0, 1) j;`);
     const before = await tableFingerprints(sql, ['app.bills*']);
-    const summary = await runPartition(db.url, { targets: [{ table: 'app.bills', interval: 'month', premake: 1, timeZone: 'Pacific/Auckland' }], maintainLedger: false });
+    const summary = await runPartition(db.url, {
+      targets: [{ table: 'app.bills', interval: 'month', premake: 1, timeZone: 'Pacific/Auckland' }],
+      maintainLedger: false,
+    });
     // This month and next: the first of this month, its last day, the first of next month and its last day.
-    expect(summary.targets[0]).toMatchObject({ state: 'succeeded', counts: { created: 2, rowsMovedFromDefault: 4, rowsLeftInDefault: 6, partitionsAhead: 1 } });
+    expect(summary.targets[0]).toMatchObject({
+      state: 'succeeded',
+      counts: { created: 2, rowsMovedFromDefault: 4, rowsLeftInDefault: 6, partitionsAhead: 1 },
+    });
     expect(await misplaced('bills', 'due_on', 'YYYY_MM')).toEqual([]);
-    const { rows } = await sql.query(`SELECT count(*)::int AS n FROM app.bills_default WHERE due_on >= date_trunc('month', now() AT TIME ZONE 'Pacific/Auckland')
+    const { rows } =
+      await sql.query(`SELECT count(*)::int AS n FROM app.bills_default WHERE due_on >= date_trunc('month', now() AT TIME ZONE 'Pacific/Auckland')
       AND due_on < date_trunc('month', now() AT TIME ZONE 'Pacific/Auckland') + interval '2 months'`);
     expect(rows[0].n).toBe(0);
     expect(await tableFingerprints(sql, ['app.bills*'])).toEqual(before);
   });
 
   it('timestamptz key: UTC daily partitions adopted by a Berlin policy leave no hole an insert could fall into', async () => {
-    await sql.query(`CREATE TABLE app.events (id bigint GENERATED ALWAYS AS IDENTITY, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)`);
+    await sql.query(
+      `CREATE TABLE app.events (id bigint GENERATED ALWAYS AS IDENTITY, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)`,
+    );
     for (let offset = -1; offset <= 3; offset++) {
       await sql.query(`DO $$ DECLARE d timestamptz := date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + ${offset} * interval '1 day';
         BEGIN EXECUTE format('CREATE TABLE app.%I PARTITION OF app.events FOR VALUES FROM (%L) TO (%L)', 'events_utc_' || ${offset + 1}, d, d + interval '1 day'); END $$`);

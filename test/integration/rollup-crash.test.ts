@@ -6,8 +6,9 @@ import type { Context } from 'aws-lambda';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { relationExists } from '../../shared/db';
+import { sleep } from '../../shared/postgres';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { lambdaContext, serveDatabaseSecret, scheduledEvent } from '../support/lambda';
+import { lambdaContext, scheduledEvent, serveDatabaseSecret } from '../support/lambda';
 import { rollupMismatches, USAGE_DDL, usageRollup } from '../support/rollup';
 
 let db: TestDatabase;
@@ -48,14 +49,18 @@ describe('rollup crash and resume', () => {
     // slowly cannot make every kill land before the work begins.
     for (let i = 0; i < 10 && (i < 4 || midBackfill() < 3); i++) {
       const before = (await watermark())?.getTime();
-      const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'rollup', '--config', slow, '--database-url', db.url], {
-        detached: true,
-        stdio: 'ignore',
-      });
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'rollup', '--config', slow, '--database-url', db.url],
+        {
+          detached: true,
+          stdio: 'ignore',
+        },
+      );
       let done = false;
       const exited = new Promise((resolve) => child.on('exit', resolve)).then(() => (done = true));
       await expect.poll(async () => done || (await watermark())?.getTime() !== before, { timeout: 60_000, interval: 50 }).toBe(true);
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 800));
+      await sleep(Math.random() * 800);
       try {
         process.kill(-child.pid!, 'SIGKILL');
       } catch {
@@ -70,11 +75,18 @@ describe('rollup crash and resume', () => {
     expect(midBackfill()).toBeGreaterThanOrEqual(3);
 
     await expect
-      .poll(async () => (await sql.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-housekeeper/rollup'`)).rows[0].n, { timeout: 10_000 })
+      .poll(
+        async () => (await sql.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-housekeeper/rollup'`)).rows[0].n,
+        { timeout: 10_000 },
+      )
       .toBe(0);
     const fast = join(dir, 'fast.json');
     writeFileSync(fast, JSON.stringify({ targets: [{ ...usageRollup, sliceBuckets: 48 }] }));
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'rollup', '--config', fast, '--database-url', db.url], { stdio: 'ignore' });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'rollup', '--config', fast, '--database-url', db.url],
+      { stdio: 'ignore' },
+    );
     expect(await new Promise((resolve) => child.on('exit', resolve))).toBe(0);
     expect((await watermark())!.getTime()).toBe(Math.floor(Date.now() / 3_600_000) * 3_600_000);
     expect(await rollupMismatches(sql)).toEqual([]);
@@ -98,7 +110,7 @@ describe('rollup Lambda handler', () => {
     expect(first.targets[0]!.counts.lagSeconds).toBeGreaterThan(3_600);
     expect(await rollupMismatches(sql)).toEqual([]);
     const second = await handler({ targets: [{ ...usageRollup, sliceBuckets: 100 }] }, lambdaContext(120_000));
-    expect(second.targets[0]).toMatchObject({ stopReason: 'caught up' });
+    expect(second.targets[0]).toMatchObject({ stopReason: 'done' });
     expect(second.targets[0]!.counts.lagSeconds).toBeLessThan(3_700);
     expect(await rollupMismatches(sql)).toEqual([]);
   });

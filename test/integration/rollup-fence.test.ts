@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { databaseNow } from '../../shared/postgres';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { capturedLogger, rollupMismatches, runRollup, runRollupLater, USAGE_DDL, usageRollup } from '../support/rollup';
 
@@ -26,7 +27,8 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-const watermark = async () => (await sql.query(`SELECT watermark FROM housekeeping.rollup_state WHERE name = 'usage_hourly'`)).rows[0]?.watermark as Date;
+const watermark = async () =>
+  (await sql.query(`SELECT watermark FROM housekeeping.rollup_state WHERE name = 'usage_hourly'`)).rows[0]?.watermark as Date;
 
 describe('the rollup fence', () => {
   it('an edit stamped by a transaction that began before a run and committed after it is still found (changed-at horizon)', async () => {
@@ -35,7 +37,7 @@ describe('the rollup fence', () => {
 
     const editor = await db.connect('late-editor');
     await editor.query('BEGIN');
-    const since = (await editor.query('SELECT now() AS t')).rows[0].t as Date; // has not written: no xid yet
+    const since = await databaseNow(editor); // has not written: no xid yet
     const { logger, lines } = capturedLogger();
     const during = await runRollup(db.url, { targets: [usageRollup] }, { logger });
     expect(during.targets[0]!.state).toBe('succeeded');
@@ -59,7 +61,7 @@ describe('the rollup fence', () => {
     await sql.query(`INSERT INTO app.usage (occurred_at, tenant, units) VALUES (now() - interval '5 hours', 'acme', 1)`);
     const importer = await db.connect('slow-import');
     await importer.query('BEGIN');
-    const since = (await importer.query('SELECT now() AS t')).rows[0].t as Date;
+    const since = await databaseNow(importer);
 
     // The run's clock reads two hours later: the importer's start now lies behind a bucket boundary.
     const first = await runRollupLater(db.url, { targets: [policy] }, 2 * HOUR);
@@ -72,7 +74,9 @@ describe('the rollup fence', () => {
     expect((await watermark()).getTime()).toBeGreaterThan(since.getTime());
     expect(await rollupMismatches(sql)).toEqual([]);
     expect(heldAt.getTime()).toBe(Math.floor(since.getTime() / HOUR) * HOUR);
-    expect(first.targets[0]!.notes.join('\n')).toMatch(/upper bound held back to .* by pid \d+ \(application "slow-import", state "idle in transaction", since /);
+    expect(first.targets[0]!.notes.join('\n')).toMatch(
+      /upper bound held back to .* by pid \d+ \(application "slow-import", state "idle in transaction", since /,
+    );
     await importer.end();
   });
 
@@ -80,7 +84,7 @@ describe('the rollup fence', () => {
     await sql.query(`INSERT INTO app.usage (occurred_at, tenant, units) VALUES (now() - interval '5 hours', 'acme', 1)`);
     const idle = await db.connect('idle-app');
     await idle.query('SELECT 1'); // connected, no transaction open
-    const dbNow = (await sql.query('SELECT now() AS t')).rows[0].t as Date;
+    const dbNow = await databaseNow(sql);
     const summary = await runRollupLater(db.url, { targets: [usageRollup] }, 2 * HOUR);
     expect(summary.targets[0]!.state).toBe('succeeded');
     expect((await watermark()).getTime()).toBeGreaterThanOrEqual(Math.floor((dbNow.getTime() + 2 * HOUR) / HOUR) * HOUR);

@@ -3,8 +3,8 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vite
 import { sleep } from '../../shared/postgres';
 import type { JobSummary } from '../../shared/run-job';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { capturedLogger, rollupMismatches, runRollup, USAGE_DDL, usageRollup } from '../support/rollup';
 import type { TestRunOptions } from '../support/jobs';
+import { capturedLogger, rollupMismatches, runRollup, USAGE_DDL, usageRollup } from '../support/rollup';
 
 /** housekeeping.rollup_state as operators really touch it: resets from other sessions and zones, during runs, and bucket changes. */
 let db: TestDatabase;
@@ -27,8 +27,12 @@ afterEach(() => {
 });
 
 const state = async (name = 'usage_hourly') =>
-  (await sql.query(`SELECT watermark, watermark::text AS watermark_text, changes_seen_until::text AS changes_text FROM housekeeping.rollup_state WHERE name = $1`, [name]))
-    .rows[0] as { watermark: Date; watermark_text: string; changes_text: string | null };
+  (
+    await sql.query(
+      `SELECT watermark, watermark::text AS watermark_text, changes_seen_until::text AS changes_text FROM housekeeping.rollup_state WHERE name = $1`,
+      [name],
+    )
+  ).rows[0] as { watermark: Date; watermark_text: string; changes_text: string | null };
 
 const duplicates = async (target: string) =>
   (await sql.query(`SELECT bucket, tenant, count(*)::int AS n FROM ${target} GROUP BY 1, 2 HAVING count(*) > 1`)).rows;
@@ -38,7 +42,11 @@ const duplicates = async (target: string) =>
  * its first slice; `meanwhile` runs then (an operator's UPDATE), the lock is released and the run
  * finishes. The run is recognised waiting in pg_stat_activity: no sleeps decide the outcome.
  */
-async function runWhileBlocked(event: Parameters<typeof runRollup>[1], meanwhile: () => Promise<void>, options: TestRunOptions = {}): Promise<JobSummary> {
+async function runWhileBlocked(
+  event: Parameters<typeof runRollup>[1],
+  meanwhile: () => Promise<void>,
+  options: TestRunOptions = {},
+): Promise<JobSummary> {
   const locker = await db.connect('locker');
   await locker.query('BEGIN');
   await locker.query('LOCK TABLE app.usage_hourly IN ACCESS EXCLUSIVE MODE');

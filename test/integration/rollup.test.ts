@@ -26,7 +26,8 @@ function prng(seed: number) {
   };
 }
 
-const watermark = async () => (await sql.query(`SELECT watermark FROM housekeeping.rollup_state WHERE name = 'usage_hourly'`)).rows[0]?.watermark as Date;
+const watermark = async () =>
+  (await sql.query(`SELECT watermark FROM housekeeping.rollup_state WHERE name = 'usage_hourly'`)).rows[0]?.watermark as Date;
 
 describe('rollup exactness', () => {
   it.each([1, 2, 3])('property: random inserts, late rows, edits, deletes and runs keep every finished bucket exact (seed %i)', async (seed) => {
@@ -46,19 +47,22 @@ describe('rollup exactness', () => {
       const tenant = tenants[Math.floor(random() * 3)];
       if (op < 0.35) {
         // new or late rows, anywhere in the last 70 hours; updated_at defaults to now()
-        await sql.query(`INSERT INTO app.usage (occurred_at, tenant, units) SELECT now() - make_interval(hours => $1) - i * interval '1 minute', $2, $3 FROM generate_series(1, $4) i`, [
-          hoursAgo,
-          tenant,
-          Math.floor(random() * 50),
-          1 + Math.floor(random() * 5),
-        ]);
+        await sql.query(
+          `INSERT INTO app.usage (occurred_at, tenant, units) SELECT now() - make_interval(hours => $1) - i * interval '1 minute', $2, $3 FROM generate_series(1, $4) i`,
+          [hoursAgo, tenant, Math.floor(random() * 50), 1 + Math.floor(random() * 5)],
+        );
       } else if (op < 0.6) {
         // edits: the value changes and updated_at says so
-        await sql.query(`UPDATE app.usage SET units = units + 3, updated_at = now() WHERE id IN (SELECT id FROM app.usage ORDER BY random() LIMIT 5)`);
+        await sql.query(
+          `UPDATE app.usage SET units = units + 3, updated_at = now() WHERE id IN (SELECT id FROM app.usage ORDER BY random() LIMIT 5)`,
+        );
       } else if (op < 0.75) {
         // deletes inside the lookback window, the only deletes a rollup without tombstones can see (README)
         const wm = await watermark();
-        await sql.query(`DELETE FROM app.usage WHERE id IN (SELECT id FROM app.usage WHERE occurred_at >= $1::timestamptz - interval '2 hours' ORDER BY random() LIMIT 3)`, [wm]);
+        await sql.query(
+          `DELETE FROM app.usage WHERE id IN (SELECT id FROM app.usage WHERE occurred_at >= $1::timestamptz - interval '2 hours' ORDER BY random() LIMIT 3)`,
+          [wm],
+        );
       } else {
         const summary = await runRollup(db.url, { targets: [policy] });
         expect(summary.failed).toEqual([]);
@@ -73,7 +77,7 @@ describe('rollup exactness', () => {
     await sql.query(`INSERT INTO app.usage (occurred_at, tenant, units)
       SELECT date_trunc('hour', now()) - interval '48 hours' + i * interval '10 minutes', 'acme', 1 FROM generate_series(0, 299) i`);
     const first = await runRollup(db.url, { targets: [{ ...usageRollup, sliceBuckets: 10 }] });
-    expect(first.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'caught up', counts: { slices: 5 + 1, bucketsWritten: 48 + 2 } });
+    expect(first.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'done', counts: { slices: 5 + 1, bucketsWritten: 48 + 2 } });
     // 48 hourly buckets in slices of 10: 5 slices, plus the (empty) 2-bucket lookback below the first watermark
     expect((await watermark()).getTime()).toBe(Math.floor(Date.now() / 3_600_000) * 3_600_000);
     expect(first.targets[0]!.counts.sourceRowsRead).toBe(288);
@@ -84,7 +88,9 @@ describe('rollup exactness', () => {
   });
 
   it('catches an edit to an old bucket through the changed-at column, and not without it', async () => {
-    await sql.query(`INSERT INTO app.usage (occurred_at, tenant, units) VALUES (now() - interval '30 hours', 'acme', 5), (now() - interval '2 hours', 'acme', 1)`);
+    await sql.query(
+      `INSERT INTO app.usage (occurred_at, tenant, units) VALUES (now() - interval '30 hours', 'acme', 5), (now() - interval '2 hours', 'acme', 1)`,
+    );
     await sql.query(`CREATE TABLE app.usage_hourly_b (LIKE app.usage_hourly INCLUDING ALL)`);
     const both = { targets: [usageRollup, { ...usageRollup, name: 'no_changed_at', changedAtColumn: undefined, target: 'app.usage_hourly_b' }] };
     await runRollup(db.url, both);
@@ -96,7 +102,9 @@ describe('rollup exactness', () => {
   });
 
   it('recomputes, never adds: running the same windows again changes nothing, and vanished groups vanish', async () => {
-    await sql.query(`INSERT INTO app.usage (occurred_at, tenant, units) VALUES (now() - interval '3 hours', 'acme', 2), (now() - interval '3 hours', 'globex', 4)`);
+    await sql.query(
+      `INSERT INTO app.usage (occurred_at, tenant, units) VALUES (now() - interval '3 hours', 'acme', 2), (now() - interval '3 hours', 'globex', 4)`,
+    );
     await runRollup(db.url, { targets: [{ ...usageRollup, lookbackBuckets: 5 }] });
     const before = await sql.query(`SELECT * FROM app.usage_hourly ORDER BY bucket, tenant`);
     await runRollup(db.url, { targets: [{ ...usageRollup, lookbackBuckets: 5 }] });
@@ -155,7 +163,9 @@ describe('rollup modes and edges', () => {
   });
 
   it('two concurrent runs: one works, one is skipped, and the result is exact; an explicit lock key serializes with other entry points', async () => {
-    await sql.query(`INSERT INTO app.usage (occurred_at, tenant, units) SELECT now() - i * interval '3 minutes', 'acme', 1 FROM generate_series(1, 2000) i`);
+    await sql.query(
+      `INSERT INTO app.usage (occurred_at, tenant, units) SELECT now() - i * interval '3 minutes', 'acme', 1 FROM generate_series(1, 2000) i`,
+    );
     const slow = { ...usageRollup, sliceBuckets: 1, pauseMs: 30 };
     const [a, b] = await Promise.all([runRollup(db.url, { targets: [slow] }), runRollup(db.url, { targets: [slow] })]);
     expect([a.targets[0]!.state, b.targets[0]!.state].sort()).toEqual(['skipped', 'succeeded']);
@@ -183,9 +193,18 @@ describe('rollup modes and edges', () => {
 
 describe('rollup refuses bad input before writing', () => {
   it.each([
-    [{ spec: { groupBy: ['region'], measures: [{ name: 'events', fn: 'count' }] } }, /spec\.groupBy\[0\]: column region does not exist in app\.usage/],
-    [{ spec: { groupBy: ['tenant'], measures: [{ name: 'total', fn: 'count' }] } }, /spec\.measures\[0\]\.name: column total does not exist in app\.usage_hourly/],
-    [{ spec: { groupBy: ['tenant'], measures: [{ name: 'events', fn: 'sum', column: 'tenant' }] } }, /spec\.measures\[0\]: sum\(tenant\) needs a numeric column, but app\.usage\.tenant is text/],
+    [
+      { spec: { groupBy: ['region'], measures: [{ name: 'events', fn: 'count' }] } },
+      /spec\.groupBy\[0\]: column region does not exist in app\.usage/,
+    ],
+    [
+      { spec: { groupBy: ['tenant'], measures: [{ name: 'total', fn: 'count' }] } },
+      /spec\.measures\[0\]\.name: column total does not exist in app\.usage_hourly/,
+    ],
+    [
+      { spec: { groupBy: ['tenant'], measures: [{ name: 'events', fn: 'sum', column: 'tenant' }] } },
+      /spec\.measures\[0\]: sum\(tenant\) needs a numeric column, but app\.usage\.tenant is text/,
+    ],
     [{ target: 'app.missing' }, /target table app\.missing does not exist/],
     [{ timeColumn: 'tenant' }, /timeColumn: app\.usage\.tenant is text; expected timestamptz or timestamp/],
     [{ spec: undefined, function: 'app.nope' }, /function: app\.nope\(window_start timestamptz, window_end timestamptz\) does not exist/],
@@ -203,7 +222,10 @@ describe('rollup refuses bad input before writing', () => {
     [{ spec: { measures: [{ name: 'units', fn: 'sum' }] } }, /targets\[0\]\.spec\.measures\[0\]\.column: is required for sum/],
     [{ source: 'app.usage; drop table app.usage' }, /targets\[0\]\.source: .* must be "table" or "schema\.table"/],
     [{ source: 'usage; drop table x' }, /targets\[0\]\.source: .* is not a plain identifier/],
-    [{ spec: { groupBy: ['tenant"; --'], measures: [{ name: 'events', fn: 'count' }] } }, /targets\[0\]\.spec\.groupBy\[0\]: .* is not a plain identifier/],
+    [
+      { spec: { groupBy: ['tenant"; --'], measures: [{ name: 'events', fn: 'count' }] } },
+      /targets\[0\]\.spec\.groupBy\[0\]: .* is not a plain identifier/,
+    ],
     [{ function: 'app.refresh' }, /set exactly one of spec .* or function/],
     [{ sliceBuckets: 0 }, /targets\[0\]\.sliceBuckets: Too small/],
   ])('refuses %j', async (change, message) => {

@@ -88,7 +88,9 @@ describe.each(ZONES)('process zone $zone', ({ zone, offsetMinutes }) => {
       SELECT date_trunc('hour', now() AT TIME ZONE 'UTC') - i * interval '1 hour' + interval '10 minutes', 'acme', i FROM generate_series(1, 30) AS i`);
     const summary = await runRollup(db.url, { targets: [readingsRollup] });
     expect(summary.targets[0]).toMatchObject({ state: 'succeeded' });
-    const { rows } = await sql.query(`SELECT count(*)::int AS buckets, sum(units)::int AS units, sum(events)::int AS events FROM app.readings_hourly`);
+    const { rows } = await sql.query(
+      `SELECT count(*)::int AS buckets, sum(units)::int AS units, sum(events)::int AS events FROM app.readings_hourly`,
+    );
     expect(rows[0]).toEqual({ buckets: 30, units: 465, events: 30 });
     expect(await readingsMismatches()).toEqual([]);
     const state = await sql.query(`SELECT (watermark = date_trunc('hour', now())) AS at_hour FROM housekeeping.rollup_state`);
@@ -120,10 +122,10 @@ describe.each(ZONES)('process zone $zone', ({ zone, offsetMinutes }) => {
       expect(read.rows[0].inf).toBe(Number.POSITIVE_INFINITY);
 
       const midnight = new Date(Date.UTC(2026, 10, 19));
-      const bound = await session.query(`SELECT $1::timestamp::text AS ts, $1::date::text AS d, $1::timestamptz = '2026-11-19 00:00:00+00' AS same, $2::timestamp[]::text AS tsa`, [
-        midnight,
-        [midnight],
-      ]);
+      const bound = await session.query(
+        `SELECT $1::timestamp::text AS ts, $1::date::text AS d, $1::timestamptz = '2026-11-19 00:00:00+00' AS same, $2::timestamp[]::text AS tsa`,
+        [midnight, [midnight]],
+      );
       expect(bound.rows[0]).toEqual({ ts: '2026-11-19 00:00:00', d: '2026-11-19', same: true, tsa: '{"2026-11-19 00:00:00"}' });
       const viaConfig = await session.query({ text: `SELECT $1::timestamp::text AS ts`, values: [midnight] });
       expect(viaConfig.rows[0].ts).toBe('2026-11-19 00:00:00');

@@ -1,13 +1,16 @@
-import { DateTime } from 'luxon';
+import type { DateTime } from 'luxon';
 import type pg from 'pg';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { migrate } from '../../shared/migrate';
+import { JOBS } from '../../functions/registry';
+import { ledgerMigrations, migrate } from '../../shared/migrate';
 import { runArchive } from '../support/archive';
 import { partitionsOf, relationsIn } from '../support/catalog';
 import { createTestDatabase, databaseToday, type TestDatabase } from '../support/db';
 import { rowDigests, tableFingerprints } from '../support/fingerprint';
 import { runPartition } from '../support/jobs';
 import { capturedLogger, runRollup, USAGE_DDL, usageRollup } from '../support/rollup';
+
+const MIGRATIONS = ledgerMigrations(JOBS);
 
 /** housekeeping.settings: which rows reach which target, which keys can never be overridden, and rows that reach nothing. */
 let db: TestDatabase;
@@ -39,7 +42,7 @@ beforeEach(async () => {
       );
     }
   }
-  await migrate(sql);
+  await migrate(sql, MIGRATIONS);
 });
 
 afterEach(() => {
@@ -82,7 +85,10 @@ describe('implicit targets take only their own settings', () => {
     const policies = await sql.query(
       `SELECT DISTINCT ON (target) target, policy FROM housekeeping.job_runs WHERE state = 'started' AND job = 'partition' ORDER BY target, recorded_at DESC`,
     );
-    expect(policies.rows.find((r) => r.target === 'housekeeping.job_runs')!.policy).toMatchObject({ premake: 4, retention: { keep: 13, mode: 'drop' } });
+    expect(policies.rows.find((r) => r.target === 'housekeeping.job_runs')!.policy).toMatchObject({
+      premake: 4,
+      retention: { keep: 13, mode: 'drop' },
+    });
   });
 });
 

@@ -25,7 +25,11 @@ async function columnsOf(client: pg.ClientBase, table: string): Promise<Column[]
     if (is_array) return { name, pg: `${q}::text[]`, duck: `CAST(${q} AS VARCHAR[])` };
     switch (base) {
       case 'timestamp with time zone':
-        return { name, pg: `to_char(${q} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')`, duck: `strftime(${q}::TIMESTAMP, '%Y-%m-%d %H:%M:%S.%f')` };
+        return {
+          name,
+          pg: `to_char(${q} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')`,
+          duck: `strftime(${q}::TIMESTAMP, '%Y-%m-%d %H:%M:%S.%f')`,
+        };
       case 'timestamp without time zone':
         return { name, pg: `to_char(${q}, 'YYYY-MM-DD HH24:MI:SS.US')`, duck: `strftime(${q}, '%Y-%m-%d %H:%M:%S.%f')` };
       case 'bytea':
@@ -46,7 +50,11 @@ export async function postgresRows(client: pg.ClientBase, table: string, columns
 }
 
 /** Rows of every published object of `folder` (…/table=schema.table), read by DuckDB with Hive partitioning, with the file each came from. */
-export async function objectRows(s3: TestS3, folder: string, columns: Column[]): Promise<Array<{ text: string; file: string; dt: string; key: string }>> {
+export async function objectRows(
+  s3: TestS3,
+  folder: string,
+  columns: Column[],
+): Promise<Array<{ text: string; file: string; dt: string; key: string }>> {
   const keys = await s3.keys(`${folder}/`);
   if (keys.length === 0) return [];
   const dir = await s3.download(`${folder}/`);
@@ -75,7 +83,10 @@ export async function captureS3Invariant(client: pg.ClientBase, s3: TestS3, targ
     const archived = await objectRows(s3, target.folder, columns);
     const published = archived.map((r) => r.text);
     const leftSet = new Set(left);
-    expect(published.filter((r) => leftSet.has(r)), 'a row is both in the source and in a published object').toEqual([]);
+    expect(
+      published.filter((r) => leftSet.has(r)),
+      'a row is both in the source and in a published object',
+    ).toEqual([]);
     expect(new Set(published).size, 'a row is in two published objects').toBe(published.length);
     expect(new Set(archived.map((r) => r.key)).size, 'a key is in two published objects').toBe(archived.length);
     return { left, archived, published };
@@ -90,7 +101,11 @@ export async function captureS3Invariant(client: pg.ClientBase, s3: TestS3, targ
       const { rows: committed } = await client.query<{ pending_key: string; object_key: string }>(
         `SELECT pending_key, object_key FROM housekeeping.archive_objects WHERE state = 'committed' ORDER BY id`,
       );
-      const pending = await rowsOfObjects(s3, committed.filter((c) => !finals.has(c.object_key)).map((c) => c.pending_key), columns);
+      const pending = await rowsOfObjects(
+        s3,
+        committed.filter((c) => !finals.has(c.object_key)).map((c) => c.pending_key),
+        columns,
+      );
       const union = [...left, ...published, ...pending].sort();
       expect(union.length, 'rows lost or doubled between source, published and committed pending objects').toBe(before.length);
       expect(union, 'source ∪ published ∪ committed-pending is not the rows before').toEqual(before);
@@ -110,7 +125,7 @@ export async function captureS3Invariant(client: pg.ClientBase, s3: TestS3, targ
 }
 
 /** Rows of the given objects (any keys, pending copies included), read by DuckDB. */
-export async function rowsOfObjects(s3: TestS3, keys: string[], columns: Array<{ name: string; duck: string }>): Promise<string[]> {
+async function rowsOfObjects(s3: TestS3, keys: string[], columns: Array<{ name: string; duck: string }>): Promise<string[]> {
   if (keys.length === 0) return [];
   const dir = await s3.downloadKeys(keys);
   const files = keys.map((k) => `'${dir}/${k}'`).join(', ');

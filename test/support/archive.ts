@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import { expect } from 'vitest';
 import type { ArchiveEventInput } from '../../functions/archive/policy';
-import type { JobSummary } from '../../shared/run-job';
 import { runLocally } from '../../scripts/run-local';
+import type { JobSummary } from '../../shared/run-job';
 import { digestsSplitBy, relationTree, rowDigests, tableFingerprints, unionDigests } from './fingerprint';
 import { quietLogger, type TestRunOptions } from './jobs';
 
@@ -73,8 +73,14 @@ export async function captureArchiveInvariant(client: pg.ClientBase, target: Arc
         const left = await rowDigests(client, source);
         const kept = new Set(split.other);
         const removable = new Set(split.matching);
-        expect(split.other.filter((d) => !left.includes(d)), 'a purge removed or changed a row that was not expired').toEqual([]);
-        expect(left.filter((d) => !kept.has(d) && !removable.has(d)), 'a row left behind was changed').toEqual([]);
+        expect(
+          split.other.filter((d) => !left.includes(d)),
+          'a purge removed or changed a row that was not expired',
+        ).toEqual([]);
+        expect(
+          left.filter((d) => !kept.has(d) && !removable.has(d)),
+          'a row left behind was changed',
+        ).toEqual([]);
         if (summary.stopReason === 'done') expect(left).toEqual(split.other);
       }
     },
@@ -94,7 +100,14 @@ export async function runArchiveChecked(
   const everyTarget = event.targets.flatMap((t) => [t.source, ...(tableOf(t) ? [tableOf(t)!] : [])]);
   for (const target of event.targets) {
     const others = everyTarget.filter((name) => name !== target.source && name !== tableOf(target));
-    guards.push(await captureArchiveInvariant(client, { source: target.source, destination: tableOf(target), ...options, allowedToChange: [...(options.allowedToChange ?? []), ...others] }));
+    guards.push(
+      await captureArchiveInvariant(client, {
+        source: target.source,
+        destination: tableOf(target),
+        ...options,
+        allowedToChange: [...(options.allowedToChange ?? []), ...others],
+      }),
+    );
   }
   const summary = await runArchive(url, event, options);
   for (const [index, guard] of guards.entries()) await guard.verify(summary.dryRun ? undefined : summary.targets[index]);

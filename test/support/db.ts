@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { DateTime } from 'luxon';
 import pg from 'pg';
 import { afterAll, inject } from 'vitest';
+import { databaseNow } from '../../shared/postgres';
 
 export interface TestDatabase {
   url: string;
@@ -42,6 +43,5 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 
 /** The start of the database's current UTC day: tests place partitions relative to the database clock. */
 export async function databaseToday(client: pg.ClientBase): Promise<DateTime> {
-  const { rows } = await client.query<{ now: Date }>('SELECT now() AS now');
-  return DateTime.fromJSDate(rows[0]!.now, { zone: 'UTC' }).startOf('day');
+  return DateTime.fromJSDate(await databaseNow(client), { zone: 'UTC' }).startOf('day');
 }

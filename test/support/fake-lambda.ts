@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 
-export interface FakeInvocation {
+interface FakeInvocation {
   functionName: string;
   invocationType: string;
   payload: any;

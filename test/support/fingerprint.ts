@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { queryOne } from '../../shared/postgres';
 
 /**
  * Whole-row evidence for safety invariants. A row's digest is md5 of its jsonb form: independent
@@ -19,12 +20,6 @@ export async function unionDigests(client: pg.ClientBase, tables: string[]): Pro
   return all.sort();
 }
 
-/** Row digests keyed by a key column, for messages that name the row that changed. */
-export async function digestsByKey(client: pg.ClientBase, table: string, key = 'id'): Promise<Map<string, string>> {
-  const { rows } = await client.query<{ k: string; d: string }>(`SELECT (t.${key})::text AS k, ${ROW_DIGEST} AS d FROM ${table} AS t`);
-  return new Map(rows.map((r) => [r.k, r.d]));
-}
-
 /**
  * One digest per ordinary table (leaf partitions included) outside `housekeeping` and the system
  * schemas: compare before and after a run to prove that no table outside its policy changed,
@@ -42,17 +37,20 @@ export async function tableFingerprints(client: pg.ClientBase, exclude: string[]
   const out: Record<string, string> = {};
   for (const table of tables) {
     if (skipped(table.name)) continue;
-    const { rows } = await client.query<{ n: string; d: string | null }>(
+    const { n, d } = await queryOne<{ n: string; d: string | null }>(
+      client,
       `SELECT count(*)::text AS n, md5(string_agg(${ROW_DIGEST}, ',' ORDER BY ${ROW_DIGEST})) AS d FROM ${table.quoted} AS t`,
     );
-    out[table.name] = `${rows[0]!.n}:${rows[0]!.d ?? ''}`;
+    out[table.name] = `${n}:${d ?? ''}`;
   }
   return out;
 }
 
 /** Digests of `table`'s rows split by a SQL predicate over alias `t`: which rows a purge may retire, which it must keep. */
 export async function digestsSplitBy(client: pg.ClientBase, table: string, predicate: string): Promise<{ matching: string[]; other: string[] }> {
-  const { rows } = await client.query<{ d: string; m: boolean }>(`SELECT ${ROW_DIGEST} AS d, coalesce(${predicate}, false) AS m FROM ${table} AS t ORDER BY 1`);
+  const { rows } = await client.query<{ d: string; m: boolean }>(
+    `SELECT ${ROW_DIGEST} AS d, coalesce(${predicate}, false) AS m FROM ${table} AS t ORDER BY 1`,
+  );
   return { matching: rows.filter((r) => r.m).map((r) => r.d), other: rows.filter((r) => !r.m).map((r) => r.d) };
 }
 

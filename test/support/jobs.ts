@@ -1,8 +1,8 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { PartitionEventInput } from '../../functions/partition/policy';
+import { runLocally } from '../../scripts/run-local';
 import type { JobSummary } from '../../shared/run-job';
 import type { TimeBudget } from '../../shared/time-budget';
-import { runLocally } from '../../scripts/run-local';
 
 export const quietLogger = () => new Logger({ serviceName: 'pg-housekeeper-test', logLevel: 'SILENT' });
 

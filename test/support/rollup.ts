@@ -2,13 +2,11 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import type pg from 'pg';
 import { vi } from 'vitest';
 import { createRollupJob, type ReadNow } from '../../functions/rollup/job';
-import { rollupEventSchema, type RollupEventInput } from '../../functions/rollup/policy';
-import { parseConfig } from '../../shared/config';
-import { openSession, relationExists } from '../../shared/db';
-import { databaseNow } from '../../shared/postgres';
-import { runJob, type JobSummary } from '../../shared/run-job';
-import { TimeBudget } from '../../shared/time-budget';
+import type { RollupEventInput } from '../../functions/rollup/policy';
 import { runLocally } from '../../scripts/run-local';
+import { relationExists } from '../../shared/db';
+import { databaseNow } from '../../shared/postgres';
+import type { JobSummary } from '../../shared/run-job';
 import { quietLogger, type TestRunOptions } from './jobs';
 
 export function runRollup(url: string, event: RollupEventInput, options: TestRunOptions = {}): Promise<JobSummary> {
@@ -22,14 +20,10 @@ export function runRollup(url: string, event: RollupEventInput, options: TestRun
  */
 export function runRollupLater(url: string, event: RollupEventInput, shiftMs: number, options: TestRunOptions = {}): Promise<JobSummary> {
   const readNow: ReadNow = async (client) => new Date((await databaseNow(client)).getTime() + shiftMs);
-  const config = parseConfig(rollupEventSchema, event, 'event');
-  return runJob(createRollupJob({ readNow }), {
-    targets: event.targets,
-    options: config,
-    dryRun: config.dryRun,
-    connect: () => openSession({ kind: 'url', url }, { job: 'rollup', lockTimeoutMs: config.lockTimeoutMs, statementTimeoutMs: config.statementTimeoutMs }),
+  return runLocally('rollup', event, url, {
     logger: options.logger ?? quietLogger(),
-    budget: options.budget ?? TimeBudget.unlimited(),
+    budget: options.budget,
+    definition: createRollupJob({ readNow }),
   });
 }
 
@@ -37,7 +31,10 @@ export function runRollupLater(url: string, event: RollupEventInput, shiftMs: nu
 export function capturedLogger(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
   const output: string[] = [];
   for (const stream of [process.stdout, process.stderr]) {
-    vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => (output.push(String(chunk)), true));
+    vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      output.push(String(chunk));
+      return true;
+    });
   }
   const logger = new Logger({ serviceName: 'test', logLevel: 'INFO' });
   const lines = () =>

@@ -37,7 +37,12 @@ export async function startTestS3(bucket = 'hk-archive'): Promise<TestS3> {
     AWS_REGION: 'us-east-1',
   };
   Object.assign(process.env, env);
-  const client = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  const client = new S3Client({
+    endpoint,
+    forcePathStyle: true,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+  });
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
   const downloads: string[] = [];
   afterAll(async () => {
@@ -57,15 +62,15 @@ export async function startTestS3(bucket = 'hk-archive'): Promise<TestS3> {
     return out.sort();
   };
   const downloadKeys = async (found: string[]) => {
-      const dir = mkdtempSync(join(tmpdir(), 'hk-s3-read-'));
-      downloads.push(dir);
-      for (const key of found) {
-        const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-        const path = join(dir, key);
-        mkdirSync(dirname(path), { recursive: true });
-        writeFileSync(path, await object.Body!.transformToByteArray());
-      }
-      return dir;
+    const dir = mkdtempSync(join(tmpdir(), 'hk-s3-read-'));
+    downloads.push(dir);
+    for (const key of found) {
+      const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const path = join(dir, key);
+      mkdirSync(dirname(path), { recursive: true });
+      writeFileSync(path, await object.Body!.transformToByteArray());
+    }
+    return dir;
   };
   return { endpoint, bucket, client, env, keys, downloadKeys, download: async (prefix) => downloadKeys(await keys(prefix)) };
 }

@@ -16,7 +16,11 @@ export interface TestCa {
 }
 
 function rsaKey(): { privateKey: forge.pki.rsa.PrivateKey; publicKey: forge.pki.rsa.PublicKey; pem: string } {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+  const { privateKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
   const key = forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey;
   return { privateKey: key, publicKey: forge.pki.setRsaPublicKey(key.n, key.e), pem: privateKey };
 }
@@ -93,12 +97,18 @@ export async function startTlsPostgres(server: { certPem: string; keyPem: string
     persistent: false,
     createPostgresUser: true,
     postgresFlags: [
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', 'fsync=off',
-      '-c', 'ssl=on',
-      '-c', `ssl_cert_file=${file('server.crt')}`,
-      '-c', `ssl_key_file=${file('server.key')}`,
-      '-c', `hba_file=${file('pg_hba_tls.conf')}`,
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'fsync=off',
+      '-c',
+      'ssl=on',
+      '-c',
+      `ssl_cert_file=${file('server.crt')}`,
+      '-c',
+      `ssl_key_file=${file('server.key')}`,
+      '-c',
+      `hba_file=${file('pg_hba_tls.conf')}`,
     ],
     onLog: () => {},
     onError: () => {},
@@ -111,7 +121,11 @@ export async function startTlsPostgres(server: { certPem: string; keyPem: string
   };
   write('server.crt', server.certPem, 0o644);
   write('server.key', server.keyPem, 0o600);
-  write('pg_hba_tls.conf', ['local all all trust', 'hostssl all all 127.0.0.1/32 scram-sha-256', 'hostnossl all all 0.0.0.0/0 reject', ''].join('\n'), 0o644);
+  write(
+    'pg_hba_tls.conf',
+    ['local all all trust', 'hostssl all all 127.0.0.1/32 scram-sha-256', 'hostnossl all all 0.0.0.0/0 reject', ''].join('\n'),
+    0o644,
+  );
   await pg.start();
   return {
     port,

@@ -1,6 +1,6 @@
 import { IANAZone } from 'luxon';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { archiveCutoff, cutoffLiteral } from '../../functions/archive/cutoff';
+import { archiveCutoff, cutoffLiteral } from '../../functions/archive/plan';
 
 /**
  * Every zone the runtime knows, with "now" swept across each DST (or other offset) transition of
@@ -93,7 +93,8 @@ function problem(zone: OffsetTable, now: number, retention: string, amount: numb
   if (instant >= now) return 'not before now';
   const w = cutoff.wallClock.toMillis();
   if (literals) {
-    if (cutoffLiteral(cutoff, 'timestamp') !== new Date(w).toISOString().slice(0, 23).replace('T', ' ')) return 'timestamp literal is not the wall clock';
+    if (cutoffLiteral(cutoff, 'timestamp') !== new Date(w).toISOString().slice(0, 23).replace('T', ' '))
+      return 'timestamp literal is not the wall clock';
     if (cutoffLiteral(cutoff, 'date') !== new Date(w).toISOString().slice(0, 10)) return 'date literal is not the wall date';
     const literal = cutoffLiteral(cutoff, 'timestamptz');
     if (Date.parse(literal.replace(' ', 'T')) !== instant) return `timestamptz literal ${literal} is not the instant`;
@@ -102,7 +103,8 @@ function problem(zone: OffsetTable, now: number, retention: string, amount: numb
     if (now - instant !== amount * HOUR) return 'hours are not elapsed time';
     return w === wall(zone, instant) ? undefined : 'wall clock is not the instant read in the zone';
   }
-  if (w !== calendarMinus(wall(zone, now), amount, unit)) return `wall clock ${new Date(w).toISOString()} is not now minus ${retention} on the calendar`;
+  if (w !== calendarMinus(wall(zone, now), amount, unit))
+    return `wall clock ${new Date(w).toISOString()} is not now minus ${retention} on the calendar`;
   if (wall(zone, instant) === w) {
     // The same wall time; when it happens twice (clocks set back), the earlier of the two.
     for (const other of [offsetAt(zone, instant - DAY), offsetAt(zone, instant - 3 * HOUR), offsetAt(zone, instant + DAY)]) {
@@ -112,7 +114,8 @@ function problem(zone: OffsetTable, now: number, retention: string, amount: numb
     return undefined;
   }
   // The wall time was skipped (clocks set forward): the first instant after the gap.
-  if (!(wall(zone, instant) > w && wall(zone, instant - 1) < w)) return `instant ${new Date(instant).toISOString()} is neither the wall time nor the first instant after a gap`;
+  if (!(wall(zone, instant) > w && wall(zone, instant - 1) < w))
+    return `instant ${new Date(instant).toISOString()} is neither the wall time nor the first instant after a gap`;
   return undefined;
 }
 
@@ -169,7 +172,14 @@ describe('archive cutoff in every time zone, across every transition', () => {
       }
       // Month ends (the day clamps: March 31 minus a month is the last day of February), a leap
       // day, and an ordinary day, at noon UTC.
-      const days = full ? [[2026, 2, 31], [2028, 2, 31], [2026, 4, 31], [2028, 1, 29]] : [[2026, 2, 31]];
+      const days = full
+        ? [
+            [2026, 2, 31],
+            [2028, 2, 31],
+            [2026, 4, 31],
+            [2028, 1, 29],
+          ]
+        : [[2026, 2, 31]];
       for (const [y, m, d] of days as Array<[number, number, number]>) for (const r of retentions) check(table, Date.UTC(y, m, d, 12), r);
     }
     expect(failures).toEqual([]);

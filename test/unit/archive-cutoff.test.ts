@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { archiveCutoff, cutoffLiteral } from '../../functions/archive/cutoff';
+import { archiveCutoff, cutoffLiteral } from '../../functions/archive/plan';
 
 const cutoff = (now: string, retention: string, zone = 'UTC') => archiveCutoff(new Date(now), retention, zone);
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { exactCopyProblem } from '../../functions/archive/tables';
+import { exactCopyProblem } from '../../functions/archive/catalog';
 
 /** atttypmod as Postgres stores it: VARHDRSZ (4) plus the modifier. */
 const numeric = (precision: number, scale: number) => ((precision << 16) | (scale & 0x7ff)) + 4;

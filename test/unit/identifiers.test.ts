@@ -20,7 +20,9 @@ describe('parseQualifiedName', () => {
     ['événements', 'not a plain identifier'],
   ])('rejects %j naming the field', (input, message) => {
     expect(() => parseQualifiedName(input, 'targets[0].table')).toThrowError(ConfigError);
-    expect(() => parseQualifiedName(input, 'targets[0].table')).toThrowError(new RegExp(`^targets\\[0\\]\\.table: .*${message.replace(/[.*"()[\]]/g, '\\$&')}`));
+    expect(() => parseQualifiedName(input, 'targets[0].table')).toThrowError(
+      new RegExp(`^targets\\[0\\]\\.table: .*${message.replace(/[.*"()[\]]/g, '\\$&')}`),
+    );
   });
 
   it('rejects names Postgres would truncate (over 63 bytes)', () => {

@@ -2,7 +2,7 @@ import { DateTime } from 'luxon';
 import { describe, expect, it, vi } from 'vitest';
 import type { ExistingPartition, PartitionCatalog, PartitionKeyType } from '../../functions/partition/catalog';
 import { partitionsAhead, planPartitions } from '../../functions/partition/plan';
-import { partitionTargetSchema, type PartitionTargetInput } from '../../functions/partition/policy';
+import { type PartitionTargetInput, partitionTargetSchema } from '../../functions/partition/policy';
 import { addUnits, ZoneCalendar } from '../../shared/calendar';
 import { CatalogError, ConfigError } from '../../shared/errors';
 
@@ -40,7 +40,8 @@ function catalog(
 const policy = (input: Omit<PartitionTargetInput, 'table'>) => partitionTargetSchema.parse({ table: 'events', ...input });
 const names = (plan: ReturnType<typeof planPartitions>) => plan.create.map((p) => p.name.name);
 /** partitionsAhead as a run that created everything it planned would report it. */
-const ahead = (existing: PartitionCatalog, plan: ReturnType<typeof planPartitions>) => partitionsAhead(plan, [...existing.partitions, ...plan.create]);
+const ahead = (existing: PartitionCatalog, plan: ReturnType<typeof planPartitions>) =>
+  partitionsAhead(plan, [...existing.partitions, ...plan.create]);
 const at = (iso: string) => new Date(iso);
 
 describe('planPartitions: every interval and its naming', () => {
@@ -58,7 +59,11 @@ describe('planPartitions: every interval and its naming', () => {
   });
 
   it('hour: half-hour zones get half-hour boundaries and still unique names', () => {
-    const plan = planPartitions(catalog('timestamptz'), policy({ interval: 'hour', premake: 1, timeZone: 'Asia/Kolkata' }), at('2026-11-23T10:45:00Z'));
+    const plan = planPartitions(
+      catalog('timestamptz'),
+      policy({ interval: 'hour', premake: 1, timeZone: 'Asia/Kolkata' }),
+      at('2026-11-23T10:45:00Z'),
+    );
     expect(plan.create.map((p) => [p.name.name, p.fromLiteral])).toEqual([
       ['events_p2026_11_23_1030', '2026-11-23 16:00:00+05:30'],
       ['events_p2026_11_23_1130', '2026-11-23 17:00:00+05:30'],
@@ -102,10 +107,18 @@ describe('planPartitions: every interval and its naming', () => {
 
 describe('planPartitions: daylight saving time', () => {
   it('a Berlin fall-back day is 25 hours and the spring-forward day 23 hours', () => {
-    const fall = planPartitions(catalog('timestamptz'), policy({ interval: 'day', premake: 1, timeZone: 'Europe/Berlin' }), at('2026-10-25T08:00:00Z'));
+    const fall = planPartitions(
+      catalog('timestamptz'),
+      policy({ interval: 'day', premake: 1, timeZone: 'Europe/Berlin' }),
+      at('2026-10-25T08:00:00Z'),
+    );
     expect(fall.create[0]).toMatchObject({ fromLiteral: '2026-10-25 00:00:00+02:00', toLiteral: '2026-10-26 00:00:00+01:00' });
     expect(fall.create[0]!.to - fall.create[0]!.from).toBe(25 * 3600_000);
-    const spring = planPartitions(catalog('timestamptz'), policy({ interval: 'day', premake: 1, timeZone: 'Europe/Berlin' }), at('2027-03-28T08:00:00Z'));
+    const spring = planPartitions(
+      catalog('timestamptz'),
+      policy({ interval: 'day', premake: 1, timeZone: 'Europe/Berlin' }),
+      at('2027-03-28T08:00:00Z'),
+    );
     expect(spring.create[0]!.to - spring.create[0]!.from).toBe(23 * 3600_000);
   });
 
@@ -173,7 +186,9 @@ describe('planPartitions: existing partitions, gaps and adoption', () => {
     const now = at('2026-11-23T10:00:00Z');
     const first = planPartitions(catalog('timestamptz'), policy({ interval: 'day', premake: 3 }), now);
     const applied = catalog('timestamptz');
-    applied.partitions = first.create.map((p, i) => ({ name: p.name, oid: i, from: p.from, to: p.to, detachPending: false })).sort((a, b) => a.from - b.from);
+    applied.partitions = first.create
+      .map((p, i) => ({ name: p.name, oid: i, from: p.from, to: p.to, detachPending: false }))
+      .sort((a, b) => a.from - b.from);
     const second = planPartitions(applied, policy({ interval: 'day', premake: 3 }), now);
     expect(second.create).toEqual([]);
     expect(partitionsAhead(second, applied.partitions)).toBe(3);
@@ -207,9 +222,18 @@ describe('planPartitions: retention', () => {
   });
 
   it('a duration cutoff is now minus the duration; detach mode detaches concurrently without a DEFAULT', () => {
-    const plan = planPartitions(days, policy({ interval: 'day', premake: 1, retention: { duration: '5 days', mode: 'detach' } }), at('2026-11-23T10:00:00Z'));
+    const plan = planPartitions(
+      days,
+      policy({ interval: 'day', premake: 1, retention: { duration: '5 days', mode: 'detach' } }),
+      at('2026-11-23T10:00:00Z'),
+    );
     // cutoff 11-18 10:00: the 11-17 partition ends 11-18 00:00 (retired), 11-18 ends 11-19 (kept)
-    expect(plan.retire.map((r) => r.partition.name)).toEqual(['events_p2026_11_14', 'events_p2026_11_15', 'events_p2026_11_16', 'events_p2026_11_17']);
+    expect(plan.retire.map((r) => r.partition.name)).toEqual([
+      'events_p2026_11_14',
+      'events_p2026_11_15',
+      'events_p2026_11_16',
+      'events_p2026_11_17',
+    ]);
     expect(plan.retire.every((r) => r.mode === 'detach' && r.concurrently)).toBe(true);
   });
 
@@ -267,7 +291,9 @@ describe('planPartitions: clock changes that do not move whole hours', () => {
   it('a calendar step that does not move forward fails loudly instead of shortening the plan', () => {
     const spy = vi.spyOn(ZoneCalendar.prototype, 'next').mockImplementation((ms: number) => ms);
     try {
-      expect(() => planPartitions(catalog('timestamptz'), policy({ interval: 'hour', premake: 2, timeZone: 'Australia/Lord_Howe' }), at('2026-04-04T11:10:00Z'))).toThrowError(
+      expect(() =>
+        planPartitions(catalog('timestamptz'), policy({ interval: 'hour', premake: 2, timeZone: 'Australia/Lord_Howe' }), at('2026-04-04T11:10:00Z')),
+      ).toThrowError(
         'planning public.events (interval hour, zone Australia/Lord_Howe): the hour boundary after 2026-04-04 22:00:00+11:00 is not later than it',
       );
     } finally {
@@ -285,9 +311,9 @@ describe('planPartitions: clock changes that do not move whole hours', () => {
     try {
       // Everything is covered already, so only the bound can end the loop.
       const covered = catalog('timestamptz', [['events_all', null, null]]);
-      expect(() => planPartitions(covered, policy({ interval: 'day', premake: 2, timeZone: 'Europe/Berlin' }), at('2026-11-23T10:00:00Z'))).toThrowError(
-        /planning public\.events \(interval day, zone Europe\/Berlin\): no day boundary reached .* within \d+ steps/,
-      );
+      expect(() =>
+        planPartitions(covered, policy({ interval: 'day', premake: 2, timeZone: 'Europe/Berlin' }), at('2026-11-23T10:00:00Z')),
+      ).toThrowError(/planning public\.events \(interval day, zone Europe\/Berlin\): no day boundary reached .* within \d+ steps/);
     } finally {
       spy.mockRestore();
     }
@@ -394,7 +420,10 @@ describe('planPartitions: existing partitions that do not match the policy', () 
     ]);
     const weekly = catalog('date', [['events_week', '2026-11-19', '2026-11-26']]);
     const days = planPartitions(weekly, policy({ interval: 'day', premake: 4 }), at('2026-11-23T10:00:00Z'));
-    expect(days.create.map((p) => [p.name.name, p.fromLiteral])).toEqual([['events_p2026_11_26', '2026-11-26'], ['events_p2026_11_27', '2026-11-27']]);
+    expect(days.create.map((p) => [p.name.name, p.fromLiteral])).toEqual([
+      ['events_p2026_11_26', '2026-11-26'],
+      ['events_p2026_11_27', '2026-11-27'],
+    ]);
     expect(partitionsAhead(days, [...weekly.partitions, ...days.create])).toBe(4);
   });
 });

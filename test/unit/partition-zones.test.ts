@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { PartitionCatalog } from '../../functions/partition/catalog';
-import { planPartitions, type PartitionPlan } from '../../functions/partition/plan';
+import { type PartitionPlan, planPartitions } from '../../functions/partition/plan';
 import { PARTITION_INTERVALS, type PartitionInterval, type PartitionTargetPolicy } from '../../functions/partition/policy';
 
 /**
@@ -18,7 +18,14 @@ import { PARTITION_INTERVALS, type PartitionInterval, type PartitionTargetPolicy
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
 const YEAR = 365 * DAY;
-const LONGEST: Record<PartitionInterval, number> = { hour: 3 * HOUR, day: 3 * DAY, week: 9 * DAY, month: 33 * DAY, quarter: 94 * DAY, year: 368 * DAY };
+const LONGEST: Record<PartitionInterval, number> = {
+  hour: 3 * HOUR,
+  day: 3 * DAY,
+  week: 9 * DAY,
+  month: 33 * DAY,
+  quarter: 94 * DAY,
+  year: 368 * DAY,
+};
 const PREMAKE: Record<PartitionInterval, number> = { hour: 4, day: 3, week: 2, month: 2, quarter: 1, year: 1 };
 
 /** Offset (ms) of `zone` at an instant, from the local date and time Intl writes out. */
@@ -170,20 +177,32 @@ function violations(
   }
   for (const [i, p] of parts.entries()) {
     if (!(p.from < p.to)) problems.push(`${where}: empty or reversed ${p.name.name}`);
-    if (i > 0 && parts[i - 1]!.to !== p.from) problems.push(`${where}: ${parts[i - 1]!.name.name} ends at ${iso(parts[i - 1]!.to)} but ${p.name.name} starts at ${iso(p.from)}`);
-    if (literalMs(p.fromLiteral) !== p.from || literalMs(p.toLiteral) !== p.to) problems.push(`${where}: ${p.name.name} literals ${p.fromLiteral}, ${p.toLiteral} are not its bounds`);
+    if (i > 0 && parts[i - 1]!.to !== p.from)
+      problems.push(`${where}: ${parts[i - 1]!.name.name} ends at ${iso(parts[i - 1]!.to)} but ${p.name.name} starts at ${iso(p.from)}`);
+    if (literalMs(p.fromLiteral) !== p.from || literalMs(p.toLiteral) !== p.to)
+      problems.push(`${where}: ${p.name.name} literals ${p.fromLiteral}, ${p.toLiteral} are not its bounds`);
     if (p.fill || p.past) problems.push(`${where}: ${p.name.name} is not a plain future period`);
   }
-  if (new Set(parts.map((p) => p.name.name)).size !== parts.length) problems.push(`${where}: duplicate names ${parts.map((p) => p.name.name).join(', ')}`);
+  if (new Set(parts.map((p) => p.name.name)).size !== parts.length)
+    problems.push(`${where}: duplicate names ${parts.map((p) => p.name.name).join(', ')}`);
   const expected = oracleBoundaries(offset, changes, interval, parts[0]!.from, parts[parts.length - 1]!.to);
   const actual = [...parts.map((p) => p.from), parts[parts.length - 1]!.to];
-  if (expected.join() !== actual.join()) problems.push(`${where}: bounds ${actual.map(iso).join(' ')} but periods begin at ${expected.map(iso).join(' ')}`);
-  if (currentExpected !== plan.currentFrom) problems.push(`${where}: current period starts ${iso(plan.currentFrom)}, expected ${currentExpected === undefined ? 'none' : iso(currentExpected)}`);
+  if (expected.join() !== actual.join())
+    problems.push(`${where}: bounds ${actual.map(iso).join(' ')} but periods begin at ${expected.map(iso).join(' ')}`);
+  if (currentExpected !== plan.currentFrom)
+    problems.push(
+      `${where}: current period starts ${iso(plan.currentFrom)}, expected ${currentExpected === undefined ? 'none' : iso(currentExpected)}`,
+    );
   return problems;
 }
 
 // Built directly, not parsed: the schema's zone check costs more than a plan.
-const policyFor = (interval: PartitionInterval, timeZone: string): PartitionTargetPolicy => ({ table: 'events', interval, premake: PREMAKE[interval], timeZone });
+const policyFor = (interval: PartitionInterval, timeZone: string): PartitionTargetPolicy => ({
+  table: 'events',
+  interval,
+  premake: PREMAKE[interval],
+  timeZone,
+});
 
 /**
  * Plans every interval at every `now` and returns the violations. A `now` whose current period

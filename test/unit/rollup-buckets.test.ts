@@ -1,6 +1,7 @@
 import { DateTime, IANAZone } from 'luxon';
 import { describe, expect, it } from 'vitest';
-import { BUCKET_MS, floorToBucket, instant, isBucketStart, mergeBuckets, upperBound, type Bucket } from '../../functions/rollup/buckets';
+import { BUCKET_MS, type Bucket, floorToBucket, instant, isBucketStart, mergeBuckets } from '../../functions/rollup/buckets';
+import { upperBound } from '../../functions/rollup/plan';
 import { parseUtcDate, parseUtcTimestamp, utcParameter } from '../../shared/db';
 
 /**
@@ -9,7 +10,15 @@ import { parseUtcDate, parseUtcTimestamp, utcParameter } from '../../shared/db';
  * the same in each, swept across DST transitions of zones with whole-hour, half-hour and
  * 45-minute offsets (the process zone never observes these transitions itself).
  */
-const ZONES = ['America/New_York', 'Europe/Berlin', 'Australia/Sydney', 'Australia/Lord_Howe', 'America/St_Johns', 'America/Sao_Paulo', 'Asia/Kathmandu'];
+const ZONES = [
+  'America/New_York',
+  'Europe/Berlin',
+  'Australia/Sydney',
+  'Australia/Lord_Howe',
+  'America/St_Johns',
+  'America/Sao_Paulo',
+  'Asia/Kathmandu',
+];
 const YEARS = [2018, 2019, 2026];
 const HOUR = 3_600_000;
 const BUCKETS: Bucket[] = ['hour', 'day'];
@@ -68,7 +77,8 @@ describe('rollup bucket alignment is exact and independent of the process zone',
   it.each(BUCKETS)('%s: every floor is the UTC bucket start holding the instant, and a bucket start floors to itself', (bucket) => {
     for (const ms of instants) {
       const floor = floorToBucket(ms, bucket);
-      if (floor !== reference(ms, bucket)) expect({ ms: instant(ms), floor: instant(floor) }).toEqual({ ms: instant(ms), floor: instant(reference(ms, bucket)) });
+      if (floor !== reference(ms, bucket))
+        expect({ ms: instant(ms), floor: instant(floor) }).toEqual({ ms: instant(ms), floor: instant(reference(ms, bucket)) });
       if (!(floor <= ms && ms < floor + BUCKET_MS[bucket]) || !isBucketStart(floor, bucket) || floorToBucket(floor, bucket) !== floor) {
         expect.fail(`${bucket} floor of ${instant(ms)} is ${instant(floor)}`);
       }
@@ -97,19 +107,22 @@ describe('rollup bucket alignment is exact and independent of the process zone',
     }
   });
 
-  it.each(BUCKETS)('%s: merged changed buckets are sorted, disjoint, non-adjacent ranges on the grid covering exactly the changed buckets', (bucket) => {
-    const size = BUCKET_MS[bucket];
-    // Changed-at rows anywhere in the sweep (not only bucket starts), in a scrambled order.
-    const rows = instants.filter((_, i) => i % 3 !== 0).sort((a, b) => (a * 7919) % 104729 - (b * 7919) % 104729);
-    const ranges = mergeBuckets(rows, bucket);
-    const covered = new Set<number>();
-    for (const [i, [from, to]] of ranges.entries()) {
-      if (!isBucketStart(from, bucket) || !isBucketStart(to, bucket) || to <= from) expect.fail(`range [${instant(from)}, ${instant(to)})`);
-      if (i > 0 && from <= ranges[i - 1]![1]) expect.fail(`range ${i} touches the previous one`);
-      for (let b = from; b < to; b += size) covered.add(b);
-    }
-    expect([...covered].sort((a, b) => a - b)).toEqual([...new Set(rows.map((ms) => reference(ms, bucket)))].sort((a, b) => a - b));
-  });
+  it.each(BUCKETS)(
+    '%s: merged changed buckets are sorted, disjoint, non-adjacent ranges on the grid covering exactly the changed buckets',
+    (bucket) => {
+      const size = BUCKET_MS[bucket];
+      // Changed-at rows anywhere in the sweep (not only bucket starts), in a scrambled order.
+      const rows = instants.filter((_, i) => i % 3 !== 0).sort((a, b) => ((a * 7919) % 104729) - ((b * 7919) % 104729));
+      const ranges = mergeBuckets(rows, bucket);
+      const covered = new Set<number>();
+      for (const [i, [from, to]] of ranges.entries()) {
+        if (!isBucketStart(from, bucket) || !isBucketStart(to, bucket) || to <= from) expect.fail(`range [${instant(from)}, ${instant(to)})`);
+        if (i > 0 && from <= ranges[i - 1]![1]) expect.fail(`range ${i} touches the previous one`);
+        for (let b = from; b < to; b += size) covered.add(b);
+      }
+      expect([...covered].sort((a, b) => a - b)).toEqual([...new Set(rows.map((ms) => reference(ms, bucket)))].sort((a, b) => a - b));
+    },
+  );
 
   it('the driver reads timestamp and date text as UTC and binds Dates as UTC, whatever the process zone', () => {
     for (const ms of instants) {
@@ -117,7 +130,8 @@ describe('rollup bucket alignment is exact and independent of the process zone',
       const day = floorToBucket(ms, 'day');
       const wholeMs = Math.floor(ms / 1000) * 1000;
       if ((parseUtcTimestamp(timestampText(hour)) as Date).getTime() !== hour) expect.fail(`timestamp ${timestampText(hour)}`);
-      if ((parseUtcTimestamp(timestampText(wholeMs, '.123456')) as Date).getTime() !== wholeMs + 123) expect.fail(`timestamp ${timestampText(wholeMs, '.123456')}`);
+      if ((parseUtcTimestamp(timestampText(wholeMs, '.123456')) as Date).getTime() !== wholeMs + 123)
+        expect.fail(`timestamp ${timestampText(wholeMs, '.123456')}`);
       if ((parseUtcDate(timestampText(day).slice(0, 10)) as Date).getTime() !== day) expect.fail(`date ${timestampText(day).slice(0, 10)}`);
       const bound = utcParameter(new Date(ms));
       if (bound !== new Date(ms).toISOString().replace('Z', '+00:00')) expect.fail(`Date ${instant(ms)} bound as ${String(bound)}`);

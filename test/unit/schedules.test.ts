@@ -11,12 +11,26 @@ const FROM = DateTime.utc(2026, 1, 1);
 
 describe('schedules in a time zone', () => {
   it('take a six-field Scheduler cron, with or without cron(...), and a zone', () => {
-    expect(resolveSchedule({ cron: '0 3 * * ? *', timeZone: 'Asia/Seoul' }, 'Housekeeping.partition.schedule')).toEqual({ expression: 'cron(0 3 * * ? *)', timeZone: 'Asia/Seoul' });
-    expect(resolveSchedule({ cron: 'cron(0 8,20 ? * MON-FRI *)', timeZone: 'Europe/Berlin' }, 'x')).toEqual({ expression: 'cron(0 8,20 ? * MON-FRI *)', timeZone: 'Europe/Berlin' });
+    expect(resolveSchedule({ cron: '0 3 * * ? *', timeZone: 'Asia/Seoul' }, 'Housekeeping.partition.schedule')).toEqual({
+      expression: 'cron(0 3 * * ? *)',
+      timeZone: 'Asia/Seoul',
+    });
+    expect(resolveSchedule({ cron: 'cron(0 8,20 ? * MON-FRI *)', timeZone: 'Europe/Berlin' }, 'x')).toEqual({
+      expression: 'cron(0 8,20 ? * MON-FRI *)',
+      timeZone: 'Europe/Berlin',
+    });
     expect(resolveSchedule({ rate: Duration.minutes(15) }, 'x')).toEqual({ expression: 'rate(15 minutes)', timeZone: 'UTC' });
     expect(resolveSchedule({ rate: Duration.hours(1) }, 'x').expression).toBe('rate(1 hour)');
     expect(resolveSchedule({ rate: Duration.days(2) }, 'x').expression).toBe('rate(2 days)');
-    for (const cron of ['0/15 * * * ? *', '0 3 L * ? *', '0 3 15W * ? *', '0 3 ? * 6#3 *', '0 3 ? * FRIL *', '0 3 1 JAN-MAR ? 2026-2030', '5,35 1-4 ? * SUN,SAT *']) {
+    for (const cron of [
+      '0/15 * * * ? *',
+      '0 3 L * ? *',
+      '0 3 15W * ? *',
+      '0 3 ? * 6#3 *',
+      '0 3 ? * FRIL *',
+      '0 3 1 JAN-MAR ? 2026-2030',
+      '5,35 1-4 ? * SUN,SAT *',
+    ]) {
       expect(() => validateCron(cron, 'c'), cron).not.toThrow();
     }
   });
@@ -25,7 +39,9 @@ describe('schedules in a time zone', () => {
     expect(() => resolveSchedule({ cron: '0 3 * * ? *', timeZone: 'Asia/Seol' }, 'Housekeeping.archive.schedule')).toThrowError(
       'Housekeeping.archive.schedule.timeZone: "Asia/Seol" is not an IANA time zone',
     );
-    expect(() => resolveSchedule({ cron: '0 3 * * ? *' }, 'Housekeeping.archive.schedule')).toThrowError(/^Housekeeping\.archive\.schedule\.timeZone: undefined is not/);
+    expect(() => resolveSchedule({ cron: '0 3 * * ? *' }, 'Housekeeping.archive.schedule')).toThrowError(
+      /^Housekeeping\.archive\.schedule\.timeZone: undefined is not/,
+    );
     const cases: Array<[string, RegExp]> = [
       ['0 3 * * *', /schedule\.cron: "0 3 \* \* \*": has 5 field\(s\); EventBridge Scheduler needs 6/],
       ['0 3 * * * *', /schedule\.cron: .*day-of-month and day-of-week: exactly one of them must be "\?"/],
@@ -40,8 +56,12 @@ describe('schedules in a time zone', () => {
     for (const [cron, message] of cases) {
       expect(() => resolveSchedule({ cron, timeZone: 'UTC' }, 'Housekeeping.partition.schedule'), cron).toThrowError(message);
     }
-    expect(() => resolveSchedule({ rate: Duration.seconds(90) }, 'Housekeeping.rollup.schedule')).toThrowError(/^Housekeeping\.rollup\.schedule\.rate: a whole number of minutes/);
-    expect(() => resolveSchedule({ expressionString: 'cron(0 3 * * ? *)' }, 'Housekeeping.rollup.schedule')).toThrowError(/aws-events Schedule runs in UTC only/);
+    expect(() => resolveSchedule({ rate: Duration.seconds(90) }, 'Housekeeping.rollup.schedule')).toThrowError(
+      /^Housekeeping\.rollup\.schedule\.rate: a whole number of minutes/,
+    );
+    expect(() => resolveSchedule({ expressionString: 'cron(0 3 * * ? *)' }, 'Housekeeping.rollup.schedule')).toThrowError(
+      /aws-events Schedule runs in UTC only/,
+    );
   });
 
   it('size the alarm period from the longest gap in real time: daylight saving adds an hour, a skipped local time a day', () => {
@@ -89,7 +109,9 @@ describe('maintenance windows', () => {
       'Housekeeping.archive.window.start: "25:00" is not a time of day (HH:MM, 00:00 to 23:59)',
       'Housekeeping.archive.window.timeZone: "Asia/Seol" is not an IANA time zone (e.g. "Asia/Seoul", "Europe/Berlin")',
     ]);
-    expect(windowProblems({ start: '01:00', end: '01:00', timeZone: 'UTC' }, 'w')).toEqual(['w.end: equals start; a window that never closes is no window (leave window unset)']);
+    expect(windowProblems({ start: '01:00', end: '01:00', timeZone: 'UTC' }, 'w')).toEqual([
+      'w.end: equals start; a window that never closes is no window (leave window unset)',
+    ]);
     expect(windowProblems({ start: '1:00', end: '05:00', timeZone: 'UTC', days: 'MON' }, 'w')).toEqual([
       'w.days: unknown field (a window has start, end and timeZone)',
       'w.start: "1:00" is not a time of day (HH:MM, 00:00 to 23:59)',

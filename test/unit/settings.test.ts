@@ -1,10 +1,16 @@
 import { describe, expect, it } from 'vitest';
+import { JOB_NAMES, JOBS } from '../../functions/registry';
 import { rollupTargetSchema } from '../../functions/rollup/policy';
 import { ConfigError } from '../../shared/errors';
-import { JOB_NAMES } from '../../shared/run-job';
 import { applyOverrides, IDENTITY_KEYS, unmatchedSettings } from '../../shared/settings';
 
-const rollup = { name: 'usage_hourly', source: 'app.usage', timeColumn: 'occurred_at', target: 'app.usage_hourly', spec: { measures: [{ name: 'n', fn: 'count' }] } };
+const rollup = {
+  name: 'usage_hourly',
+  source: 'app.usage',
+  timeColumn: 'occurred_at',
+  target: 'app.usage_hourly',
+  spec: { measures: [{ name: 'n', fn: 'count' }] },
+};
 
 describe('applyOverrides', () => {
   it.each([...IDENTITY_KEYS, 'target.x'])('refuses an override of %s, naming the settings row', (key) => {
@@ -40,8 +46,14 @@ describe('unmatchedSettings', () => {
   it('reports rows keyed to no target, with the target they were most likely meant for', () => {
     expect(
       unmatchedSettings(
-        [row('rollup', 'public.usage_hourly'), row('rollup', 'app.usage_daily'), row('rollup', 'nothing_like_it'), row('rollup', 'usage_hourly'), row('rollup', '*')],
-        'rollup',
+        [
+          row('rollup', 'public.usage_hourly'),
+          row('rollup', 'app.usage_daily'),
+          row('rollup', 'nothing_like_it'),
+          row('rollup', 'usage_hourly'),
+          row('rollup', '*'),
+        ],
+        JOBS.rollup,
         targets,
         JOB_NAMES,
       ),
@@ -54,7 +66,14 @@ describe('unmatchedSettings', () => {
 
   it('an archive row keyed by the destination points to the source; rows of other jobs are not this job’s business; unknown jobs are', () => {
     const archive = [{ name: 'public.orders', input: { source: 'orders', destination: 'archive.orders_old' } }];
-    expect(unmatchedSettings([row('archive', 'archive.orders_old'), row('partition', 'x'), row('archiv', 'public.orders')], 'archive', archive, JOB_NAMES)).toEqual([
+    expect(
+      unmatchedSettings(
+        [row('archive', 'archive.orders_old'), row('partition', 'x'), row('archiv', 'public.orders')],
+        JOBS.archive,
+        archive,
+        JOB_NAMES,
+      ),
+    ).toEqual([
       "housekeeping.settings row (job 'archive', target 'archive.orders_old', key 'pauseMs') matches no target of this run and is ignored: archive settings are keyed by the source table as schema.table (or '*'); did you mean target 'public.orders'?",
       "housekeeping.settings row (job 'archiv', target 'public.orders', key 'pauseMs') is ignored: 'archiv' is not a job (partition, archive, rollup)",
     ]);

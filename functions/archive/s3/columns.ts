@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { CatalogError } from '../../../shared/errors';
-import { displayName, quoteIdent, type QualifiedName } from '../../../shared/identifiers';
+import { displayName, type QualifiedName, quoteIdent } from '../../../shared/identifiers';
 
 /**
  * How each Postgres column becomes a Parquet column, exactly. Every value crosses as a canonical
@@ -87,7 +87,15 @@ function scalarSelect(kind: ScalarKind, column: string): string {
  */
 export async function planColumns(client: pg.ClientBase, source: QualifiedName): Promise<ColumnPlan[]> {
   const shown = displayName(source);
-  const { rows } = await client.query<{ name: string; type: string; base: string; element_base: string | null; typmod: number; ndims: number; is_array: boolean }>(
+  const { rows } = await client.query<{
+    name: string;
+    type: string;
+    base: string;
+    element_base: string | null;
+    typmod: number;
+    ndims: number;
+    is_array: boolean;
+  }>(
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, format_type(a.atttypid, NULL) AS base,
             CASE WHEN t.typcategory = 'A' THEN format_type(t.typelem, NULL) END AS element_base,
             a.atttypmod AS typmod, a.attndims AS ndims, t.typcategory = 'A' AS is_array
@@ -108,7 +116,9 @@ export async function planColumns(client: pg.ClientBase, source: QualifiedName):
     const plan: ColumnPlan = { name: row.name, pgType: row.type, kind, array, select: array ? `${column}::text` : scalarSelect(kind, column) };
     if (kind === 'decimal') {
       if (row.typmod === -1) {
-        problems.push(`${row.name} (${row.type}): numeric without precision and scale holds any scale, NaN and infinity; Parquet's DECIMAL has one fixed scale. Give it one (ALTER COLUMN ... TYPE numeric(p,s)) or archive it to a table`);
+        problems.push(
+          `${row.name} (${row.type}): numeric without precision and scale holds any scale, NaN and infinity; Parquet's DECIMAL has one fixed scale. Give it one (ALTER COLUMN ... TYPE numeric(p,s)) or archive it to a table`,
+        );
         continue;
       }
       const packed = row.typmod - VARHDRSZ;

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { parquetMetadata, parquetReadObjects, type FileMetaData, type SchemaElement } from 'hyparquet';
+import { type FileMetaData, parquetMetadata, parquetReadObjects, type SchemaElement } from 'hyparquet';
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
-import { fromParquet, rowDigest, toParquet, UnrepresentableValue, type ColumnPlan, type ScalarKind } from './columns';
+import { type ColumnPlan, fromParquet, rowDigest, type ScalarKind, toParquet, UnrepresentableValue } from './columns';
 
 export type Compression = 'snappy' | 'gzip' | 'none';
 const CODEC = { snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSED' } as const;

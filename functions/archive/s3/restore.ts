@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import { CatalogError, ConfigError } from '../../../shared/errors';
-import { displayName, parseQualifiedName, quoteIdent, quoteQualified, type QualifiedName } from '../../../shared/identifiers';
-import { digestSql, planColumns, type ColumnPlan } from './columns';
+import { displayName, parseQualifiedName, type QualifiedName, quoteIdent, quoteQualified } from '../../../shared/identifiers';
+import { type ColumnPlan, digestSql, planColumns } from './columns';
 import { crashPoint } from './faults';
 import { canonicalRows } from './parquet';
-import { openObjectStore, type ObjectStore } from './store';
+import { type ObjectStore, openObjectStore } from './store';
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -48,7 +48,8 @@ export async function restoreArchived(
   client: pg.Client,
   options: { source: string; bucket: string; kmsKeyId?: string; keyColumns: string[]; into: string; from: string; to: string; store?: ObjectStore },
 ): Promise<RestoreSummary> {
-  if (!DAY.test(options.from) || !DAY.test(options.to)) throw new ConfigError('--from/--to', `expected days as YYYY-MM-DD (got ${options.from} and ${options.to})`);
+  if (!DAY.test(options.from) || !DAY.test(options.to))
+    throw new ConfigError('--from/--to', `expected days as YYYY-MM-DD (got ${options.from} and ${options.to})`);
   if (options.from > options.to) throw new ConfigError('--from', `${options.from} is after --to ${options.to}`);
   const source = parseQualifiedName(options.source, 'source');
   const into: QualifiedName = parseQualifiedName(options.into, '--into');
@@ -61,7 +62,11 @@ export async function restoreArchived(
     );
   }
   const exists = await client.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [quoteQualified(into)]);
-  if (!exists.rows[0]?.ok) throw new CatalogError(shown, `${shown} does not exist; create it with the source's columns (CREATE TABLE ${shown} (LIKE ${displayName(source)} INCLUDING ALL))`);
+  if (!exists.rows[0]?.ok)
+    throw new CatalogError(
+      shown,
+      `${shown} does not exist; create it with the source's columns (CREATE TABLE ${shown} (LIKE ${displayName(source)} INCLUDING ALL))`,
+    );
   const plans = await planColumns(client, into);
 
   const { rows: pending } = await client.query<{ n: number }>(
@@ -69,7 +74,10 @@ export async function restoreArchived(
     [displayName(source), options.bucket, options.from, options.to],
   );
   if (pending[0]!.n > 0) {
-    throw new CatalogError(displayName(source), `${pending[0]!.n} object(s) of ${displayName(source)} in that range are committed but not yet published (a run died); run the archive once to publish them, then restore`);
+    throw new CatalogError(
+      displayName(source),
+      `${pending[0]!.n} object(s) of ${displayName(source)} in that range are committed but not yet published (a run died); run the archive once to publish them, then restore`,
+    );
   }
   const { rows: objects } = await client.query<{ id: string; object_key: string; row_count: string; columns: Array<{ name: string }> }>(
     `SELECT id::text, object_key, row_count::text, columns FROM housekeeping.archive_objects
@@ -83,7 +91,8 @@ export async function restoreArchived(
   if (keyIndexes.some((i) => i < 0)) throw new CatalogError(shown, `${shown} lacks a key column (${options.keyColumns.join(', ')})`);
   const cols = plans.map((p) => quoteIdent(p.name)).join(', ');
   const unnest = `unnest(${plans.map((_, i) => `$${i + 1}::text[]`).join(', ')}) AS v(${plans.map((_, i) => `c${i}`).join(', ')})`;
-  const keyMatch = (alias: string) => options.keyColumns.map((k, i) => `${alias}.${quoteIdent(k)} = ${fromCanonical(plans[keyIndexes[i]!]!, `v.c${keyIndexes[i]}`)}`).join(' AND ');
+  const keyMatch = (alias: string) =>
+    options.keyColumns.map((k, i) => `${alias}.${quoteIdent(k)} = ${fromCanonical(plans[keyIndexes[i]!]!, `v.c${keyIndexes[i]}`)}`).join(' AND ');
   const insert =
     `INSERT INTO ${quoteQualified(into)} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${plans.map((p, i) => fromCanonical(p, `v.c${i}`)).join(', ')} FROM ${unnest} ` +
     `WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(into)} AS t WHERE ${keyMatch('t')}) ON CONFLICT DO NOTHING`;
@@ -96,12 +105,16 @@ export async function restoreArchived(
   for (const object of objects) {
     const names = object.columns.map((c) => c.name);
     if (names.join(',') !== plans.map((p) => p.name).join(',')) {
-      throw new CatalogError(shown, `${object.object_key} holds columns ${names.join(', ')}; ${shown} has ${plans.map((p) => p.name).join(', ')} (nothing of it was restored)`);
+      throw new CatalogError(
+        shown,
+        `${object.object_key} holds columns ${names.join(', ')}; ${shown} has ${plans.map((p) => p.name).join(', ')} (nothing of it was restored)`,
+      );
     }
     const bytes = await store.get(object.object_key);
     if (!bytes) throw new CatalogError(object.object_key, `s3://${options.bucket}/${object.object_key} is listed as published but missing`);
     const rows = await canonicalRows(bytes, plans);
-    if (rows.length !== Number(object.row_count)) throw new CatalogError(object.object_key, `${object.object_key} holds ${rows.length} rows, the manifest says ${object.row_count}`);
+    if (rows.length !== Number(object.row_count))
+      throw new CatalogError(object.object_key, `${object.object_key} holds ${rows.length} rows, the manifest says ${object.row_count}`);
     const columns = plans.map((_, i) => rows.map((r) => r[i]!));
     await client.query('BEGIN');
     try {
@@ -111,7 +124,10 @@ export async function restoreArchived(
       if (different.length > 0) {
         throw new CatalogError(
           shown,
-          `${shown} already holds ${different.length > 10 ? 'more than 10' : different.length} row(s) of ${object.object_key} with different contents under the same key (${options.keyColumns.join(', ')} = ${different.slice(0, 10).map((d) => d.key).join('; ')}); nothing of that object was restored`,
+          `${shown} already holds ${different.length > 10 ? 'more than 10' : different.length} row(s) of ${object.object_key} with different contents under the same key (${options.keyColumns.join(', ')} = ${different
+            .slice(0, 10)
+            .map((d) => d.key)
+            .join('; ')}); nothing of that object was restored`,
         );
       }
       await client.query(

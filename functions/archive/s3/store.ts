@@ -59,7 +59,16 @@ export async function sdkObjectStore({ bucket, kmsKeyId }: StoreOptions): Promis
   return {
     bucket,
     async put(key, body, metadata) {
-      await client.send(new sdk.PutObjectCommand({ Bucket: bucket, Key: key, Body: body, Metadata: metadata, ContentType: 'application/vnd.apache.parquet', ...encryption }));
+      await client.send(
+        new sdk.PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: body,
+          Metadata: metadata,
+          ContentType: 'application/vnd.apache.parquet',
+          ...encryption,
+        }),
+      );
     },
     async get(key) {
       try {
@@ -80,7 +89,9 @@ export async function sdkObjectStore({ bucket, kmsKeyId }: StoreOptions): Promis
       }
     },
     async copy(from, to) {
-      await client.send(new sdk.CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: copySource(bucket, from), MetadataDirective: 'COPY', ...encryption }));
+      await client.send(
+        new sdk.CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: copySource(bucket, from), MetadataDirective: 'COPY', ...encryption }),
+      );
     },
     async list(prefix) {
       const keys: string[] = [];

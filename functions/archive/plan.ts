@@ -1,10 +1,14 @@
 import { DateTime, IANAZone } from 'luxon';
 import { parseDuration, subtractDuration } from '../../shared/calendar';
 import { ConfigError } from '../../shared/errors';
-
+import type { StopReason } from '../../shared/job';
 import type { TimeColumnType } from '../../shared/postgres';
 
-export type AgeColumnType = TimeColumnType;
+/**
+ * Pure: what an archive run moves and when it stops. The cutoff comes from the database clock
+ * (passed in), the policy's retention and zone, and the age columns' types; the batch plan from
+ * what the run has moved so far and its budget.
+ */
 
 export interface ArchiveCutoff {
   /** The instant a timestamptz age is compared with, in the policy zone. */
@@ -71,8 +75,44 @@ export function archiveCutoff(dbNow: Date, retention: string, timeZone: string):
 }
 
 /** The cutoff as a literal of the column's own type; a zone-less column compares on wall-clock time. */
-export function cutoffLiteral(cutoff: ArchiveCutoff, columnType: AgeColumnType): string {
+export function cutoffLiteral(cutoff: ArchiveCutoff, columnType: TimeColumnType): string {
   if (columnType === 'date') return cutoff.wallClock.toFormat('yyyy-MM-dd');
   if (columnType === 'timestamp') return cutoff.wallClock.toFormat('yyyy-MM-dd HH:mm:ss.SSS');
   return cutoff.instant.toFormat('yyyy-MM-dd HH:mm:ss.SSSZZ');
+}
+
+/** The cutoff as literals of the age columns' own types (a fallback column may have another type). */
+export interface ArchiveCutoffs {
+  primary: string;
+  fallback?: string;
+}
+
+export function planCutoffs(
+  dbNow: Date,
+  policy: { retention: string; timeZone: string },
+  ageTypes: { primary: TimeColumnType; fallback?: TimeColumnType },
+): ArchiveCutoffs {
+  const cutoff = archiveCutoff(dbNow, policy.retention, policy.timeZone);
+  return {
+    primary: cutoffLiteral(cutoff, ageTypes.primary),
+    ...(ageTypes.fallback ? { fallback: cutoffLiteral(cutoff, ageTypes.fallback) } : {}),
+  };
+}
+
+/** A batch is never started with less time than this left, however quick the batches so far. */
+const MIN_BATCH_ALLOWANCE_MS = 1_000;
+
+/**
+ * Before each batch: stop, and why, or pick up to `limit` rows. A batch starts only if one as
+ * slow as the slowest so far (twice over, at least a second) and the pause after it still fit in
+ * the budget.
+ */
+export function nextBatch(
+  progress: { moved: number; longestBatchMs: number },
+  policy: { batchSize: number; maxRowsPerRun?: number; pauseMs: number },
+  budget: { allows(ms: number): boolean },
+): { stop: StopReason } | { limit: number } {
+  if (policy.maxRowsPerRun !== undefined && progress.moved >= policy.maxRowsPerRun) return { stop: 'max rows reached' };
+  if (!budget.allows(Math.max(MIN_BATCH_ALLOWANCE_MS, progress.longestBatchMs * 2) + policy.pauseMs)) return { stop: 'time budget nearly spent' };
+  return { limit: Math.min(policy.batchSize, (policy.maxRowsPerRun ?? Number.POSITIVE_INFINITY) - progress.moved) };
 }

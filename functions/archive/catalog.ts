@@ -1,8 +1,7 @@
 import type pg from 'pg';
 import { CatalogError, SchemaDriftError } from '../../shared/errors';
 import { displayName, type QualifiedName } from '../../shared/identifiers';
-import { TIME_COLUMN_TYPES } from '../../shared/postgres';
-import type { AgeColumnType } from './cutoff';
+import { TIME_COLUMN_TYPES, type TimeColumnType } from '../../shared/postgres';
 
 interface Column {
   name: string;
@@ -46,12 +45,12 @@ interface TableShape {
   weakUniqueIndexes: WeakUniqueIndex[];
 }
 
-export interface ArchiveTables {
+export interface ArchiveCatalog {
   /** Columns copied from source to destination, in source order. */
   copyColumns: string[];
   /** Every column both tables hold, compared byte for byte when a key is already archived. */
   compareColumns: string[];
-  ageTypes: { primary: AgeColumnType; fallback?: AgeColumnType };
+  ageTypes: { primary: TimeColumnType; fallback?: TimeColumnType };
   /** The policy's key columns, in policy order: batches are ordered and paginated by them. */
   keyColumns: string[];
   /** Columns of the destination's unique index that finds an archived copy (a subset of the key). */
@@ -80,7 +79,16 @@ async function readShape(client: pg.ClientBase, name: QualifiedName, role: strin
   const table = found[0];
   if (!table) throw new CatalogError(shown, `${role} table ${shown} does not exist`);
   if (table.relkind !== 'r' && table.relkind !== 'p') throw new CatalogError(shown, `${role} ${shown} is not a table (relkind ${table.relkind})`);
-  const columns = await client.query<{ name: string; type_id: number; typmod: number; type: string; base_type: string; builtin: string | null; not_null: boolean; generated: string | null }>(
+  const columns = await client.query<{
+    name: string;
+    type_id: number;
+    typmod: number;
+    type: string;
+    base_type: string;
+    builtin: string | null;
+    not_null: boolean;
+    generated: string | null;
+  }>(
     `SELECT a.attname AS name, a.atttypid::int AS type_id, a.atttypmod AS typmod, format_type(a.atttypid, a.atttypmod) AS type,
             format_type(a.atttypid, NULL) AS base_type,
             (SELECT b.typname::text FROM pg_type b WHERE b.typnamespace = 'pg_catalog'::regnamespace
@@ -128,7 +136,7 @@ async function readShape(client: pg.ClientBase, name: QualifiedName, role: strin
   };
 }
 
-function ageType(shape: TableShape, column: string, field: string): AgeColumnType {
+function ageType(shape: TableShape, column: string, field: string): TimeColumnType {
   const found = shape.columns.find((c) => c.name === column);
   const shown = displayName(shape.name);
   if (!found) throw new CatalogError(shown, `${field}: column ${column} does not exist in ${shown}`);
@@ -138,7 +146,6 @@ function ageType(shape: TableShape, column: string, field: string): AgeColumnTyp
 }
 
 const VARHDRSZ = 4;
-const TIME_TYPES = new Set(['timestamp', 'timestamptz', 'time', 'timetz']);
 
 /** numeric's typmod packs precision and scale (scale may be negative since Postgres 15). */
 function numericTypmod(typmod: number): { precision: number; scale: number } {
@@ -153,7 +160,10 @@ function numericTypmod(typmod: number): { precision: number; scale: number } {
  * or a longer char(n) changes the value's bytes (1.50 becomes 1.5000, 'ab' becomes 'ab   ').
  * Typmod -1 is the widest of every type.
  */
-export function exactCopyProblem(source: Pick<Column, 'typeId' | 'typmod' | 'builtin'>, destination: Pick<Column, 'typeId' | 'typmod'>): string | undefined {
+export function exactCopyProblem(
+  source: Pick<Column, 'typeId' | 'typmod' | 'builtin'>,
+  destination: Pick<Column, 'typeId' | 'typmod'>,
+): string | undefined {
   if (source.typeId !== destination.typeId) return 'a different type';
   const from = source.typmod;
   const to = destination.typmod;
@@ -164,9 +174,13 @@ export function exactCopyProblem(source: Pick<Column, 'typeId' | 'typmod' | 'bui
       const s = numericTypmod(from);
       const d = numericTypmod(to);
       if (d.scale !== s.scale) {
-        return d.scale < s.scale ? `the archive's scale ${d.scale} would round the source's scale ${s.scale}` : `the archive's scale ${d.scale} would pad values of scale ${s.scale} (1.50 becomes 1.5000)`;
+        return d.scale < s.scale
+          ? `the archive's scale ${d.scale} would round the source's scale ${s.scale}`
+          : `the archive's scale ${d.scale} would pad values of scale ${s.scale} (1.50 becomes 1.5000)`;
       }
-      return d.precision - d.scale >= s.precision - s.scale ? undefined : `the archive's precision ${d.precision} holds fewer integer digits than the source's ${s.precision}`;
+      return d.precision - d.scale >= s.precision - s.scale
+        ? undefined
+        : `the archive's precision ${d.precision} holds fewer integer digits than the source's ${s.precision}`;
     }
     case 'varchar':
     case 'varbit':
@@ -178,7 +192,9 @@ export function exactCopyProblem(source: Pick<Column, 'typeId' | 'typmod' | 'bui
     case 'timetz': {
       // -1 means microseconds, the most these types hold.
       const precision = (typmod: number) => (typmod === -1 ? 6 : typmod);
-      return precision(to) >= precision(from) ? undefined : `the archive keeps ${precision(to)} fractional digits of the source's ${precision(from)} and would round`;
+      return precision(to) >= precision(from)
+        ? undefined
+        : `the archive keeps ${precision(to)} fractional digits of the source's ${precision(from)} and would round`;
     }
     default:
       return 'the type modifiers differ (only an identical or unconstrained archive column is exact for this type)';
@@ -216,13 +232,22 @@ async function triggers(client: pg.ClientBase, oid: number, events: number): Pro
   return rows.map((r) => r.text);
 }
 
-async function rules(client: pg.ClientBase, oid: number, event: '3' | '4'): Promise<string[]> {
+/** pg_rewrite.ev_type of the statements a batch runs. */
+const RULE_EVENT = { INSERT: '3', DELETE: '4' } as const;
+
+/** A rule rewrites the statement itself: no batch could say what it moved. No opt-in. */
+async function refuseRules(client: pg.ClientBase, table: TableShape, event: keyof typeof RULE_EVENT): Promise<void> {
   const { rows } = await client.query<{ text: string }>(
     `SELECT format('%s on %s', r.rulename, r.ev_class::regclass) AS text
      FROM pg_rewrite r WHERE r.ev_class IN (${TREE}) AND r.ev_type = $2 AND r.ev_enabled <> 'D' ORDER BY 1`,
-    [oid, event],
+    [table.oid, RULE_EVENT[event]],
   );
-  return rows.map((r) => r.text);
+  if (rows.length === 0) return;
+  const shown = displayName(table.name);
+  throw new CatalogError(
+    shown,
+    `${shown} has ${event} rules (${listed(rows.map((r) => r.text))}): a rule rewrites each batch's ${event} into something else. Drop the rule (nothing was moved)`,
+  );
 }
 
 const listed = (items: string[]) => (items.length <= 5 ? items.join('; ') : `${items.slice(0, 5).join('; ')}; and ${items.length - 5} more`);
@@ -277,18 +302,8 @@ async function checkSideEffects(
   policy: { allowReferencingForeignKeys: boolean; allowTriggers: boolean },
 ): Promise<{ destinationHasTriggers: boolean; allowed: string[] }> {
   const shownSource = displayName(from.name);
-  // A rule rewrites the statement itself: no batch could say what it moved. No opt-in.
-  const sourceRules = await rules(client, from.oid, '4');
-  if (sourceRules.length > 0) {
-    throw new CatalogError(shownSource, `${shownSource} has DELETE rules (${listed(sourceRules)}): a rule rewrites each batch's DELETE into something else. Drop the rule (nothing was moved)`);
-  }
-  if (to) {
-    const shownDestination = displayName(to.name);
-    const destinationRules = await rules(client, to.oid, '3');
-    if (destinationRules.length > 0) {
-      throw new CatalogError(shownDestination, `${shownDestination} has INSERT rules (${listed(destinationRules)}): a rule rewrites each batch's INSERT into something else. Drop the rule (nothing was moved)`);
-    }
-  }
+  await refuseRules(client, from, 'DELETE');
+  if (to) await refuseRules(client, to, 'INSERT');
   const allowed: string[] = [];
   const foreignKeys = await referencingForeignKeys(client, from.oid);
   if (foreignKeys.length > 0 && !policy.allowReferencingForeignKeys) {
@@ -321,12 +336,12 @@ async function checkSideEffects(
  * value exactly and has a unique index within the key (so no row is archived twice), and no
  * trigger, rule or foreign key would change rows the policy does not name.
  */
-export async function checkArchiveTables(
+export async function readArchiveCatalog(
   client: pg.ClientBase,
   source: QualifiedName,
   destination: QualifiedName | undefined,
   policy: { key: string[]; ageColumn: string; ageFallbackColumn?: string; allowReferencingForeignKeys: boolean; allowTriggers: boolean },
-): Promise<ArchiveTables> {
+): Promise<ArchiveCatalog> {
   const from = await readShape(client, source, 'source');
   const shownSource = displayName(source);
   const key = policy.key;
@@ -353,7 +368,9 @@ export async function checkArchiveTables(
     if (problem) return [`${c.name} (${shownSource}: ${c.type}, ${shownDestination}: ${d.type}: ${problem})`];
     // A generated archive column computes its own value, which must be the one the source holds.
     if (d.generated !== undefined && d.generated !== c.generated) {
-      return [`${c.name} (generated in ${shownDestination} as ${d.generated}${c.generated ? `, in ${shownSource} as ${c.generated}` : `, a stored value in ${shownSource}`}: the archive would compute another value)`];
+      return [
+        `${c.name} (generated in ${shownDestination} as ${d.generated}${c.generated ? `, in ${shownSource} as ${c.generated}` : `, a stored value in ${shownSource}`}: the archive would compute another value)`,
+      ];
     }
     return [];
   });
