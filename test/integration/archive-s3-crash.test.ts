@@ -26,7 +26,9 @@ beforeAll(async () => {
   await sql.query(ORDERS_DDL);
   await sql.query(seedOrders(ROWS, 0));
   // Distinct contents per row, and seven days interleaved by key: every batch writes several objects.
-  await sql.query(`UPDATE app.orders SET status = md5(id::text), amount = id * 1.01, completed_at = completed_at - (id % 7) * interval '1 day' - id * interval '1 microsecond'`);
+  await sql.query(
+    `UPDATE app.orders SET status = md5(id::text), amount = id * 1.01, completed_at = completed_at - (id % 7) * interval '1 day' - id * interval '1 microsecond'`,
+  );
   invariant = await captureS3Invariant(sql, s3, { source: 'app.orders', folder: FOLDER });
   const dir = mkdtempSync(join(tmpdir(), 'hk-s3-crash-'));
   const target = { source: 'app.orders', ageColumn: 'completed_at', retention: '90 days' };
@@ -39,46 +41,59 @@ beforeAll(async () => {
 
 /** The CLI in its own process group (so a kill reaches node itself), reaching the test's S3 server. */
 function startArchiveRun(config: string, crashAt?: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'archive', '--config', config, '--database-url', db.url], {
-    detached: true,
-    stdio: 'ignore',
-    env: { ...process.env, ...s3.env, ...(crashAt ? { PGHK_CRASH_AT: crashAt } : {}) },
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'scripts/housekeeper.ts', 'run', 'archive', '--config', config, '--database-url', db.url],
+    {
+      detached: true,
+      stdio: 'ignore',
+      env: { ...process.env, ...s3.env, ...(crashAt ? { PGHK_CRASH_AT: crashAt } : {}) },
+    },
+  );
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   return { child, exited };
 }
 
 const manifestStates = async () =>
-  (await sql.query<{ state: string; n: number }>(`SELECT state, count(*)::int AS n FROM housekeeping.archive_objects GROUP BY state ORDER BY state`)).rows;
+  (await sql.query<{ state: string; n: number }>(`SELECT state, count(*)::int AS n FROM housekeeping.archive_objects GROUP BY state ORDER BY state`))
+    .rows;
 const sourceCount = async () => (await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM app.orders`)).rows[0]!.n;
 const noSessionLeft = () =>
-  expect.poll(async () => (await sql.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-housekeeper/archive'`)).rows[0].n, { timeout: 10_000 }).toBe(0);
+  expect
+    .poll(
+      async () => (await sql.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pg-housekeeper/archive'`)).rows[0].n,
+      { timeout: 10_000 },
+    )
+    .toBe(0);
 
-describe('archive to S3 under SIGKILL', () => {
-  it('at every gap of the protocol, then at random moments: no row lost, none doubled, contents compared; the next run reconciles and finishes', async () => {
-    // 1. Each gap on purpose: the process kills itself at the point, in its second batch.
-    const points = ['after-upload', 'after-verify', 'after-commit', 'after-copy', 'after-publish'];
-    for (const point of points) {
-      const { exited } = startArchiveRun(slowConfig, `${point}:2`);
-      expect(await exited).toMatchObject({ signal: 'SIGKILL' });
-      await noSessionLeft();
-      const now = await invariant.verifyNow();
-      const states = await manifestStates();
-      if (process.env.DEBUG_CRASH) console.log(point, now, states);
-      // What each gap leaves: before the commit nothing is recorded (the pending copies are
-      // garbage); after it, the batch's objects are committed and still to publish.
-      const committed = states.find((s) => s.state === 'committed')?.n ?? 0;
-      if (point === 'after-upload' || point === 'after-verify' || point === 'after-publish') expect(committed).toBe(0);
-      else expect(committed).toBeGreaterThan(0);
-      // After the commit, the rows are only in the pending copies; after the copy, readers see them already.
-      if (point === 'after-commit') expect(now.committedPending).toBeGreaterThan(0);
-      if (point === 'after-copy') expect(now.committedPending).toBe(0);
-      if (point === 'after-upload' || point === 'after-verify') {
-        expect((await s3.keys('crash/_pending/')).length, 'the dead batch left pending copies').toBeGreaterThan(0);
-      }
+describe('archive to S3 under SIGKILL: no row lost, none doubled, contents compared', () => {
+  // Each step builds on what the one before left (tests in a file run in order); each its own test, so
+  // none waits on the others' time under a loaded machine.
+  // 1. Each gap on purpose: the process kills itself at the point, in its second batch.
+  it.each(['after-upload', 'after-verify', 'after-commit', 'after-copy', 'after-publish'])('killed at the gap %s', async (point) => {
+    const { exited } = startArchiveRun(slowConfig, `${point}:2`);
+    expect(await exited).toMatchObject({ signal: 'SIGKILL' });
+    await noSessionLeft();
+    const now = await invariant.verifyNow();
+    const states = await manifestStates();
+    if (process.env.DEBUG_CRASH) console.log(point, now, states);
+    // What each gap leaves: before the commit nothing is recorded (the pending copies are
+    // garbage); after it, the batch's objects are committed and still to publish.
+    const committed = states.find((s) => s.state === 'committed')?.n ?? 0;
+    if (point === 'after-upload' || point === 'after-verify' || point === 'after-publish') expect(committed).toBe(0);
+    else expect(committed).toBeGreaterThan(0);
+    // After the commit, the rows are only in the pending copies; after the copy, readers see them already.
+    if (point === 'after-commit') expect(now.committedPending).toBeGreaterThan(0);
+    if (point === 'after-copy') expect(now.committedPending).toBe(0);
+    if (point === 'after-upload' || point === 'after-verify') {
+      expect((await s3.keys('crash/_pending/')).length, 'the dead batch left pending copies').toBeGreaterThan(0);
     }
+  });
 
-    // 2. Random moments: each kill waits until the run has moved rows, then lands at random.
+  // 2. Random moments: each kill waits until the run has moved rows, then lands at random.
+  it('killed at random moments of runs that have started moving', async () => {
     let killedMidRun = 0;
     for (let i = 0; i < 8 && (await sourceCount()) > 0; i++) {
       const before = await sourceCount();
@@ -99,8 +114,10 @@ describe('archive to S3 under SIGKILL', () => {
       if (process.env.DEBUG_CRASH) console.log('random kill', i, now, await manifestStates());
     }
     expect(killedMidRun).toBeGreaterThanOrEqual(2);
+  }, 120_000);
 
-    // 3. A run to the end reconciles what the kills left and moves the rest.
+  // 3. A run to the end reconciles what the kills left and moves the rest.
+  it('the next run reconciles what the kills left and finishes: every row in exactly one published object', async () => {
     const { exited } = startArchiveRun(fastConfig);
     expect(await exited).toMatchObject({ code: 0 });
     const final = await invariant.verify();
