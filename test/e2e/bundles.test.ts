@@ -1,16 +1,19 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Duration } from 'aws-cdk-lib';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXTERNAL_MODULES } from '../../infra/job-function';
 import { tryLockTarget, unlockTarget } from '../../shared/advisory-lock';
 import { ORDERS_DDL, seedOrders } from '../support/archive';
 import { partitionsOf } from '../support/catalog';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { startFakeSecretsManager } from '../support/fake-secrets-manager';
 import { rollupMismatches, usageRollup } from '../support/rollup';
-import { emfValues, invokeBundle, synthesizeBundles, type Bundle, type Invocation } from './bundle-harness';
+import { duckdb, startTestS3 } from '../support/s3';
+import { type Bundle, emfValues, type Invocation, invokeBundle, synthesizeBundles } from './bundle-harness';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:e2e-db-AbCdEf';
 const LOG_TABLES = 75; // their archive policy is over EventBridge's 8,192-character input cap
@@ -22,7 +25,13 @@ let bundles: Record<string, Bundle>;
 
 const partitionPolicy = { targets: [{ table: 'app.events', interval: 'day' as const, premake: 2 }] };
 const archivePolicy = {
-  targets: Array.from({ length: LOG_TABLES }, (_, i) => ({ source: `app.log_${i}`, mode: 'purge' as const, ageColumn: 'created_at', retention: '90 days', batchSize: 5000 })),
+  targets: Array.from({ length: LOG_TABLES }, (_, i) => ({
+    source: `app.log_${i}`,
+    mode: 'purge' as const,
+    ageColumn: 'created_at',
+    retention: '90 days',
+    batchSize: 5000,
+  })),
 };
 
 const invoke = (job: string, event: unknown, options: { remainingMs?: number; secretsManagerUrl?: string } = {}) =>
@@ -60,7 +69,12 @@ function expectLambdaContextOnEveryLogLine(invocation: Invocation) {
   const logLines = invocation.lines.filter((line) => line.level !== undefined);
   expect(logLines.length).toBeGreaterThan(2);
   for (const line of logLines) {
-    expect(line, line.message).toMatchObject({ cold_start: true, function_request_id: 'e2e-request-1', function_name: 'pg-housekeeper-e2e', service: 'pg-housekeeper' });
+    expect(line, line.message).toMatchObject({
+      cold_start: true,
+      function_request_id: 'e2e-request-1',
+      function_name: 'pg-housekeeper-e2e',
+      service: 'pg-housekeeper',
+    });
   }
 }
 
@@ -73,6 +87,39 @@ describe('the deployable bundles', () => {
       expect(existsSync(join(bundle.dir, 'index.js.map'))).toBe(true);
     }
     expect(JSON.parse(readFileSync(join(bundles.partition!.dir, 'policy.json'), 'utf8'))).toEqual(partitionPolicy);
+  });
+
+  it('require nothing but Node’s own modules and the clients the Lambda runtime provides (its NODE_PATH)', () => {
+    for (const bundle of Object.values(bundles)) {
+      const code = readFileSync(join(bundle.dir, 'index.js'), 'utf8');
+      const required = new Set([...code.matchAll(/\brequire\("([^"]+)"\)/g)].map((m) => m[1]!));
+      const foreign = [...required].filter((name) => !builtinModules.includes(name.replace(/^node:/, '')) && !name.startsWith('node:'));
+      // The SDK's signer tries the optional CRT package in a try/catch, and goes on without it.
+      const allowed: readonly string[] = [...EXTERNAL_MODULES, '@aws-sdk/signature-v4-crt'];
+      expect(foreign.filter((name) => !allowed.includes(name))).toEqual([]);
+      expect(foreign).toEqual(expect.arrayContaining(['@aws-sdk/client-s3', '@aws-sdk/client-lambda']));
+    }
+  });
+
+  it('archive to S3: an ad-hoc S3 target moves its rows into Parquet (the S3 client from the runtime), read back by DuckDB', async () => {
+    const s3 = await startTestS3('hk-e2e');
+    await sql.query(`CREATE TABLE app.visits (id bigint PRIMARY KEY, seen_at timestamptz NOT NULL, amount numeric(10,2), tags text[]);
+      INSERT INTO app.visits SELECT i, now() - interval '200 days' - i * interval '1 hour', i * 1.25, ARRAY['a', 'b' || i] FROM generate_series(1, 120) i;
+      INSERT INTO app.visits VALUES (1000, now(), 1, NULL)`);
+    const invocation = await invokeBundle(
+      bundles.archive!,
+      { targets: [{ source: 'app.visits', ageColumn: 'seen_at', retention: '90 days', destination: { s3: { bucket: 'hk-e2e', prefix: 'e2e' } } }] },
+      { secretsManagerUrl: fake.url, env: s3.env },
+    );
+    expect(invocation.lines.filter((line) => line.level === 'ERROR')).toEqual([]);
+    expect(invocation.ok, invocation.stdout.slice(-2000)).toBe(true);
+    expect(invocation.result.targets[0]).toMatchObject({ state: 'succeeded', counts: { rowsMoved: 120 } });
+    const dir = await s3.download('e2e/table=app.visits/');
+    const read = await duckdb(
+      `SELECT count(*)::int AS n, sum(amount)::varchar AS total, count(DISTINCT dt)::int AS days FROM read_parquet('${dir}/e2e/table=app.visits/*/*.parquet', hive_partitioning = 1)`,
+    );
+    expect(read).toEqual([{ n: 120, total: '9075.00', days: 6 }]);
+    expect((await sql.query(`SELECT id FROM app.visits`)).rows).toEqual([{ id: '1000' }]);
   });
 
   it('partition: the empty event the schedule sends runs the deployed policy; context on every line; a safety metric per target', async () => {
@@ -100,12 +147,16 @@ describe('the deployable bundles', () => {
     const deployed = await invoke('archive', {});
     expect(deployed.ok, deployed.stdout.slice(-2000)).toBe(true);
     expect(deployed.result.targets).toHaveLength(LOG_TABLES);
-    expect(deployed.result.targets.every((t: { state: string; counts: { rowsPurged: number } }) => t.state === 'succeeded' && t.counts.rowsPurged === 2)).toBe(true);
+    expect(
+      deployed.result.targets.every((t: { state: string; counts: { rowsPurged: number } }) => t.state === 'succeeded' && t.counts.rowsPurged === 2),
+    ).toBe(true);
     expect(emfValues(deployed, 'SecondsSinceLastSuccess')).toHaveLength(LOG_TABLES);
 
     await sql.query(ORDERS_DDL.replace('DROP SCHEMA IF EXISTS app CASCADE; CREATE SCHEMA app;', ''));
     await sql.query(seedOrders(300, 20));
-    const adHoc = await invoke('archive', { targets: [{ source: 'app.orders', destination: 'app.orders_archive', ageColumn: 'completed_at', retention: '90 days' }] });
+    const adHoc = await invoke('archive', {
+      targets: [{ source: 'app.orders', destination: 'app.orders_archive', ageColumn: 'completed_at', retention: '90 days' }],
+    });
     expect(adHoc.result.targets).toHaveLength(1);
     expect(adHoc.result.targets[0]).toMatchObject({ target: 'app.orders', state: 'succeeded', counts: { rowsMoved: 300 } });
   });
@@ -115,7 +166,7 @@ describe('the deployable bundles', () => {
       CREATE TABLE app.usage_hourly (bucket timestamptz NOT NULL, tenant text NOT NULL, events bigint NOT NULL, units numeric NOT NULL, peak numeric, PRIMARY KEY (bucket, tenant));
       INSERT INTO app.usage (occurred_at, tenant, units) SELECT now() - i * interval '7 minutes', 'acme', i FROM generate_series(1, 400) i`);
     const rolled = await invoke('rollup', {});
-    expect(rolled.result.targets[0]).toMatchObject({ target: 'usage_hourly', state: 'succeeded', stopReason: 'caught up' });
+    expect(rolled.result.targets[0]).toMatchObject({ target: 'usage_hourly', state: 'succeeded', stopReason: 'done' });
     expect(await rollupMismatches(sql)).toEqual([]);
 
     // A user function runs inside the job's own session: it sees the session's settings.
@@ -185,7 +236,9 @@ describe('the deployable bundles', () => {
       const port = (blackHole.address() as { port: number }).port;
       const { ok, error, elapsedMs } = await invoke('partition', {}, { secretsManagerUrl: `http://127.0.0.1:${port}` });
       expect(ok).toBe(false);
-      expect(error).toMatch(/^Secrets Manager: cannot reach Secrets Manager within \d+ s .*NAT gateway or a com\.amazonaws\.eu-west-1\.secretsmanager VPC endpoint/);
+      expect(error).toMatch(
+        /^Secrets Manager: cannot reach Secrets Manager within \d+ s .*NAT gateway or a com\.amazonaws\.eu-west-1\.secretsmanager VPC endpoint/,
+      );
       expect(elapsedMs).toBeLessThan(15_000);
     } finally {
       for (const socket of sockets) socket.destroy();
