@@ -27,6 +27,11 @@ const EVERY_STACK = [
 ];
 
 const SANDBOX_ONLY = [
+  {
+    id: 'AwsSolutions-S1',
+    reason:
+      'Sandbox archive bucket (-c demo=true): it holds demo rows and goes with `cdk destroy`; access logs would need a second bucket that outlives it',
+  },
   { id: 'AwsSolutions-RDS3', reason: 'Sandbox database (-c demo=true): single-AZ on purpose; it is for trying the jobs, not for production' },
   { id: 'AwsSolutions-RDS10', reason: 'Sandbox database (-c demo=true): no deletion protection, so `cdk destroy` removes it' },
   { id: 'AwsSolutions-RDS11', reason: 'Sandbox database (-c demo=true): default port, reachable only from the jobs inside an isolated VPC' },
