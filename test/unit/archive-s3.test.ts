@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { s3DestinationSchema } from '../../functions/archive/policy';
 import type { S3Catalog } from '../../functions/archive/s3/catalog';
@@ -6,9 +7,9 @@ import {
   type ColumnPlan,
   decimalText,
   fromParquetScalar,
+  hashRow,
   MAX_DECIMAL_PRECISION,
   parseArrayText,
-  rowDigest,
   toParquetScalar,
   UnrepresentableValue,
   unscaledDecimal,
@@ -59,9 +60,16 @@ describe('S3 canonical values', () => {
     expect(() => toParquetScalar('date', '-infinity', plan)).toThrow('not a finite date');
   });
 
-  it('the row digest is length-prefixed, so moving a character between columns or NULL vs empty changes it', () => {
-    expect(rowDigest(['ab', 'c'])).not.toBe(rowDigest(['a', 'bc']));
-    expect(rowDigest([null])).not.toBe(rowDigest(['']));
+  it('the object checksum is length-prefixed per value and per row: moving a character between columns or rows, or NULL vs empty, changes it', () => {
+    const checksum = (...rows: Array<Array<string | null>>) => {
+      const hash = createHash('md5');
+      for (const row of rows) hashRow(hash, row);
+      return hash.digest('hex');
+    };
+    expect(checksum(['ab', 'c'])).not.toBe(checksum(['a', 'bc']));
+    expect(checksum([null])).not.toBe(checksum(['']));
+    expect(checksum(['a'], ['b'])).not.toBe(checksum(['a', 'b']));
+    expect(checksum(['é'])).toBe(checksum(['é']));
   });
 
   it('decimals up to 18 digits are INT64, wider ones fixed-length bytes just wide enough', () => {
@@ -121,23 +129,22 @@ describe('S3 statements', () => {
     ageColumn: 'completed_at',
   };
   const statements = renderS3Sql(catalog, { primary: '2026-01-01 00:00:00.000+00' });
-  const digest = `md5(concat(CASE WHEN v.c0 IS NULL THEN 'N' ELSE 'V' || octet_length(v.c0) || ':' || v.c0 END, CASE WHEN v.c1 IS NULL THEN 'N' ELSE 'V' || octet_length(v.c1) || ':' || v.c1 END))`;
-
-  it('the pick: key, day, digest and canonical texts, after the last key, values bound', () => {
+  it('the pick: the rows first (by the key index), then their key, day, version and canonical texts; values bound', () => {
     const pick = statements.pick(100, ['41']);
     expect(pick.text).toBe(
-      `SELECT ARRAY[t."id"::text] AS key, (t."completed_at" AT TIME ZONE $1)::date AS day, ${digest} AS digest, v.* FROM "app"."orders" AS t ` +
-        `CROSS JOIN LATERAL (SELECT t."id"::text AS c0, t."note"::text AS c1) AS v WHERE t."completed_at" < $2 AND t."id" > $3 ORDER BY t."id" LIMIT $4`,
+      `SELECT ARRAY[t."id"::text] AS key, (t."completed_at" AT TIME ZONE $1)::date AS day, t.xmin::text AS version, v.* ` +
+        `FROM (SELECT t.*, t.xmin FROM "app"."orders" AS t WHERE t."completed_at" < $2 AND t."id" > $3 ORDER BY t."id" LIMIT $4) AS t ` +
+        `CROSS JOIN LATERAL (SELECT t."id"::text AS c0, t."note"::text AS c1) AS v ORDER BY t."id"`,
     );
     expect(pick.values).toEqual(['UTC', '2026-01-01 00:00:00.000+00', '41', 100]);
   });
 
-  it('the delete: by key, still expired, digest unchanged; counts what it deleted', () => {
-    const remove = statements.remove([['1', '2']], ['d1', 'd2']);
+  it('the delete: by key, the version written (an updated row is another version), still expired; counts what it deleted', () => {
+    const remove = statements.remove([['1', '2']], ['901', '902']);
     expect(remove.text).toBe(
-      `WITH gone AS (DELETE FROM "app"."orders" AS t USING unnest($1::text[], $2::text[]) AS e(k0, d) WHERE t."id" = e.k0::bigint AND t."completed_at" < $3 ` +
-        `AND e.d = (SELECT ${digest} FROM (SELECT t."id"::text AS c0, t."note"::text AS c1) AS v) RETURNING 1) SELECT count(*)::int AS n FROM gone`,
+      `WITH gone AS (DELETE FROM "app"."orders" AS t USING unnest($1::text[], $2::text[]) AS e(k0, x) WHERE t."id" = e.k0::bigint AND t.xmin = e.x::xid ` +
+        `AND t."completed_at" < $3 RETURNING 1) SELECT count(*)::int AS n FROM gone`,
     );
-    expect(remove.values).toEqual([['1', '2'], ['d1', 'd2'], '2026-01-01 00:00:00.000+00']);
+    expect(remove.values).toEqual([['1', '2'], ['901', '902'], '2026-01-01 00:00:00.000+00']);
   });
 });

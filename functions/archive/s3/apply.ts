@@ -10,7 +10,7 @@ import type { ArchiveEvent, ArchiveTargetPolicy } from '../policy';
 import type { S3Catalog } from './catalog';
 import { UnrepresentableValue } from './columns';
 import { crashPoint } from './faults';
-import { describeColumns, ObjectWriter, objectChecksum, readBackDigests } from './parquet';
+import { describeColumns, ObjectWriter, readBackChecksum } from './parquet';
 import { objectKeys, pendingFolder, tableFolder } from './plan';
 import { renderS3Sql } from './sql';
 import { type ObjectStore, openObjectStore } from './store';
@@ -28,6 +28,23 @@ interface WrittenObject {
 }
 
 class BatchConflict extends Error {}
+
+/** S3 requests of one batch in flight at once (a batch writes one object per day it spans). */
+const S3_CONCURRENCY = 8;
+
+/** `work` on every item, at most `limit` at a time; the results in item order. */
+async function eachAtMost<T, R>(limit: number, items: readonly T[], work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await work(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
 
 /**
  * The S3 destination: each batch streams its rows into one Parquet object per day (row group by
@@ -59,66 +76,90 @@ export async function s3Destination(options: {
     let picked = 0;
     let after = afterKey;
     let lastKey: string[] | undefined;
-    while (picked < limit) {
-      const chunk = Math.min(s3.rowGroupRows, limit - picked);
-      const pick = statements.pick(chunk, after);
-      const { rows } = await client.query<unknown[]>({ text: pick.text, values: pick.values, rowMode: 'array' });
-      for (const row of rows) {
-        const [key, day, digest, ...texts] = row as [string[], string | null, string, ...Array<string | null>];
-        const keyText = key.join(', ');
-        if (day === null) {
-          throw new ArchiveBatchRefused(
-            `row ${catalog.keyColumns.join(', ')} = ${keyText} of ${shown} has an age before year 1 or infinite; it has no dt= folder. Nothing of this batch was moved`,
-          );
-        }
-        let writer = writers.get(day);
-        if (!writer) {
-          writer = new ObjectWriter(catalog.columns, s3.rowGroupRows, s3.compression, key, [
-            { key: 'pg-housekeeper.source', value: shown },
-            { key: 'pg-housekeeper.columns', value: columnsJson },
-          ]);
-          writers.set(day, writer);
-        }
-        try {
-          writer.add(texts, digest, key);
-        } catch (error) {
-          if (!(error instanceof UnrepresentableValue)) throw error;
-          const column = error.column;
-          throw new ArchiveBatchRefused(
-            `column ${column?.name ?? '?'} (${column?.pgType ?? '?'}) of row ${catalog.keyColumns.join(', ')} = ${keyText} in ${shown} holds a value Parquet cannot represent exactly: ${error.message}. Nothing of this batch was moved`,
-          );
-        }
-      }
-      picked += rows.length;
-      if (rows.length > 0) after = lastKey = (rows[rows.length - 1] as [string[]])[0];
-      if (rows.length < chunk) break;
+    const fetch = (chunk: number, from: string[] | undefined) => {
+      const pick = statements.pick(chunk, from);
+      return client.query<unknown[]>({ text: pick.text, values: pick.values, rowMode: 'array' }).then((result) => ({ chunk, rows: result.rows }));
+    };
+    // The next chunk is fetched while this one is encoded: Postgres renders while node writes.
+    let pending: ReturnType<typeof fetch> | undefined = fetch(Math.min(s3.rowGroupRows, limit), after);
+    try {
+      await streamChunks();
+    } catch (error) {
+      // A refused row ends the batch; the chunk already asked for is let go.
+      pending?.catch(() => {});
+      throw error;
     }
     return { writers, picked, lastKey };
+
+    async function streamChunks() {
+      while (pending) {
+        const { chunk, rows } = await pending;
+        pending = undefined;
+        if (rows.length > 0) after = (rows[rows.length - 1] as [string[]])[0];
+        const more = limit - picked - rows.length;
+        if (rows.length === chunk && more > 0) pending = fetch(Math.min(s3.rowGroupRows, more), after);
+        for (const row of rows) {
+          const [key, day, version, ...texts] = row as [string[], string | null, string, ...Array<string | null>];
+          const keyText = key.join(', ');
+          if (day === null) {
+            throw new ArchiveBatchRefused(
+              `row ${catalog.keyColumns.join(', ')} = ${keyText} of ${shown} has an age before year 1 or infinite; it has no dt= folder. Nothing of this batch was moved`,
+            );
+          }
+          let writer = writers.get(day);
+          if (!writer) {
+            writer = new ObjectWriter(catalog.columns, s3.rowGroupRows, s3.compression, key, [
+              { key: 'pg-housekeeper.source', value: shown },
+              { key: 'pg-housekeeper.columns', value: columnsJson },
+            ]);
+            writers.set(day, writer);
+          }
+          try {
+            writer.add(texts, key, version);
+          } catch (error) {
+            if (!(error instanceof UnrepresentableValue)) throw error;
+            const column = error.column;
+            throw new ArchiveBatchRefused(
+              `column ${column?.name ?? '?'} (${column?.pgType ?? '?'}) of row ${catalog.keyColumns.join(', ')} = ${keyText} in ${shown} holds a value Parquet cannot represent exactly: ${error.message}. Nothing of this batch was moved`,
+            );
+          }
+        }
+        picked += rows.length;
+        if (rows.length > 0) lastKey = after;
+        // Rows as JS values stay under about two row groups whatever the batch spans: a batch over
+        // many days fills each day's row group slowly, so the fullest is encoded early.
+        let buffered = [...writers.values()].reduce((n, w) => n + w.buffered, 0);
+        while (buffered > s3.rowGroupRows) {
+          const fullest = [...writers.values()].reduce((a, b) => (b.buffered > a.buffered ? b : a));
+          buffered -= fullest.buffered;
+          fullest.flush();
+        }
+      }
+    }
   };
 
   const removePending = async (objects: WrittenObject[]) => {
-    for (const object of objects) await store.delete(object.pendingKey).catch(() => {});
+    await eachAtMost(S3_CONCURRENCY, objects, (object) => store.delete(object.pendingKey).catch(() => {}));
   };
 
-  /** Uploads each object under the pending prefix, then reads it back: row count and every row's digest must be what Postgres computed. */
+  /** Uploads each object under the pending prefix, then reads it back: row count and every row's digest must be those of the texts Postgres gave. */
   const upload = async (writers: Map<string, ObjectWriter>): Promise<WrittenObject[]> => {
-    const objects: WrittenObject[] = [];
-    for (const [day, writer] of writers) {
+    const objects: WrittenObject[] = [...writers].map(([day, writer]) => {
       const bytes = writer.finish();
-      const { key: objectKey, pendingKey } = objectKeys(s3, source, runId, day, writer.firstKey, writer.lastKey);
-      const checksum = objectChecksum(writer.digests);
-      await store.put(pendingKey, bytes, { rows: String(writer.rows), checksum });
-      objects.push({ day, writer, bytes, checksum, key: objectKey, pendingKey });
-    }
+      const { key, pendingKey } = objectKeys(s3, source, runId, day, writer.firstKey, writer.lastKey);
+      return { day, writer, bytes, checksum: writer.checksum, key, pendingKey };
+    });
+    await eachAtMost(S3_CONCURRENCY, objects, (object) =>
+      store.put(object.pendingKey, object.bytes, { rows: String(object.writer.rows), checksum: object.checksum }),
+    );
     crashPoint('after-upload');
-    for (const object of objects) {
-      const problem = await verify(object);
-      if (problem) {
-        await removePending(objects);
-        throw new ArchiveBatchRefused(
-          `object ${object.pendingKey} did not read back as written (${problem}); its pending copies were deleted and nothing of this batch was moved`,
-        );
-      }
+    const problems = await eachAtMost(S3_CONCURRENCY, objects, verify);
+    const failed = problems.findIndex((problem) => problem !== undefined);
+    if (failed >= 0) {
+      await removePending(objects);
+      throw new ArchiveBatchRefused(
+        `object ${objects[failed]!.pendingKey} did not read back as written (${problems[failed]}); its pending copies were deleted and nothing of this batch was moved`,
+      );
     }
     crashPoint('after-verify');
     return objects;
@@ -128,30 +169,26 @@ export async function s3Destination(options: {
     const stored = await store.get(object.pendingKey);
     if (!stored) return 'it is missing';
     if (stored.byteLength !== object.bytes.byteLength) return `${stored.byteLength} bytes stored, ${object.bytes.byteLength} written`;
-    let read: { rows: number; digests: string[] };
+    let read: { rows: number; checksum: string };
     try {
-      read = await readBackDigests(stored, catalog.columns);
+      read = await readBackChecksum(stored, catalog.columns);
     } catch (error) {
       return `it does not parse: ${errorMessage(error)}`;
     }
-    if (read.rows !== object.writer.rows || read.digests.length !== object.writer.rows)
-      return `${read.rows} rows read, ${object.writer.rows} written`;
-    if (objectChecksum(read.digests) !== object.checksum) {
-      const at = read.digests.findIndex((d, i) => d !== object.writer.digests[i]);
-      return `row ${at + 1}'s values differ from the source's`;
-    }
+    if (read.rows !== object.writer.rows) return `${read.rows} rows read, ${object.writer.rows} written`;
+    if (read.checksum !== object.checksum) return `its values differ from the source's (checksum ${read.checksum}, written ${object.checksum})`;
     return undefined;
   };
 
   /** One transaction: a manifest row per object (state committed) and the delete of exactly the rows written, unchanged. */
   const commit = async (objects: WrittenObject[], picked: number) => {
     const keyArrays = catalog.keyColumns.map(() => [] as string[]);
-    const digests: string[] = [];
-    // Rows by key: one entry per row of every object (objects hold disjoint rows).
-    for (const object of objects) {
-      object.writer.digests.forEach((digest, row) => {
-        for (const [i, value] of object.writer.keys[row]!.entries()) keyArrays[i]!.push(value);
-        digests.push(digest);
+    const versions: string[] = [];
+    // Rows by key and version: one entry per row of every object (objects hold disjoint rows).
+    for (const { writer } of objects) {
+      writer.keys.forEach((key, row) => {
+        for (const [i, value] of key.entries()) keyArrays[i]!.push(value);
+        versions.push(writer.versions[row]!);
       });
     }
     try {
@@ -165,7 +202,7 @@ export async function s3Destination(options: {
                    ${writer.lastKey}, ${writer.rows}, ${object.checksum}, ${object.bytes.byteLength}, ${columnsJson}::jsonb)`,
           );
         }
-        const { n } = await queryOne<{ n: number }>(client, statements.remove(keyArrays, digests));
+        const { n } = await queryOne<{ n: number }>(client, statements.remove(keyArrays, versions));
         if (n !== picked)
           throw new BatchConflict(`${picked - n} of ${picked} row(s) changed, went or were no longer expired since they were written`);
       });
@@ -183,13 +220,13 @@ export async function s3Destination(options: {
 
   /** Copies each committed object to its final key, marks it published, then deletes its pending copy. */
   const publish = async (objects: Array<{ id?: string; key: string; pendingKey: string }>, ids: string[]) => {
-    for (const object of objects) await store.copy(object.pendingKey, object.key);
+    await eachAtMost(S3_CONCURRENCY, objects, (object) => store.copy(object.pendingKey, object.key));
     crashPoint('after-copy');
     await client.query(
       sql`UPDATE housekeeping.archive_objects SET state = 'published', published_at = now() WHERE id = ANY (${ids}::bigint[]) AND state = 'committed'`,
     );
     crashPoint('after-publish');
-    for (const object of objects) await store.delete(object.pendingKey);
+    await eachAtMost(S3_CONCURRENCY, objects, (object) => store.delete(object.pendingKey));
   };
 
   return {

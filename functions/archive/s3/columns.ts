@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import type pg from 'pg';
 import { CatalogError } from '../../../shared/errors';
 import { displayName, type QualifiedName, quoteIdent } from '../../../shared/identifiers';
@@ -287,15 +287,19 @@ export function fromParquet(plan: ColumnPlan, value: unknown): string | null {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Row digests: md5 over the canonical texts, each length-prefixed (NULL as N), the same in SQL and JS.
+// Row digests: md5 over the canonical texts, each length-prefixed (NULL as N): in SQL for restore's
+// comparison, and as one checksum per object (its rows in order) for the read-back.
 
 /** SQL: the digest of the row whose canonical texts are the columns `alias.c0, alias.c1...`. */
 export function digestSql(columns: string[]): string {
   return `md5(concat(${columns.map((c) => `CASE WHEN ${c} IS NULL THEN 'N' ELSE 'V' || octet_length(${c}) || ':' || ${c} END`).join(', ')}))`;
 }
 
-export function rowDigest(texts: Array<string | null>): string {
-  const hash = createHash('md5');
+/**
+ * Adds one row's canonical texts to an object's checksum: each text length-prefixed (NULL as N),
+ * so no two different rows (or rows split differently into columns) feed it the same bytes.
+ */
+export function hashRow(hash: Hash, texts: ReadonlyArray<string | null>): void {
   for (const text of texts) hash.update(text === null ? 'N' : `V${Buffer.byteLength(text, 'utf8')}:${text}`);
-  return hash.digest('hex');
+  hash.update('\n');
 }

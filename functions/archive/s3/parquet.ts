@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { type FileMetaData, parquetMetadata, parquetReadObjects, type SchemaElement } from 'hyparquet';
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
-import { type ColumnPlan, fromParquet, rowDigest, type ScalarKind, toParquet, UnrepresentableValue } from './columns';
+import { type ColumnPlan, fromParquet, hashRow, type ScalarKind, toParquet, UnrepresentableValue } from './columns';
 
 export type Compression = 'snappy' | 'gzip' | 'none';
 const CODEC = { snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSED' } as const;
@@ -85,10 +85,13 @@ export class ObjectWriter {
   private readonly writer = new ByteWriter();
   private readonly parquet: ParquetWriter;
   private columns: unknown[][];
-  private buffered = 0;
+  /** Rows added and not yet encoded into a row group. */
+  buffered = 0;
   rows = 0;
-  readonly digests: string[] = [];
+  private readonly hash = createHash('md5');
   readonly keys: string[][] = [];
+  /** Each row's version (xmin) as picked: the delete takes a row only if it is still that version. */
+  readonly versions: string[] = [];
   readonly firstKey: string[];
   lastKey: string[];
 
@@ -113,7 +116,7 @@ export class ObjectWriter {
   }
 
   /** Adds one row (its canonical texts in plan order); throws UnrepresentableValue naming the column (the caller names the key). */
-  add(texts: Array<string | null>, digest: string, key: string[]): void {
+  add(texts: Array<string | null>, key: string[], version: string): void {
     for (let i = 0; i < this.plans.length; i++) {
       try {
         this.columns[i]!.push(toParquet(this.plans[i]!, texts[i]!));
@@ -122,14 +125,16 @@ export class ObjectWriter {
         throw error;
       }
     }
-    this.digests.push(digest);
+    hashRow(this.hash, texts);
     this.keys.push(key);
+    this.versions.push(version);
     this.lastKey = key;
     this.rows++;
     if (++this.buffered >= this.rowGroupRows) this.flush();
   }
 
-  private flush(): void {
+  /** Encodes the buffered rows as one row group (what bounds the JS values a batch holds). */
+  flush(): void {
     if (this.buffered === 0) return;
     const columnData = this.plans.map((plan, i) => ({ name: plan.name, data: this.columns[i]! as never[] }));
     void this.parquet.write({ columnData, rowGroupSize: this.buffered });
@@ -137,19 +142,16 @@ export class ObjectWriter {
     this.buffered = 0;
   }
 
+  /** md5 over the rows' canonical texts in order (what the manifest keeps and the read-back must match); after finish(). */
+  checksum = '';
+
   /** The finished object. */
   finish(): Uint8Array {
+    this.checksum = this.hash.digest('hex');
     this.flush();
     void this.parquet.finish();
     return new Uint8Array(this.writer.getBuffer());
   }
-}
-
-/** The checksum of an object: md5 over its rows' digests in order (what the manifest keeps). */
-export function objectChecksum(digests: string[]): string {
-  const hash = createHash('md5');
-  for (const digest of digests) hash.update(digest);
-  return hash.digest('hex');
 }
 
 /**
@@ -175,8 +177,10 @@ export async function canonicalRows(bytes: Uint8Array, plans: ColumnPlan[]): Pro
   return rows.map((row) => plans.map((plan) => fromParquet(plan, row[plan.name])));
 }
 
-/** The object read back: its row count and each row's digest, to compare with the digests Postgres computed. */
-export async function readBackDigests(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ rows: number; digests: string[] }> {
+/** The object read back: its row count and the checksum of its rows' canonical texts, to compare with those Postgres gave. */
+export async function readBackChecksum(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ rows: number; checksum: string }> {
   const rows = await canonicalRows(bytes, plans);
-  return { rows: rows.length, digests: rows.map(rowDigest) };
+  const hash = createHash('md5');
+  for (const row of rows) hashRow(hash, row);
+  return { rows: rows.length, checksum: hash.digest('hex') };
 }
