@@ -23,6 +23,11 @@ function s3Targets(policy: ArchiveEventInput) {
   });
 }
 
+/** Whether any target of an archive policy writes to S3. */
+export function archiveWritesToS3(policy: ArchiveEventInput): boolean {
+  return s3Targets(policy).length > 0;
+}
+
 /**
  * What one database's archive function may do on S3, per target with an S3 destination, and
  * nothing more: PutObject and GetObject on its table folder and its pending folder (the copy that

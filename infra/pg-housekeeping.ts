@@ -21,7 +21,7 @@ import type { Job } from '../shared/job';
 import { LAMBDA_RECURSION_LIMIT, MAX_CONTINUATIONS_CAP } from '../shared/lambda-limits';
 import { parseJobEvent } from '../shared/run-job';
 import { type MaintenanceWindow, windowProblems } from '../shared/window';
-import { type ArchivePrefixes, grantArchiveS3 } from './archive-s3';
+import { type ArchivePrefixes, archiveWritesToS3, grantArchiveS3 } from './archive-s3';
 import { JobFunction } from './job-function';
 import { databaseNames } from './names';
 import { Observability, type WatchedJob } from './observability';
@@ -183,7 +183,10 @@ export class PgHousekeeping extends Construct {
         databaseSecret: props.databaseSecret,
         kmsKeyArn: props.kmsKeyArn,
         timeout,
-        memorySize: scheduled.memorySize,
+        // An archive writing to S3 holds a batch of rowsPerObject rows, encoded and read back: the
+        // defaults (100,000 rows) peak near 420 MB (README, "Archive to S3", Memory).
+        memorySize:
+          scheduled.memorySize ?? (job === 'archive' && archiveWritesToS3(scheduled.policy as ArchiveEventInput) ? ARCHIVE_S3_MEMORY_MB : undefined),
         logRetention: props.logRetention ?? RetentionDays.THREE_MONTHS,
         logRemovalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
         vpc,
@@ -333,6 +336,9 @@ function alarmPeriod(where: string, scheduled: ScheduledJob<unknown>, schedule: 
   }
   return Duration.seconds(seconds);
 }
+
+/** The archive function's memory when a target writes to S3 and the job's entry sets none (MB). */
+export const ARCHIVE_S3_MEMORY_MB = 1024;
 
 /** The S3 folders the other databases of the stack archive to. */
 function archiveFolders(self: PgHousekeeping) {

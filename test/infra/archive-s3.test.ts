@@ -1,6 +1,7 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { sandboxArchiveBucket } from '../../infra/housekeeping.config';
+import { ARCHIVE_S3_MEMORY_MB } from '../../infra/pg-housekeeping';
 import { SANDBOX_ARCHIVE_COLUMNS, SANDBOX_GLUE_DATABASE } from '../../infra/sandbox-archive';
 import { type Synthesized, synthStack } from './synth';
 
@@ -89,6 +90,14 @@ describe('archive to S3 in the template', () => {
 
   it('grants nothing on S3 to a deployment whose archive writes to tables', () => {
     expect(s3Statements(tableOnly)).toEqual([]);
+  });
+
+  it('gives an archive function that writes to S3 the memory its default batch needs, unless the entry sets one', () => {
+    const memory = (s: Synthesized) =>
+      Object.values(s.json.Resources).find((r) => r.Type === 'AWS::Lambda::Function' && String(r.Properties.FunctionName).endsWith('-archive'))!
+        .Properties.MemorySize;
+    expect(memory(synthesized)).toBe(ARCHIVE_S3_MEMORY_MB);
+    expect(memory(tableOnly)).toBe(256);
   });
 
   it("in a fleet, each database's archive function gets its own folders only", () => {
