@@ -75,6 +75,13 @@ export const housekeeping: HousekeepingConfig = {
 };
 
 /** What the sandbox (-c demo=true) runs against the demo tables it seeds. */
+/**
+ * The sandbox's archive bucket, which the sandbox stack makes (with versioning, encryption, a
+ * lifecycle to cheaper storage classes, and an Athena table over it): bucket names are global,
+ * so it carries the account and region `cdk deploy` runs with.
+ */
+export const sandboxArchiveBucket = `pg-housekeeper-demo-${process.env.CDK_DEFAULT_ACCOUNT ?? 'local'}-${process.env.CDK_DEFAULT_REGION ?? 'local'}`;
+
 export const demoHousekeeping: HousekeepingConfig = {
   partition: {
     schedule: { rate: Duration.hours(1) },
@@ -95,6 +102,12 @@ export const demoHousekeeping: HousekeepingConfig = {
           ageColumn: 'completed_at',
           ageFallbackColumn: 'created_at',
           retention: '90 days',
+        },
+        {
+          source: 'demo.page_views',
+          destination: { s3: { bucket: sandboxArchiveBucket, prefix: 'demo' } },
+          ageColumn: 'viewed_at',
+          retention: '30 days',
         },
       ],
     },

@@ -66,14 +66,25 @@ const RUNTIME = Runtime.NODEJS_24_X;
  */
 export const LAMBDA_CA_CERTS = '/var/runtime/ca-cert.pem';
 
+/**
+ * Modules the bundles leave out. pg optionally requires its native binding; we never use it. The
+ * clients loaded on demand come from the Lambda runtime (every Node.js runtime ships AWS SDK v3 on
+ * its NODE_PATH): S3 only when an archive target writes to S3, Lambda only when a run continues.
+ * Every bundle carries every job, so bundled they put each function over 1 MB (1,240 KB); the
+ * Secrets Manager client, which every run needs at init, stays bundled at its pinned version.
+ */
+export const EXTERNAL_MODULES = ['pg-native', '@aws-sdk/client-s3', '@aws-sdk/client-lambda'] as const;
+
 /** The bundling every function shares: local esbuild (no Docker), minified, source maps, Node 24. */
 export const BUNDLING = {
   minify: true,
   sourceMap: true,
   target: 'node24',
   format: OutputFormat.CJS,
-  // pg optionally requires its native binding; we never use it.
-  externalModules: ['pg-native'],
+  externalModules: [...EXTERNAL_MODULES],
+  // An import() of an external module must become require(): only require() searches NODE_PATH,
+  // where the Lambda runtime keeps the SDK; left as import() it fails there ("Cannot find package").
+  esbuildArgs: { '--supported:dynamic-import': 'false' },
   forceDockerBundling: false,
 };
 

@@ -13,6 +13,7 @@ import { type ITopic, Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { z } from 'zod';
+import type { ArchiveEventInput } from '../functions/archive/policy';
 import { JOB_NAMES, JOBS, type JobName } from '../functions/registry';
 import { databaseIdProblem } from '../shared/database-id';
 import { identifierProblem } from '../shared/identifiers';
@@ -20,6 +21,7 @@ import type { Job } from '../shared/job';
 import { LAMBDA_RECURSION_LIMIT, MAX_CONTINUATIONS_CAP } from '../shared/lambda-limits';
 import { parseJobEvent } from '../shared/run-job';
 import { type MaintenanceWindow, windowProblems } from '../shared/window';
+import { type ArchivePrefixes, archiveWritesToS3, grantArchiveS3 } from './archive-s3';
 import { JobFunction } from './job-function';
 import { databaseNames } from './names';
 import { Observability, type WatchedJob } from './observability';
@@ -113,6 +115,8 @@ export class PgHousekeeping extends Construct {
   readonly schedules: Partial<Record<JobName, Schedule>> = {};
   readonly alarmTopic?: ITopic;
   readonly observability: Observability;
+  /** The S3 folders this database's archive function may write (one entry per archive target with an S3 destination). */
+  readonly archiveS3: ArchivePrefixes[] = [];
 
   /** The database's id in its fleet (`main` unless given). */
   readonly databaseId: string;
@@ -179,7 +183,10 @@ export class PgHousekeeping extends Construct {
         databaseSecret: props.databaseSecret,
         kmsKeyArn: props.kmsKeyArn,
         timeout,
-        memorySize: scheduled.memorySize,
+        // An archive writing to S3 holds a batch of rowsPerObject rows, encoded and read back: the
+        // defaults (100,000 rows) peak near 420 MB (README, "Archive to S3", Memory).
+        memorySize:
+          scheduled.memorySize ?? (job === 'archive' && archiveWritesToS3(scheduled.policy as ArchiveEventInput) ? ARCHIVE_S3_MEMORY_MB : undefined),
         logRetention: props.logRetention ?? RetentionDays.THREE_MONTHS,
         logRemovalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
         vpc,
@@ -200,6 +207,12 @@ export class PgHousekeeping extends Construct {
         roles: [fn.function.role!],
         statements: [new PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [fn.function.functionArn] })],
       });
+      // Archive to S3: put/get on each target's own folders only, and its KMS key (infra/archive-s3.ts).
+      const s3Grants =
+        job === 'archive'
+          ? grantArchiveS3(this, fn.function.role!, scheduled.policy as ArchiveEventInput, `${where}.policy`, archiveFolders(this))
+          : undefined;
+      if (s3Grants) this.archiveS3.push(...s3Grants.prefixes);
       const timer = new Schedule(this, `${capitalize(job)}Schedule`, {
         schedule: ScheduleExpression.expression(schedule.expression, TimeZone.of(schedule.timeZone)),
         scheduleName: names.schedule(job),
@@ -218,6 +231,7 @@ export class PgHousekeeping extends Construct {
       });
       // The first scheduled run may already continue.
       timer.node.addDependency(continueSelf);
+      if (s3Grants) timer.node.addDependency(s3Grants.policy);
       new CfnOutput(this, `${capitalize(job)}FunctionName`, {
         value: fn.function.functionName,
         description: `pg-housekeeper ${job} function of database ${databaseId} ("run now": aws lambda invoke --invocation-type Event)`,
@@ -338,6 +352,17 @@ function alarmPeriod(where: string, scheduled: ScheduledJob<unknown>, schedule: 
     );
   }
   return Duration.seconds(seconds);
+}
+
+/** The archive function's memory when a target writes to S3 and the job's entry sets none (MB). */
+export const ARCHIVE_S3_MEMORY_MB = 1024;
+
+/** The S3 folders the other databases of the stack archive to. */
+function archiveFolders(self: PgHousekeeping) {
+  return Stack.of(self)
+    .node.findAll()
+    .filter((c): c is PgHousekeeping => c instanceof PgHousekeeping && c !== self)
+    .flatMap((c) => c.archiveS3.map((prefixes) => ({ owner: `database ${c.databaseId}`, prefixes })));
 }
 
 const capitalize = (s: string) => s[0]!.toUpperCase() + s.slice(1);

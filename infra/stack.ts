@@ -2,6 +2,7 @@ import { Annotations, CfnOutput, CfnResource, Duration, Fn, RemovalPolicy, Stack
 import { Dashboard } from 'aws-cdk-lib/aws-cloudwatch';
 import {
   FlowLogDestination,
+  GatewayVpcEndpointAwsService,
   type IInterfaceVpcEndpoint,
   InstanceClass,
   InstanceSize,
@@ -25,6 +26,7 @@ import { checkDatabases, type DatabaseConfig, type DatabaseNetwork } from './fle
 import { demoHousekeeping, type HousekeepingConfig, housekeeping } from './housekeeping.config';
 import { JobFunction } from './job-function';
 import { checkTopicRegion, DEFAULT_DATABASE_ID, emailAlarmTopic, PgHousekeeping, type PgHousekeepingProps } from './pg-housekeeping';
+import { sandboxArchive } from './sandbox-archive';
 
 /** One database as the app context gives it (`-c secretArn=…`, a fleet of one), or the sandbox. */
 export type Target = { kind: 'existing'; secretArn: string; vpcId?: string; subnetIds?: string[]; securityGroupId?: string } | { kind: 'demo' };
@@ -139,7 +141,7 @@ export class HousekeepingStack extends Stack {
     return new PgHousekeeping(this, constructId, { ...common, databaseSecret: secret, ...importNetwork(imports, entry.network) });
   }
 
-  /** The sandbox's VPC: isolated subnets, flow logs, and endpoints for Secrets Manager and the Lambda API (continuations). */
+  /** The sandbox's VPC: isolated subnets, flow logs, and endpoints for Secrets Manager, the Lambda API (continuations) and S3. */
   private sandboxNetwork(): SandboxNetwork {
     // The sandbox leaves nothing behind after `cdk destroy`, its flow logs included.
     const flowLogs = new LogGroup(this, 'SandboxFlowLogs', { retention: RetentionDays.ONE_WEEK, removalPolicy: RemovalPolicy.DESTROY });
@@ -153,6 +155,8 @@ export class HousekeepingStack extends Stack {
     // send a continuation) through another; nothing else leaves the VPC.
     const secretsEndpoint = vpc.addInterfaceEndpoint('SecretsManagerEndpoint', { service: InterfaceVpcEndpointAwsService.SECRETS_MANAGER });
     vpc.addInterfaceEndpoint('LambdaEndpoint', { service: InterfaceVpcEndpointAwsService.LAMBDA });
+    // And S3 (an archive target's Parquet objects) through a gateway endpoint, which costs nothing.
+    vpc.addGatewayEndpoint('S3Endpoint', { service: GatewayVpcEndpointAwsService.S3 });
     return { vpc, secretsEndpoint };
   }
 
@@ -200,6 +204,8 @@ export class HousekeepingStack extends Stack {
       executeOnHandlerChange: false,
       timeout: Duration.minutes(5),
     });
+    // The buckets its archive targets name, and an Athena table over each target's folder.
+    sandboxArchive(scope, entry.jobs.archive?.policy);
     return new PgHousekeeping(this, constructId, {
       ...common,
       databaseSecret: secret,

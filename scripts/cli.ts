@@ -1,11 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { JOB_NAMES, type JobName } from '../functions/registry';
+import { archiveEventSchema, keyColumns, s3Destination } from '../functions/archive/policy';
+import type { RestoreSummary } from '../functions/archive/s3/restore';
+import { JOB_NAMES, JOBS, type JobName } from '../functions/registry';
 import { liveChains, shortId } from '../shared/chain';
+import { parseConfig } from '../shared/config';
 import { openSession, relationExists } from '../shared/db';
 import { ConfigError, errorMessage } from '../shared/errors';
+import { displayName, parseQualifiedName } from '../shared/identifiers';
 import type { Progress } from '../shared/job';
 import { type LatestRun, latestRuns } from '../shared/ledger';
+import { ledgerMigrations, migrate } from '../shared/migrate';
 import type { JobSummary } from '../shared/run-job';
 import { pausedTargets } from '../shared/settings';
 import { startEmbeddedPostgres } from './embedded-postgres';
@@ -19,6 +24,7 @@ export const USAGE = `usage:
   housekeeper run <${JOB_NAMES.join('|')}> --deployed [--database-url URL] [--dry-run]
   housekeeper run <${JOB_NAMES.join('|')}> --database ID [--database-url URL] [--dry-run]   (one database of infra/housekeeping.config.ts)
   housekeeper status [--database-url URL]
+  housekeeper restore (--config <archive.json> | --deployed | --database ID) --from YYYY-MM-DD --to YYYY-MM-DD --into <schema.table> [--target <source>] [--database-url URL]
 
 Without --database-url (or DATABASE_URL), an embedded Postgres is started in .housekeeper-db/.`;
 
@@ -128,5 +134,50 @@ export async function printStatus(url: string): Promise<void> {
     }
   } finally {
     await client.end();
+  }
+}
+
+/**
+ * `restore`: the rows of the S3 objects of one archive target whose day is in [from, to], back
+ * into a table (README, "Restore"). The S3 code is loaded here, not when the CLI starts.
+ */
+export async function restoreFromCli(
+  payload: unknown,
+  url: string,
+  options: { from: string; to: string; into: string; target?: string },
+): Promise<RestoreSummary> {
+  const event = parseConfig(archiveEventSchema, payload, '--config');
+  const named = options.target === undefined ? undefined : displayName(parseQualifiedName(options.target, '--target'));
+  const candidates = event.targets.filter(
+    (t) => s3Destination(t) && (named === undefined || displayName(parseQualifiedName(t.source, 'source')) === named),
+  );
+  if (candidates.length !== 1) {
+    throw new ConfigError(
+      '--target',
+      candidates.length === 0
+        ? `no target of that policy writes to S3${named ? ` with source ${named}` : ''}`
+        : `the policy has ${candidates.length} S3 targets: name one with --target`,
+    );
+  }
+  const target = candidates[0]!;
+  const s3 = s3Destination(target)!;
+  const { restoreArchived } = await import('../functions/archive/s3/restore');
+  const client = await openSession(
+    { kind: 'url', url },
+    { job: 'restore', statementTimeoutMs: event.statementTimeoutMs, lockTimeoutMs: event.lockTimeoutMs },
+  );
+  try {
+    await migrate(client, ledgerMigrations(JOBS));
+    return await restoreArchived(client, {
+      source: displayName(parseQualifiedName(target.source, 'source')),
+      bucket: s3.bucket,
+      ...(s3.kmsKeyId ? { kmsKeyId: s3.kmsKeyId } : {}),
+      keyColumns: keyColumns(target),
+      into: options.into,
+      from: options.from,
+      to: options.to,
+    });
+  } finally {
+    await client.end().catch(() => {});
   }
 }

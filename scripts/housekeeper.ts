@@ -7,13 +7,14 @@
  *   housekeeper run partition --deployed [--database-url URL] [--dry-run]   the policy cdk deploy ships
  *   housekeeper run partition --database ID [--database-url URL] [--dry-run]   that database's, of the fleet the config file lists
  *   housekeeper status [--database-url URL]
+ *   housekeeper restore --config FILE --from DAY --to DAY --into TABLE [--target SOURCE]   rows back from S3
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { JOB_NAMES, type JobName } from '../functions/registry';
 import { ENV } from '../shared/environment';
 import { ConfigError, HousekeeperError } from '../shared/errors';
-import { humanSummary, printStatus, readConfigFile, runFromCli, USAGE, withDatabase } from './cli';
+import { humanSummary, printStatus, readConfigFile, restoreFromCli, runFromCli, USAGE, withDatabase } from './cli';
 import { seedDemo } from './demo';
 import { deployedPolicy } from './deployed';
 
@@ -29,6 +30,10 @@ async function main(argv: string[]): Promise<number> {
       database: { type: 'string' },
       'database-url': { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      into: { type: 'string' },
+      target: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -52,6 +57,26 @@ async function main(argv: string[]): Promise<number> {
         '\nRun the same policy again (a second run changes nothing): npm run housekeeper -- run partition --config examples/partition.json\nSee the ledger: npm run housekeeper -- status',
       );
       return summary.failed.length > 0 ? 1 : 0;
+    });
+  }
+  if (command === 'restore') {
+    const sources = [values.config !== undefined, values.deployed, values.database !== undefined].filter(Boolean).length;
+    if (sources !== 1) {
+      throw new ConfigError(
+        '--config',
+        'restore needs exactly one of --config FILE (an archive policy), --deployed or --database ID: the policy whose S3 destination holds the rows',
+      );
+    }
+    if (!values.from || !values.to || !values.into)
+      throw new ConfigError('restore', 'needs --from YYYY-MM-DD, --to YYYY-MM-DD and --into schema.table');
+    const payload = values.config ? readConfigFile(values.config) : await deployedPolicy('archive', values.database);
+    const restore = { from: values.from, to: values.to, into: values.into, ...(values.target ? { target: values.target } : {}) };
+    return withDatabase(databaseUrl, async (url) => {
+      const summary = await restoreFromCli(payload, url, restore);
+      console.log(
+        `restored ${summary.rowsInserted} row(s) of ${summary.objects} object(s) of ${summary.source} into ${summary.into} (${summary.rowsAlreadyPresent} already there)`,
+      );
+      return 0;
     });
   }
   if (command === 'run') {

@@ -1,9 +1,10 @@
 import { inTransaction } from '../../shared/db';
-import { errorMessage, HousekeeperError } from '../../shared/errors';
+import { errorMessage } from '../../shared/errors';
 import type { StopReason, TargetContext, TargetOutcome } from '../../shared/job';
 import { withLockRetry } from '../../shared/lock-retry';
 import { queryOne, SQLSTATE, sleep, sqlState } from '../../shared/postgres';
 import type { Sql } from '../../shared/sql';
+import { ArchiveBatchRefused, type ArchiveDestination } from './destination';
 import { nextBatch } from './plan';
 import type { ArchiveEvent, ArchiveTargetPolicy } from './policy';
 import type { ArchiveStatements, BatchResult } from './sql';
@@ -13,63 +14,52 @@ const ROW_LOCK_PATIENCE_MS = 20;
 /** After meeting a held row, this many batches lock-and-skip straight away. */
 const SKIP_LOCKED_STREAK = 10;
 
-/** A batch found something that forbids moving its rows; it was rolled back whole. */
-class ArchiveBatchRefused extends HousekeeperError {}
-
 /** Why a batch that ran must not commit, or undefined. */
-function batchProblem(batch: BatchResult, policy: ArchiveTargetPolicy, keyColumns: string[]): string | undefined {
-  if (!policy.destination) return undefined;
+function batchProblem(batch: BatchResult, policy: ArchiveTargetPolicy, table: string | undefined, keyColumns: string[]): string | undefined {
+  if (!table) return undefined;
   if (batch.collision_count > 0) {
     const keys =
       `${keyColumns.length === 1 ? keyColumns[0] : `(${keyColumns.join(', ')})`} ${batch.collisions.join(', ')}` +
       (batch.collision_count > batch.collisions.length ? ` and ${batch.collision_count - batch.collisions.length} more` : '');
     return (
-      `${policy.destination} already holds ${batch.collision_count} key(s) of expired ${policy.source} rows with different contents: ${keys}. ` +
+      `${table} already holds ${batch.collision_count} key(s) of expired ${policy.source} rows with different contents: ${keys}. ` +
       `Nothing of this batch was moved (batches before it stay moved). Both versions are kept: compare them, then delete or rename the one that is wrong ` +
       `(a reset sequence, a restore, or two sources writing into one archive)`
     );
   }
   if (batch.moved !== batch.inserted + batch.identical || batch.altered > 0) {
     return (
-      `${policy.destination} did not receive every row this batch deleted unchanged (deleted ${batch.moved}, inserted ${batch.inserted}, ` +
-      `already archived ${batch.identical}, changed on the way ${batch.altered}); the batch was rolled back. A trigger on ${policy.destination} ` +
+      `${table} did not receive every row this batch deleted unchanged (deleted ${batch.moved}, inserted ${batch.inserted}, ` +
+      `already archived ${batch.identical}, changed on the way ${batch.altered}); the batch was rolled back. A trigger on ${table} ` +
       `skips or rewrites rows: fix it, or archive into a table without it`
     );
   }
   return undefined;
 }
 
-export interface MoveInfo {
-  countKey: 'rowsMoved' | 'rowsPurged';
-  /** The planner's estimate of the expired rows, for progress. */
-  estimatedTotal: number;
+/** What the table destination needs besides the rendered statements. */
+export interface TableInfo {
+  /** The archive table, undefined in purge mode. */
+  table: string | undefined;
   keyColumns: string[];
   destinationHasTriggers: boolean;
 }
 
 /**
- * The batch loop: each batch one statement in its own transaction, until nothing expired is left
- * to pick, the row cap is reached, or the next batch might not fit the budget. A failing batch
- * rolls back whole and ends the run; what earlier batches moved stays moved and is reported.
+ * The archive table (or, without one, purge): each batch is one statement that picks, deletes
+ * and inserts, so writing and committing with the delete are one step and there is never
+ * anything to reconcile.
  */
-export async function moveBatches(
+export function tableDestination(
   context: TargetContext<ArchiveTargetPolicy, ArchiveEvent>,
   statements: ArchiveStatements,
-  info: MoveInfo,
-): Promise<TargetOutcome> {
-  const { client, policy, options, logger, budget } = context;
-  const started = performance.now();
-  let moved = 0;
-  let alreadyArchived = 0;
-  let batches = 0;
-  let longestBatchMs = 0;
-  let lastKey: string[] | undefined;
-  let stopReason: StopReason = 'done';
-  let failure: string | undefined;
+  info: TableInfo,
+): ArchiveDestination {
+  const { client, policy, options, budget } = context;
   const retry = {
     client,
     action: `archive batch from ${policy.source}`,
-    relations: [policy.source, ...(policy.destination ? [policy.destination] : [])],
+    relations: [policy.source, ...(info.table ? [info.table] : [])],
     attempts: options.lockAttempts,
     lockTimeoutMs: ROW_LOCK_PATIENCE_MS,
     budget,
@@ -87,14 +77,14 @@ export async function moveBatches(
   const execute = async (statement: Sql, checked: boolean): Promise<BatchResult> => {
     if (!checked) {
       const batch = await queryOne<BatchResult>(client, statement);
-      const problem = batchProblem(batch, policy, info.keyColumns);
+      const problem = batchProblem(batch, policy, info.table, info.keyColumns);
       // Cannot happen (no trigger or rule runs here, see readArchiveCatalog); stop if it ever does.
       if (problem) throw new ArchiveBatchRefused(`${problem} (committed: report this)`);
       return batch;
     }
     return inTransaction(client, async () => {
       const batch = await queryOne<BatchResult>(client, statement);
-      const problem = batchProblem(batch, policy, info.keyColumns);
+      const problem = batchProblem(batch, policy, info.table, info.keyColumns);
       if (problem) throw new ArchiveBatchRefused(problem);
       return batch;
     });
@@ -112,7 +102,7 @@ export async function moveBatches(
           flags.skipLocked = true;
           skipLockedFor = SKIP_LOCKED_STREAK;
           lockedRowBatches++;
-        } else if (code === SQLSTATE.uniqueViolation && !flags.skipExisting && policy.destination) {
+        } else if (code === SQLSTATE.uniqueViolation && !flags.skipExisting && info.table) {
           flags.skipExisting = true;
         } else {
           throw error; // a table lock we could not get: withLockRetry backs off and retries
@@ -120,13 +110,53 @@ export async function moveBatches(
       }
     }
   };
+  return {
+    name: info.table ?? policy.source,
+    reconcile: async () => ({}),
+    async moveBatch({ limit, afterKey }) {
+      const batch = await withLockRetry(retry, () => runBatch(limit, afterKey));
+      skipLockedFor = Math.max(0, skipLockedFor - 1);
+      return batch;
+    },
+    /** Batches run with FOR UPDATE SKIP LOCKED because another session held rows. */
+    counts: () => ({ lockedRowBatches }),
+  };
+}
+
+export interface MoveInfo {
+  countKey: 'rowsMoved' | 'rowsPurged';
+  /** The planner's estimate of the expired rows, for progress. */
+  estimatedTotal: number;
+  /** Rows per batch: the policy's batchSize, or an S3 destination's rowsPerObject. */
+  batchRows: number;
+}
+
+/**
+ * The batch loop: each batch one transaction, until nothing expired is left to pick, the row cap
+ * is reached, or the next batch might not fit the budget. A failing batch rolls back whole and
+ * ends the run; what earlier batches moved stays moved and is reported.
+ */
+export async function moveBatches(
+  context: TargetContext<ArchiveTargetPolicy, ArchiveEvent>,
+  destination: ArchiveDestination,
+  info: MoveInfo,
+): Promise<TargetOutcome> {
+  const { client, policy, options, logger, budget } = context;
+  const started = performance.now();
+  let moved = 0;
+  let alreadyArchived = 0;
+  let batches = 0;
+  let longestBatchMs = 0;
+  let lastKey: string[] | undefined;
+  let stopReason: StopReason = 'done';
+  let failure: string | undefined;
   const rate = () => moved / Math.max(0.001, (performance.now() - started) / 1000);
 
   // Batches wait at most ROW_LOCK_PATIENCE_MS for any lock; the session's own value comes back after.
   await client.query(`SELECT set_config('lock_timeout', $1, false)`, [`${ROW_LOCK_PATIENCE_MS}ms`]);
   try {
     for (;;) {
-      const next = nextBatch({ moved, longestBatchMs }, policy, budget);
+      const next = nextBatch({ moved, longestBatchMs }, { ...policy, batchSize: info.batchRows }, budget);
       if ('stop' in next) {
         stopReason = next.stop;
         break;
@@ -135,13 +165,12 @@ export async function moveBatches(
       const afterKey = lastKey;
       let batch: BatchResult;
       try {
-        batch = await withLockRetry(retry, () => runBatch(next.limit, afterKey));
+        batch = await destination.moveBatch({ limit: next.limit, ...(afterKey ? { afterKey } : {}) });
       } catch (error) {
         // The batch rolled back whole; what earlier batches moved stays moved and is reported.
         failure = errorMessage(error);
         break;
       }
-      skipLockedFor = Math.max(0, skipLockedFor - 1);
       longestBatchMs = Math.max(longestBatchMs, performance.now() - batchStarted);
       // Done only when nothing expired is left to pick: a batch whose picked rows all changed
       // since (or were held) moves none, and the rows after it still wait.
@@ -177,8 +206,7 @@ export async function moveBatches(
       /** Rows deleted from the source because the archive already held a byte-identical copy. */
       ...(info.countKey === 'rowsMoved' ? { alreadyArchived } : {}),
       batches,
-      /** Batches run with FOR UPDATE SKIP LOCKED because another session held rows. */
-      lockedRowBatches,
+      ...destination.counts(),
       durationMs: Math.round(durationMs),
       rowsPerSecond: Math.round(moved / Math.max(0.001, durationMs / 1000)),
       longestBatchMs: Math.round(longestBatchMs),

@@ -3,10 +3,20 @@ import { displayName, parseQualifiedName, type QualifiedName } from '../../share
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/job';
 import { databaseNow, queryOne } from '../../shared/postgres';
 import { type Sql, sql } from '../../shared/sql';
-import { moveBatches } from './apply';
+import { moveBatches, tableDestination } from './apply';
 import { readArchiveCatalog } from './catalog';
+import archiveObjects from './migrations/0006_archive_objects';
 import { planCutoffs } from './plan';
-import { type ArchiveEvent, type ArchiveEventInput, type ArchiveTargetPolicy, archiveEventSchema, archiveTargetSchema, keyColumns } from './policy';
+import {
+  type ArchiveEvent,
+  type ArchiveEventInput,
+  type ArchiveTargetPolicy,
+  archiveEventSchema,
+  archiveTargetSchema,
+  destinationTable,
+  keyColumns,
+  s3Destination,
+} from './policy';
 import { renderArchiveSql } from './sql';
 
 interface PlanNode {
@@ -34,13 +44,18 @@ async function explain(client: pg.ClientBase, statement: Sql): Promise<PlanNode>
 export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolicy, ArchiveEvent>): Promise<TargetOutcome> {
   const { client, policy, logger } = context;
   const source = parseQualifiedName(policy.source, 'source');
-  const destination: QualifiedName | undefined = policy.destination ? parseQualifiedName(policy.destination, 'destination') : undefined;
+  const table = destinationTable(policy);
+  const s3 = s3Destination(policy);
+  const destination: QualifiedName | undefined = table ? parseQualifiedName(table, 'destination') : undefined;
   const catalog = await readArchiveCatalog(client, source, destination, { ...policy, key: keyColumns(policy) });
+  // S3: the source's columns must each map to a Parquet type that holds every value exactly. The
+  // S3 code (Parquet writer and reader, the SDK) is loaded only by targets that use it, not at init.
+  const s3Catalog = s3 ? await (await import('./s3/catalog')).readS3Catalog(client, source, catalog, s3, policy) : undefined;
   for (const allowed of catalog.allowed) logger.warn(`allowed by the policy, and will fire on every batch: ${allowed}`);
 
   const cutoffs = planCutoffs(await databaseNow(client), policy, catalog.ageTypes);
   const statements = renderArchiveSql(source, destination, policy, catalog, cutoffs);
-  const countKey = destination ? 'rowsMoved' : 'rowsPurged';
+  const countKey = destination || s3 ? 'rowsMoved' : 'rowsPurged';
 
   const seqScan = findSeqScan(await explain(client, statements.explainPick(policy.batchSize)), source.name);
   const ageDescription = policy.ageFallbackColumn ? `COALESCE(${policy.ageColumn}, ${policy.ageFallbackColumn})` : policy.ageColumn;
@@ -62,19 +77,19 @@ export async function runArchiveTarget(context: TargetContext<ArchiveTargetPolic
     const expired = Number((await queryOne<{ n: string }>(client, statements.count)).n);
     const wouldMove = policy.maxRowsPerRun === undefined ? expired : Math.min(expired, policy.maxRowsPerRun);
     return {
-      counts: { expiredRows: expired, [destination ? 'wouldMove' : 'wouldPurge']: wouldMove, seqScan: seqScan ? 1 : 0 },
+      counts: { expiredRows: expired, [countKey === 'rowsMoved' ? 'wouldMove' : 'wouldPurge']: wouldMove, seqScan: seqScan ? 1 : 0 },
       notes: [`-- dry run: nothing was changed. ${expired} row(s) of ${displayName(source)} are older than ${cutoffs.primary} (${ageDescription}).`],
     };
   }
 
   const estimate = await explain(client, statements.count);
   const estimatedTotal = Math.max(0, Math.round(estimate.Plans?.[0]?.['Plan Rows'] ?? estimate['Plan Rows'] ?? 0));
-  return moveBatches(context, statements, {
-    countKey,
-    estimatedTotal,
-    keyColumns: catalog.keyColumns,
-    destinationHasTriggers: catalog.destinationHasTriggers,
-  });
+  const target = s3Catalog
+    ? await (await import('./s3/apply')).s3Destination({ context, catalog: s3Catalog, cutoffs })
+    : tableDestination(context, statements, { table, keyColumns: catalog.keyColumns, destinationHasTriggers: catalog.destinationHasTriggers });
+  const reconciled = await target.reconcile();
+  if (Object.keys(reconciled).length > 0) logger.warn('archive reconciled what an earlier run left', { destination: target.name, ...reconciled });
+  return moveBatches(context, target, { countKey, estimatedTotal, batchRows: s3?.rowsPerObject ?? policy.batchSize });
 }
 
 export const archiveJob = {
@@ -94,5 +109,6 @@ export const archiveJob = {
     },
   },
   remainingCount: 'estimatedRemaining',
+  migrations: [{ version: 6, name: 'archive_objects', sql: archiveObjects }],
   lambda: { timeoutSeconds: 900, retryAttempts: 1 },
 } satisfies JobDefinition<typeof archiveTargetSchema, ArchiveEvent, ArchiveEventInput>;

@@ -1,12 +1,45 @@
 import * as z from 'zod';
 import { durationSchema, identifierSchema, qualifiedNameSchema, runOptionsShape, timeZoneSchema } from '../../shared/config';
 
+/** Bucket names as S3 allows them today (3-63 lowercase letters, digits, dots, hyphens). */
+const BUCKET = /^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+/** Path segments of letters, digits and `!-_.*'()=`: keys every S3 tool, Athena and DuckDB read as written. */
+const PREFIX = /^[A-Za-z0-9!_.*'()=-]+(\/[A-Za-z0-9!_.*'()=-]+)*$/;
+
+/**
+ * An S3 destination: rows leave Postgres as Parquet objects under
+ * `<prefix>/table=<schema.table>/dt=<date>/part-<first key>-<last key>.parquet` (README, "Archive to S3").
+ */
+export const s3DestinationSchema = z.strictObject({
+  bucket: z.string().regex(BUCKET, 'is not an S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)'),
+  /** Objects go under this prefix (no leading or trailing slash). */
+  prefix: z
+    .string()
+    .regex(PREFIX, "must be path segments of letters, digits and !-_.*'()= separated by single slashes, without a leading or trailing slash")
+    .refine((value) => !value.split('/').some((part) => part.startsWith('_') || part === '.' || part === '..'), {
+      message: "no segment may start with _ (readers skip such paths; _pending is the job's own) or be . or ..",
+    }),
+  format: z.literal('parquet').default('parquet'),
+  compression: z.enum(['snappy', 'gzip', 'none']).default('snappy'),
+  /** Rows per batch: each batch writes one object per day it spans, then deletes its rows in one transaction. */
+  rowsPerObject: z.number().int().min(1).max(1_000_000).default(100_000),
+  /** Rows fetched, encoded and buffered at a time (one Parquet row group): what bounds a run's memory besides the object. */
+  rowGroupRows: z.number().int().min(100).max(100_000).default(10_000),
+  /** SSE-KMS: objects are encrypted with this key (id or ARN); without it the bucket's default encryption applies. */
+  kmsKeyId: z.string().min(1).max(2048).optional(),
+});
+
+export type S3Destination = z.output<typeof s3DestinationSchema>;
+
 export const archiveTargetSchema = z
   .strictObject({
     /** The hot table rows leave. */
     source: qualifiedNameSchema,
-    /** The archive table (same columns). Required in move mode, refused in purge mode. */
-    destination: qualifiedNameSchema.optional(),
+    /**
+     * The archive table (same columns), or `{ s3: {...} }` for Parquet objects on S3. Required in
+     * move mode, refused in purge mode.
+     */
+    destination: z.union([qualifiedNameSchema, z.strictObject({ s3: s3DestinationSchema })]).optional(),
     /** move: copy to destination then delete; purge: delete without copying. */
     mode: z.enum(['move', 'purge']).default('move'),
     /**
@@ -49,7 +82,7 @@ export const archiveTargetSchema = z
       ctx.addIssue({ code: 'custom', path: ['destination'], message: 'must not be set in purge mode: purge deletes without copying' });
     }
     const qualify = (name: string) => (name.includes('.') ? name : `public.${name}`);
-    if (value.destination && qualify(value.destination) === qualify(value.source)) {
+    if (typeof value.destination === 'string' && qualify(value.destination) === qualify(value.source)) {
       ctx.addIssue({ code: 'custom', path: ['destination'], message: 'must differ from source' });
     }
     const key = keyColumns(value);
@@ -60,6 +93,16 @@ export const archiveTargetSchema = z
       ctx.addIssue({ code: 'custom', path: ['ageFallbackColumn'], message: 'must differ from ageColumn' });
     }
   });
+
+/** The archive table's name, or undefined for purge mode and S3 destinations. */
+export function destinationTable(policy: { destination?: string | { s3: S3Destination } }): string | undefined {
+  return typeof policy.destination === 'string' ? policy.destination : undefined;
+}
+
+/** The S3 destination, or undefined for a table destination and purge mode. */
+export function s3Destination(policy: { destination?: string | { s3: S3Destination } }): S3Destination | undefined {
+  return typeof policy.destination === 'object' ? policy.destination.s3 : undefined;
+}
 
 /** The key as a list of columns, whichever way the policy spelled it. */
 export function keyColumns(policy: { key: string | string[] }): string[] {

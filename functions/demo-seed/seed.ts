@@ -5,7 +5,8 @@ import type pg from 'pg';
  * - demo.events (daily, timestamptz): partitions from 20 to 10 days ago, none for today or
  *   later, and rows for tomorrow stuck in its DEFAULT partition;
  * - demo.invoices (monthly, date): partitions from 18 to 4 months ago;
- * - demo.orders / demo.orders_archive for the archive job; demo.events_hourly for the rollup.
+ * - demo.orders / demo.orders_archive for the archive job, demo.page_views for its S3 destination;
+ *   demo.events_hourly for the rollup.
  * Used by `npm start` and, in the CDK sandbox (-c demo=true), by a one-off seed function.
  */
 const DEMO_SQL = `
@@ -57,6 +58,12 @@ const DEMO_SQL = `
       ALTER TABLE demo.orders_archive ADD PRIMARY KEY (id);
       INSERT INTO demo.orders SELECT i, now() - i * interval '3 hours', CASE WHEN i % 4 <> 0 THEN now() - i * interval '3 hours' + interval '1 hour' END, i % 500
       FROM generate_series(1, 2000) AS i;
+
+      -- archive to S3 demo (the sandbox): page views older than 30 days leave as Parquet objects
+      CREATE TABLE demo.page_views (id bigint PRIMARY KEY, viewed_at timestamptz NOT NULL, path text NOT NULL, duration_ms integer);
+      CREATE INDEX ON demo.page_views (viewed_at);
+      INSERT INTO demo.page_views SELECT i, now() - i * interval '1 hour', '/page/' || (i % 40), CASE WHEN i % 9 <> 0 THEN i % 3000 END
+      FROM generate_series(1, 2880) AS i;
 
       -- rollup demo: demo.events folded into hourly counts per kind
       CREATE TABLE demo.events_hourly (bucket timestamptz NOT NULL, kind text NOT NULL, events bigint NOT NULL, PRIMARY KEY (bucket, kind));

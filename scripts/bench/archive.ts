@@ -9,7 +9,7 @@ const NAIVE_SAMPLE = 10_000; // row-at-a-time over a million rows would take mos
 const AGE_PREDICATE = `(completed_at < now() - interval '90 days' OR (completed_at IS NULL AND created_at < now() - interval '90 days'))`;
 
 /** A fresh copy of the seed as bench.orders (indexes on the key and both age columns) and an empty bench.orders_archive. */
-async function freshTables(sql: pg.Client) {
+export async function freshTables(sql: pg.Client) {
   await sql.query(`DROP TABLE IF EXISTS bench.orders, bench.orders_archive;
     CREATE TABLE bench.orders (LIKE bench.orders_seed INCLUDING DEFAULTS);
     INSERT INTO bench.orders SELECT * FROM bench.orders_seed;
@@ -27,7 +27,7 @@ async function freshTables(sql: pg.Client) {
   await sql.query('CHECKPOINT');
 }
 
-async function seed(sql: pg.Client) {
+export async function seed(sql: pg.Client) {
   // About 230 bytes a row: ids, four timestamps (10% never completed), status, amount, a text payload.
   await sql.query(`DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench;
     CREATE TABLE bench.orders_seed (
@@ -48,7 +48,7 @@ async function expiredCount(sql: pg.Client): Promise<number> {
   return rows[0].n;
 }
 
-async function batched(url: string) {
+export async function batched(url: string) {
   const event = {
     targets: [
       {

@@ -45,6 +45,7 @@ export async function benchBundles(): Promise<string[]> {
       minify: BUNDLING.minify,
       sourcemap: BUNDLING.sourceMap,
       external: BUNDLING.externalModules,
+      supported: { 'dynamic-import': false },
       outfile,
       metafile: true,
       logLevel: 'silent',

@@ -7,6 +7,7 @@
  */
 import { startEmbeddedPostgres } from '../embedded-postgres';
 import { benchArchive } from './archive';
+import { benchArchiveS3 } from './archive-s3';
 import { benchBundles } from './bundles';
 import { benchPartition } from './partition';
 import { benchRollup } from './rollup';
@@ -15,6 +16,7 @@ import { benchVsPartman } from './vs-partman';
 const BENCHES: Record<string, (url: string) => Promise<string[]>> = {
   partition: benchPartition,
   archive: benchArchive,
+  'archive-s3': benchArchiveS3,
   rollup: benchRollup,
   bundles: async () => benchBundles(),
 };

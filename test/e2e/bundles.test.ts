@@ -1,15 +1,18 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Duration } from 'aws-cdk-lib';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXTERNAL_MODULES } from '../../infra/job-function';
 import { tryLockTarget, unlockTarget } from '../../shared/advisory-lock';
 import { ORDERS_DDL, seedOrders } from '../support/archive';
 import { partitionsOf } from '../support/catalog';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { startFakeSecretsManager } from '../support/fake-secrets-manager';
 import { rollupMismatches, usageRollup } from '../support/rollup';
+import { duckdb, startTestS3 } from '../support/s3';
 import { type Bundle, emfValues, type Invocation, invokeBundle, synthesizeBundles } from './bundle-harness';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:e2e-db-AbCdEf';
@@ -84,6 +87,39 @@ describe('the deployable bundles', () => {
       expect(existsSync(join(bundle.dir, 'index.js.map'))).toBe(true);
     }
     expect(JSON.parse(readFileSync(join(bundles.partition!.dir, 'policy.json'), 'utf8'))).toEqual(partitionPolicy);
+  });
+
+  it('require nothing but Node’s own modules and the clients the Lambda runtime provides (its NODE_PATH)', () => {
+    for (const bundle of Object.values(bundles)) {
+      const code = readFileSync(join(bundle.dir, 'index.js'), 'utf8');
+      const required = new Set([...code.matchAll(/\brequire\("([^"]+)"\)/g)].map((m) => m[1]!));
+      const foreign = [...required].filter((name) => !builtinModules.includes(name.replace(/^node:/, '')) && !name.startsWith('node:'));
+      // The SDK's signer tries the optional CRT package in a try/catch, and goes on without it.
+      const allowed: readonly string[] = [...EXTERNAL_MODULES, '@aws-sdk/signature-v4-crt'];
+      expect(foreign.filter((name) => !allowed.includes(name))).toEqual([]);
+      expect(foreign).toEqual(expect.arrayContaining(['@aws-sdk/client-s3', '@aws-sdk/client-lambda']));
+    }
+  });
+
+  it('archive to S3: an ad-hoc S3 target moves its rows into Parquet (the S3 client from the runtime), read back by DuckDB', async () => {
+    const s3 = await startTestS3('hk-e2e');
+    await sql.query(`CREATE TABLE app.visits (id bigint PRIMARY KEY, seen_at timestamptz NOT NULL, amount numeric(10,2), tags text[]);
+      INSERT INTO app.visits SELECT i, now() - interval '200 days' - i * interval '1 hour', i * 1.25, ARRAY['a', 'b' || i] FROM generate_series(1, 120) i;
+      INSERT INTO app.visits VALUES (1000, now(), 1, NULL)`);
+    const invocation = await invokeBundle(
+      bundles.archive!,
+      { targets: [{ source: 'app.visits', ageColumn: 'seen_at', retention: '90 days', destination: { s3: { bucket: 'hk-e2e', prefix: 'e2e' } } }] },
+      { secretsManagerUrl: fake.url, env: s3.env },
+    );
+    expect(invocation.lines.filter((line) => line.level === 'ERROR')).toEqual([]);
+    expect(invocation.ok, invocation.stdout.slice(-2000)).toBe(true);
+    expect(invocation.result.targets[0]).toMatchObject({ state: 'succeeded', counts: { rowsMoved: 120 } });
+    const dir = await s3.download('e2e/table=app.visits/');
+    const read = await duckdb(
+      `SELECT count(*)::int AS n, sum(amount)::varchar AS total, count(DISTINCT dt)::int AS days FROM read_parquet('${dir}/e2e/table=app.visits/*/*.parquet', hive_partitioning = 1)`,
+    );
+    expect(read).toEqual([{ n: 120, total: '9075.00', days: 6 }]);
+    expect((await sql.query(`SELECT id FROM app.visits`)).rows).toEqual([{ id: '1000' }]);
   });
 
   it('partition: the empty event the schedule sends runs the deployed policy; context on every line; a safety metric per target', async () => {

@@ -54,6 +54,7 @@ describe('one registry of jobs', () => {
       '3 rollup_state',
       '4 partition_retirements',
       '5 chains',
+      '6 archive_objects',
     ]);
   });
 });

@@ -489,7 +489,7 @@ describe('archive on generated schemas', () => {
       }
       const guard = await captureArchiveInvariant(sql, {
         source: 'p.source',
-        destination: generated.target.destination,
+        destination: generated.target.destination as string | undefined,
         expired: generated.target.mode === 'purge' ? generated.expired : undefined,
       });
       const policy = archiveTargetSchema.parse(generated.target);

@@ -1,11 +1,14 @@
 import { readFileSync } from 'node:fs';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { demoHousekeeping, sandboxArchiveBucket } from '../../infra/housekeeping.config';
+import { SANDBOX_ARCHIVE_COLUMNS } from '../../infra/sandbox-archive';
 import { seedDemo } from '../../scripts/demo';
 import { runLocally } from '../../scripts/run-local';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { quietLogger } from '../support/jobs';
 import { serveDatabaseSecret } from '../support/lambda';
+import { duckdb, startTestS3 } from '../support/s3';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:sandbox-db-AbCdEf';
 let db: TestDatabase;
@@ -29,7 +32,7 @@ describe('the sandbox seed and the example configs', () => {
     const tables = await sql.query(
       `SELECT string_agg(relname, ',' ORDER BY relname) AS names FROM pg_class WHERE relnamespace = 'demo'::regnamespace AND relkind IN ('r', 'p') AND relname NOT LIKE '%\\_p%'`,
     );
-    expect(tables.rows[0].names).toBe('events,events_default,events_hourly,invoices,orders,orders_archive');
+    expect(tables.rows[0].names).toBe('events,events_default,events_hourly,invoices,orders,orders_archive,page_views');
 
     const partition = await runLocally('partition', example('partition'), db.url, { logger: quietLogger() });
     expect(partition.failed).toEqual([]);
@@ -42,6 +45,24 @@ describe('the sandbox seed and the example configs', () => {
 
     const rollup = await runLocally('rollup', example('rollup'), db.url, { logger: quietLogger() });
     expect(rollup.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'done', counts: { sourceRowsRead: 500 } });
+  });
+
+  it('the sandbox’s S3 target archives demo.page_views into the columns its Athena table declares, one folder per day', async () => {
+    const s3 = await startTestS3(sandboxArchiveBucket);
+    const policy = demoHousekeeping.archive!.policy;
+    const target = policy.targets.find((t) => t.source === 'demo.page_views')!;
+    const run = await runLocally('archive', { ...policy, targets: [target] }, db.url, { logger: quietLogger() });
+    expect(run.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'done' });
+    expect(run.targets[0]!.counts.rowsMoved).toBeGreaterThan(2000);
+    const dir = await s3.download('demo/table=demo.page_views/');
+    const files = `read_parquet('${dir}/demo/table=demo.page_views/*/*.parquet', hive_partitioning = 1)`;
+    // Hive (Athena) types as DuckDB reads the same Parquet types; DuckDB also takes table= in the path as a partition, Athena's location is below it.
+    const asDuckDb: Record<string, string> = { bigint: 'BIGINT', int: 'INTEGER', string: 'VARCHAR', timestamp: 'TIMESTAMP WITH TIME ZONE' };
+    const described = await duckdb(`SELECT column_name, column_type FROM (DESCRIBE SELECT * EXCLUDE (dt, "table") FROM ${files})`);
+    expect(described).toEqual(SANDBOX_ARCHIVE_COLUMNS['demo.page_views']!.map((c) => ({ column_name: c.name, column_type: asDuckDb[c.type] })));
+    const [counts] = await duckdb(`SELECT count(*)::int AS n, count(DISTINCT dt)::int AS days FROM ${files}`);
+    expect(counts).toEqual({ n: run.targets[0]!.counts.rowsMoved, days: expect.any(Number) });
+    expect(counts!.days).toBeGreaterThan(80);
   });
 
   it("npm start's seed names itself pg-housekeeper/demo-seed, as the seed Lambda does", async () => {

@@ -96,13 +96,14 @@ export async function runArchiveChecked(
 ): Promise<JobSummary> {
   const guards = [];
   // Each target's guard checks its own tables; the other targets' tables are theirs to check.
-  const everyTarget = event.targets.flatMap((t) => [t.source, ...(t.destination ? [t.destination] : [])]);
+  const tableOf = (t: { destination?: unknown }) => (typeof t.destination === 'string' ? t.destination : undefined);
+  const everyTarget = event.targets.flatMap((t) => [t.source, ...(tableOf(t) ? [tableOf(t)!] : [])]);
   for (const target of event.targets) {
-    const others = everyTarget.filter((name) => name !== target.source && name !== target.destination);
+    const others = everyTarget.filter((name) => name !== target.source && name !== tableOf(target));
     guards.push(
       await captureArchiveInvariant(client, {
         source: target.source,
-        destination: target.destination,
+        destination: tableOf(target),
         ...options,
         allowedToChange: [...(options.allowedToChange ?? []), ...others],
       }),

@@ -1,0 +1,304 @@
+import { inTransaction } from '../../../shared/db';
+import { CatalogError, errorMessage } from '../../../shared/errors';
+import { displayName } from '../../../shared/identifiers';
+import type { TargetContext } from '../../../shared/job';
+import { queryOne, SQLSTATE, sqlState } from '../../../shared/postgres';
+import { sql } from '../../../shared/sql';
+import { ArchiveBatchRefused, type ArchiveDestination, type BatchRequest, EMPTY_BATCH } from '../destination';
+import type { ArchiveCutoffs } from '../plan';
+import type { ArchiveEvent, ArchiveTargetPolicy } from '../policy';
+import type { S3Catalog } from './catalog';
+import { UnrepresentableValue } from './columns';
+import { crashPoint } from './faults';
+import { describeColumns, ObjectWriter, readBackChecksum } from './parquet';
+import { objectKeys, pendingFolder, tableFolder } from './plan';
+import { renderS3Sql } from './sql';
+import { type ObjectStore, openObjectStore } from './store';
+
+/** How many times a batch whose rows changed (or were held) while it was written is redone before the target fails. */
+const BATCH_ATTEMPTS = 3;
+
+interface WrittenObject {
+  day: string;
+  writer: ObjectWriter;
+  bytes: Uint8Array;
+  checksum: string;
+  key: string;
+  pendingKey: string;
+}
+
+class BatchConflict extends Error {}
+
+/** S3 requests of one batch in flight at once (a batch writes one object per day it spans). */
+const S3_CONCURRENCY = 8;
+
+/** `work` on every item, at most `limit` at a time; the results in item order. */
+async function eachAtMost<T, R>(limit: number, items: readonly T[], work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await work(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+/**
+ * The S3 destination: each batch streams its rows into one Parquet object per day (row group by
+ * row group), uploads them under the pending folder, reads each back (row count and every row's
+ * digest), then in one transaction records them in housekeeping.archive_objects (`committed`)
+ * and deletes exactly the rows written, unchanged; then copies each to its final key and marks
+ * it `published`. Reconcile, before the first batch, publishes what a run that died committed
+ * and deletes what it left pending uncommitted (those rows are still in the source).
+ */
+export async function s3Destination(options: {
+  context: TargetContext<ArchiveTargetPolicy, ArchiveEvent>;
+  catalog: S3Catalog;
+  cutoffs: ArchiveCutoffs;
+  store?: ObjectStore;
+}): Promise<ArchiveDestination> {
+  const { client, runId, logger } = options.context;
+  const catalog = options.catalog;
+  const { s3, source } = catalog;
+  const store = options.store ?? (await openObjectStore({ bucket: s3.bucket, ...(s3.kmsKeyId ? { kmsKeyId: s3.kmsKeyId } : {}) }));
+  const statements = renderS3Sql(catalog, options.cutoffs);
+  const shown = displayName(source);
+  const name = `s3://${s3.bucket}/${tableFolder(s3, source)}`;
+  const columnsJson = JSON.stringify(describeColumns(catalog.columns));
+  const stats = { objectsWritten: 0, bytesWritten: 0, batchesRedone: 0 };
+
+  /** Streams up to `limit` rows into one writer per day; nothing is uploaded yet. */
+  const write = async ({ limit, afterKey }: BatchRequest) => {
+    const writers = new Map<string, ObjectWriter>();
+    let picked = 0;
+    let after = afterKey;
+    let lastKey: string[] | undefined;
+    const fetch = (chunk: number, from: string[] | undefined) => {
+      const pick = statements.pick(chunk, from);
+      return client.query<unknown[]>({ text: pick.text, values: pick.values, rowMode: 'array' }).then((result) => ({ chunk, rows: result.rows }));
+    };
+    // The next chunk is fetched while this one is encoded: Postgres renders while node writes.
+    let pending: ReturnType<typeof fetch> | undefined = fetch(Math.min(s3.rowGroupRows, limit), after);
+    try {
+      await streamChunks();
+    } catch (error) {
+      // A refused row ends the batch; the chunk already asked for is let go.
+      pending?.catch(() => {});
+      throw error;
+    }
+    return { writers, picked, lastKey };
+
+    async function streamChunks() {
+      while (pending) {
+        const { chunk, rows } = await pending;
+        pending = undefined;
+        if (rows.length > 0) after = (rows[rows.length - 1] as [string[]])[0];
+        const more = limit - picked - rows.length;
+        if (rows.length === chunk && more > 0) pending = fetch(Math.min(s3.rowGroupRows, more), after);
+        for (const row of rows) {
+          const [key, day, version, ...texts] = row as [string[], string | null, string, ...Array<string | null>];
+          const keyText = key.join(', ');
+          if (day === null) {
+            throw new ArchiveBatchRefused(
+              `row ${catalog.keyColumns.join(', ')} = ${keyText} of ${shown} has an age before year 1 or infinite; it has no dt= folder. Nothing of this batch was moved`,
+            );
+          }
+          let writer = writers.get(day);
+          if (!writer) {
+            writer = new ObjectWriter(catalog.columns, s3.rowGroupRows, s3.compression, key, [
+              { key: 'pg-housekeeper.source', value: shown },
+              { key: 'pg-housekeeper.columns', value: columnsJson },
+            ]);
+            writers.set(day, writer);
+          }
+          try {
+            writer.add(texts, key, version);
+          } catch (error) {
+            if (!(error instanceof UnrepresentableValue)) throw error;
+            const column = error.column;
+            throw new ArchiveBatchRefused(
+              `column ${column?.name ?? '?'} (${column?.pgType ?? '?'}) of row ${catalog.keyColumns.join(', ')} = ${keyText} in ${shown} holds a value Parquet cannot represent exactly: ${error.message}. Nothing of this batch was moved`,
+            );
+          }
+        }
+        picked += rows.length;
+        if (rows.length > 0) lastKey = after;
+        // Rows as JS values stay under about two row groups whatever the batch spans: a batch over
+        // many days fills each day's row group slowly, so the fullest is encoded early.
+        let buffered = [...writers.values()].reduce((n, w) => n + w.buffered, 0);
+        while (buffered > s3.rowGroupRows) {
+          const fullest = [...writers.values()].reduce((a, b) => (b.buffered > a.buffered ? b : a));
+          buffered -= fullest.buffered;
+          fullest.flush();
+        }
+      }
+    }
+  };
+
+  const removePending = async (objects: WrittenObject[]) => {
+    await eachAtMost(S3_CONCURRENCY, objects, (object) => store.delete(object.pendingKey).catch(() => {}));
+  };
+
+  /** Uploads each object under the pending prefix, then reads it back: row count and every row's digest must be those of the texts Postgres gave. */
+  const upload = async (writers: Map<string, ObjectWriter>): Promise<WrittenObject[]> => {
+    const objects: WrittenObject[] = [...writers].map(([day, writer]) => {
+      const bytes = writer.finish();
+      const { key, pendingKey } = objectKeys(s3, source, runId, day, writer.firstKey, writer.lastKey);
+      return { day, writer, bytes, checksum: writer.checksum, key, pendingKey };
+    });
+    await eachAtMost(S3_CONCURRENCY, objects, (object) =>
+      store.put(object.pendingKey, object.bytes, { rows: String(object.writer.rows), checksum: object.checksum }),
+    );
+    crashPoint('after-upload');
+    const problems = await eachAtMost(S3_CONCURRENCY, objects, verify);
+    const failed = problems.findIndex((problem) => problem !== undefined);
+    if (failed >= 0) {
+      await removePending(objects);
+      throw new ArchiveBatchRefused(
+        `object ${objects[failed]!.pendingKey} did not read back as written (${problems[failed]}); its pending copies were deleted and nothing of this batch was moved`,
+      );
+    }
+    crashPoint('after-verify');
+    return objects;
+  };
+
+  const verify = async (object: WrittenObject): Promise<string | undefined> => {
+    const stored = await store.get(object.pendingKey);
+    if (!stored) return 'it is missing';
+    if (stored.byteLength !== object.bytes.byteLength) return `${stored.byteLength} bytes stored, ${object.bytes.byteLength} written`;
+    let read: { rows: number; checksum: string };
+    try {
+      read = await readBackChecksum(stored, catalog.columns);
+    } catch (error) {
+      return `it does not parse: ${errorMessage(error)}`;
+    }
+    if (read.rows !== object.writer.rows) return `${read.rows} rows read, ${object.writer.rows} written`;
+    if (read.checksum !== object.checksum) return `its values differ from the source's (checksum ${read.checksum}, written ${object.checksum})`;
+    return undefined;
+  };
+
+  /** One transaction: a manifest row per object (state committed) and the delete of exactly the rows written, unchanged. */
+  const commit = async (objects: WrittenObject[], picked: number) => {
+    const keyArrays = catalog.keyColumns.map(() => [] as string[]);
+    const versions: string[] = [];
+    // Rows by key and version: one entry per row of every object (objects hold disjoint rows).
+    for (const { writer } of objects) {
+      writer.keys.forEach((key, row) => {
+        for (const [i, value] of key.entries()) keyArrays[i]!.push(value);
+        versions.push(writer.versions[row]!);
+      });
+    }
+    try {
+      await inTransaction(client, async () => {
+        for (const object of objects) {
+          const { writer } = object;
+          await client.query(
+            sql`INSERT INTO housekeeping.archive_objects
+             (source, bucket, object_key, pending_key, dt, state, run_id, key_columns, first_key, last_key, row_count, checksum, size_bytes, columns)
+           VALUES (${shown}, ${s3.bucket}, ${object.key}, ${object.pendingKey}, ${object.day}::date, 'committed', ${runId}, ${catalog.keyColumns}, ${writer.firstKey},
+                   ${writer.lastKey}, ${writer.rows}, ${object.checksum}, ${object.bytes.byteLength}, ${columnsJson}::jsonb)`,
+          );
+        }
+        const { n } = await queryOne<{ n: number }>(client, statements.remove(keyArrays, versions));
+        if (n !== picked)
+          throw new BatchConflict(`${picked - n} of ${picked} row(s) changed, went or were no longer expired since they were written`);
+      });
+    } catch (error) {
+      if (sqlState(error) === SQLSTATE.lockNotAvailable) throw new BatchConflict('another session holds some of its rows');
+      if (sqlState(error) === SQLSTATE.uniqueViolation) {
+        throw new ArchiveBatchRefused(
+          `an object of this batch already exists in the manifest (${errorMessage(error)}): rows with these keys were archived before (restored and archived again?). Nothing of this batch was moved`,
+        );
+      }
+      throw error;
+    }
+    crashPoint('after-commit');
+  };
+
+  /** Copies each committed object to its final key, marks it published, then deletes its pending copy. */
+  const publish = async (objects: Array<{ id?: string; key: string; pendingKey: string }>, ids: string[]) => {
+    await eachAtMost(S3_CONCURRENCY, objects, (object) => store.copy(object.pendingKey, object.key));
+    crashPoint('after-copy');
+    await client.query(
+      sql`UPDATE housekeeping.archive_objects SET state = 'published', published_at = now() WHERE id = ANY (${ids}::bigint[]) AND state = 'committed'`,
+    );
+    crashPoint('after-publish');
+    await eachAtMost(S3_CONCURRENCY, objects, (object) => store.delete(object.pendingKey));
+  };
+
+  return {
+    name,
+    async reconcile() {
+      const counts: Record<string, number> = {};
+      const { rows: committed } = await client.query<{ id: string; object_key: string; pending_key: string; size_bytes: string; checksum: string }>(
+        sql`SELECT id::text, object_key, pending_key, size_bytes::text, checksum FROM housekeeping.archive_objects
+         WHERE source = ${shown} AND bucket = ${s3.bucket} AND state = 'committed' ORDER BY id`,
+      );
+      if (committed.length > 0) {
+        for (const object of committed) {
+          const pending = await store.head(object.pending_key);
+          if (pending) continue;
+          // Only reconcile deletes pending copies, and only once published: a committed row without one must already have its final object.
+          const final = await store.head(object.object_key);
+          if (!final || final.size !== Number(object.size_bytes) || final.metadata.checksum !== object.checksum) {
+            throw new CatalogError(
+              name,
+              `manifest row ${object.id} (${object.object_key}) committed its rows' delete, but neither its pending copy ${object.pending_key} nor a matching final object exists. ` +
+                `Restore the pending copy from the bucket's versions, then run again`,
+            );
+          }
+        }
+        const withPending = [];
+        for (const object of committed)
+          if (await store.head(object.pending_key)) withPending.push({ key: object.object_key, pendingKey: object.pending_key });
+        await publish(
+          withPending,
+          committed.map((o) => o.id),
+        );
+        counts.objectsPublished = committed.length;
+        logger.warn('published objects an earlier run committed but did not publish', { objects: committed.map((o) => o.object_key) });
+      }
+      // Anything left under the table's pending folder is garbage now: no committed manifest row
+      // names it (its rows are still in the source), or it was published and not yet deleted.
+      const leftovers = await store.list(pendingFolder(s3, source));
+      for (const key of leftovers) await store.delete(key);
+      if (leftovers.length > 0) counts.pendingObjectsRemoved = leftovers.length;
+      return counts;
+    },
+    async moveBatch(request) {
+      for (let attempt = 1; ; attempt++) {
+        const { writers, picked, lastKey } = await write(request);
+        if (picked === 0) return { ...EMPTY_BATCH };
+        const objects = await upload(writers);
+        try {
+          await commit(objects, picked);
+        } catch (error) {
+          await removePending(objects);
+          if (!(error instanceof BatchConflict)) throw error;
+          stats.batchesRedone++;
+          if (attempt >= BATCH_ATTEMPTS) {
+            throw new ArchiveBatchRefused(
+              `a batch of ${shown} was redone ${BATCH_ATTEMPTS} times and each time ${error.message}; nothing of it was moved (batches before it stay moved). The next run tries again`,
+            );
+          }
+          logger.info('archive batch redone: its rows changed while it was written', { attempt, reason: error.message });
+          continue;
+        }
+        const { rows: ids } = await client.query<{ id: string }>(
+          sql`SELECT id::text FROM housekeeping.archive_objects WHERE bucket = ${s3.bucket} AND object_key = ANY (${objects.map((o) => o.key)}::text[]) AND state = 'committed'`,
+        );
+        await publish(
+          objects,
+          ids.map((r) => r.id),
+        );
+        stats.objectsWritten += objects.length;
+        stats.bytesWritten += objects.reduce((n, o) => n + o.bytes.byteLength, 0);
+        return { picked, moved: picked, inserted: picked, identical: 0, altered: 0, collisions: [], collision_count: 0, last_key: lastKey ?? null };
+      }
+    },
+    counts: () => ({ ...stats }),
+  };
+}

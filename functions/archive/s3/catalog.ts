@@ -1,0 +1,65 @@
+import type pg from 'pg';
+import { CatalogError } from '../../../shared/errors';
+import { displayName, type QualifiedName, quoteQualified } from '../../../shared/identifiers';
+import { queryOne } from '../../../shared/postgres';
+import { ident, param, type Sql, sql } from '../../../shared/sql';
+import type { ArchiveCatalog } from '../catalog';
+import type { ArchiveTargetPolicy, S3Destination } from '../policy';
+import { type ColumnPlan, planColumns } from './columns';
+
+/** Everything about a target's S3 archive that is fixed before the first batch. */
+export interface S3Catalog {
+  source: QualifiedName;
+  s3: S3Destination;
+  columns: ColumnPlan[];
+  keyColumns: string[];
+  /** format_type of each key column, for the casts that find rows by key. */
+  keyTypes: string[];
+  /** Over alias `t`: the row's day (`YYYY-MM-DD`) by its age, or NULL for an age before year 1 or infinite. */
+  day: Sql;
+  ageColumn: string;
+  ageFallbackColumn?: string;
+}
+
+/**
+ * The refusals of an S3 destination, before anything moves: the database must be UTF-8 (Parquet
+ * strings are), and every column must have an exact Parquet type (columns.ts names those that do not).
+ */
+export async function readS3Catalog(
+  client: pg.ClientBase,
+  source: QualifiedName,
+  catalog: Pick<ArchiveCatalog, 'keyColumns' | 'ageTypes'>,
+  s3: S3Destination,
+  policy: Pick<ArchiveTargetPolicy, 'ageColumn' | 'ageFallbackColumn' | 'timeZone'>,
+): Promise<S3Catalog> {
+  const shown = displayName(source);
+  const { encoding } = await queryOne<{ encoding: string }>(client, sql`SELECT current_setting('server_encoding') AS encoding`);
+  if (encoding !== 'UTF8') {
+    throw new CatalogError(
+      shown,
+      `the database's encoding is ${encoding}; Parquet strings are UTF-8, so the S3 destination needs a UTF8 database (nothing was moved)`,
+    );
+  }
+  const columns = await planColumns(client, source);
+  const { rows: keyTypes } = await client.query<{ type: string }>(
+    sql`SELECT format_type(a.atttypid, NULL) AS type FROM unnest(${catalog.keyColumns}::text[]) WITH ORDINALITY AS k(name, ord)
+     JOIN pg_attribute a ON a.attrelid = to_regclass(${quoteQualified(source)}) AND a.attname = k.name ORDER BY k.ord`,
+  );
+  const zone = param(policy.timeZone);
+  const dayOf = (column: string, type: 'timestamptz' | 'timestamp' | 'date') =>
+    type === 'timestamptz' ? sql`(t.${ident(column)} AT TIME ZONE ${zone})::date` : sql`t.${ident(column)}::date`;
+  const day = policy.ageFallbackColumn
+    ? sql`COALESCE(${dayOf(policy.ageColumn, catalog.ageTypes.primary)}, ${dayOf(policy.ageFallbackColumn, catalog.ageTypes.fallback!)})`
+    : dayOf(policy.ageColumn, catalog.ageTypes.primary);
+  return {
+    source,
+    s3,
+    columns,
+    keyColumns: catalog.keyColumns,
+    keyTypes: keyTypes.map((k) => k.type),
+    // Days before year 1 or infinite ages have no dt= folder: NULL, and the batch is refused naming the row.
+    day: sql`(SELECT CASE WHEN isfinite(d) AND d >= DATE '0001-01-01' THEN to_char(d, 'YYYY-MM-DD') END FROM (SELECT ${day} AS d) AS day)`,
+    ageColumn: policy.ageColumn,
+    ...(policy.ageFallbackColumn ? { ageFallbackColumn: policy.ageFallbackColumn } : {}),
+  };
+}

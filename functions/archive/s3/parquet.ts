@@ -1,0 +1,186 @@
+import { createHash } from 'node:crypto';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { type FileMetaData, parquetMetadata, parquetReadObjects, type SchemaElement } from 'hyparquet';
+import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
+import { type ColumnPlan, fromParquet, hashRow, type ScalarKind, toParquet, UnrepresentableValue } from './columns';
+
+export type Compression = 'snappy' | 'gzip' | 'none';
+const CODEC = { snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSED' } as const;
+
+/** Minimal bytes of a two's-complement FIXED_LEN_BYTE_ARRAY holding `precision` decimal digits. */
+function decimalBytes(precision: number): number {
+  let bytes = 1;
+  while (2n ** BigInt(8 * bytes - 1) - 1n < 10n ** BigInt(precision) - 1n) bytes++;
+  return bytes;
+}
+
+function leaf(name: string, kind: ScalarKind, plan: ColumnPlan, repetition: 'OPTIONAL'): SchemaElement {
+  const base = { name, repetition_type: repetition } as const;
+  switch (kind) {
+    case 'int16':
+      // Only the legacy annotation: hyparquet-writer's INTEGER logical type does not read back in DuckDB.
+      return { ...base, type: 'INT32', converted_type: 'INT_16' };
+    case 'int32':
+      return { ...base, type: 'INT32' };
+    case 'int64':
+      return { ...base, type: 'INT64' };
+    case 'decimal': {
+      const precision = plan.precision!;
+      const scale = plan.scale!;
+      const annotation = { converted_type: 'DECIMAL', precision, scale, logical_type: { type: 'DECIMAL', precision, scale } } as const;
+      // INT64 up to 18 digits (INT32 decimals from hyparquet-writer do not read back in DuckDB).
+      if (precision <= 18) return { ...base, type: 'INT64', ...annotation };
+      return { ...base, type: 'FIXED_LEN_BYTE_ARRAY', type_length: decimalBytes(precision), ...annotation };
+    }
+    case 'bool':
+      return { ...base, type: 'BOOLEAN' };
+    case 'date':
+      return { ...base, type: 'INT32', converted_type: 'DATE', logical_type: { type: 'DATE' } };
+    case 'timestamp':
+    case 'timestamptz':
+      return { ...base, type: 'INT64', logical_type: { type: 'TIMESTAMP', isAdjustedToUTC: kind === 'timestamptz', unit: 'MICROS' } };
+    case 'uuid':
+      return { ...base, type: 'FIXED_LEN_BYTE_ARRAY', type_length: 16, logical_type: { type: 'UUID' } };
+    case 'bytea':
+      return { ...base, type: 'BYTE_ARRAY' };
+    case 'text':
+    case 'json':
+      return { ...base, type: 'BYTE_ARRAY', converted_type: 'UTF8', logical_type: { type: 'STRING' } };
+  }
+}
+
+/** The Parquet schema of the planned columns: every column optional; arrays as standard three-level LISTs. */
+export function parquetSchema(plans: ColumnPlan[]): SchemaElement[] {
+  const elements: SchemaElement[] = [{ name: 'schema', num_children: plans.length }];
+  for (const plan of plans) {
+    if (!plan.array) {
+      elements.push(leaf(plan.name, plan.kind, plan, 'OPTIONAL'));
+      continue;
+    }
+    elements.push(
+      { name: plan.name, repetition_type: 'OPTIONAL', converted_type: 'LIST', logical_type: { type: 'LIST' }, num_children: 1 },
+      { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
+      leaf('element', plan.kind, plan, 'OPTIONAL'),
+    );
+  }
+  return elements;
+}
+
+/** One Parquet type per column, as the manifest records it. */
+export function describeColumns(plans: ColumnPlan[]): Array<{ name: string; postgres: string; parquet: string }> {
+  return plans.map((plan) => {
+    const element = leaf(plan.name, plan.kind, plan, 'OPTIONAL');
+    const logical = element.logical_type ? ` ${JSON.stringify(element.logical_type)}` : '';
+    const parquet = `${element.type}${element.type_length ? `(${element.type_length})` : ''}${logical}`;
+    return { name: plan.name, postgres: plan.pgType, parquet: plan.array ? `LIST<${parquet}>` : parquet };
+  });
+}
+
+/**
+ * One object being written: rows are added one at a time as canonical texts, buffered per column
+ * up to `rowGroupRows`, then encoded as a row group; only the encoded bytes of the object stay in
+ * memory (objects are at most rowsPerObject rows).
+ */
+export class ObjectWriter {
+  private readonly writer = new ByteWriter();
+  private readonly parquet: ParquetWriter;
+  private columns: unknown[][];
+  /** Rows added and not yet encoded into a row group. */
+  buffered = 0;
+  rows = 0;
+  private readonly hash = createHash('md5');
+  readonly keys: string[][] = [];
+  /** Each row's version (xmin) as picked: the delete takes a row only if it is still that version. */
+  readonly versions: string[] = [];
+  readonly firstKey: string[];
+  lastKey: string[];
+
+  constructor(
+    private readonly plans: ColumnPlan[],
+    private readonly rowGroupRows: number,
+    compression: Compression,
+    firstKey: string[],
+    metadata: Array<{ key: string; value: string }>,
+  ) {
+    this.parquet = new ParquetWriter({
+      writer: this.writer,
+      schema: parquetSchema(plans),
+      codec: CODEC[compression],
+      compressors: { GZIP: (input: Uint8Array) => gzipSync(input) },
+      kvMetadata: metadata,
+      createdBy: 'pg-housekeeper',
+    });
+    this.columns = plans.map(() => []);
+    this.firstKey = firstKey;
+    this.lastKey = firstKey;
+  }
+
+  /** Adds one row (its canonical texts in plan order); throws UnrepresentableValue naming the column (the caller names the key). */
+  add(texts: Array<string | null>, key: string[], version: string): void {
+    for (let i = 0; i < this.plans.length; i++) {
+      try {
+        this.columns[i]!.push(toParquet(this.plans[i]!, texts[i]!));
+      } catch (error) {
+        if (error instanceof UnrepresentableValue) throw new UnrepresentableValue(error.message, this.plans[i]);
+        throw error;
+      }
+    }
+    hashRow(this.hash, texts);
+    this.keys.push(key);
+    this.versions.push(version);
+    this.lastKey = key;
+    this.rows++;
+    if (++this.buffered >= this.rowGroupRows) this.flush();
+  }
+
+  /** Encodes the buffered rows as one row group (what bounds the JS values a batch holds). */
+  flush(): void {
+    if (this.buffered === 0) return;
+    const columnData = this.plans.map((plan, i) => ({ name: plan.name, data: this.columns[i]! as never[] }));
+    void this.parquet.write({ columnData, rowGroupSize: this.buffered });
+    this.columns = this.plans.map(() => []);
+    this.buffered = 0;
+  }
+
+  /** md5 over the rows' canonical texts in order (what the manifest keeps and the read-back must match); after finish(). */
+  checksum = '';
+
+  /** The finished object. */
+  finish(): Uint8Array {
+    this.checksum = this.hash.digest('hex');
+    this.flush();
+    void this.parquet.finish();
+    return new Uint8Array(this.writer.getBuffer());
+  }
+}
+
+/**
+ * Reads an object with the values as stored (no logical-type conversion: decimals as their
+ * unscaled integers, timestamps as microseconds) and renders each row's canonical texts, in plan
+ * order: what the verification digests and restore inserts.
+ */
+export async function canonicalRows(bytes: Uint8Array, plans: ColumnPlan[]): Promise<Array<Array<string | null>>> {
+  const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  const metadata = parquetMetadata(file);
+  const raw: FileMetaData = {
+    ...metadata,
+    // Leaves without their annotations read as their physical values; LIST groups keep theirs.
+    schema: metadata.schema.map((element) => (element.num_children ? element : { ...element, converted_type: undefined, logical_type: undefined })),
+  };
+  const rows = await parquetReadObjects({
+    file,
+    metadata: raw,
+    utf8: false,
+    compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gunzipSync(input)) },
+  });
+  if (rows.length !== Number(metadata.num_rows)) throw new Error(`${rows.length} rows decoded, the footer says ${metadata.num_rows}`);
+  return rows.map((row) => plans.map((plan) => fromParquet(plan, row[plan.name])));
+}
+
+/** The object read back: its row count and the checksum of its rows' canonical texts, to compare with those Postgres gave. */
+export async function readBackChecksum(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ rows: number; checksum: string }> {
+  const rows = await canonicalRows(bytes, plans);
+  const hash = createHash('md5');
+  for (const row of rows) hashRow(hash, row);
+  return { rows: rows.length, checksum: hash.digest('hex') };
+}

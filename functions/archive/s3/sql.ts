@@ -1,0 +1,59 @@
+import { quoteIdent } from '../../../shared/identifiers';
+import { join, param, qualified, raw, type Sql, sql } from '../../../shared/sql';
+import type { ArchiveCutoffs } from '../plan';
+import type { S3Catalog } from './catalog';
+
+/** The statements of one S3 archive target, with its cutoffs bound. */
+export interface S3Statements {
+  /**
+   * Up to `limit` expired rows after `afterKey`, in key order, each as: its key (texts), its day,
+   * its row version (xmin), then the canonical texts (read with rowMode 'array').
+   */
+  pick(limit: number, afterKey: string[] | undefined): Sql;
+  /**
+   * Deletes the written rows, found by key (one array per key column), each only if it is still
+   * the version written (same xmin: any UPDATE makes a new version) and still expired: a row
+   * updated since the pick stays, and the batch is redone. Returns `n`, the rows deleted.
+   */
+  remove(keys: string[][], versions: string[]): Sql;
+}
+
+/**
+ * Pure: the SQL of an S3 archive target. Values (cutoffs, limit, keys, digests, the zone) are bind
+ * parameters; everything else is identifiers the catalog vouched for, quoted, and the canonical
+ * text expressions columns.ts builds from them.
+ */
+export function renderS3Sql(catalog: S3Catalog, cutoffs: ArchiveCutoffs): S3Statements {
+  const src = qualified(catalog.source);
+  const keys = catalog.keyColumns.map((k) => raw(`t.${quoteIdent(k)}`));
+  const age = raw(`t.${quoteIdent(catalog.ageColumn)}`);
+  const primary = param(cutoffs.primary);
+  const predicate =
+    catalog.ageFallbackColumn === undefined
+      ? sql`${age} < ${primary}`
+      : sql`(${age} < ${primary} OR (${age} IS NULL AND ${raw(`t.${quoteIdent(catalog.ageFallbackColumn)}`)} < ${param(cutoffs.fallback ?? cutoffs.primary)}))`;
+  const values = raw(catalog.columns.map((c, i) => `${c.select} AS c${i}`).join(', '));
+  const tuple = (parts: Sql[]) => (parts.length === 1 ? parts[0]! : sql`(${join(parts)})`);
+  const keyTexts = join(keys.map((k) => sql`${k}::text`));
+  const orderBy = join(keys);
+
+  const pick = (limit: number, afterKey: string[] | undefined) => {
+    const after = afterKey === undefined ? raw('') : sql` AND ${tuple(keys)} > ${tuple(afterKey.map((k) => sql`${k}`))}`;
+    // The rows are picked first (a subquery with the limit, so by the key index), and only those
+    // are rendered: with the texts and digests beside the pick, the planner may compute them for
+    // every expired row before it sorts and limits. The version (xmin, a name no column can have)
+    // crosses the subquery beside the row.
+    return sql`SELECT ARRAY[${keyTexts}] AS key, ${catalog.day} AS day, t.xmin::text AS version, v.* FROM (SELECT t.*, t.xmin FROM ${src} AS t WHERE ${predicate}${after} ORDER BY ${orderBy} LIMIT ${limit}) AS t CROSS JOIN LATERAL (SELECT ${values}) AS v ORDER BY ${orderBy}`;
+  };
+
+  const remove = (keyValues: string[][], versions: string[]) => {
+    const arrays = join([...keyValues.map((column) => sql`${column}::text[]`), sql`${versions}::text[]`]);
+    const names = raw([...catalog.keyColumns.map((_, i) => `k${i}`), 'x'].join(', '));
+    const match = join(
+      catalog.keyColumns.map((k, i) => raw(`t.${quoteIdent(k)} = e.k${i}::${catalog.keyTypes[i]}`)),
+      ' AND ',
+    );
+    return sql`WITH gone AS (DELETE FROM ${src} AS t USING unnest(${arrays}) AS e(${names}) WHERE ${match} AND t.xmin = e.x::xid AND ${predicate} RETURNING 1) SELECT count(*)::int AS n FROM gone`;
+  };
+  return { pick, remove };
+}

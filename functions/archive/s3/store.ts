@@ -1,0 +1,110 @@
+/**
+ * The object store the S3 destination writes to: six operations, so the archive logic never
+ * touches the AWS SDK itself. The SDK is loaded on first use (a table-only deployment never
+ * evaluates it). `AWS_ENDPOINT_URL_S3` (or `AWS_ENDPOINT_URL`) points it at an S3-compatible
+ * server, addressed path-style (the tests start one on 127.0.0.1).
+ */
+export interface ObjectStore {
+  readonly bucket: string;
+  put(key: string, body: Uint8Array, metadata: Record<string, string>): Promise<void>;
+  /** The whole object, or undefined if there is none. */
+  get(key: string): Promise<Uint8Array | undefined>;
+  head(key: string): Promise<{ size: number; metadata: Record<string, string> } | undefined>;
+  /** Server-side copy within the bucket (metadata copied). */
+  copy(from: string, to: string): Promise<void>;
+  /** Every key under `prefix`. */
+  list(prefix: string): Promise<string[]>;
+  delete(key: string): Promise<void>;
+}
+
+export interface StoreOptions {
+  bucket: string;
+  /** SSE-KMS: every object written or copied is encrypted with this key. */
+  kmsKeyId?: string;
+}
+
+const notFound = (error: unknown) => {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e?.name === 'NotFound' || e?.name === 'NoSuchKey' || e?.$metadata?.httpStatusCode === 404;
+};
+
+/**
+ * A key as the x-amz-copy-source header wants it, URI-encoded. Our keys use only letters, digits
+ * and !-_.*'()=/ (the policy's prefix rule, and names we generate), which encodeURI keeps as they
+ * are: S3 and S3-compatible servers that decode only with decodeURI read them alike.
+ */
+export function copySource(bucket: string, key: string): string {
+  return encodeURI(`${bucket}/${key}`);
+}
+
+let created: ((options: StoreOptions) => Promise<ObjectStore>) | undefined;
+
+/** Tests may wrap the store (fault injection); production uses the SDK one. */
+export function setObjectStoreFactory(factory: ((options: StoreOptions) => Promise<ObjectStore>) | undefined): void {
+  created = factory;
+}
+
+export async function openObjectStore(options: StoreOptions): Promise<ObjectStore> {
+  return created ? created(options) : sdkObjectStore(options);
+}
+
+export async function sdkObjectStore({ bucket, kmsKeyId }: StoreOptions): Promise<ObjectStore> {
+  const sdk = await import('@aws-sdk/client-s3');
+  const endpoint = process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+  const client = new sdk.S3Client({
+    ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
+    ...(process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION ? {} : { region: 'us-east-1' }),
+  });
+  const encryption = kmsKeyId ? { ServerSideEncryption: 'aws:kms' as const, SSEKMSKeyId: kmsKeyId } : {};
+  return {
+    bucket,
+    async put(key, body, metadata) {
+      await client.send(
+        new sdk.PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: body,
+          Metadata: metadata,
+          ContentType: 'application/vnd.apache.parquet',
+          ...encryption,
+        }),
+      );
+    },
+    async get(key) {
+      try {
+        const out = await client.send(new sdk.GetObjectCommand({ Bucket: bucket, Key: key }));
+        return await out.Body!.transformToByteArray();
+      } catch (error) {
+        if (notFound(error)) return undefined;
+        throw error;
+      }
+    },
+    async head(key) {
+      try {
+        const out = await client.send(new sdk.HeadObjectCommand({ Bucket: bucket, Key: key }));
+        return { size: Number(out.ContentLength ?? 0), metadata: out.Metadata ?? {} };
+      } catch (error) {
+        if (notFound(error)) return undefined;
+        throw error;
+      }
+    },
+    async copy(from, to) {
+      await client.send(
+        new sdk.CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: copySource(bucket, from), MetadataDirective: 'COPY', ...encryption }),
+      );
+    },
+    async list(prefix) {
+      const keys: string[] = [];
+      let token: string | undefined;
+      do {
+        const out = await client.send(new sdk.ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+        for (const object of out.Contents ?? []) if (object.Key) keys.push(object.Key);
+        token = out.IsTruncated ? out.NextContinuationToken : undefined;
+      } while (token);
+      return keys;
+    },
+    async delete(key) {
+      await client.send(new sdk.DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    },
+  };
+}

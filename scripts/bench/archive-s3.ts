@@ -1,0 +1,90 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import S3rver from 's3rver';
+import { batched, freshTables, seed } from './archive';
+import { connect, fmt } from './util';
+
+const run = promisify(execFile);
+
+/**
+ * `npm run bench -- archive-s3`: the same 1,000,000 expired rows as `archive`, moved (a) into an
+ * archive table by the batched mover and (s) to an S3-compatible server on loopback (s3rver, a
+ * temporary directory) as Parquet, default rowsPerObject and rowGroupRows, snappy. Reports rows/s
+ * of each and their ratio, bytes on S3 per row against the source table's bytes per row, and the
+ * S3 run's peak memory (max RSS of the process that ran it, which does nothing else).
+ */
+export async function benchArchiveS3(url: string): Promise<string[]> {
+  const sql = await connect(url);
+  const directory = mkdtempSync(join(tmpdir(), 'hk-bench-s3-'));
+  const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory });
+  const { port } = (await server.run()) as { port: number };
+  const endpoint = `http://127.0.0.1:${port}`;
+  const env = {
+    ...process.env,
+    AWS_ENDPOINT_URL_S3: endpoint,
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    AWS_REGION: 'us-east-1',
+  };
+  const client = new S3Client({
+    endpoint,
+    forcePathStyle: true,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+  });
+  await client.send(new CreateBucketCommand({ Bucket: 'hk-bench' }));
+  try {
+    await seed(sql);
+    await freshTables(sql);
+    const table = await batched(url);
+
+    await freshTables(sql);
+    const { rows: size } = await sql.query(
+      `SELECT pg_table_size('bench.orders')::float8 AS heap, pg_total_relation_size('bench.orders')::float8 AS total, count(*)::float8 AS n FROM bench.orders`,
+    );
+    const policy = {
+      targets: [
+        {
+          source: 'bench.orders',
+          ageColumn: 'completed_at',
+          ageFallbackColumn: 'created_at',
+          retention: '90 days',
+          destination: { s3: { bucket: 'hk-bench', prefix: 'bench' } },
+        },
+      ],
+      statementTimeoutMs: 600_000,
+    };
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/bench/archive-s3-child.ts', url, JSON.stringify(policy)], {
+      env,
+      maxBuffer: 1 << 20,
+    });
+    const child = JSON.parse(stdout.trim().split('\n').pop()!) as {
+      summary: { state: string; detail?: string; counts: Record<string, number> };
+      maxRssKb: number;
+    };
+    if (child.summary.state !== 'succeeded') throw new Error(`the S3 run ${child.summary.state}: ${child.summary.detail}`);
+    const s3 = child.summary.counts;
+    const { rows: manifest } = await sql.query(
+      `SELECT sum(size_bytes)::float8 AS bytes, sum(row_count)::float8 AS rows, count(*)::int AS objects FROM housekeeping.archive_objects`,
+    );
+    const tableRate = table.rows / (table.ms / 1000);
+    const s3Rate = s3.rowsMoved! / (s3.durationMs! / 1000);
+    const rowsAll = size[0].n as number;
+    return [
+      `archive-s3: ${table.rows.toLocaleString()} expired rows of ~230 bytes; (a) batched mover into a table, (s) S3 as Parquet (s3rver on loopback, rowsPerObject 100,000, rowGroupRows 10,000, snappy)`,
+      `  (a) table   ${fmt(tableRate / 1000, 0)}k rows/s (${fmt(table.ms / 1000, 1)} s)`,
+      `  (s) S3      ${fmt(s3Rate / 1000, 0)}k rows/s (${fmt(s3.durationMs! / 1000, 1)} s, ${manifest[0].objects} objects, longest batch ${fmt(s3.longestBatchMs! / 1000, 1)} s)   (s)/(a) ${fmt(s3Rate / tableRate, 2)} (goal >= 0.5)`,
+      `  bytes per row: S3 ${fmt(manifest[0].bytes / manifest[0].rows, 1)}, source heap ${fmt((size[0].heap as number) / rowsAll, 1)}, heap + indexes ${fmt((size[0].total as number) / rowsAll, 1)}`,
+      `  peak memory of the S3 run: ${fmt(child.maxRssKb / 1024, 0)} MB max RSS (node, pg, the Parquet writer, one batch)`,
+    ];
+  } finally {
+    client.destroy();
+    await server.close();
+    rmSync(directory, { recursive: true, force: true });
+    await sql.end();
+  }
+}

@@ -1,0 +1,150 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { s3DestinationSchema } from '../../functions/archive/policy';
+import type { S3Catalog } from '../../functions/archive/s3/catalog';
+import {
+  arrayText,
+  type ColumnPlan,
+  decimalText,
+  fromParquetScalar,
+  hashRow,
+  MAX_DECIMAL_PRECISION,
+  parseArrayText,
+  toParquetScalar,
+  UnrepresentableValue,
+  unscaledDecimal,
+} from '../../functions/archive/s3/columns';
+import { parquetSchema } from '../../functions/archive/s3/parquet';
+import { objectKeys, objectName } from '../../functions/archive/s3/plan';
+import { renderS3Sql } from '../../functions/archive/s3/sql';
+import { copySource } from '../../functions/archive/s3/store';
+import { sql } from '../../shared/sql';
+
+/** Pure parts of the S3 destination: the canonical texts and their Parquet values, the layout, the statements. */
+describe('S3 canonical values', () => {
+  it('numeric(p,s) crosses as its unscaled integer, scale kept, sign and leading zeros exact', () => {
+    for (const [text, scale, unscaled] of [
+      ['12.30', 2, 1230n],
+      ['-0.05', 2, -5n],
+      ['0.00', 2, 0n],
+      ['99999999999999999999999999999999999.999', 3, 99999999999999999999999999999999999999n],
+      ['-7', 0, -7n],
+    ] as const) {
+      expect(unscaledDecimal(text, scale)).toBe(unscaled);
+      expect(decimalText(unscaled, scale)).toBe(text === '-0.05' ? '-0.05' : text);
+    }
+    expect(() => unscaledDecimal('NaN', 2)).toThrow(UnrepresentableValue);
+    expect(() => unscaledDecimal('1.5', 2)).toThrow('does not have scale 2');
+    expect(MAX_DECIMAL_PRECISION).toBe(38);
+  });
+
+  it('one-dimensional array texts round-trip: NULL, quotes, backslashes, commas, braces, blanks', () => {
+    for (const elements of [[], ['a', null, 'NULL', 'b c', 'x"y', 'back\\slash', 'a,b', '{}', ''], ['1', '-2', '3']]) {
+      const text = arrayText(elements);
+      expect(parseArrayText(text)).toEqual(elements);
+    }
+    expect(arrayText(['NULL', null])).toBe('{"NULL",NULL}');
+    expect(() => parseArrayText('{{1,2},{3,4}}')).toThrow('not a one-dimensional array');
+  });
+
+  it('scalars to Parquet values and back, as Postgres prints them (booleans are t/f inside arrays)', () => {
+    const plan = { scale: 2 };
+    expect(fromParquetScalar('int64', toParquetScalar('int64', '-9223372036854775808', plan), plan)).toBe('-9223372036854775808');
+    expect(fromParquetScalar('bool', toParquetScalar('bool', 'true', plan), plan)).toBe('true');
+    expect(fromParquetScalar('bool', toParquetScalar('bool', 'f', plan), plan, true)).toBe('f');
+    expect(fromParquetScalar('uuid', toParquetScalar('uuid', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', plan), plan)).toBe(
+      'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+    );
+    expect(fromParquetScalar('bytea', toParquetScalar('bytea', '00ff10', plan), plan)).toBe('00ff10');
+    expect(() => toParquetScalar('timestamptz', 'infinity', plan)).toThrow('not a finite timestamp');
+    expect(() => toParquetScalar('date', '-infinity', plan)).toThrow('not a finite date');
+  });
+
+  it('the object checksum is length-prefixed per value and per row: moving a character between columns or rows, or NULL vs empty, changes it', () => {
+    const checksum = (...rows: Array<Array<string | null>>) => {
+      const hash = createHash('md5');
+      for (const row of rows) hashRow(hash, row);
+      return hash.digest('hex');
+    };
+    expect(checksum(['ab', 'c'])).not.toBe(checksum(['a', 'bc']));
+    expect(checksum([null])).not.toBe(checksum(['']));
+    expect(checksum(['a'], ['b'])).not.toBe(checksum(['a', 'b']));
+    expect(checksum(['é'])).toBe(checksum(['é']));
+  });
+
+  it('decimals up to 18 digits are INT64, wider ones fixed-length bytes just wide enough', () => {
+    const decimal = (precision: number): ColumnPlan => ({
+      name: 'n',
+      pgType: `numeric(${precision},2)`,
+      kind: 'decimal',
+      array: false,
+      precision,
+      scale: 2,
+      select: '',
+    });
+    const [, narrow] = parquetSchema([decimal(18)]);
+    const [, wide] = parquetSchema([decimal(38)]);
+    expect(narrow).toMatchObject({ type: 'INT64', logical_type: { type: 'DECIMAL', precision: 18, scale: 2 } });
+    expect(wide).toMatchObject({ type: 'FIXED_LEN_BYTE_ARRAY', type_length: 16 });
+  });
+});
+
+describe('S3 layout', () => {
+  it('Hive-style by day, named by the first and last key; non-integer keys as short hashes', () => {
+    expect(objectName('2025-10-31', ['17'], ['4242'])).toBe('dt=2025-10-31/part-17-4242.parquet');
+    expect(objectName('2025-10-31', ['a b', '1'], ['c', '2'])).toMatch(/^dt=2025-10-31\/part-k[0-9a-f]{16}_1-k[0-9a-f]{16}_2\.parquet$/);
+    expect(objectKeys({ prefix: 'pg/prod' }, { schema: 'public', name: 'orders' }, 'run-1', '2025-10-31', ['1'], ['9'])).toEqual({
+      key: 'pg/prod/table=public.orders/dt=2025-10-31/part-1-9.parquet',
+      pendingKey: 'pg/prod/_pending/table=public.orders/run-1/dt=2025-10-31/part-1-9.parquet',
+    });
+    expect(copySource('b', 'p/table=public.orders/dt=2025-10-31/part-1-9.parquet')).toBe('b/p/table=public.orders/dt=2025-10-31/part-1-9.parquet');
+  });
+
+  it('the destination block: defaults, and bucket and prefix names every reader takes as written', () => {
+    expect(s3DestinationSchema.parse({ bucket: 'acme-archive', prefix: 'pg/prod' })).toEqual({
+      bucket: 'acme-archive',
+      prefix: 'pg/prod',
+      format: 'parquet',
+      compression: 'snappy',
+      rowsPerObject: 100_000,
+      rowGroupRows: 10_000,
+    });
+    expect(s3DestinationSchema.safeParse({ bucket: 'Acme', prefix: 'p' }).success).toBe(false);
+    for (const prefix of ['/p', 'p/', 'a//b', 'a/_pending', 'a/../b', 'a b'])
+      expect(s3DestinationSchema.safeParse({ bucket: 'acme', prefix }).success).toBe(false);
+  });
+});
+
+describe('S3 statements', () => {
+  const catalog: S3Catalog = {
+    source: { schema: 'app', name: 'orders' },
+    s3: s3DestinationSchema.parse({ bucket: 'hk-bucket', prefix: 'p' }),
+    columns: [
+      { name: 'id', pgType: 'bigint', kind: 'int64', array: false, select: 't."id"::text' },
+      { name: 'note', pgType: 'text', kind: 'text', array: false, select: 't."note"::text' },
+    ],
+    keyColumns: ['id'],
+    keyTypes: ['bigint'],
+    day: sql`(t."completed_at" AT TIME ZONE ${'UTC'})::date`,
+    ageColumn: 'completed_at',
+  };
+  const statements = renderS3Sql(catalog, { primary: '2026-01-01 00:00:00.000+00' });
+  it('the pick: the rows first (by the key index), then their key, day, version and canonical texts; values bound', () => {
+    const pick = statements.pick(100, ['41']);
+    expect(pick.text).toBe(
+      `SELECT ARRAY[t."id"::text] AS key, (t."completed_at" AT TIME ZONE $1)::date AS day, t.xmin::text AS version, v.* ` +
+        `FROM (SELECT t.*, t.xmin FROM "app"."orders" AS t WHERE t."completed_at" < $2 AND t."id" > $3 ORDER BY t."id" LIMIT $4) AS t ` +
+        `CROSS JOIN LATERAL (SELECT t."id"::text AS c0, t."note"::text AS c1) AS v ORDER BY t."id"`,
+    );
+    expect(pick.values).toEqual(['UTC', '2026-01-01 00:00:00.000+00', '41', 100]);
+  });
+
+  it('the delete: by key, the version written (an updated row is another version), still expired; counts what it deleted', () => {
+    const remove = statements.remove([['1', '2']], ['901', '902']);
+    expect(remove.text).toBe(
+      `WITH gone AS (DELETE FROM "app"."orders" AS t USING unnest($1::text[], $2::text[]) AS e(k0, x) WHERE t."id" = e.k0::bigint AND t.xmin = e.x::xid ` +
+        `AND t."completed_at" < $3 RETURNING 1) SELECT count(*)::int AS n FROM gone`,
+    );
+    expect(remove.values).toEqual([['1', '2'], ['901', '902'], '2026-01-01 00:00:00.000+00']);
+  });
+});
