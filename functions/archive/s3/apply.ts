@@ -239,8 +239,11 @@ export async function s3Destination(options: {
         try {
           await commit(objects, picked);
         } catch (error) {
-          await removePending(objects);
+          // Only a batch known to have rolled back may lose its pending copies. Any other error may
+          // have come from a COMMIT that succeeded on the server (the client saw the connection
+          // drop): its copies then hold rows that left the source. Reconcile decides by the manifest.
           if (!(error instanceof BatchConflict)) throw error;
+          await removePending(objects);
           stats.batchesRedone++;
           if (attempt >= BATCH_ATTEMPTS) {
             throw new ArchiveBatchRefused(

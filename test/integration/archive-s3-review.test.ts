@@ -1,0 +1,100 @@
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import pg from 'pg';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
+import { runArchive } from '../support/archive';
+import { captureS3Invariant } from '../support/archive-s3';
+import { createTestDatabase, type TestDatabase } from '../support/db';
+import { startTestS3, type TestS3 } from '../support/s3';
+
+/**
+ * Adversarial cases of the S3 destination's promises (exactly once across S3 and Postgres,
+ * restore never losing or overwriting a row silently), each found failing before its fix.
+ */
+
+let db: TestDatabase;
+let sql: pg.Client;
+let s3: TestS3;
+
+const DDL = `
+  DROP SCHEMA IF EXISTS rv CASCADE; CREATE SCHEMA rv;
+  CREATE TABLE rv.events (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, body text);
+  CREATE INDEX ON rv.events (created_at);
+  INSERT INTO rv.events SELECT i, '2025-06-01 00:00:00+00'::timestamptz + i * interval '1 hour', md5(i::text) FROM generate_series(1, 40) AS i;
+  INSERT INTO rv.events VALUES (1000, now(), 'fresh');
+`;
+
+const target = (s3Options: Record<string, unknown> = {}) => ({
+  source: 'rv.events',
+  destination: { s3: { bucket: 'hk-archive', prefix: 'rv', rowsPerObject: 100, rowGroupRows: 100, ...s3Options } },
+  ageColumn: 'created_at',
+  retention: '30 days',
+});
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  sql = await db.connect();
+  s3 = await startTestS3();
+});
+
+beforeEach(async () => {
+  await sql.query(DDL);
+  await sql.query(`TRUNCATE housekeeping.archive_restores, housekeeping.archive_objects`).catch(() => {});
+  for (const key of await s3.keys()) await s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key }));
+});
+
+afterEach(() => setObjectStoreFactory(undefined));
+
+describe('S3 archive: a COMMIT whose outcome the client never learned', () => {
+  it('keeps the pending copies of a batch whose COMMIT succeeded on the server though the client saw an error', async () => {
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
+    // The first upload arms the fault: the next COMMIT reaches the server, then the client sees the
+    // connection drop (what a network cut or a Lambda freeze during COMMIT looks like).
+    let armed = false;
+    let fired = false;
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        put: async (key, body, metadata) => {
+          await store.put(key, body, metadata);
+          if (!fired) armed = true;
+        },
+      };
+    });
+    const query = pg.Client.prototype.query;
+    pg.Client.prototype.query = async function (this: pg.Client, ...args: unknown[]) {
+      const result = await (query as (...a: unknown[]) => Promise<unknown>).apply(this, args);
+      if (armed && args[0] === 'COMMIT') {
+        armed = false;
+        fired = true;
+        throw new Error('Connection terminated unexpectedly');
+      }
+      return result;
+    } as typeof query;
+    let first: Awaited<ReturnType<typeof runArchive>>;
+    try {
+      first = await runArchive(db.url, { targets: [target()] });
+    } finally {
+      pg.Client.prototype.query = query;
+    }
+    expect(fired).toBe(true);
+    expect(first.targets[0]!.state).toBe('failed');
+    // The batch did commit: its rows left the source, so its pending copy must still hold them.
+    const { rows: committed } = await sql.query<{ pending_key: string }>(
+      `SELECT pending_key FROM housekeeping.archive_objects WHERE state = 'committed'`,
+    );
+    expect(committed.length).toBeGreaterThan(0);
+    const pending = await s3.keys('rv/_pending/');
+    expect(
+      committed.map((c) => c.pending_key).filter((k) => !pending.includes(k)),
+      'committed objects whose pending copy was deleted',
+    ).toEqual([]);
+    await invariant.verifyNow();
+
+    setObjectStoreFactory(undefined);
+    const next = await runArchive(db.url, { targets: [target()] });
+    expect(next.targets[0]!.detail).toBeUndefined();
+    expect(await invariant.verify()).toMatchObject({ left: 1, archived: 40 });
+  });
+});
