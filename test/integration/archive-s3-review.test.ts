@@ -2,6 +2,7 @@ import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
+import { restoreFromCli } from '../../scripts/cli';
 import { runArchive } from '../support/archive';
 import { captureS3Invariant } from '../support/archive-s3';
 import { createTestDatabase, type TestDatabase } from '../support/db';
@@ -96,5 +97,20 @@ describe('S3 archive: a COMMIT whose outcome the client never learned', () => {
     const next = await runArchive(db.url, { targets: [target()] });
     expect(next.targets[0]!.detail).toBeUndefined();
     expect(await invariant.verify()).toMatchObject({ left: 1, archived: 40 });
+  });
+});
+
+describe('S3 restore: every row of an object ends in the table, or the object is refused', () => {
+  const restore = (into: string) => restoreFromCli({ targets: [target()] }, db.url, { from: '2025-06-01', to: '2025-06-01', into });
+
+  it('refuses an object one of whose rows another unique constraint of the table keeps out, instead of counting it present', async () => {
+    await sql.query(`CREATE TABLE rv.events_back (LIKE rv.events INCLUDING ALL); ALTER TABLE rv.events_back ADD UNIQUE (body)`);
+    const { rows } = await sql.query<{ body: string }>(`SELECT body FROM rv.events WHERE id = 5`);
+    expect(await runArchive(db.url, { targets: [target()] })).toMatchObject({ failed: [] });
+    // Another row (another key) already holds row 5's body.
+    await sql.query(`INSERT INTO rv.events_back VALUES (9999, now(), $1)`, [rows[0]!.body]);
+    await expect(restore('rv.events_back')).rejects.toThrow(/id = 5/);
+    expect((await sql.query(`SELECT id::int FROM rv.events_back`)).rows).toEqual([{ id: 9999 }]);
+    expect((await sql.query(`SELECT count(*)::int AS n FROM housekeeping.archive_restores`)).rows[0].n).toBe(0);
   });
 });

@@ -101,6 +101,11 @@ export async function restoreArchived(
   const differing =
     `SELECT ${options.keyColumns.map((_, i) => `v.c${keyIndexes[i]}`).join(` || ', ' || `)} AS key FROM ${unnest} JOIN ${quoteQualified(into)} AS t ON ${keyMatch('t')} ` +
     `WHERE ${digestSql(plans.map((_, i) => `v.c${i}`))} <> (SELECT ${digestSql(plans.map((_, i) => `w.c${i}`))} FROM (SELECT ${canonical}) AS w) ORDER BY 1 LIMIT 11`;
+  // Rows of the object whose key `into` still lacks after the insert: another unique constraint of
+  // `into` (or a concurrent writer) kept them out. Counting them present would lose them silently.
+  const missing =
+    `SELECT ${options.keyColumns.map((_, i) => `v.c${keyIndexes[i]}`).join(` || ', ' || `)} AS key FROM ${unnest} ` +
+    `WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(into)} AS t WHERE ${keyMatch('t')}) ORDER BY 1 LIMIT 11`;
 
   for (const object of objects) {
     const names = object.columns.map((c) => c.name);
@@ -128,6 +133,16 @@ export async function restoreArchived(
             .slice(0, 10)
             .map((d) => d.key)
             .join('; ')}); nothing of that object was restored`,
+        );
+      }
+      const { rows: absent } = await client.query<{ key: string }>(missing, columns);
+      if (absent.length > 0) {
+        throw new CatalogError(
+          shown,
+          `${shown} refused ${absent.length > 10 ? 'more than 10' : absent.length} row(s) of ${object.object_key} (${options.keyColumns.join(', ')} = ${absent
+            .slice(0, 10)
+            .map((d) => d.key)
+            .join('; ')}): another unique constraint holds a row with the same values under another key; nothing of that object was restored`,
         );
       }
       await client.query(
