@@ -6,7 +6,7 @@ import { restoreFromCli } from '../../scripts/cli';
 import { runArchive } from '../support/archive';
 import { captureS3Invariant } from '../support/archive-s3';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { startTestS3, type TestS3 } from '../support/s3';
+import { duckdb, startTestS3, type TestS3 } from '../support/s3';
 
 /**
  * Adversarial cases of the S3 destination's promises (exactly once across S3 and Postgres,
@@ -112,5 +112,69 @@ describe('S3 restore: every row of an object ends in the table, or the object is
     await expect(restore('rv.events_back')).rejects.toThrow(/id = 5/);
     expect((await sql.query(`SELECT id::int FROM rv.events_back`)).rows).toEqual([{ id: 9999 }]);
     expect((await sql.query(`SELECT count(*)::int AS n FROM housekeeping.archive_restores`)).rows[0].n).toBe(0);
+  });
+});
+
+describe('S3 archive: two databases archiving a table of the same name into one prefix', () => {
+  // A misconfiguration the fleet's synth refuses, but not one a CLI user or two stacks are kept
+  // from: whatever it costs, neither database may lose a row to the other.
+  let db2: TestDatabase;
+  let sql2: pg.Client;
+  beforeAll(async () => {
+    db2 = await createTestDatabase();
+    sql2 = await db2.connect();
+  });
+  beforeEach(async () => {
+    await sql2.query(`DROP SCHEMA IF EXISTS rv CASCADE`);
+    await sql2.query(`TRUNCATE housekeeping.archive_restores, housekeeping.archive_objects`).catch(() => {});
+  });
+
+  /** Rows of the given objects, by whose they are (the second database's bodies start with 'db2 '). */
+  const rowsIn = async (keys: string[]) => {
+    if (keys.length === 0) return { db2: 0, other: 0 };
+    const dir = await s3.downloadKeys(keys);
+    const [counts] = await duckdb(
+      `SELECT count(*) FILTER (WHERE body LIKE 'db2 %')::int AS db2, count(*) FILTER (WHERE body NOT LIKE 'db2 %')::int AS other
+       FROM read_parquet([${keys.map((k) => `'${dir}/${k}'`).join(', ')}])`,
+    );
+    return counts as { db2: number; other: number };
+  };
+  const committedPending = async () =>
+    (await sql2.query<{ pending_key: string }>(`SELECT pending_key FROM housekeeping.archive_objects WHERE state = 'committed'`)).rows.map(
+      (r) => r.pending_key,
+    );
+
+  it('a run never deletes the pending copy another database committed', async () => {
+    await sql2.query(DDL.replace('md5(i::text)', `'db2 ' || i`).replace('generate_series(1, 40)', 'generate_series(101, 140)'));
+    // The other database commits its batch, then fails to publish (S3 refused the copy).
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        copy: async () => {
+          throw new Error('SlowDown');
+        },
+      };
+    });
+    const failed = await runArchive(db2.url, { targets: [target()] });
+    expect(failed.targets[0]!.state).toBe('failed');
+    const pending = await committedPending();
+    expect(pending.length).toBeGreaterThan(0);
+    setObjectStoreFactory(undefined);
+
+    // This database's run reconciles the same pending folder: the other's committed copies stay.
+    expect(await runArchive(db.url, { targets: [target()] })).toMatchObject({ failed: [] });
+    const keysNow = await s3.keys('rv/_pending/');
+    expect(
+      pending.filter((k) => !keysNow.includes(k)),
+      'committed pending copies of the other database were deleted',
+    ).toEqual([]);
+    expect(await rowsIn(pending)).toEqual({ db2: 40, other: 0 });
+
+    const next = await runArchive(db2.url, { targets: [target()] });
+    expect(next.targets[0]!.detail).toBeUndefined();
+    expect(await committedPending()).toEqual([]);
+    expect(await rowsIn(await s3.keys('rv/table=rv.events/'))).toEqual({ db2: 40, other: 40 });
+    expect(await s3.keys('rv/_pending/')).toEqual([]);
   });
 });

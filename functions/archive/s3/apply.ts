@@ -224,11 +224,28 @@ export async function s3Destination(options: {
         counts.objectsPublished = committed.length;
         logger.warn('published objects an earlier run committed but did not publish', { objects: committed.map((o) => o.object_key) });
       }
-      // Anything left under the table's pending folder is garbage now: no committed manifest row
-      // names it (its rows are still in the source), or it was published and not yet deleted.
-      const leftovers = await store.list(pendingFolder(s3, source));
+      // What this database's runs left under the table's pending folder is garbage now: no
+      // committed manifest row names it (its rows are still in the source), or it was published
+      // and not yet deleted. A run folder this database's ledger does not know is another's (two
+      // databases sharing a prefix): its copies may hold committed rows, so it is left alone.
+      const folder = pendingFolder(s3, source);
+      const found = await store.list(folder);
+      const runOf = (key: string) => key.slice(folder.length).split('/')[0]!;
+      const runIds = [...new Set(found.map(runOf))].filter((id) => /^[0-9a-f-]{36}$/.test(id));
+      const { rows: known } = await client.query<{ run_id: string }>(
+        sql`SELECT DISTINCT run_id::text FROM housekeeping.job_runs WHERE run_id = ANY (${runIds}::uuid[])`,
+      );
+      const ours = new Set(known.map((r) => r.run_id));
+      const leftovers = found.filter((key) => ours.has(runOf(key)));
       for (const key of leftovers) await store.delete(key);
       if (leftovers.length > 0) counts.pendingObjectsRemoved = leftovers.length;
+      if (leftovers.length < found.length) {
+        const foreign = found.filter((key) => !ours.has(runOf(key)));
+        counts.pendingObjectsNotOurs = foreign.length;
+        logger.warn('pending objects of runs this database does not know were left alone (another database archiving into this prefix?)', {
+          objects: foreign.slice(0, 10),
+        });
+      }
       return counts;
     },
     async moveBatch(request) {
