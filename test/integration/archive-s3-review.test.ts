@@ -177,4 +177,19 @@ describe('S3 archive: two databases archiving a table of the same name into one 
     expect(await rowsIn(await s3.keys('rv/table=rv.events/'))).toEqual({ db2: 40, other: 40 });
     expect(await s3.keys('rv/_pending/')).toEqual([]);
   });
+
+  it('a published object of one database is never overwritten by the other database rows under the same name', async () => {
+    await sql2.query(DDL.replace('md5(i::text)', `'db2 ' || i`));
+    const mine = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
+    expect(await runArchive(db.url, { targets: [target()] })).toMatchObject({ failed: [] });
+    expect(await mine.verify()).toMatchObject({ left: 1, archived: 40 });
+
+    const clash = await runArchive(db2.url, { targets: [target()] });
+    expect(clash.targets[0]!.state).toBe('failed');
+    expect(clash.targets[0]!.detail).toMatch(/already exists with other contents/);
+    // This database's objects are untouched; the other's rows wait in its committed pending copies.
+    expect(await mine.verifyNow()).toEqual({ left: 1, archived: 40, committedPending: 0 });
+    expect(await rowsIn(await committedPending())).toEqual({ db2: 40, other: 0 });
+    expect((await sql2.query(`SELECT count(*)::int AS n FROM rv.events`)).rows[0].n).toBe(1);
+  });
 });

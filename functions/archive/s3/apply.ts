@@ -181,9 +181,26 @@ export async function s3Destination(options: {
     crashPoint('after-commit');
   };
 
-  /** Copies each committed object to its final key, marks it published, then deletes its pending copy. */
-  const publish = async (objects: Array<{ id?: string; key: string; pendingKey: string }>, ids: string[]) => {
-    for (const object of objects) await store.copy(object.pendingKey, object.key);
+  /**
+   * Copies each committed object to its final key, marks it published, then deletes its pending
+   * copy. A final object already there is kept: it is this object if its size and checksum match
+   * (a run died after the copy); otherwise it holds other rows (another database archiving a table
+   * of the same name into this prefix) and is never overwritten: the target fails, and this
+   * object's rows stay in its pending copy, committed.
+   */
+  const publish = async (objects: Array<{ key: string; pendingKey: string; size: number; checksum: string }>, ids: string[]) => {
+    for (const object of objects) {
+      const final = await store.head(object.key);
+      if (final && final.size === object.size && final.metadata.checksum === object.checksum) continue;
+      if (final) {
+        throw new CatalogError(
+          name,
+          `${object.key} already exists with other contents (${final.size} bytes, checksum ${final.metadata.checksum ?? 'none'}; this object: ${object.size} bytes, checksum ${object.checksum}), ` +
+            `so it was not overwritten. Is another database archiving a table of the same name into this prefix? The rows stay in ${object.pendingKey}, committed in the manifest`,
+        );
+      }
+      await store.copy(object.pendingKey, object.key);
+    }
     crashPoint('after-copy');
     await client.query(
       sql`UPDATE housekeeping.archive_objects SET state = 'published', published_at = now() WHERE id = ANY (${ids}::bigint[]) AND state = 'committed'`,
@@ -216,7 +233,8 @@ export async function s3Destination(options: {
         }
         const withPending = [];
         for (const object of committed)
-          if (await store.head(object.pending_key)) withPending.push({ key: object.object_key, pendingKey: object.pending_key });
+          if (await store.head(object.pending_key))
+            withPending.push({ key: object.object_key, pendingKey: object.pending_key, size: Number(object.size_bytes), checksum: object.checksum });
         await publish(
           withPending,
           committed.map((o) => o.id),
@@ -274,7 +292,7 @@ export async function s3Destination(options: {
           sql`SELECT id::text FROM housekeeping.archive_objects WHERE bucket = ${s3.bucket} AND object_key = ANY (${objects.map((o) => o.key)}::text[]) AND state = 'committed'`,
         );
         await publish(
-          objects,
+          objects.map((o) => ({ key: o.key, pendingKey: o.pendingKey, size: o.bytes.byteLength, checksum: o.checksum })),
           ids.map((r) => r.id),
         );
         stats.objectsWritten += objects.length;
