@@ -193,3 +193,15 @@ describe('S3 archive: two databases archiving a table of the same name into one 
     expect((await sql2.query(`SELECT count(*)::int AS n FROM rv.events`)).rows[0].n).toBe(1);
   });
 });
+
+describe('S3 archive: keys and values that must move like any other', () => {
+  it('moves rows keyed by a char(n) column', async () => {
+    await sql.query(`
+      CREATE TABLE rv.coded (code char(6) PRIMARY KEY, created_at timestamptz NOT NULL, body text);
+      INSERT INTO rv.coded SELECT 'c' || i, '2025-06-01 00:00:00+00'::timestamptz + i * interval '1 hour', md5(i::text) FROM generate_series(1, 30) AS i;`);
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.coded', folder: 'rv/table=rv.coded' });
+    const summary = await runArchive(db.url, { targets: [{ ...target(), source: 'rv.coded', key: 'code' }] });
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    expect(await invariant.verify()).toMatchObject({ left: 0, archived: 30 });
+  });
+});
