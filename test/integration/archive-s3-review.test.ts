@@ -204,4 +204,13 @@ describe('S3 archive: keys and values that must move like any other', () => {
     expect(summary.targets[0]!.detail).toBeUndefined();
     expect(await invariant.verify()).toMatchObject({ left: 0, archived: 30 });
   });
+
+  it('moves a text[] whose elements hold spaces Postgres does not quote (no-break space, line separator)', async () => {
+    await sql.query(`ALTER TABLE rv.events ADD COLUMN tags text[]`);
+    await sql.query(`UPDATE rv.events SET tags = ARRAY[E'a\\u00a0b', E'\\u2028', E'\\u3000', 'plain'] WHERE id = 3`);
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
+    const summary = await runArchive(db.url, { targets: [target()] });
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    expect(await invariant.verify()).toMatchObject({ left: 1, archived: 40 });
+  });
 });

@@ -196,7 +196,9 @@ export function parseArrayText(text: string): Array<string | null> {
   return out;
 }
 
-const NEEDS_QUOTES = /^$|^null$|["\\{},\s\v]/i;
+// array_out quotes the empty string, NULL, the delimiter, quotes, braces, backslashes and only the six
+// ASCII spaces (array_isspace); JS's \s also matches no-break and other Unicode spaces, which it does not quote.
+const NEEDS_QUOTES = /^$|^null$|["\\{}, \t\n\r\v\f]/i;
 /** array_out for one-dimensional arrays: what `column::text` gives. */
 export function arrayText(elements: Array<string | null>): string {
   return `{${elements.map((e) => (e === null ? 'NULL' : NEEDS_QUOTES.test(e) ? `"${e.replace(/["\\]/g, '\\$&')}"` : e)).join(',')}}`;
