@@ -213,4 +213,16 @@ describe('S3 archive: keys and values that must move like any other', () => {
     expect(summary.targets[0]!.detail).toBeUndefined();
     expect(await invariant.verify()).toMatchObject({ left: 1, archived: 40 });
   });
+
+  it('keeps a text starting with U+FEFF (a byte order mark) byte for byte', async () => {
+    await sql.query(`UPDATE rv.events SET body = E'\\ufeffwith bom' WHERE id = 3`);
+    const summary = await runArchive(db.url, { targets: [target()] });
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 40 });
+    // Compared as bytes: the DuckDB client library drops a leading BOM when it hands strings to JS.
+    const dir = await s3.download('rv/table=rv.events/');
+    expect(await duckdb(`SELECT hex(encode(body)) AS h FROM read_parquet('${dir}/rv/table=rv.events/*/*.parquet') WHERE id = 3`)).toEqual([
+      { h: Buffer.from('\ufeffwith bom').toString('hex').toUpperCase() },
+    ]);
+  });
 });

@@ -208,7 +208,8 @@ const uuidText = (bytes: Uint8Array) => {
   const hex = Buffer.from(bytes).toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 };
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a text starting with U+FEFF keeps it (the default decoder drops a leading BOM).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Bytes of a FIXED_LEN_BYTE_ARRAY decimal: big-endian two's complement. */
 function bytesToBigInt(bytes: Uint8Array): bigint {
