@@ -113,6 +113,24 @@ describe('S3 restore: every row of an object ends in the table, or the object is
     expect((await sql.query(`SELECT id::int FROM rv.events_back`)).rows).toEqual([{ id: 9999 }]);
     expect((await sql.query(`SELECT count(*)::int AS n FROM housekeeping.archive_restores`)).rows[0].n).toBe(0);
   });
+
+  it('refuses, naming the column, an object whose column type differs from the table it is restored into (a scale read as another scale)', async () => {
+    await sql.query(
+      `ALTER TABLE rv.events ADD COLUMN amount numeric(10, 2), ADD COLUMN seen timestamp; UPDATE rv.events SET amount = id * 1.25, seen = '2025-06-01 12:00'`,
+    );
+    expect(await runArchive(db.url, { targets: [target()] })).toMatchObject({ failed: [] });
+    await sql.query(`CREATE TABLE rv.events_back (LIKE rv.events INCLUDING ALL); ALTER TABLE rv.events_back ALTER amount TYPE numeric(12, 4)`);
+    await expect(restore('rv.events_back')).rejects.toThrow(/amount/);
+    expect((await sql.query(`SELECT count(*)::int AS n FROM rv.events_back`)).rows[0].n).toBe(0);
+
+    await sql.query(`ALTER TABLE rv.events_back ALTER amount TYPE numeric(10, 2), ALTER seen TYPE timestamptz`);
+    await expect(restore('rv.events_back')).rejects.toThrow(/seen/);
+    expect((await sql.query(`SELECT count(*)::int AS n FROM rv.events_back`)).rows[0].n).toBe(0);
+
+    await sql.query(`ALTER TABLE rv.events_back ALTER seen TYPE timestamp`);
+    expect(await restore('rv.events_back')).toMatchObject({ rowsInserted: 23 });
+    expect((await sql.query(`SELECT sum(amount)::text AS s FROM rv.events_back WHERE id = 4`)).rows[0].s).toBe('5.00');
+  });
 });
 
 describe('S3 archive: two databases archiving a table of the same name into one prefix', () => {
