@@ -196,6 +196,24 @@ describe('S3 archive: two databases archiving a table of the same name into one 
     expect(await s3.keys('rv/_pending/')).toEqual([]);
   });
 
+  it('publishes where S3 answers a HEAD of a missing object 403 (no ListBucket on the key), as AWS does', async () => {
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        head: async (key) => {
+          const found = await store.head(key);
+          if (found) return found;
+          throw Object.assign(new Error('Forbidden'), { name: 'Forbidden', $metadata: { httpStatusCode: 403 } });
+        },
+      };
+    });
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
+    const summary = await runArchive(db.url, { targets: [target()] });
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    expect(await invariant.verify()).toMatchObject({ left: 1, archived: 40 });
+  });
+
   it('a published object of one database is never overwritten by the other database rows under the same name', async () => {
     await sql2.query(DDL.replace('md5(i::text)', `'db2 ' || i`));
     const mine = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });

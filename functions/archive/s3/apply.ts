@@ -190,7 +190,8 @@ export async function s3Destination(options: {
    */
   const publish = async (objects: Array<{ key: string; pendingKey: string; size: number; checksum: string }>, ids: string[]) => {
     for (const object of objects) {
-      const final = await store.head(object.key);
+      // Listed, not HEADed: without ListBucket on a key, S3 answers a HEAD of a missing object 403, not 404.
+      const final = (await store.list(object.key)).includes(object.key) ? await store.head(object.key) : undefined;
       if (final && final.size === object.size && final.metadata.checksum === object.checksum) continue;
       if (final) {
         throw new CatalogError(
