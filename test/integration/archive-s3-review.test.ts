@@ -261,4 +261,17 @@ describe('S3 archive: keys and values that must move like any other', () => {
       { h: Buffer.from('\ufeffwith bom').toString('hex').toUpperCase() },
     ]);
   });
+
+  it("files a row by its age's day in the policy's zone, not UTC's, around midnight", async () => {
+    await sql.query(`DELETE FROM rv.events WHERE id > 2 AND id < 1000`);
+    await sql.query(
+      `UPDATE rv.events SET created_at = CASE id WHEN 1 THEN '2025-06-01 14:59:59.999999+00'::timestamptz ELSE '2025-06-01 15:00:00+00' END WHERE id < 3`,
+    );
+    const summary = await runArchive(db.url, { targets: [{ ...target(), timeZone: 'Asia/Seoul' }] });
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    expect(await s3.keys('rv/table=rv.events/')).toEqual([
+      'rv/table=rv.events/dt=2025-06-01/part-1-1.parquet',
+      'rv/table=rv.events/dt=2025-06-02/part-2-2.parquet',
+    ]);
+  });
 });
