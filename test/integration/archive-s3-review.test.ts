@@ -4,7 +4,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
 import { restoreFromCli } from '../../scripts/cli';
 import { runArchive } from '../support/archive';
-import { captureS3Invariant } from '../support/archive-s3';
+import { captureS3Invariant, postgresRows } from '../support/archive-s3';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { duckdb, startTestS3, type TestS3 } from '../support/s3';
 
@@ -273,5 +273,24 @@ describe('S3 archive: keys and values that must move like any other', () => {
       'rv/table=rv.events/dt=2025-06-01/part-1-1.parquet',
       'rv/table=rv.events/dt=2025-06-02/part-2-2.parquet',
     ]);
+  });
+
+  it('brings extreme values back exactly through Parquet and restore (years past 9999 and BC, widest decimals, padded chars in arrays)', async () => {
+    await sql.query(`
+      ALTER TABLE rv.events ADD COLUMN ts timestamp(6), ADD COLUMN tz timestamptz, ADD COLUMN d date, ADD COLUMN n numeric(38, 38),
+        ADD COLUMN w numeric(19, 0), ADD COLUMN c3 char(3)[], ADD COLUMN v2 varchar(2)[], ADD COLUMN i2 smallint[], ADD COLUMN e text, ADD COLUMN j json;
+      UPDATE rv.events SET ts = '10000-01-01 00:00:00.000001', tz = '4713-11-24 00:00:00+00 BC', d = '5874897-12-31', n = 0.99999999999999999999999999999999999999,
+        w = -9999999999999999999, c3 = '{a,"b  ",NULL}', v2 = '{"",ab}', i2 = '{-32768,NULL}', e = '', j = '{"a":1, "a":2}' WHERE id = 1;
+      UPDATE rv.events SET ts = '0001-01-01 00:00:00 BC', tz = '200000-12-31 23:59:59.999999+00', d = '4713-01-01 BC', n = -0.00000000000000000000000000000000000001,
+        w = 9999999999999999999, e = NULL WHERE id = 2;`);
+    const before = await postgresRows(sql, 'rv.events');
+    const summary = await runArchive(db.url, { targets: [target()] });
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    await sql.query(`CREATE TABLE rv.events_back (LIKE rv.events INCLUDING ALL)`);
+    expect(await restoreFromCli({ targets: [target()] }, db.url, { from: '2025-06-01', to: '2025-06-02', into: 'rv.events_back' })).toMatchObject({
+      rowsInserted: 40,
+    });
+    await sql.query(`INSERT INTO rv.events_back SELECT * FROM rv.events`);
+    expect(await postgresRows(sql, 'rv.events_back')).toEqual(before);
   });
 });
