@@ -293,4 +293,13 @@ describe('S3 archive: keys and values that must move like any other', () => {
     await sql.query(`INSERT INTO rv.events_back SELECT * FROM rv.events`);
     expect(await postgresRows(sql, 'rv.events_back')).toEqual(before);
   });
+
+  it('refuses a batch holding a timestamp beyond Parquet microseconds since 1970 (past year 294246), naming the column and row', async () => {
+    await sql.query(`ALTER TABLE rv.events ADD COLUMN tz timestamptz; UPDATE rv.events SET tz = '294276-12-31 23:59:59.999999+00' WHERE id = 7`);
+    const before = await postgresRows(sql, 'rv.events');
+    const summary = await runArchive(db.url, { targets: [target()] });
+    expect(summary.targets[0]!.state).toBe('failed');
+    expect(summary.targets[0]!.detail).toMatch(/column tz \(timestamp with time zone\) of row id = 7 .*294276/);
+    expect(await postgresRows(sql, 'rv.events')).toEqual(before);
+  });
 });

@@ -72,8 +72,9 @@ function scalarSelect(kind: ScalarKind, column: string): string {
       return `CASE WHEN isfinite(${column}) THEN (${column} - DATE '1970-01-01')::text ELSE ${column}::text END`;
     case 'timestamp':
     case 'timestamptz':
-      // extract(epoch) is numeric (exact) since Postgres 14.
-      return `CASE WHEN isfinite(${column}) THEN (extract(epoch FROM ${column}) * 1000000)::bigint::text ELSE ${column}::text END`;
+      // extract(epoch) is numeric (exact) since Postgres 14. Past year 294246 the microseconds leave
+      // INT64: the value's own text then (like infinity), which the writer refuses naming column and row.
+      return `CASE WHEN isfinite(${column}) AND extract(epoch FROM ${column}) * 1000000 <= 9223372036854775807 THEN (extract(epoch FROM ${column}) * 1000000)::bigint::text ELSE ${column}::text END`;
     case 'bytea':
       return `encode(${column}, 'hex')`;
     default:
@@ -237,7 +238,7 @@ export function toParquetScalar(kind: ScalarKind, text: string, plan: Pick<Colum
       return Number(text);
     case 'timestamp':
     case 'timestamptz':
-      if (!/^-?\d+$/.test(text)) throw new UnrepresentableValue(`${text} is not a finite timestamp`);
+      if (!/^-?\d+$/.test(text)) throw new UnrepresentableValue(`${text} is not a finite timestamp within INT64 microseconds since 1970`);
       return BigInt(text);
     case 'bytea':
       return Buffer.from(text, 'hex');
