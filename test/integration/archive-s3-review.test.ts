@@ -303,3 +303,59 @@ describe('S3 archive: keys and values that must move like any other', () => {
     expect(await postgresRows(sql, 'rv.events')).toEqual(before);
   });
 });
+
+describe('S3 archive: faults and overlaps that must hold (no defect found)', () => {
+  const failing = (operation: 'put' | 'copy', fails: (key: string) => boolean) =>
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      const wrapped: ObjectStore = { ...store };
+      if (operation === 'put')
+        wrapped.put = async (key, body, metadata) => {
+          await store.put(key, body, metadata);
+          // Stored on the server, but the client saw a timeout.
+          if (fails(key)) throw Object.assign(new Error('socket timeout'), { name: 'TimeoutError' });
+        };
+      else
+        wrapped.copy = async (from, to) => {
+          if (fails(to))
+            throw Object.assign(new Error('We encountered an internal error'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } });
+          await store.copy(from, to);
+        };
+      return wrapped;
+    });
+
+  it('an upload stored though the client saw a timeout moves nothing; the next run removes it and moves the rows', async () => {
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
+    failing('put', () => true);
+    const failed = await runArchive(db.url, { targets: [target()] });
+    expect(failed.targets[0]!.state).toBe('failed');
+    expect(await invariant.verifyNow()).toMatchObject({ left: 41, archived: 0, committedPending: 0 });
+    expect((await s3.keys('rv/_pending/')).length).toBeGreaterThan(0);
+    setObjectStoreFactory(undefined);
+    const next = await runArchive(db.url, { targets: [target()] });
+    expect(next.targets[0]!.counts).toMatchObject({ rowsMoved: 40 });
+    expect(await invariant.verify()).toMatchObject({ left: 1, archived: 40 });
+  });
+
+  it('a restore over a range with an object committed but not published is refused until a run publishes it', async () => {
+    failing('copy', (key) => key.includes('dt=2025-06-02'));
+    expect((await runArchive(db.url, { targets: [target()] })).targets[0]!.state).toBe('failed');
+    setObjectStoreFactory(undefined);
+    await sql.query(`CREATE TABLE rv.events_back (LIKE rv.events INCLUDING ALL)`);
+    const restore = () => restoreFromCli({ targets: [target()] }, db.url, { from: '2025-06-01', to: '2025-06-02', into: 'rv.events_back' });
+    await expect(restore()).rejects.toThrow(/committed but not yet published/);
+    expect((await sql.query(`SELECT count(*)::int AS n FROM rv.events_back`)).rows[0].n).toBe(0);
+    expect(await runArchive(db.url, { targets: [target()] })).toMatchObject({ failed: [] });
+    expect(await restore()).toMatchObject({ rowsInserted: 40 });
+    expect(await restore()).toMatchObject({ rowsInserted: 0, rowsAlreadyPresent: 40 });
+  });
+
+  it('two runs of one target at once (the target lock keeps them apart): every row in exactly one object', async () => {
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
+    const config = { targets: [target({ rowsPerObject: 5 })] };
+    const [a, b] = await Promise.all([runArchive(db.url, config), runArchive(db.url, config)]);
+    expect([a, b].flatMap((r) => r.failed)).toEqual([]);
+    expect((a.targets[0]!.counts.rowsMoved ?? 0) + (b.targets[0]!.counts.rowsMoved ?? 0)).toBe(40);
+    expect(await invariant.verify()).toMatchObject({ left: 1, archived: 40 });
+  });
+});
