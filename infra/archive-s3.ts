@@ -32,8 +32,9 @@ export function archiveWritesToS3(policy: ArchiveEventInput): boolean {
  * What one database's archive function may do on S3, per target with an S3 destination, and
  * nothing more: PutObject and GetObject on its table folder and its pending folder (the copy that
  * publishes reads the pending copy and writes the final key), DeleteObject on its pending folder
- * only (a published object is never deleted by the job), ListBucket only under its pending folder
- * (what reconciling lists), and, with `kmsKeyId`, that key to encrypt and read back.
+ * only (a published object is never deleted by the job), ListBucket only under its two folders
+ * (reconciling lists the pending one; publishing lists an object's final key first, so it never
+ * overwrites another's), and, with `kmsKeyId`, that key to encrypt and read back.
  *
  * In a fleet each database's function gets its own targets' folders only; two databases of one
  * stack writing the same folder (same bucket, prefix and table) are refused: their objects and
@@ -70,7 +71,7 @@ export function grantArchiveS3(
       new PolicyStatement({
         actions: ['s3:ListBucket'],
         resources: [`arn:${stack.partition}:s3:::${bucket}`],
-        conditions: { StringLike: { 's3:prefix': [`${pending}*`] } },
+        conditions: { StringLike: { 's3:prefix': [`${pending}*`, `${objects}*`] } },
       }),
     );
     if (kmsKeyId) {

@@ -65,7 +65,7 @@ const s3Statements = (s: Synthesized) =>
 const arn = (key: string) => `arn:aws:s3:::acme-archive${key}`;
 
 describe('archive to S3 in the template', () => {
-  it("grants the archive function its target's prefixes only: put/get on its folders, delete on pending, list under pending, the KMS key", () => {
+  it("grants the archive function its target's prefixes only: put/get on its folders, delete on pending, list under its folders, the KMS key", () => {
     expect(s3Statements(synthesized)).toEqual([
       {
         Action: ['s3:GetObject', 's3:PutObject'],
@@ -77,7 +77,7 @@ describe('archive to S3 in the template', () => {
         Action: 's3:ListBucket',
         Effect: 'Allow',
         Resource: arn(''),
-        Condition: { StringLike: { 's3:prefix': ['pg/prod/_pending/table=public.orders/*'] } },
+        Condition: { StringLike: { 's3:prefix': ['pg/prod/_pending/table=public.orders/*', 'pg/prod/table=public.orders/*'] } },
       },
       { Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Effect: 'Allow', Resource: KEY_ARN },
     ]);

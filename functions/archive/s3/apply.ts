@@ -218,9 +218,27 @@ export async function s3Destination(options: {
     crashPoint('after-commit');
   };
 
-  /** Copies each committed object to its final key, marks it published, then deletes its pending copy. */
-  const publish = async (objects: Array<{ id?: string; key: string; pendingKey: string }>, ids: string[]) => {
-    await eachAtMost(S3_CONCURRENCY, objects, (object) => store.copy(object.pendingKey, object.key));
+  /**
+   * Copies each committed object to its final key, marks it published, then deletes its pending
+   * copy. A final object already there is kept: it is this object if its size and checksum match
+   * (a run died after the copy); otherwise it holds other rows (another database archiving a table
+   * of the same name into this prefix) and is never overwritten: the target fails, and this
+   * object's rows stay in its pending copy, committed.
+   */
+  const publish = async (objects: Array<{ key: string; pendingKey: string; size: number; checksum: string }>, ids: string[]) => {
+    await eachAtMost(S3_CONCURRENCY, objects, async (object) => {
+      // Listed, not HEADed: without ListBucket on a key, S3 answers a HEAD of a missing object 403, not 404.
+      const final = (await store.list(object.key)).includes(object.key) ? await store.head(object.key) : undefined;
+      if (final && final.size === object.size && final.metadata.checksum === object.checksum) return;
+      if (final) {
+        throw new CatalogError(
+          name,
+          `${object.key} already exists with other contents (${final.size} bytes, checksum ${final.metadata.checksum ?? 'none'}; this object: ${object.size} bytes, checksum ${object.checksum}), ` +
+            `so it was not overwritten. Is another database archiving a table of the same name into this prefix? The rows stay in ${object.pendingKey}, committed in the manifest`,
+        );
+      }
+      await store.copy(object.pendingKey, object.key);
+    });
     crashPoint('after-copy');
     await client.query(
       sql`UPDATE housekeeping.archive_objects SET state = 'published', published_at = now() WHERE id = ANY (${ids}::bigint[]) AND state = 'committed'`,
@@ -253,7 +271,8 @@ export async function s3Destination(options: {
         }
         const withPending = [];
         for (const object of committed)
-          if (await store.head(object.pending_key)) withPending.push({ key: object.object_key, pendingKey: object.pending_key });
+          if (await store.head(object.pending_key))
+            withPending.push({ key: object.object_key, pendingKey: object.pending_key, size: Number(object.size_bytes), checksum: object.checksum });
         await publish(
           withPending,
           committed.map((o) => o.id),
@@ -261,11 +280,28 @@ export async function s3Destination(options: {
         counts.objectsPublished = committed.length;
         logger.warn('published objects an earlier run committed but did not publish', { objects: committed.map((o) => o.object_key) });
       }
-      // Anything left under the table's pending folder is garbage now: no committed manifest row
-      // names it (its rows are still in the source), or it was published and not yet deleted.
-      const leftovers = await store.list(pendingFolder(s3, source));
+      // What this database's runs left under the table's pending folder is garbage now: no
+      // committed manifest row names it (its rows are still in the source), or it was published
+      // and not yet deleted. A run folder this database's ledger does not know is another's (two
+      // databases sharing a prefix): its copies may hold committed rows, so it is left alone.
+      const folder = pendingFolder(s3, source);
+      const found = await store.list(folder);
+      const runOf = (key: string) => key.slice(folder.length).split('/')[0]!;
+      const runIds = [...new Set(found.map(runOf))].filter((id) => /^[0-9a-f-]{36}$/.test(id));
+      const { rows: known } = await client.query<{ run_id: string }>(
+        sql`SELECT DISTINCT run_id::text FROM housekeeping.job_runs WHERE run_id = ANY (${runIds}::uuid[])`,
+      );
+      const ours = new Set(known.map((r) => r.run_id));
+      const leftovers = found.filter((key) => ours.has(runOf(key)));
       for (const key of leftovers) await store.delete(key);
       if (leftovers.length > 0) counts.pendingObjectsRemoved = leftovers.length;
+      if (leftovers.length < found.length) {
+        const foreign = found.filter((key) => !ours.has(runOf(key)));
+        counts.pendingObjectsNotOurs = foreign.length;
+        logger.warn('pending objects of runs this database does not know were left alone (another database archiving into this prefix?)', {
+          objects: foreign.slice(0, 10),
+        });
+      }
       return counts;
     },
     async moveBatch(request) {
@@ -276,8 +312,11 @@ export async function s3Destination(options: {
         try {
           await commit(objects, picked);
         } catch (error) {
-          await removePending(objects);
+          // Only a batch known to have rolled back may lose its pending copies. Any other error may
+          // have come from a COMMIT that succeeded on the server (the client saw the connection
+          // drop): its copies then hold rows that left the source. Reconcile decides by the manifest.
           if (!(error instanceof BatchConflict)) throw error;
+          await removePending(objects);
           stats.batchesRedone++;
           if (attempt >= BATCH_ATTEMPTS) {
             throw new ArchiveBatchRefused(
@@ -291,7 +330,7 @@ export async function s3Destination(options: {
           sql`SELECT id::text FROM housekeeping.archive_objects WHERE bucket = ${s3.bucket} AND object_key = ANY (${objects.map((o) => o.key)}::text[]) AND state = 'committed'`,
         );
         await publish(
-          objects,
+          objects.map((o) => ({ key: o.key, pendingKey: o.pendingKey, size: o.bytes.byteLength, checksum: o.checksum })),
           ids.map((r) => r.id),
         );
         stats.objectsWritten += objects.length;

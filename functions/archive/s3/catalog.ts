@@ -13,7 +13,7 @@ export interface S3Catalog {
   s3: S3Destination;
   columns: ColumnPlan[];
   keyColumns: string[];
-  /** format_type of each key column, for the casts that find rows by key. */
+  /** format_type of each key column with its typmod, for the casts that find rows by key (`character` alone is char(1)). */
   keyTypes: string[];
   /** Over alias `t`: the row's day (`YYYY-MM-DD`) by its age, or NULL for an age before year 1 or infinite. */
   day: Sql;
@@ -42,7 +42,7 @@ export async function readS3Catalog(
   }
   const columns = await planColumns(client, source);
   const { rows: keyTypes } = await client.query<{ type: string }>(
-    sql`SELECT format_type(a.atttypid, NULL) AS type FROM unnest(${catalog.keyColumns}::text[]) WITH ORDINALITY AS k(name, ord)
+    sql`SELECT format_type(a.atttypid, a.atttypmod) AS type FROM unnest(${catalog.keyColumns}::text[]) WITH ORDINALITY AS k(name, ord)
      JOIN pg_attribute a ON a.attrelid = to_regclass(${quoteQualified(source)}) AND a.attname = k.name ORDER BY k.ord`,
   );
   const zone = param(policy.timeZone);

@@ -72,8 +72,9 @@ function scalarSelect(kind: ScalarKind, column: string): string {
       return `CASE WHEN isfinite(${column}) THEN (${column} - DATE '1970-01-01')::text ELSE ${column}::text END`;
     case 'timestamp':
     case 'timestamptz':
-      // extract(epoch) is numeric (exact) since Postgres 14.
-      return `CASE WHEN isfinite(${column}) THEN (extract(epoch FROM ${column}) * 1000000)::bigint::text ELSE ${column}::text END`;
+      // extract(epoch) is numeric (exact) since Postgres 14. Past year 294246 the microseconds leave
+      // INT64: the value's own text then (like infinity), which the writer refuses naming column and row.
+      return `CASE WHEN isfinite(${column}) AND extract(epoch FROM ${column}) * 1000000 <= 9223372036854775807 THEN (extract(epoch FROM ${column}) * 1000000)::bigint::text ELSE ${column}::text END`;
     case 'bytea':
       return `encode(${column}, 'hex')`;
     default:
@@ -196,7 +197,9 @@ export function parseArrayText(text: string): Array<string | null> {
   return out;
 }
 
-const NEEDS_QUOTES = /^$|^null$|["\\{},\s\v]/i;
+// array_out quotes the empty string, NULL, the delimiter, quotes, braces, backslashes and only the six
+// ASCII spaces (array_isspace); JS's \s also matches no-break and other Unicode spaces, which it does not quote.
+const NEEDS_QUOTES = /^$|^null$|["\\{}, \t\n\r\v\f]/i;
 /** array_out for one-dimensional arrays: what `column::text` gives. */
 export function arrayText(elements: Array<string | null>): string {
   return `{${elements.map((e) => (e === null ? 'NULL' : NEEDS_QUOTES.test(e) ? `"${e.replace(/["\\]/g, '\\$&')}"` : e)).join(',')}}`;
@@ -206,7 +209,8 @@ const uuidText = (bytes: Uint8Array) => {
   const hex = Buffer.from(bytes).toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 };
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a text starting with U+FEFF keeps it (the default decoder drops a leading BOM).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Bytes of a FIXED_LEN_BYTE_ARRAY decimal: big-endian two's complement. */
 function bytesToBigInt(bytes: Uint8Array): bigint {
@@ -234,7 +238,7 @@ export function toParquetScalar(kind: ScalarKind, text: string, plan: Pick<Colum
       return Number(text);
     case 'timestamp':
     case 'timestamptz':
-      if (!/^-?\d+$/.test(text)) throw new UnrepresentableValue(`${text} is not a finite timestamp`);
+      if (!/^-?\d+$/.test(text)) throw new UnrepresentableValue(`${text} is not a finite timestamp within INT64 microseconds since 1970`);
       return BigInt(text);
     case 'bytea':
       return Buffer.from(text, 'hex');

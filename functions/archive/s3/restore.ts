@@ -3,7 +3,7 @@ import { CatalogError, ConfigError } from '../../../shared/errors';
 import { displayName, parseQualifiedName, type QualifiedName, quoteIdent, quoteQualified } from '../../../shared/identifiers';
 import { type ColumnPlan, digestSql, planColumns } from './columns';
 import { crashPoint } from './faults';
-import { canonicalRows } from './parquet';
+import { canonicalRows, describeColumns } from './parquet';
 import { type ObjectStore, openObjectStore } from './store';
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
@@ -79,7 +79,12 @@ export async function restoreArchived(
       `${pending[0]!.n} object(s) of ${displayName(source)} in that range are committed but not yet published (a run died); run the archive once to publish them, then restore`,
     );
   }
-  const { rows: objects } = await client.query<{ id: string; object_key: string; row_count: string; columns: Array<{ name: string }> }>(
+  const { rows: objects } = await client.query<{
+    id: string;
+    object_key: string;
+    row_count: string;
+    columns: Array<{ name: string; postgres: string; parquet: string }>;
+  }>(
     `SELECT id::text, object_key, row_count::text, columns FROM housekeeping.archive_objects
      WHERE source = $1 AND bucket = $2 AND state = 'published' AND dt BETWEEN $3::date AND $4::date ORDER BY dt, id`,
     [displayName(source), options.bucket, options.from, options.to],
@@ -101,13 +106,30 @@ export async function restoreArchived(
   const differing =
     `SELECT ${options.keyColumns.map((_, i) => `v.c${keyIndexes[i]}`).join(` || ', ' || `)} AS key FROM ${unnest} JOIN ${quoteQualified(into)} AS t ON ${keyMatch('t')} ` +
     `WHERE ${digestSql(plans.map((_, i) => `v.c${i}`))} <> (SELECT ${digestSql(plans.map((_, i) => `w.c${i}`))} FROM (SELECT ${canonical}) AS w) ORDER BY 1 LIMIT 11`;
+  // Rows of the object whose key `into` still lacks after the insert: another unique constraint of
+  // `into` (or a concurrent writer) kept them out. Counting them present would lose them silently.
+  const missing =
+    `SELECT ${options.keyColumns.map((_, i) => `v.c${keyIndexes[i]}`).join(` || ', ' || `)} AS key FROM ${unnest} ` +
+    `WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(into)} AS t WHERE ${keyMatch('t')}) ORDER BY 1 LIMIT 11`;
 
+  const wanted = describeColumns(plans);
   for (const object of objects) {
     const names = object.columns.map((c) => c.name);
     if (names.join(',') !== plans.map((p) => p.name).join(',')) {
       throw new CatalogError(
         shown,
         `${object.object_key} holds columns ${names.join(', ')}; ${shown} has ${plans.map((p) => p.name).join(', ')} (nothing of it was restored)`,
+      );
+    }
+    // Values are decoded by `into`'s column types: an object written with another type (another
+    // numeric scale, timestamp vs timestamptz) would be read as other values. Refused, naming them.
+    const changed = object.columns.filter((c, i) => c.parquet !== wanted[i]!.parquet);
+    if (changed.length > 0) {
+      throw new CatalogError(
+        shown,
+        `${object.object_key} was written with column types ${shown} no longer has: ${changed
+          .map((c) => `${c.name} (${c.postgres} in the object, ${wanted[object.columns.indexOf(c)]!.postgres} in ${shown})`)
+          .join('; ')}. Restore into a table with the archived types, then convert. Nothing of it was restored`,
       );
     }
     const bytes = await store.get(object.object_key);
@@ -128,6 +150,16 @@ export async function restoreArchived(
             .slice(0, 10)
             .map((d) => d.key)
             .join('; ')}); nothing of that object was restored`,
+        );
+      }
+      const { rows: absent } = await client.query<{ key: string }>(missing, columns);
+      if (absent.length > 0) {
+        throw new CatalogError(
+          shown,
+          `${shown} refused ${absent.length > 10 ? 'more than 10' : absent.length} row(s) of ${object.object_key} (${options.keyColumns.join(', ')} = ${absent
+            .slice(0, 10)
+            .map((d) => d.key)
+            .join('; ')}): another unique constraint holds a row with the same values under another key; nothing of that object was restored`,
         );
       }
       await client.query(
