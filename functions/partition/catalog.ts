@@ -115,7 +115,7 @@ const epochOf = (literal: string) => `CASE parent.key_type
  */
 const catalogQuery = (withRetirements: boolean) => `
   WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS x(schema, name, shown, pattern, i)),
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS x(schema, name, shown, pattern, low, high, i)),
   parent AS (
     SELECT input.i, c.oid, c.relkind, p.partstrat AS strategy, p.partnatts AS key_count,
            a.attname AS key_column, format_type(a.atttypid, NULL) AS key_type
@@ -148,9 +148,12 @@ const catalogQuery = (withRetirements: boolean) => `
     ARRAY(SELECT attname::text FROM pg_attribute
           WHERE attrelid = parent.oid AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum) AS columns,
     ${withRetirements ? `CASE WHEN parent.relkind = 'p' THEN ${UNFINISHED_RETIREMENTS} END` : 'NULL::json'} AS retirements,
-    -- Only names our scheme could generate (<parent>_p...): a schema can hold tens of thousands of relations.
+    -- Only names our scheme could generate (<parent>_p...): a schema can hold tens of thousands of
+    -- relations. The range [<parent>_p, <parent>_q) lets the name index find them (LIKE alone with
+    -- a pattern from a column scans every relation once per parent).
     ARRAY(SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE parent.relkind = 'p' AND n.nspname = input.schema AND c.relname LIKE input.pattern) AS taken
+          WHERE parent.relkind = 'p' AND n.nspname = input.schema
+            AND c.relname >= input.low::name AND c.relname < input.high::name AND c.relname LIKE input.pattern) AS taken
   FROM input
   LEFT JOIN parent ON parent.i = input.i
   ORDER BY input.i`;
@@ -194,6 +197,8 @@ export async function readPartitionCatalogs(client: pg.ClientBase, parents: read
     parents.map((p) => p.name),
     parents.map((p) => displayName(p)),
     parents.map((p) => `${p.name.replace(/[\\%_]/g, '\\$&')}\\_p%`),
+    parents.map((p) => `${p.name}_p`),
+    parents.map((p) => `${p.name}_q`),
   ]);
   return parents.map((parent, i) => {
     const row = rows[i]!;

@@ -13,6 +13,7 @@
  *   --default-partition   PGHK_BENCH_DEFAULT_PARTITION=1   keep pg_partman's DEFAULT partitions and
  *                         give ours one too (default: neither has one, so ours detaches CONCURRENTLY)
  *   --keep                PGHK_BENCH_KEEP=1   leave both databases behind
+ *   --concurrency=N       PGHK_BENCH_CONCURRENCY   our job's sessions (default: the job's default)
  *
  * Both databases get the same tables: `bench.t<i> (id bigserial, created_at timestamptz NOT NULL,
  * payload text) PARTITION BY RANGE (created_at)` with an index on created_at, daily partitions
@@ -54,6 +55,8 @@ interface Settings {
   rounds: number;
   withDefault: boolean;
   keep: boolean;
+  /** Our job's `concurrency`; undefined: its default. */
+  concurrency: number | undefined;
 }
 
 function setting(name: string, env: string): string | undefined {
@@ -78,6 +81,9 @@ function readSettings(): Settings {
     rounds: int(setting('rounds', 'PGHK_BENCH_ROUNDS'), 3, '--rounds / PGHK_BENCH_ROUNDS'),
     withDefault: flag(setting('default-partition', 'PGHK_BENCH_DEFAULT_PARTITION')),
     keep: flag(setting('keep', 'PGHK_BENCH_KEEP')),
+    concurrency: setting('concurrency', 'PGHK_BENCH_CONCURRENCY')
+      ? int(setting('concurrency', 'PGHK_BENCH_CONCURRENCY'), 4, '--concurrency')
+      : undefined,
   };
 }
 
@@ -575,6 +581,7 @@ async function runOurs(url: string, s: Settings, withWriter: boolean): Promise<R
     // Like for like: pg_partman maintains only the registered tables. Our ledger rows (started +
     // final per target) are still written: they are part of every run of ours.
     maintainLedger: false,
+    ...(s.concurrency === undefined ? {} : { concurrency: s.concurrency }),
   };
   await checkpoint(url);
   const writer = withWriter ? await startWriter(url, s.tables) : undefined;
@@ -714,7 +721,7 @@ export async function benchVsPartman(): Promise<string[]> {
     const oursUrl = urlFor(server.url, DB_OURS);
     out.push(
       `vs-partman: PostgreSQL ${info.version}, pg_partman ${info.partman}; ${s.tables} daily tables, ${EXISTING_DAYS} partitions each, premake ${PREMAKE}, keep ${KEEP}` +
-        ` (expect ${s.tables * PREMAKE} creates, ${s.tables * (EXISTING_DAYS - KEEP - 1)} drops); ${s.withDefault ? 'with' : 'no'} DEFAULT partitions; ${s.rounds} round(s)`,
+        ` (expect ${s.tables * PREMAKE} creates, ${s.tables * (EXISTING_DAYS - KEEP - 1)} drops); ${s.withDefault ? 'with' : 'no'} DEFAULT partitions; ${s.rounds} round(s); ours with concurrency ${s.concurrency ?? `${JOBS.partition.eventSchema.parse({ targets: [{ table: 'x', interval: 'day' }] }).concurrency} (default)`}`,
     );
     console.log(out[0]);
 
