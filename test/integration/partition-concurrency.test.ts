@@ -123,6 +123,28 @@ describe('concurrency', () => {
   });
 });
 
+describe('a create sent as one round trip', () => {
+  it('is still one transaction: an ATTACH that gives up on its lock leaves no table behind', async () => {
+    await sql.query(`DROP TABLE app.a_default`);
+    // SHARE UPDATE EXCLUSIVE on the parent: CREATE TABLE (LIKE) goes through, ATTACH waits for it.
+    const blocker = await db.connect('maintenance-elsewhere');
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE app.a IN SHARE UPDATE EXCLUSIVE MODE');
+    const summary = await runPartition(db.url, {
+      targets: [{ table: 'app.a', interval: 'day', premake: 1 }],
+      lockTimeoutMs: 100,
+      lockAttempts: 2,
+      maintainLedger: false,
+    }).finally(() => blocker.query('ROLLBACK'));
+    expect(summary.failed).toEqual(['app.a']);
+    expect(summary.targets[0]!.detail).toMatch(/create app\.a_p\d{4}_\d\d_\d\d: could not get a lock within 100 ms on 2 attempt\(s\)/);
+    const { rows } = await sql.query(
+      `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'app' AND c.relname LIKE 'a\\_p%'`,
+    );
+    expect(rows).toEqual([]);
+  });
+});
+
 describe('the ledger with targets that change nothing', () => {
   it('records one succeeded row for a target with nothing to do, started and succeeded for one that changes things', async () => {
     const event = {
