@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { z } from 'zod';
 import { tryLockTargets, unlockTargets } from './advisory-lock';
-import { type ChainRun, claimNextHop, endChain, shortId, startHop } from './chain';
+import { type ChainRow, type ChainRun, claimNextHop, endChain, endChains, readChains, shortId, startHop } from './chain';
 import { parseConfig, type RunOptions } from './config';
 import { ConfigError, errorMessage } from './errors';
 import type { JobDefinition, JobRegistry, PreparedTarget, Progress, StopReason, TargetOutcome } from './job';
@@ -304,10 +304,22 @@ async function runChunk<S extends z.ZodType, O extends RunOptions>(
       released.map((target) => ({ target: target.target, key: target.lockKey })),
     ).catch(() => {});
   };
+  // Chains whose hold on a target that changed nothing ends, ended together with the quiet rows.
+  const ends: Array<{ target: string; detail: string }> = [];
+  const chain = run.dryRun ? undefined : run.chain;
   try {
+    const chains =
+      chain && held.size > 0
+        ? await readChains(
+            client,
+            definition.job,
+            [...held].map((target) => target.target),
+          )
+        : undefined;
     const ready: Array<TargetRun<S, O>> = [];
     for (const target of held) {
-      const ended = await target.resolve(overridesFor(settings, definition.job, target.target, { implicit: target.implicit }), quiet);
+      const overrides = overridesFor(settings, definition.job, target.target, { implicit: target.implicit });
+      const ended = await target.resolve(overrides, quiet, ends, chains);
       if (ended) summaries.set(target, ended);
       else ready.push(target);
     }
@@ -329,8 +341,14 @@ async function runChunk<S extends z.ZodType, O extends RunOptions>(
     const working: Array<[TargetRun<S, O>, PreparedTarget]> = [];
     for (const [i, target] of ready.entries()) {
       const found = prepared[i] ?? {};
-      if (found.idle && found.error === undefined) summaries.set(target, await target.idle(found.idle, quiet));
+      if (found.idle && found.error === undefined) summaries.set(target, await target.idle(found.idle, quiet, ends));
       else working.push([target, found]);
+    }
+    if (chain && ends.length > 0) {
+      // The work is done and recorded either way; without a booking the next scheduled run goes on.
+      await endChains(client, definition.job, chain.id, ends).catch((error) =>
+        run.logger.error('could not end the chains', { error: errorMessage(error) }),
+      );
     }
     if (!run.dryRun && quiet.length > 0) {
       await recordRunStates(client, quiet).catch((error) => run.logger.error('could not write the run ledger', { error: errorMessage(error) }));
@@ -488,16 +506,22 @@ class TargetRun<S extends z.ZodType, O extends RunOptions> {
   }
 
   /** With the lock held: pause, chain and the effective policy. A summary when the target ends here. */
-  async resolve(overrides: Override[], quiet: RunRecord[]): Promise<TargetSummary | undefined> {
+  async resolve(
+    overrides: Override[],
+    quiet: RunRecord[],
+    ends: Array<{ target: string; detail: string }>,
+    chains: Map<string, ChainRow> | undefined,
+  ): Promise<TargetSummary | undefined> {
     const { definition, logger } = this;
     try {
       const { pause, overrides: policyOverrides } = takePause(overrides);
       if (pause.paused) {
-        await this.settle(false, 'paused');
+        if (this.chain) ends.push({ target: this.target, detail: 'paused' });
         return await this.finish('skipped', {}, `paused: ${pause.row} is true`, {}, undefined, {}, quiet);
       }
       if (this.chain) {
-        const hop = await startHop(this.client, definition.job, this.target, this.chain);
+        const known = chains ? { row: chains.get(this.target) } : undefined;
+        const hop = await startHop(this.client, definition.job, this.target, this.chain, known);
         if (!hop.run) return await this.finish('skipped', {}, hop.detail, {}, undefined, {}, quiet);
         if (hop.tookOver) logger.warn(`took over a stale ${hop.tookOver}`);
       }
@@ -518,10 +542,10 @@ class TargetRun<S extends z.ZodType, O extends RunOptions> {
   }
 
   /** The job found nothing to change: one quiet row, no 'started' row. */
-  async idle(outcome: TargetOutcome, quiet: RunRecord[]): Promise<TargetSummary> {
+  async idle(outcome: TargetOutcome, quiet: RunRecord[], ends: Array<{ target: string; detail: string }>): Promise<TargetSummary> {
     try {
-      const continuation = await this.settle(false, 'done');
-      return await this.finish('succeeded', outcome.counts, undefined, { notes: outcome.notes ?? [] }, this.policy, continuation, quiet);
+      if (this.chain) ends.push({ target: this.target, detail: 'done' });
+      return await this.finish('succeeded', outcome.counts, undefined, { notes: outcome.notes ?? [] }, this.policy, {}, quiet);
     } catch (error) {
       return this.fail(error);
     }
