@@ -229,36 +229,49 @@ async function runTargets<S extends z.ZodType, O extends RunOptions>(
   settings: readonly Override[],
 ): Promise<TargetSummary[]> {
   const wanted = Math.max(1, Math.min(definition.concurrency?.(run.options) ?? 1, queue.length));
-  const sessions = [client];
-  const opened = await Promise.allSettled(Array.from({ length: wanted - 1 }, () => run.connect()));
-  for (const result of opened) if (result.status === 'fulfilled') sessions.push(result.value);
-  const refused = opened.flatMap((result) => (result.status === 'rejected' ? [result.reason] : []));
+  const results: TargetSummary[] = [];
+  // Without a prepare stage there is nothing to share: one target at a time, as before. With it, a
+  // session starts with up to a quarter of an even share; after a chunk in which a target had work
+  // it takes one target at a time, so the sessions finish close together, and after a chunk in
+  // which none had, as many as at first again (few round trips for a run with little to do).
+  const first = definition.prepareTargets ? Math.max(1, Math.min(MAX_CHUNK, Math.ceil(queue.length / (wanted * 4)))) : 1;
+  let next = 0;
+  const work = async (session: pg.Client) => {
+    let size = first;
+    while (next < queue.length) {
+      const from = next;
+      const chunk = queue.slice(from, from + size);
+      next += chunk.length;
+      const { summaries, worked } = await runChunk(definition, run, session, chunk, settings);
+      summaries.forEach((summary, k) => {
+        results[from + k] = summary;
+      });
+      size = worked > 0 ? 1 : first;
+    }
+  };
+  // The run's own session starts at once; each other one joins when it has connected (a run with
+  // little to do may be over before they have), and is closed at the end.
+  const joining = Array.from({ length: wanted - 1 }, async () => {
+    const session = await run.connect();
+    try {
+      await work(session);
+    } finally {
+      await session.end().catch(() => {});
+    }
+  });
+  const settled = await Promise.allSettled([work(client), ...joining]);
+  const own = settled[0]!;
+  if (own.status === 'rejected') throw own.reason;
+  const refused = settled.slice(1).flatMap((result) => (result.status === 'rejected' ? [result.reason] : []));
   if (refused.length > 0) {
-    run.logger.warn(`${refused.length} extra session(s) could not connect; working the targets with ${sessions.length}`, {
+    run.logger.warn(`${refused.length} extra session(s) could not connect or failed; the others worked their targets`, {
       error: errorMessage(refused[0]),
     });
   }
-  const results: TargetSummary[] = [];
-  try {
-    // Without a prepare stage there is nothing to share: one target at a time, as before. With it,
-    // chunks of at most an even quarter-share, so the sessions finish close together.
-    const size = definition.prepareTargets ? Math.max(1, Math.min(MAX_CHUNK, Math.ceil(queue.length / (sessions.length * 4)))) : 1;
-    let next = 0;
-    await Promise.all(
-      sessions.map(async (session) => {
-        while (next < queue.length) {
-          const from = next;
-          const chunk = queue.slice(from, from + size);
-          next += chunk.length;
-          const summaries = await runChunk(definition, run, session, chunk, settings);
-          summaries.forEach((summary, k) => {
-            results[from + k] = summary;
-          });
-        }
-      }),
-    );
-  } finally {
-    await Promise.all(sessions.slice(1).map((session) => session.end().catch(() => {})));
+  // A session that failed part way left its chunk without summaries: those targets fail with its error.
+  for (const [k, queued] of queue.entries()) {
+    if (results[k]) continue;
+    results[k] = await new TargetRun(definition, run, client, queued).finish('failed', {}, `its session failed: ${errorMessage(refused[0])}`);
   }
   return results;
 }
@@ -275,7 +288,7 @@ async function runChunk<S extends z.ZodType, O extends RunOptions>(
   client: pg.Client,
   chunk: QueuedTarget[],
   settings: readonly Override[],
-): Promise<TargetSummary[]> {
+): Promise<{ summaries: TargetSummary[]; worked: number }> {
   const targets = chunk.map((queued) => new TargetRun(definition, run, client, queued));
   const summaries = new Map<TargetRun<S, O>, TargetSummary>();
   // Outcomes of targets that changed nothing, written together.
@@ -304,6 +317,7 @@ async function runChunk<S extends z.ZodType, O extends RunOptions>(
       released.map((target) => ({ target: target.target, key: target.lockKey })),
     ).catch(() => {});
   };
+  let worked = 0;
   // Chains whose hold on a target that changed nothing ends, ended together with the quiet rows.
   const ends: Array<{ target: string; detail: string }> = [];
   const chain = run.dryRun ? undefined : run.chain;
@@ -353,6 +367,7 @@ async function runChunk<S extends z.ZodType, O extends RunOptions>(
     if (!run.dryRun && quiet.length > 0) {
       await recordRunStates(client, quiet).catch((error) => run.logger.error('could not write the run ledger', { error: errorMessage(error) }));
     }
+    worked = working.length;
     const busy = new Set(working.map(([target]) => target));
     await release([...held].filter((target) => !busy.has(target)));
     for (const [target, found] of working) {
@@ -365,7 +380,7 @@ async function runChunk<S extends z.ZodType, O extends RunOptions>(
   } finally {
     if (held.size > 0) await release([...held]);
   }
-  return targets.map((target) => summaries.get(target)!);
+  return { summaries: targets.map((target) => summaries.get(target)!), worked };
 }
 
 /** One target's run: its name, lock, budget, logger and ledger rows, through the stages runChunk drives. */

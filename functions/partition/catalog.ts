@@ -191,7 +191,7 @@ export type CatalogReading = { catalog: PartitionCatalog; error?: undefined; now
  */
 export async function readPartitionCatalogs(client: pg.ClientBase, parents: readonly QualifiedName[]): Promise<CatalogReading[]> {
   if (parents.length === 0) return [];
-  const { has } = await queryOne<{ has: boolean }>(client, `SELECT to_regclass('housekeeping.partition_retirements') IS NOT NULL AS has`);
+  const has = await hasRetirementsTable(client);
   const { rows } = await client.query<CatalogRow>(catalogQuery(has), [
     parents.map((p) => p.schema),
     parents.map((p) => p.name),
@@ -209,6 +209,17 @@ export async function readPartitionCatalogs(client: pg.ClientBase, parents: read
       throw error;
     }
   });
+}
+
+/** Sessions that have seen housekeeping.partition_retirements: once migrated, it stays for the run. */
+const withRetirements = new WeakSet<pg.ClientBase>();
+
+/** Whether the retirements table exists (not before the first migration: a dry run of a new database). */
+async function hasRetirementsTable(client: pg.ClientBase): Promise<boolean> {
+  if (withRetirements.has(client)) return true;
+  const { has } = await queryOne<{ has: boolean }>(client, `SELECT to_regclass('housekeeping.partition_retirements') IS NOT NULL AS has`);
+  if (has) withRetirements.add(client);
+  return has;
 }
 
 /** Reads the truth about one partitioned table from the catalog (see readPartitionCatalogs). */

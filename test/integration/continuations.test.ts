@@ -225,7 +225,7 @@ describe('continuations', () => {
 
   it('partition: a continuation that finds nothing left to do ends its chain and records the hop, with no started row', async () => {
     await sql.query(`CREATE TABLE app.events (id bigserial, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)`);
-    const policy = { targets: [{ table: 'app.events', interval: 'day', premake: 2 }], maintainLedger: false };
+    const policy = { targets: [{ table: 'app.events', interval: 'day' as const, premake: 2 }], maintainLedger: false };
     const partition = (event: unknown, remainingMs: number) =>
       runLambdaJob(JOBS.partition, JOBS, event, lambdaContext(remainingMs), createJobLogger('partition'), createJobMetrics('partition'), policy);
     const starved = await partition({}, 5_000);
