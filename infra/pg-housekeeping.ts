@@ -244,8 +244,11 @@ export class PgHousekeeping extends Construct {
     }
 
     const actions: IAlarmAction[] = [];
-    if (props.alarmTopic) actions.push(new SnsAction(props.alarmTopic));
-    for (const topic of props.alarmTopics ?? []) actions.push(new SnsAction(topic));
+    for (const topic of [props.alarmTopic, ...(props.alarmTopics ?? [])]) {
+      if (!topic) continue;
+      checkTopicRegion(this, `${id}.alarmTopicArn`, topic);
+      actions.push(new SnsAction(topic));
+    }
     if (props.alarmEmail) {
       const topic = emailAlarmTopic(this, props.alarmEmail);
       actions.push(new SnsAction(topic));
@@ -302,6 +305,20 @@ function checkSecretPlacement(scope: Construct, id: string, props: PgHousekeepin
         'give its ARN (README, "A secret in another account")',
     );
   }
+}
+
+/**
+ * CloudWatch alarms notify SNS topics of their own region only (PutMetricAlarm refuses another
+ * region's: the deploy would fail); another account's topic of the region is fine. Checked when
+ * both regions are known.
+ */
+export function checkTopicRegion(scope: Construct, where: string, topic: ITopic): void {
+  const stack = Stack.of(scope);
+  const region = topic.env.region;
+  if (Token.isUnresolved(region) || Token.isUnresolved(stack.region) || region === stack.region) return;
+  throw new Error(
+    `${where}: the topic is in ${region}, this stack deploys to ${stack.region}; CloudWatch alarms notify only topics of their own region (make a topic in ${stack.region}, subscribing the other one if need be)`,
+  );
 }
 
 /**

@@ -24,7 +24,7 @@ import { Construct } from 'constructs';
 import { checkDatabases, type DatabaseConfig, type DatabaseNetwork } from './fleet';
 import { demoHousekeeping, type HousekeepingConfig, housekeeping } from './housekeeping.config';
 import { JobFunction } from './job-function';
-import { DEFAULT_DATABASE_ID, emailAlarmTopic, PgHousekeeping, type PgHousekeepingProps } from './pg-housekeeping';
+import { checkTopicRegion, DEFAULT_DATABASE_ID, emailAlarmTopic, PgHousekeeping, type PgHousekeepingProps } from './pg-housekeeping';
 
 /** One database as the app context gives it (`-c secretArn=…`, a fleet of one), or the sandbox. */
 export type Target = { kind: 'existing'; secretArn: string; vpcId?: string; subnetIds?: string[]; securityGroupId?: string } | { kind: 'demo' };
@@ -69,6 +69,7 @@ export class HousekeepingStack extends Stack {
     const oneDatabaseDeploy = props.target?.kind === 'existing';
 
     const sharedTopic = alarmTopicArn ? Topic.fromTopicArn(this, 'AlarmTopic', alarmTopicArn) : undefined;
+    if (sharedTopic) checkTopicRegion(this, 'alarmTopicArn', sharedTopic);
     let emailTopic: ITopic | undefined;
     if (alarmEmail && !oneDatabaseDeploy) {
       emailTopic = emailAlarmTopic(this, alarmEmail);
@@ -114,6 +115,15 @@ export class HousekeepingStack extends Stack {
         ];
       },
     });
+  }
+
+  /**
+   * The sandbox VPC's two zones, as the region's first two at deploy time (`Fn::GetAZs`): the
+   * default would be a context lookup, which needs AWS credentials whenever the stack has an
+   * account (`CDK_DEFAULT_ACCOUNT`), so `cdk synth` would fail offline. Nothing else reads them.
+   */
+  override get availabilityZones(): string[] {
+    return [Fn.select(0, Fn.getAzs()), Fn.select(1, Fn.getAzs())];
   }
 
   /** The first database's housekeeping (a one-database stack's only one). */

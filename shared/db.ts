@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import pg from 'pg';
-import { applicationName, ENV } from './environment';
+import { applicationName, ENV, SHIPPED_CA_BUNDLE_FILE } from './environment';
 import { ConfigError, errorMessage } from './errors';
 import { SQLSTATE, sqlState } from './postgres';
 import { type DatabaseSecret, getDatabaseSecret } from './secrets';
@@ -9,7 +10,15 @@ import { type DatabaseSecret, getDatabaseSecret } from './secrets';
 /** Where the connection comes from: a URL (CLI, tests) or a Secrets Manager secret (Lambda). */
 export type DatabaseSource =
   | { kind: 'url'; url: string; caBundlePath?: string }
-  | { kind: 'secret'; secretId: string; caBundlePath?: string; tls?: 'verify' | 'disable' };
+  | {
+      kind: 'secret';
+      secretId: string;
+      /** One more PEM bundle to trust (PGHK_DB_CA_BUNDLE). */
+      caBundlePath?: string;
+      /** The RDS CA bundle the template ships beside the function's code. */
+      shippedCaBundlePath?: string;
+      tls?: 'verify' | 'disable';
+    };
 
 export interface SessionSettings {
   job: string;
@@ -23,11 +32,11 @@ function isLoopbackHost(host: string | undefined): boolean {
 }
 
 /**
- * A `ca` option replaces every root Node trusts. So an extra bundle is added to what is trusted
+ * A `ca` option replaces every root Node trusts. So extra bundles are added to what is trusted
  * anyway: Node's public roots (RDS Proxy's certificates chain to Amazon's public roots) and the
- * file in NODE_EXTRA_CA_CERTS (on Lambda, /var/runtime/ca-cert.pem: the RDS and Aurora CAs).
+ * file in NODE_EXTRA_CA_CERTS (on Lambda, /var/runtime/ca-cert.pem: Amazon's CAs).
  */
-function trustedCas(caBundlePath: string): string {
+function trustedCas(caBundlePaths: string[]): string {
   const cas = [...rootCertificates];
   const extra = process.env.NODE_EXTRA_CA_CERTS;
   if (extra) {
@@ -37,13 +46,14 @@ function trustedCas(caBundlePath: string): string {
       // Node itself only warns about an unreadable NODE_EXTRA_CA_CERTS; so do we, by not adding it.
     }
   }
-  cas.push(readFileSync(caBundlePath, 'utf8'));
+  for (const path of caBundlePaths) cas.push(readFileSync(path, 'utf8'));
   return cas.join('\n');
 }
 
-function tlsOptions(host: string | undefined, caBundlePath: string | undefined, mode: 'verify' | 'disable' = 'verify') {
+function tlsOptions(host: string | undefined, caBundlePaths: Array<string | undefined>, mode: 'verify' | 'disable' = 'verify') {
   if (mode === 'disable' || isLoopbackHost(host)) return false;
-  return { rejectUnauthorized: true, ...(caBundlePath ? { ca: trustedCas(caBundlePath) } : {}) };
+  const paths = caBundlePaths.filter((path): path is string => Boolean(path));
+  return { rejectUnauthorized: true, ...(paths.length > 0 ? { ca: trustedCas(paths) } : {}) };
 }
 
 const TLS_VERIFY_CODES = new Set([
@@ -60,7 +70,7 @@ const TLS_VERIFY_CODES = new Set([
 ]);
 
 /** Node's verification errors name a code, not TLS or the server: say both, and where trust comes from. */
-function explainTlsFailure(error: unknown, config: pg.ClientConfig): unknown {
+function explainTlsFailure(error: unknown, config: pg.ClientConfig, trusted: string[] = []): unknown {
   const code = (error as { code?: string })?.code;
   if (!config.ssl || !code || !TLS_VERIFY_CODES.has(code)) return error;
   const extra = process.env.NODE_EXTRA_CA_CERTS;
@@ -69,7 +79,7 @@ function explainTlsFailure(error: unknown, config: pg.ClientConfig): unknown {
     'database TLS',
     `certificate verification failed for ${server} (${code}: ${errorMessage(error)}). ` +
       `Trusted: Node's public roots${extra ? ` and NODE_EXTRA_CA_CERTS (${extra})` : ' (NODE_EXTRA_CA_CERTS is not set: on Lambda set it to /var/runtime/ca-cert.pem for RDS and Aurora)'}` +
-      `${typeof config.ssl === 'object' && config.ssl.ca ? ` and ${ENV.dbCaBundle}` : ''}; the server's certificate must chain to one of them and name the host.`,
+      `${trusted.length > 0 ? ` and ${trusted.join(' and ')}` : ''}; the server's certificate must chain to one of them and name the host.`,
   );
 }
 
@@ -87,7 +97,7 @@ export function configFromUrl(url: string, job: string, caBundlePath?: string): 
   const base: pg.ClientConfig = { connectionString: url, application_name: applicationName(job) };
   // An explicit sslmode in the URL wins; otherwise verify TLS for anything that is not loopback.
   if (parsed.searchParams.has('sslmode')) return base;
-  return { ...base, ssl: tlsOptions(parsed.hostname, caBundlePath) };
+  return { ...base, ssl: tlsOptions(parsed.hostname, [caBundlePath]) };
 }
 
 export function configFromSecret(secret: DatabaseSecret, job: string, source: Extract<DatabaseSource, { kind: 'secret' }>): pg.ClientConfig {
@@ -98,12 +108,20 @@ export function configFromSecret(secret: DatabaseSecret, job: string, source: Ex
     password: secret.password,
     database: secret.dbname,
     application_name: applicationName(job),
-    ssl: tlsOptions(secret.host, source.caBundlePath, source.tls),
+    ssl: tlsOptions(secret.host, [source.shippedCaBundlePath, source.caBundlePath], source.tls),
     connectionTimeoutMillis: 10_000,
   };
 }
 
-async function connectWith(config: pg.ClientConfig, settings: SessionSettings): Promise<pg.Client> {
+/** What a TLS failure names as trusted besides Node's roots and NODE_EXTRA_CA_CERTS. */
+function extraTrust(source: DatabaseSource): string[] {
+  return [
+    ...(source.kind === 'secret' && source.shippedCaBundlePath ? [`the RDS CAs shipped with the function (${source.shippedCaBundlePath})`] : []),
+    ...(source.caBundlePath ? [`${ENV.dbCaBundle} (${source.caBundlePath})`] : []),
+  ];
+}
+
+async function connectWith(config: pg.ClientConfig, settings: SessionSettings, trusted: string[] = []): Promise<pg.Client> {
   const client = zoneIndependentClient(config);
   // An idle socket broken under us must surface as a query error, not crash the process.
   client.on('error', () => {});
@@ -118,7 +136,7 @@ async function connectWith(config: pg.ClientConfig, settings: SessionSettings): 
     return client;
   } catch (error) {
     await client.end().catch(() => {});
-    throw explainTlsFailure(error, config);
+    throw explainTlsFailure(error, config, trusted);
   }
 }
 
@@ -127,14 +145,15 @@ async function connectWith(config: pg.ClientConfig, settings: SessionSettings): 
  * since we cached it) triggers exactly one fresh fetch and retry.
  */
 export async function openSession(source: DatabaseSource, settings: SessionSettings): Promise<pg.Client> {
-  if (source.kind === 'url') return connectWith(configFromUrl(source.url, settings.job, source.caBundlePath), settings);
+  const trusted = extraTrust(source);
+  if (source.kind === 'url') return connectWith(configFromUrl(source.url, settings.job, source.caBundlePath), settings, trusted);
   const secret = await getDatabaseSecret(source.secretId);
   try {
-    return await connectWith(configFromSecret(secret, settings.job, source), settings);
+    return await connectWith(configFromSecret(secret, settings.job, source), settings, trusted);
   } catch (error) {
     if (sqlState(error) !== SQLSTATE.invalidPassword) throw error;
     const rotated = await getDatabaseSecret(source.secretId, { refresh: true });
-    return connectWith(configFromSecret(rotated, settings.job, source), settings);
+    return connectWith(configFromSecret(rotated, settings.job, source), settings, trusted);
   }
 }
 
@@ -157,13 +176,22 @@ export async function inTransaction<T>(client: pg.ClientBase, work: () => Promis
   }
 }
 
+/** The RDS CA bundle beside a deployed function's code (LAMBDA_TASK_ROOT), if the template shipped one. */
+function shippedCaBundle(env: NodeJS.ProcessEnv): string | undefined {
+  const root = env.LAMBDA_TASK_ROOT;
+  if (!root) return undefined;
+  const path = join(root, SHIPPED_CA_BUNDLE_FILE);
+  return existsSync(path) ? path : undefined;
+}
+
 /** Database source for a Lambda, from its environment. */
 export function databaseSourceFromEnvironment(env: NodeJS.ProcessEnv = process.env): DatabaseSource {
   const secretId = env[ENV.dbSecretArn];
   const caBundlePath = env[ENV.dbCaBundle];
   if (secretId) {
     const tls = env[ENV.dbTls] === 'disable' ? 'disable' : 'verify';
-    return { kind: 'secret', secretId, tls, ...(caBundlePath ? { caBundlePath } : {}) };
+    const shippedCaBundlePath = shippedCaBundle(env);
+    return { kind: 'secret', secretId, tls, ...(caBundlePath ? { caBundlePath } : {}), ...(shippedCaBundlePath ? { shippedCaBundlePath } : {}) };
   }
   const url = env[ENV.databaseUrl];
   if (url) return { kind: 'url', url };

@@ -18,6 +18,13 @@ export function applicationName(job: string): string {
 /** The policy the template ships inside each function's bundle, beside its code: an empty event runs it. */
 export const DEPLOYED_POLICY_FILE = 'policy.json';
 
+/**
+ * The RDS certificate authorities (every region's, the G1 roots included) the template ships
+ * beside each function's code: the functions trust them in addition to Node's roots and
+ * NODE_EXTRA_CA_CERTS, whose Lambda runtime file has been found without the newer RDS CAs.
+ */
+export const SHIPPED_CA_BUNDLE_FILE = 'rds-ca-bundle.pem';
+
 /** Environment variables a deployed function reads (README, "Running in Lambda"). */
 export const ENV = {
   /** The database secret's ARN (RDS JSON shape). */

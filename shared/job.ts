@@ -92,6 +92,11 @@ export interface JobDefinition<S extends z.ZodType, O extends RunOptions, I = un
   targetDescription: string;
   /** Targets the job always maintains besides the user's (the partition job keeps the ledger partitioned). */
   implicitTargets?(options: O, dryRun: boolean): unknown[];
+  /**
+   * The table the target replaces rows of and no other target may write (a rollup's target: each
+   * recompute deletes its window whole), with the policy field that names it.
+   */
+  exclusiveOutput?(policy: z.output<S>): { field: string; table: string } | undefined;
   /** An explicit advisory lock key instead of the (job, target) one. */
   lockKey?(policy: z.output<S>): number | undefined;
   runTarget(context: TargetContext<z.output<S>, O>): Promise<TargetOutcome>;

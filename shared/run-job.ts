@@ -59,6 +59,31 @@ export function parseJobEvent<S extends z.ZodType, O extends RunOptions>(
   where = 'event',
 ): JobEvent<O> {
   const options = parseConfig(definition.eventSchema, payload, where);
+  // Two targets that are one to the lock, the ledger and the state (a rollup's watermark), or
+  // that replace each other's rows, would each undo or skip the other's work under its name.
+  const names = new Map<string, number>();
+  const outputs = new Map<string, number>();
+  for (const [index, target] of (options.targets as Array<z.output<S>>).entries()) {
+    const name = definition.targetName(target);
+    const first = names.get(name);
+    if (first !== undefined) {
+      throw new ConfigError(
+        `${where}.targets[${index}]`,
+        `names the same target as targets[${first}] (${name}): one lock, one ledger row and one state for two policies. Merge them, or give each its own ${definition.targetDescription}`,
+      );
+    }
+    names.set(name, index);
+    const output = definition.exclusiveOutput?.(target);
+    if (!output) continue;
+    const writer = outputs.get(output.table);
+    if (writer !== undefined) {
+      throw new ConfigError(
+        `${where}.targets[${index}].${output.field}`,
+        `${output.table} is also the target of targets[${writer}] (${definition.targetName((options.targets as Array<z.output<S>>)[writer]!)}); each run replaces whole windows of it, deleting what the other wrote. Give each its own table`,
+      );
+    }
+    outputs.set(output.table, index);
+  }
   // As received, not as parsed: the effective-policy line tells a deployed value from a default.
   return { targets: (payload as { targets: unknown[] }).targets, options };
 }

@@ -20,6 +20,13 @@ export interface Override {
  */
 export const IDENTITY_KEYS: ReadonlySet<string> = new Set(['table', 'source', 'destination', 'name', 'target', 'lockKey', 'function']);
 
+/**
+ * Policy keys that let a run change rows its policy does not name (foreign-key actions, user
+ * triggers). They are decided where the policy is reviewed and deployed, never by a settings
+ * row: one `*` row would have opted every archive target into CASCADE deletes at once.
+ */
+const DEPLOY_ONLY_KEYS: ReadonlySet<string> = new Set(['allowReferencingForeignKeys', 'allowTriggers']);
+
 /** A settings row as operators will look for it. */
 function settingsRow(row: { job: string; target: string; key: string }): string {
   return `housekeeping.settings (job '${row.job}', target '${row.target}', key '${row.key}')`;
@@ -191,6 +198,13 @@ export function applyOverrides<S extends z.ZodType>(
         settingsRow(override),
         `'${head}' identifies the target (its lock, ledger row and metrics keep the deployed value), so it cannot be overridden; ` +
           'change it in the deployed policy and delete this row',
+      );
+    }
+    if (DEPLOY_ONLY_KEYS.has(head)) {
+      throw new ConfigError(
+        settingsRow(override),
+        `'${head}' lets a run change rows its policy does not name (foreign-key actions, triggers), so it is set in the deployed policy only, never by a settings row; ` +
+          'delete this row (nothing was changed)',
       );
     }
   }

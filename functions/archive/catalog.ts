@@ -205,13 +205,19 @@ export function exactCopyProblem(
 const TREE = `SELECT $1::oid UNION SELECT relid FROM pg_partition_tree($1::oid)`;
 
 async function referencingForeignKeys(client: pg.ClientBase, oid: number): Promise<string[]> {
-  // A foreign key to a partitioned table is repeated for each partition (conparentid set): name it once.
+  // A foreign key to a partitioned table is repeated for each partition (conparentid set): name it
+  // once, by the key declared on the parent. A source that is itself a partition has only such
+  // repeated keys pointing at it, and their actions fire as much as the declared key's.
   const { rows } = await client.query<{ text: string }>(
-    `SELECT format('%s on %s (ON DELETE %s)', c.conname, c.conrelid::regclass,
+    `WITH RECURSIVE up AS (
+       SELECT c.oid, c.conparentid FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid IN (${TREE})
+       UNION
+       SELECT p.oid, p.conparentid FROM pg_constraint p JOIN up ON p.oid = up.conparentid)
+     SELECT DISTINCT format('%s on %s (ON DELETE %s)', c.conname, c.conrelid::regclass,
                    CASE c.confdeltype WHEN 'a' THEN 'NO ACTION' WHEN 'r' THEN 'RESTRICT' WHEN 'c' THEN 'CASCADE'
                                       WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' END) AS text
-     FROM pg_constraint c
-     WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confrelid IN (${TREE})
+     FROM up JOIN pg_constraint c ON c.oid = up.oid
+     WHERE up.conparentid = 0
      ORDER BY 1`,
     [oid],
   );
@@ -220,12 +226,18 @@ async function referencingForeignKeys(client: pg.ClientBase, oid: number): Promi
 
 async function triggers(client: pg.ClientBase, oid: number, events: number): Promise<string[]> {
   // Internal triggers (foreign-key checks) are Postgres's own; a trigger cloned onto a partition
-  // (tgparentid set) is named once, by its parent. Disabled triggers never fire; replica-only
-  // ones could (session_replication_role), so they count.
+  // (tgparentid set) is named once, by the trigger declared on its parent. A table that is itself
+  // a partition fires its clones of the parent's row triggers, so they count. Disabled triggers
+  // never fire; replica-only ones could (session_replication_role), so they count.
   const { rows } = await client.query<{ text: string }>(
-    `SELECT format('%s on %s', t.tgname, t.tgrelid::regclass) AS text
-     FROM pg_trigger t
-     WHERE t.tgrelid IN (${TREE}) AND NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgenabled <> 'D' AND (t.tgtype & $2) <> 0
+    `WITH RECURSIVE up AS (
+       SELECT t.oid, t.tgparentid FROM pg_trigger t
+       WHERE t.tgrelid IN (${TREE}) AND NOT t.tgisinternal AND t.tgenabled <> 'D' AND (t.tgtype & $2) <> 0
+       UNION
+       SELECT p.oid, p.tgparentid FROM pg_trigger p JOIN up ON p.oid = up.tgparentid)
+     SELECT DISTINCT format('%s on %s', t.tgname, t.tgrelid::regclass) AS text
+     FROM up JOIN pg_trigger t ON t.oid = up.oid
+     WHERE up.tgparentid = 0
      ORDER BY 1`,
     [oid, events],
   );
@@ -359,6 +371,26 @@ export async function readArchiveCatalog(
 
   const to = await readShape(client, destination, 'destination');
   const shownDestination = displayName(destination);
+  // A read of the archive must see the archive's rows only: whether a key is already archived
+  // decides whether a source row may go. Rows of a table inheriting from it (the source itself,
+  // if the source inherits from the archive) would count as archived and be deleted uncopied.
+  if (to.inheritors.length > 0) {
+    throw new SchemaDriftError(
+      shownDestination,
+      `${shownDestination} has tables that inherit from it (${listed(to.inheritors)}); a read of it sees their rows as archived, and its unique indexes do not cover them. Archive into a table without children (nothing was moved)`,
+    );
+  }
+  const { rows: overlap } = await client.query<{ shared: string }>(
+    `SELECT relid::regclass::text AS shared FROM (${TREE.replaceAll('$1', '$2')}) AS d(relid)
+     WHERE relid IN (${TREE}) ORDER BY 1`,
+    [from.oid, to.oid],
+  );
+  if (overlap.length > 0) {
+    throw new SchemaDriftError(
+      shownDestination,
+      `${shownSource} and ${shownDestination} share ${listed(overlap.map((r) => r.shared))}: one is a partition of the other, so the rows moved would land in the source again. Archive into a separate table (nothing was moved)`,
+    );
+  }
   const onlySource = from.columns.filter((c) => !to.columns.some((d) => d.name === c.name)).map((c) => c.name);
   const onlyDestination = to.columns.filter((d) => !from.columns.some((c) => c.name === d.name)).map((d) => d.name);
   const mismatched = from.columns.flatMap((c) => {

@@ -252,7 +252,8 @@ function toCatalog(parent: QualifiedName, table: CatalogRow): PartitionCatalog {
     );
   }
   const children = table.children ?? [];
-  const toMs = (epoch: string | null) => (epoch === null ? null : Math.round(Number(epoch) * 1000));
+  // '-infinity' and 'infinity' bounds read as unbounded, like MINVALUE and MAXVALUE: no finite key ms.
+  const toMs = (epoch: string | null) => (epoch === null || !Number.isFinite(Number(epoch)) ? null : Math.round(Number(epoch) * 1000));
   const defaultRow = children.find((row) => row.is_default);
   return {
     parent,

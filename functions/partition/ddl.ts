@@ -10,7 +10,8 @@ export interface SqlStatement {
   movesDefaultRows?: boolean;
   /**
    * A DETACH ... CONCURRENTLY that times out in its second phase leaves the partition "pending
-   * detach", and repeating it fails; a retry must then FINALIZE instead.
+   * detach", and repeating it fails; a retry must then FINALIZE instead. `partition` is the
+   * quoted name (to_regclass folds an unquoted mixed-case name to lower case).
    */
   finalizeIfPending?: { partition: string; text: string };
   /** A guard: if the query returns a row, the step is refused (rolled back, not retried) with this message. */
@@ -137,7 +138,7 @@ function retireStep(catalog: PartitionCatalog, retirement: PlannedRetirement): D
     ? { text: `ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE` }
     : {
         text: `ALTER TABLE ${parent} DETACH PARTITION ${child} CONCURRENTLY`,
-        finalizeIfPending: { partition: displayName(retirement.partition), text: `ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE` },
+        finalizeIfPending: { partition: child, text: `ALTER TABLE ${parent} DETACH PARTITION ${child} FINALIZE` },
       };
   const done = forgetRetirement(catalog, retirement.oid);
   return {

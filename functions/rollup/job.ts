@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { displayName, parseQualifiedName } from '../../shared/identifiers';
 import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/job';
 import { databaseNow, queryOne } from '../../shared/postgres';
 import { applyRollup } from './apply';
@@ -30,7 +31,7 @@ async function runRollupTarget(context: TargetContext<RollupPolicy, RollupEvent>
   const fenceMs = fence.at?.getTime() ?? null;
   const upper = upperBound(nowMs, policy.settleDelayMinutes, fenceMs, policy.bucket);
   const unfenced = upperBound(nowMs, policy.settleDelayMinutes, null, policy.bucket);
-  const horizon = changesHorizon(nowMs, fenceMs);
+  const horizon = changesHorizon(nowMs, fenceMs, catalog.changedAtPrecision);
   const notes: string[] = [];
   if (fence.holder) {
     logger.info('rollup fence', { fence: fence.holder.since, holder: fence.holder, upperBoundHeldBack: upper < unfenced });
@@ -110,6 +111,8 @@ export const rollupJob = {
   targetName: (policy) => policy.name,
   targetDescription: "the rollup's name",
   lockKey: (policy) => policy.lockKey,
+  // A spec rollup deletes each window of its target whole; a function decides for itself.
+  exclusiveOutput: (policy) => (policy.spec ? { field: 'target', table: displayName(parseQualifiedName(policy.target, 'target')) } : undefined),
   runTarget: (context) => runRollupTarget(context),
   stopReasons: ['done', 'time budget nearly spent'],
   metrics: {

@@ -17,9 +17,17 @@ export function upperBound(nowMs: number, settleDelayMinutes: number, fenceMs: n
   return floorToBucket(Math.min(settled, fenceMs ?? Number.POSITIVE_INFINITY), bucket);
 }
 
-/** Rows changed at or after this may still be invisible to the run (or not yet written): the earlier of now and the fence. */
-export function changesHorizon(nowMs: number, fenceMs: number | null): number {
-  return Math.min(nowMs, fenceMs ?? Number.POSITIVE_INFINITY);
+/**
+ * Rows changed at or after this may still be invisible to the run (or not yet written): the
+ * earlier of now and the fence, truncated to the `precision` (fractional digits) the changed-at
+ * column keeps. Such a column rounds a stamp to the nearest unit, so a stamp taken after the
+ * horizon can read up to half a unit before it, but never before the horizon truncated.
+ */
+export function changesHorizon(nowMs: number, fenceMs: number | null, precision = 6): number {
+  const horizon = Math.min(nowMs, fenceMs ?? Number.POSITIVE_INFINITY);
+  if (precision >= 3) return horizon;
+  const unit = 10 ** (3 - precision);
+  return Math.floor(horizon / unit) * unit;
 }
 
 /** A first run's watermark: its first event's bucket, never past the upper bound (an empty source, or rows stamped in the future). */

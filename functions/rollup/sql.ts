@@ -55,9 +55,13 @@ function measureAlias(index: number): Sql {
   return ident(`pghk_measure_${index}`);
 }
 
-/** A new rollup's first event, where its backfill starts. */
+/**
+ * A new rollup's first event, where its backfill starts. Rows at '-infinity' (or 'infinity') lie
+ * in no bucket; the first finite one is where the buckets start.
+ */
 export function renderFirstEvent(policy: RollupPolicy, catalog: RollupCatalog): Sql {
-  return sql`SELECT min(${ident(policy.timeColumn)}) AS first FROM ${qualified(catalog.source)}`;
+  const time = ident(policy.timeColumn);
+  return sql`SELECT min(${time}) FILTER (WHERE isfinite(${time})) AS first FROM ${qualified(catalog.source)}`;
 }
 
 /**

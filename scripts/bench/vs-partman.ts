@@ -353,7 +353,8 @@ function categorize(text: string, values: unknown): string {
   if (text === 'SELECT now() AS now') return 'now()';
   if (text === 'BEGIN') return 'BEGIN'; // named after the statement that follows (see Profile)
   if (text === 'COMMIT') return 'COMMIT'; // named after the statement before it
-  if (text.startsWith('CREATE TABLE')) return text.includes(' ATTACH PARTITION ') ? 'create: CREATE TABLE + ATTACH, one query' : 'create: CREATE TABLE (LIKE)';
+  if (text.startsWith('CREATE TABLE'))
+    return text.includes(' ATTACH PARTITION ') ? 'create: CREATE TABLE + ATTACH, one query' : 'create: CREATE TABLE (LIKE)';
   if (text.startsWith('LOCK TABLE')) return 'create: LOCK DEFAULT';
   if (text.startsWith('WITH moved AS')) return 'create: move rows from DEFAULT';
   if (/ ATTACH PARTITION /.test(text)) return 'create: ATTACH';

@@ -1,10 +1,13 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duration } from 'aws-cdk-lib';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LAMBDA_CA_CERTS } from '../../infra/job-function';
+import { SHIPPED_CA_BUNDLE_FILE } from '../../shared/environment';
+import { synthStack } from '../infra/synth';
 import { startFakeSecretsManager } from '../support/fake-secrets-manager';
 import { createCa, issueServerCert, startTlsPostgres, type TlsPostgres } from '../support/tls';
 import { type Bundle, invokeBundle, synthesizeBundles } from './bundle-harness';
@@ -23,12 +26,14 @@ let fake: Awaited<ReturnType<typeof startFakeSecretsManager>>;
 let bundle: Bundle;
 let caPath: string;
 let wrongCaPath: string;
+let caPem: string;
 
 beforeAll(async () => {
   const ca = createCa('pg-housekeeper test RDS CA');
   const dir = mkdtempSync(join(tmpdir(), 'hk-tls-'));
   caPath = join(dir, 'ca.pem');
   wrongCaPath = join(dir, 'other-ca.pem');
+  caPem = ca.certPem;
   writeFileSync(caPath, ca.certPem);
   writeFileSync(wrongCaPath, createCa('some other CA').certPem);
   server = await startTlsPostgres(issueServerCert(ca, HOST));
@@ -83,5 +88,51 @@ describe('TLS to a database whose certificate chains to a private CA (RDS, Auror
     // replaced the defaults would now fail, as it would for RDS Proxy's public certificates.
     const { ok, stdout } = await invoke(caPath, { PGHK_DB_CA_BUNDLE: wrongCaPath });
     expect(ok, stdout).toBe(true);
+  });
+});
+
+/** Subjects (their CN) of every certificate in a PEM bundle. */
+function subjectsOf(pem: string): string[] {
+  const certs = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return certs.map((cert) => new X509Certificate(cert).subject.split('\n').find((line) => line.startsWith('CN=')) ?? '');
+}
+
+describe("the RDS CAs ship with the functions: the Lambda runtime's CA file is not enough", () => {
+  // Lambda's /var/runtime/ca-cert.pem has been reported without the RDS G1 CAs (rds-ca-rsa2048-g1,
+  // the default CA of new RDS instances and Aurora clusters; aws/aws-lambda-base-images#123), so a
+  // function trusting only it cannot verify the sandbox's database or any recent RDS instance.
+  const G1_ROOTS = ['eu-west-1', 'us-east-1', 'ap-northeast-2'].flatMap((region) =>
+    ['RSA2048', 'RSA4096', 'ECC384'].map((kind) => `CN=Amazon RDS ${region} Root CA ${kind} G1`),
+  );
+
+  it('every function of a deploy, the sandbox seed included, carries the RDS CA bundle beside its code', () => {
+    const subjects = subjectsOf(readFileSync(join(bundle.dir, SHIPPED_CA_BUNDLE_FILE), 'utf8'));
+    expect(subjects).toEqual(expect.arrayContaining(G1_ROOTS));
+    const sandbox = synthStack('TlsSandbox', { target: { kind: 'demo' } }, { nag: false, outdir: mkdtempSync(join(tmpdir(), 'hk-cdk-')) });
+    const ours = Object.entries(sandbox.json.Resources).filter(
+      ([, r]) =>
+        r.Type === 'AWS::Lambda::Function' && (r.Properties.Environment as { Variables?: Record<string, string> })?.Variables?.PGHK_DB_SECRET_ARN,
+    );
+    expect(ours).toHaveLength(4); // three jobs and the seed
+    for (const [logicalId] of ours) {
+      const shipped = join(sandbox.assetDir(logicalId), SHIPPED_CA_BUNDLE_FILE);
+      expect(existsSync(shipped), logicalId).toBe(true);
+      expect(subjectsOf(readFileSync(shipped, 'utf8')), logicalId).toEqual(expect.arrayContaining(G1_ROOTS));
+    }
+  }, 120_000);
+
+  it('the bundle trusts the CA file it ships, with the runtime CA file lacking the database CA', async () => {
+    // The same bundle, its shipped RDS bundle standing for the test CA; NODE_EXTRA_CA_CERTS as the
+    // template sets it, pointing at a runtime file that does not hold that CA.
+    const copy = mkdtempSync(join(tmpdir(), 'hk-bundle-'));
+    cpSync(bundle.dir, copy, { recursive: true });
+    writeFileSync(join(copy, SHIPPED_CA_BUNDLE_FILE), caPem);
+    const { ok, result, stdout } = await invokeBundle(
+      { dir: copy, environment: bundle.environment },
+      {},
+      { secretsManagerUrl: fake.url, hosts: [HOST], env: { NODE_EXTRA_CA_CERTS: wrongCaPath } },
+    );
+    expect(ok, stdout).toBe(true);
+    expect(result.targets[0]).toMatchObject({ target: 'app.events', state: 'succeeded' });
   });
 });

@@ -337,6 +337,22 @@ describe('a fleet refuses at synth, naming the entry and field', () => {
     );
   });
 
+  it("an alarm topic in another region, at synth (CloudWatch alarms notify only their own region's topics; the deploy would fail)", () => {
+    const farTopic = 'arn:aws:sns:us-east-1:123456789012:billing-oncall';
+    const stackOf =
+      (databases: DatabaseConfig[], deployment = {}) =>
+      () =>
+        new HousekeepingStack(new App({ context: CDK_CONTEXT }), 'Bad', { databases, deployment, env: ENV });
+    expect(stackOf([entry('orders'), entry('billing', { alarmTopicArn: farTopic })])).toThrowError(
+      'billing.alarmTopicArn: the topic is in us-east-1, this stack deploys to eu-west-1',
+    );
+    expect(stackOf([entry('orders')], { alarmTopicArn: farTopic })).toThrowError(
+      'alarmTopicArn: the topic is in us-east-1, this stack deploys to eu-west-1',
+    );
+    // The region's own topic, in another account, is fine (its topic policy must let CloudWatch publish).
+    expect(stackOf([entry('orders', { alarmTopicArn: 'arn:aws:sns:eu-west-1:210987654321:oncall' })])).not.toThrow();
+  });
+
   it('two PgHousekeeping with one databaseId in a stack: the second fails, naming the first', () => {
     const stack = new Stack(new App({ context: CDK_CONTEXT }), 'Twins', { env: ENV });
     const secret = Secret.fromSecretCompleteArn(stack, 'Secret', ORDERS_SECRET);

@@ -541,6 +541,15 @@ describe('network', () => {
 });
 
 describe('the sandbox (-c demo=true)', () => {
+  it('synthesizes offline with an account in the environment: no context lookup (no credentials needed)', () => {
+    // The CLI fails a synth that needs a lookup when it has no credentials ("Need to perform AWS
+    // calls for account ..."); the synthesized assembly lists such lookups as missing context.
+    for (const shape of [sandbox, existing, withTopic]) {
+      expect(shape.stack.account).toBe(ENV.account);
+      expect(shape.assembly.manifest.missing ?? [], shape.stack.stackName).toEqual([]);
+    }
+  });
+
   it('seeds once, after the database and the Secrets Manager endpoint, not again on a code change', () => {
     const [[triggerId, trigger]] = ofType(sandbox.json, 'Custom::Trigger') as [[string, Resource]];
     expect(props(trigger).ExecuteOnHandlerChange).toBe(false);

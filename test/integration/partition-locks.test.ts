@@ -123,9 +123,11 @@ describe('two runs for the same target', () => {
     await expect
       .poll(
         async () =>
+          // The target's own lock, (job, target): the migrations' advisory lock, taken first, is not it.
           (
             await sql.query(`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-                             WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'pg-housekeeper/partition'`)
+                             WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'pg-housekeeper/partition'
+                               AND l.objsubid = 2 AND l.classid = hashtext('pg-housekeeper:partition')::oid AND l.objid = hashtext('app.events')::oid`)
           ).rows[0].n,
         { timeout: 30_000, interval: 20 },
       )

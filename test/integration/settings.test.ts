@@ -123,6 +123,32 @@ describe('keys that identify a target cannot be overridden', () => {
   });
 });
 
+describe('opt-ins that let a run change rows outside its policy are deployed, never overridden', () => {
+  it.each([
+    ['*', 'allowReferencingForeignKeys'],
+    ['app.orders', 'allowReferencingForeignKeys'],
+    ['*', 'allowTriggers'],
+  ])('archive %s %s = true: the target fails naming the row, and the child rows a CASCADE would delete stay', async (target, key) => {
+    await sql.query(`CREATE TABLE app.items (id int PRIMARY KEY, order_id bigint REFERENCES app.orders ON DELETE CASCADE);
+      INSERT INTO app.items SELECT i, i FROM generate_series(1, 20) AS i;
+      CREATE TABLE app.audit (id bigint);
+      CREATE FUNCTION app.audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO app.audit VALUES (OLD.id); RETURN OLD; END $$;
+      CREATE TRIGGER orders_audit AFTER DELETE ON app.orders FOR EACH ROW EXECUTE FUNCTION app.audit()`);
+    const tablesBefore = await tableFingerprints(sql);
+    await setting('archive', target, key, 'true');
+    // The deployed policy allows the other one, so only the override stands between the run and the rows.
+    const other = key === 'allowTriggers' ? 'allowReferencingForeignKeys' : 'allowTriggers';
+    const summary = await runArchive(db.url, { targets: [{ ...orders, [other]: true }] });
+    expect(summary.targets[0]!.state).toBe('failed');
+    expect(summary.targets[0]!.detail).toMatch(
+      new RegExp(
+        `housekeeping\\.settings \\(job 'archive', target '${target.replace('*', '\\*')}', key '${key}'\\): '${key}' lets a run change rows its policy does not name`,
+      ),
+    );
+    expect(await tableFingerprints(sql)).toEqual(tablesBefore);
+  });
+});
+
 describe('settings rows that match no target are reported', () => {
   it('names the row and the key it should have had, in the log and in the run summary; matching rows are not reported', async () => {
     await setting('rollup', 'public.usage_hourly', 'lookbackBuckets', '5');

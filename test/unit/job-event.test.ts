@@ -20,6 +20,34 @@ describe('parseJobEvent: how every event becomes a run', () => {
     ).toThrowError(/^config\.targets\[0\]\.retention: "soon" is not a duration/);
   });
 
+  it('refuses two targets that are one target (the same table however spelled, the same source, the same rollup name)', () => {
+    expect(() =>
+      parseJobEvent(
+        JOBS.partition,
+        {
+          targets: [
+            { table: 'events', interval: 'day' },
+            { table: 'public.events', interval: 'month' },
+          ],
+        },
+        'config',
+      ),
+    ).toThrowError(/^config\.targets\[1\]: names the same target as targets\[0\] \(public\.events\)/);
+    const purge = { source: 'app.orders', mode: 'purge', ageColumn: 'at', retention: '30 days' } as const;
+    expect(() => parseJobEvent(JOBS.archive, { targets: [purge, { ...purge, retention: '7 days' }] })).toThrowError(
+      /^event\.targets\[1\]: names the same target as targets\[0\] \(app\.orders\)/,
+    );
+    // Different tables, and rollups writing different tables, are fine.
+    expect(() =>
+      parseJobEvent(JOBS.partition, {
+        targets: [
+          { table: 'events', interval: 'day' },
+          { table: 'app.events', interval: 'day' },
+        ],
+      }),
+    ).not.toThrow();
+  });
+
   it('partition concurrency: 4 sessions by default, a whole number from 1 to 16', () => {
     const event = (concurrency?: unknown) =>
       parseJobEvent(JOBS.partition, { targets: [{ table: 'app.events', interval: 'day' }], ...(concurrency === undefined ? {} : { concurrency }) });

@@ -20,6 +20,16 @@ describe('rollup plan: how far a run publishes', () => {
     expect(changesHorizon(now, hour(9))).toBe(hour(9));
   });
 
+  it('truncates the horizon to what a changed-at column with fewer fractional digits keeps (it rounds stamps to the nearest)', () => {
+    const at = now + 789;
+    expect(changesHorizon(at, null)).toBe(at);
+    expect(changesHorizon(at, null, 3)).toBe(at);
+    expect(changesHorizon(at, null, 2)).toBe(now + 780);
+    expect(changesHorizon(at, null, 1)).toBe(now + 700);
+    expect(changesHorizon(at, null, 0)).toBe(now);
+    expect(changesHorizon(at, hour(9) + 456, 0)).toBe(hour(9));
+  });
+
   it('starts a new rollup at its first event, never past the upper bound', () => {
     expect(initialWatermark(hour(3) + 1_234, hour(10), 'hour')).toBe(hour(3));
     expect(initialWatermark(null, hour(10), 'hour')).toBe(hour(10));

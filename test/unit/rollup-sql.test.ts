@@ -3,7 +3,7 @@ import type { RollupPolicy } from '../../functions/rollup/policy';
 import { renderChangedBuckets, renderFirstEvent, renderRecompute } from '../../functions/rollup/sql';
 
 /** The exact statements the rollup job sends: a change to any of them shows here as a diff. */
-const catalog = { source: { schema: 'app', name: 'usage' }, target: { schema: 'app', name: 'usage_hourly' } };
+const catalog = { source: { schema: 'app', name: 'usage' }, target: { schema: 'app', name: 'usage_hourly' }, changedAtPrecision: 6 };
 const policy = {
   name: 'usage_hourly',
   source: 'app.usage',
@@ -64,6 +64,8 @@ SELECT (SELECT count(*) FROM ins)::bigint AS written, coalesce((SELECT sum(pghk_
       `SELECT DISTINCT date_trunc($1::text, "occurred_at") AS bucket FROM "app"."usage" WHERE "updated_at" >= $2 AND "occurred_at" < $3`,
     );
     expect(changed.values).toEqual(['hour', '2026-11-23 09:15:00.123456+00', '2026-11-23T08:00:00.000Z']);
-    expect(renderFirstEvent(policy, catalog).text).toBe(`SELECT min("occurred_at") AS first FROM "app"."usage"`);
+    expect(renderFirstEvent(policy, catalog).text).toBe(
+      `SELECT min("occurred_at") FILTER (WHERE isfinite("occurred_at")) AS first FROM "app"."usage"`,
+    );
   });
 });
