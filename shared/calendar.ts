@@ -158,6 +158,7 @@ export class ZoneCalendar {
     const memo = this.readingsMemo.get(wall);
     if (memo) return memo;
     let found: number[];
+    if (this.readingsMemo.size > 10_000) this.readingsMemo.clear();
     if (this.fixedOffset !== null) found = [wall - this.fixedOffset];
     else {
       // Every offset in force within REACH of `wall`: those at both ends, and any the candidates reveal.
@@ -276,6 +277,24 @@ export class ZoneCalendar {
   dateTime(ms: number): DateTime {
     return DateTime.fromMillis(ms, { zone: this.zone });
   }
+}
+
+const calendars = new Map<string, ZoneCalendar>();
+
+/**
+ * One calendar per zone and unit for the life of the process: a run plans many targets in the
+ * same zone and interval, and each calendar remembers the offsets and readings it computed (a
+ * bounded memo). Calendars are pure functions of (zone, unit), so sharing them changes no result.
+ */
+export function zoneCalendar(zoneName: string, unit: CalendarUnit): ZoneCalendar {
+  const key = `${zoneName}\u0000${unit}`;
+  let calendar = calendars.get(key);
+  if (!calendar) {
+    calendar = new ZoneCalendar(zoneName, unit);
+    if (calendars.size > 1_000) calendars.clear();
+    calendars.set(key, calendar);
+  }
+  return calendar;
 }
 
 /** The boundary `count` periods after the boundary `at` (before it when negative); strictly later for count ≥ 1. */

@@ -21,7 +21,7 @@ export interface ChainRun {
   targets?: string[];
 }
 
-interface ChainRow {
+export interface ChainRow {
   chain_id: string;
   hop: number;
   state: 'continuing' | 'ended';
@@ -40,6 +40,17 @@ async function readChain(client: pg.ClientBase, job: string, target: string): Pr
   return rows[0];
 }
 
+/** The chain rows of many targets in one round trip (read with their advisory locks held). */
+export async function readChains(client: pg.ClientBase, job: string, targets: readonly string[]): Promise<Map<string, ChainRow>> {
+  if (targets.length === 0) return new Map();
+  const { rows } = await client.query<ChainRow & { target: string }>(
+    `SELECT target, chain_id, hop, state, detail, extract(epoch FROM now() - updated_at)::float8 AS age_seconds
+     FROM housekeeping.chains WHERE job = $1 AND target = ANY ($2::text[])`,
+    [job, targets],
+  );
+  return new Map(rows.map(({ target, ...row }) => [target, row]));
+}
+
 function describeRow(row: ChainRow | undefined): string {
   if (!row) return 'no chain holds the target';
   if (row.state === 'ended') return `chain ${shortId(row.chain_id)} ended at hop ${row.hop}${row.detail ? ` (${row.detail})` : ''}`;
@@ -53,8 +64,15 @@ export type HopStart = { run: true; tookOver?: string } | { run: false; detail: 
  * chain still expects exactly this hop (a duplicate delivery, or a hop whose chain was taken over,
  * finds it moved on). Any other run leaves a target to a live chain, and takes over a stale one.
  */
-export async function startHop(client: pg.ClientBase, job: string, target: string, chain: ChainRun): Promise<HopStart> {
-  const row = await readChain(client, job, target);
+export async function startHop(
+  client: pg.ClientBase,
+  job: string,
+  target: string,
+  chain: ChainRun,
+  /** The target's row as readChains found it (with the lock already held), so no read of its own. */
+  known?: { row: ChainRow | undefined },
+): Promise<HopStart> {
+  const row = known ? known.row : await readChain(client, job, target);
   if (chain.hop > 0) {
     if (row && row.chain_id === chain.id && row.hop === chain.hop && row.state === 'continuing') {
       await client.query(`UPDATE housekeeping.chains SET updated_at = now() WHERE job = $1 AND target = $2 AND chain_id = $3`, [
@@ -104,6 +122,22 @@ export async function endChain(client: pg.ClientBase, job: string, target: strin
     `UPDATE housekeeping.chains SET state = 'ended', detail = $4, updated_at = now()
      WHERE job = $1 AND target = $2 AND chain_id = $3 AND state = 'continuing'`,
     [job, target, chainId, detail],
+  );
+}
+
+/** endChain for many targets of one chain in one statement, each with its own detail. */
+export async function endChains(
+  client: pg.ClientBase,
+  job: string,
+  chainId: string,
+  ends: ReadonlyArray<{ target: string; detail: string }>,
+): Promise<void> {
+  if (ends.length === 0) return;
+  await client.query(
+    `UPDATE housekeeping.chains c SET state = 'ended', detail = e.detail, updated_at = now()
+     FROM unnest($2::text[], $3::text[]) AS e(target, detail)
+     WHERE c.job = $1 AND c.target = e.target AND c.chain_id = $4 AND c.state = 'continuing'`,
+    [job, ends.map((e) => e.target), ends.map((e) => e.detail), chainId],
   );
 }
 

@@ -28,6 +28,27 @@ export interface TargetContext<P, O> {
   runId: string;
   /** Long jobs report progress here (the CLI draws a bar); logging progress stays the job's own. */
   onProgress?: (progress: Progress) => void;
+  /** What the job's prepareTargets read for this target, when it has that stage. */
+  prepared?: unknown;
+}
+
+/** One target as prepareTargets sees it: its effective policy and its logger. */
+export interface PrepareItem<P> {
+  policy: P;
+  logger: JobLogger;
+}
+
+/** What prepareTargets found for one target. */
+export interface PreparedTarget {
+  /** Passed to runTarget as `prepared`. */
+  state?: unknown;
+  /** The target cannot run: it fails with this error, as if runTarget had thrown it. */
+  error?: unknown;
+  /**
+   * The target has nothing to change: its outcome. It is recorded without a 'started' row, in one
+   * ledger statement with the other targets' that changed nothing, and runTarget is not called.
+   */
+  idle?: TargetOutcome;
 }
 
 export interface Progress {
@@ -79,6 +100,14 @@ export interface JobDefinition<S extends z.ZodType, O extends RunOptions, I = un
   /** An explicit advisory lock key instead of the (job, target) one. */
   lockKey?(policy: z.output<S>): number | undefined;
   runTarget(context: TargetContext<z.output<S>, O>): Promise<TargetOutcome>;
+  /**
+   * Reads what many targets need in one go, with their advisory locks held, before any of them
+   * runs: a target with nothing to do then costs no round trip of its own. One entry per item, in
+   * order; a problem of one target is its `error`, not a throw.
+   */
+  prepareTargets?(client: pg.ClientBase, items: ReadonlyArray<PrepareItem<z.output<S>>>, options: O, dryRun: boolean): Promise<PreparedTarget[]>;
+  /** How many sessions work the run's targets at once (each target still under its own advisory lock); 1 without it. */
+  concurrency?(options: O): number;
   /** Every reason runTarget may stop with; another one fails the target (a bug, not an outcome). */
   stopReasons: readonly StopReason[];
   /** The job's metrics, by a name infra refers to them with. */

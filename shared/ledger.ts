@@ -23,22 +23,36 @@ export interface RunRecord {
  * Dry runs are never recorded, so dry_run keeps its default (false).
  */
 export async function recordRunState(client: pg.ClientBase, record: RunRecord): Promise<void> {
+  await recordRunStates(client, [record]);
+}
+
+/**
+ * Appends many state changes in one statement (one commit): the outcomes of targets that changed
+ * nothing. Each row's recorded_at is its own clock_timestamp(), in the order given.
+ */
+export async function recordRunStates(client: pg.ClientBase, records: readonly RunRecord[]): Promise<void> {
+  if (records.length === 0) return;
+  const column = <T>(value: (record: RunRecord) => T) => records.map(value);
   await client.query(
     `INSERT INTO housekeeping.job_runs
        (run_id, job, target, state, started_at, duration_ms, counts, policy, detail, chain_id, hop)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+     SELECT run_id, job, target, state, started_at, duration_ms, counts, policy, detail, chain_id, hop
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[], $7::jsonb[], $8::jsonb[],
+                 $9::text[], $10::uuid[], $11::integer[])
+          WITH ORDINALITY AS r(run_id, job, target, state, started_at, duration_ms, counts, policy, detail, chain_id, hop, n)
+     ORDER BY n`,
     [
-      record.runId,
-      record.job,
-      record.target,
-      record.state,
-      record.startedAt,
-      record.durationMs ?? null,
-      JSON.stringify(record.counts ?? {}),
-      record.policy === undefined ? null : JSON.stringify(record.policy),
-      record.detail ?? null,
-      record.chainId ?? null,
-      record.chainId === undefined ? null : (record.hop ?? 0),
+      column((r) => r.runId),
+      column((r) => r.job),
+      column((r) => r.target),
+      column((r) => r.state),
+      column((r) => r.startedAt),
+      column((r) => r.durationMs ?? null),
+      column((r) => JSON.stringify(r.counts ?? {})),
+      column((r) => (r.policy === undefined ? null : JSON.stringify(r.policy))),
+      column((r) => r.detail ?? null),
+      column((r) => r.chainId ?? null),
+      column((r) => (r.chainId === undefined ? null : (r.hop ?? 0))),
     ],
   );
 }

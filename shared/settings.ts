@@ -76,17 +76,26 @@ export interface EffectivePolicy<P> {
 }
 
 /**
- * Overrides for one (job, target): rows for the exact target win over rows for '*'. An implicit
- * target (one the job adds itself, like the partition job's ledger) takes only rows keyed to its
- * own name: a '*' retention meant for daily tables once dropped three months of run history.
+ * Overrides for one (job, target) out of the run's settings rows (readRunSettings): rows for the
+ * exact target win over rows for '*' ('*' rows come first, then by key). An implicit target (one
+ * the job adds itself, like the partition job's ledger) takes only rows keyed to its own name: a
+ * '*' retention meant for daily tables once dropped three months of run history.
  */
-export async function readOverrides(client: pg.ClientBase, job: string, target: string, options: { implicit?: boolean } = {}): Promise<Override[]> {
+export function overridesFor(rows: readonly Override[], job: string, target: string, options: { implicit?: boolean } = {}): Override[] {
+  const mine = rows.filter((row) => row.job === job && (row.target === target || (row.target === '*' && options.implicit !== true)));
+  return mine.sort((a, b) => Number(b.target === '*') - Number(a.target === '*') || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/**
+ * The settings rows that matter to one run of `job`, read once at its start: its own rows (the
+ * overrides of every target) and rows of no job at all (reported). A change made during a run
+ * applies from the next run.
+ */
+export async function readRunSettings(client: pg.ClientBase, job: string, jobs: readonly string[]): Promise<Override[]> {
   if (!(await relationExists(client, 'housekeeping.settings'))) return [];
   const { rows } = await client.query<Override>(
-    `SELECT job, target, key, value FROM housekeeping.settings
-     WHERE job = $1 AND (target = $2 OR (target = '*' AND NOT $3::boolean))
-     ORDER BY (target = '*') DESC, key`,
-    [job, target, options.implicit === true],
+    `SELECT job, target, key, value FROM housekeeping.settings WHERE job = $1 OR NOT (job = ANY ($2::text[])) ORDER BY job, target, key`,
+    [job, jobs],
   );
   return rows;
 }
@@ -147,21 +156,6 @@ export function unmatchedSettings(
     }
   }
   return messages;
-}
-
-/** Reads the settings rows that matter to this job's run and returns the unmatched ones' messages. */
-export async function reportUnmatchedSettings(
-  client: pg.ClientBase,
-  job: SettingsJob,
-  targets: SettingsTarget[],
-  jobs: readonly string[],
-): Promise<string[]> {
-  if (!(await relationExists(client, 'housekeeping.settings'))) return [];
-  const { rows } = await client.query<{ job: string; target: string; key: string }>(
-    `SELECT job, target, key FROM housekeeping.settings WHERE job = $1 OR NOT (job = ANY ($2::text[])) ORDER BY job, target, key`,
-    [job.job, jobs],
-  );
-  return unmatchedSettings(rows, job, targets, jobs);
 }
 
 function setPath(object: Record<string, unknown>, path: string[], value: unknown): void {

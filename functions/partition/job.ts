@@ -1,11 +1,12 @@
 import type pg from 'pg';
 import { displayName, parseQualifiedName } from '../../shared/identifiers';
-import type { JobDefinition, TargetContext, TargetOutcome } from '../../shared/job';
+import type { JobDefinition, PreparedTarget, PrepareItem, TargetContext, TargetOutcome } from '../../shared/job';
+import type { JobLogger } from '../../shared/logger';
 import { databaseNow, queryOne } from '../../shared/postgres';
-import { ident, qualified, raw, sql } from '../../shared/sql';
+import { ident, join, qualified, raw, sql } from '../../shared/sql';
 import { TIME_BUDGET_STOP } from '../../shared/time-budget';
 import { applySteps } from './apply';
-import { type PartitionCatalog, readPartitionCatalog } from './catalog';
+import { type PartitionCatalog, readPartitionCatalog, readPartitionCatalogs } from './catalog';
 import { renderCreateSteps, renderFinishSteps, renderRetireSteps, stepToSql } from './ddl';
 import partitionRetirements from './migrations/0004_partition_retirements';
 import { describeKeyMs, type PartitionPlan, partitionsAhead, planPartitions } from './plan';
@@ -33,6 +34,22 @@ async function rowsInDefault(client: pg.ClientBase, catalog: PartitionCatalog, f
   return n;
 }
 
+/** rowsInDefault (no range) of many tables in one round trip; 0 for a table without DEFAULT. */
+async function rowsInDefaults(client: pg.ClientBase, catalogs: readonly PartitionCatalog[]): Promise<number[]> {
+  const counted = catalogs.flatMap((catalog, i) =>
+    catalog.defaultPartition
+      ? [
+          sql`SELECT ${i}::int AS i, count(*)::int AS n FROM (SELECT 1 FROM ${qualified(catalog.defaultPartition)} LIMIT ${raw(String(DEFAULT_ROWS_COUNT_CAP))}) AS capped`,
+        ]
+      : [],
+  );
+  const out = catalogs.map(() => 0);
+  if (counted.length === 0) return out;
+  const { rows } = await client.query<{ i: number; n: number }>(join(counted, ' UNION ALL '));
+  for (const row of rows) out[row.i] = row.n;
+  return out;
+}
+
 function describePlan(catalog: PartitionCatalog, plan: PartitionPlan, policy: PartitionTargetPolicy): Record<string, unknown> {
   const show = (ms: number | null) => describeKeyMs(ms, catalog.keyType, policy.timeZone);
   return {
@@ -47,11 +64,90 @@ function describePlan(catalog: PartitionCatalog, plan: PartitionPlan, policy: Pa
   };
 }
 
+/** What prepareTargets read for one target: its catalog and the database clock when it was read. */
+interface PreparedPartition {
+  catalog: PartitionCatalog;
+  now: Date;
+  /** Planned already (not in dry runs): runTarget does not plan again. */
+  plan?: PartitionPlan;
+}
+
+/**
+ * Every target's catalog in one round trip (plus one to count DEFAULT rows of the targets that
+ * have nothing else to do). A target whose plan has no step is done here: its outcome is what a
+ * run would report, without a round trip of its own.
+ */
+async function preparePartitionTargets(
+  client: pg.ClientBase,
+  items: ReadonlyArray<PrepareItem<PartitionTargetPolicy>>,
+  _options: PartitionEvent,
+  dryRun: boolean,
+): Promise<PreparedTarget[]> {
+  const readings = await readPartitionCatalogs(
+    client,
+    items.map((item) => parseQualifiedName(item.policy.table, 'table')),
+  );
+  const prepared: PreparedTarget[] = [];
+  const idle: Array<{ at: number; catalog: PartitionCatalog; plan: PartitionPlan; logger: JobLogger; policy: PartitionTargetPolicy }> = [];
+  for (const [i, reading] of readings.entries()) {
+    if (reading.error) {
+      prepared.push({ error: reading.error });
+      continue;
+    }
+    const state: PreparedPartition = { catalog: reading.catalog, now: reading.now };
+    prepared.push({ state });
+    if (dryRun) continue;
+    try {
+      const plan = planPartitions(reading.catalog, items[i]!.policy, reading.now);
+      state.plan = plan;
+      if (plan.create.length + plan.retire.length + plan.finish.length + plan.failures.length === 0) {
+        idle.push({ at: i, catalog: reading.catalog, plan, logger: items[i]!.logger, policy: items[i]!.policy });
+      }
+    } catch {
+      // runTarget plans again and fails the target with this error, after its 'started' row.
+    }
+  }
+  const rowsLeft = await rowsInDefaults(
+    client,
+    idle.map((entry) => entry.catalog),
+  );
+  for (const [k, { at, catalog, plan, logger, policy }] of idle.entries()) {
+    logger.info('partition plan', describePlan(catalog, plan, policy));
+    for (const warning of plan.warnings) logger.warn(warning);
+    warnRowsLeft(logger, catalog, rowsLeft[k]!, 0);
+    const attached = catalog.partitions.filter((p) => !p.detachPending);
+    prepared[at] = {
+      idle: {
+        counts: {
+          created: 0,
+          dropped: 0,
+          detached: 0,
+          rowsMovedFromDefault: 0,
+          rowsLeftInDefault: rowsLeft[k]!,
+          rescuesRefused: 0,
+          partitionsAhead: partitionsAhead(plan, attached),
+        },
+      },
+    };
+  }
+  return prepared;
+}
+
+function warnRowsLeft(logger: JobLogger, catalog: PartitionCatalog, rowsLeft: number, refused: number): void {
+  if (rowsLeft === 0) return;
+  logger.warn(
+    `${rowsLeft}${rowsLeft >= DEFAULT_ROWS_COUNT_CAP ? '+' : ''} row(s) remain in DEFAULT partition ${displayName(catalog.defaultPartition!)}: ` +
+      (refused > 0 ? 'some could not be moved without firing foreign keys, triggers or rules (see the refusals); the others ' : 'their keys ') +
+      'fall outside every partition this policy keeps (older than retention, or beyond premake)',
+  );
+}
+
 async function runPartitionTarget(context: TargetContext<PartitionTargetPolicy, PartitionEvent>): Promise<TargetOutcome> {
   const { client, policy, options, logger } = context;
+  const prepared = context.prepared as PreparedPartition | undefined;
   const parent = parseQualifiedName(policy.table, 'table');
-  const catalog = await readPartitionCatalog(client, parent);
-  const plan = planPartitions(catalog, policy, await databaseNow(client));
+  const catalog = prepared?.catalog ?? (await readPartitionCatalog(client, parent));
+  const plan = prepared?.plan ?? planPartitions(catalog, policy, prepared?.now ?? (await databaseNow(client)));
   const finishSteps = renderFinishSteps(catalog, plan);
   const createSteps = renderCreateSteps(catalog, plan);
   const retireSteps = renderRetireSteps(catalog, plan);
@@ -101,15 +197,7 @@ async function runPartitionTarget(context: TargetContext<PartitionTargetPolicy, 
       ? { done: [], warnings: [], notRun: 0, failures: [`retention not attempted: its ${retireSteps.length} step(s) wait for the same blocker`] }
       : await applySteps(client, retireSteps, applyOptions);
   const rowsLeft = await rowsInDefault(client, catalog);
-  if (rowsLeft > 0) {
-    logger.warn(
-      `${rowsLeft}${rowsLeft >= DEFAULT_ROWS_COUNT_CAP ? '+' : ''} row(s) remain in DEFAULT partition ${displayName(catalog.defaultPartition!)}: ` +
-        (created.refused > 0
-          ? 'some could not be moved without firing foreign keys, triggers or rules (see the refusals); the others '
-          : 'their keys ') +
-        'fall outside every partition this policy keeps (older than retention, or beyond premake)',
-    );
-  }
+  warnRowsLeft(logger, catalog, rowsLeft, created.refused);
   const failures = [...plan.failures, ...finished.failures, ...created.failures, ...retired.failures];
   const retiredSteps = [...finished.done, ...retired.done];
   // Steps the budget left are the next hop's (or the next run's) work, not a failure.
@@ -146,6 +234,8 @@ export const partitionJob = {
   implicitTargets: (options, dryRun) =>
     options.maintainLedger && !dryRun ? [{ ...LEDGER_TARGET, retention: { keep: options.ledgerRetentionMonths, mode: 'drop' } }] : [],
   runTarget: runPartitionTarget,
+  prepareTargets: preparePartitionTargets,
+  concurrency: (options) => options.concurrency,
   stopReasons: [TIME_BUDGET_STOP],
   metrics: {
     created: { name: 'PartitionsCreated', unit: 'Count', value: (t) => (ran(t) ? (t.counts.created ?? 0) : undefined) },

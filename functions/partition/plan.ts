@@ -1,5 +1,5 @@
 import { DateTime } from 'luxon';
-import { CalendarError, parseDuration, SHORTEST_PERIOD_MS, subtractDuration, ZoneCalendar } from '../../shared/calendar';
+import { CalendarError, parseDuration, SHORTEST_PERIOD_MS, subtractDuration, type ZoneCalendar, zoneCalendar } from '../../shared/calendar';
 import { CatalogError, ConfigError } from '../../shared/errors';
 import { displayName, MAX_IDENTIFIER_BYTES, type QualifiedName } from '../../shared/identifiers';
 import type { ExistingPartition, PartitionCatalog, PartitionKeyType } from './catalog';
@@ -203,7 +203,7 @@ export function planPartitions(catalog: PartitionCatalog, policy: PartitionTarge
   }
   const zone = keyZone(catalog.keyType, policy.timeZone);
   try {
-    return plan(catalog, policy, dbNow, new ZoneCalendar(zone, policy.interval));
+    return plan(catalog, policy, dbNow, zoneCalendar(zone, policy.interval));
   } catch (error) {
     if (!(error instanceof CalendarError)) throw error;
     throw new CalendarError(`planning ${parentName} (interval ${policy.interval}, zone ${policy.timeZone}): ${error.message}`);
@@ -364,5 +364,5 @@ export function partitionsAhead(plan: PartitionPlan, covered: Array<{ from: numb
 /** A key-ms value as the SQL literal of the key type (for messages and dry-run output). */
 export function describeKeyMs(ms: number | null, keyType: PartitionKeyType, timeZone: string): string {
   if (ms === null) return 'unbounded';
-  return boundLiteral(ms, new ZoneCalendar(keyZone(keyType, timeZone), 'day').offset(ms), keyType);
+  return boundLiteral(ms, zoneCalendar(keyZone(keyType, timeZone), 'day').offset(ms), keyType);
 }

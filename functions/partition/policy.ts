@@ -53,6 +53,10 @@ export const partitionTargetSchema = z
     }
   });
 
+/** More sessions than this would crowd a small database's connection limit for little gain. */
+const MAX_CONCURRENCY = 16;
+const CONCURRENCY_MESSAGE = `concurrency is how many sessions work targets at once: a whole number from 1 to ${MAX_CONCURRENCY}`;
+
 export const partitionEventSchema = z.strictObject({
   targets: z.array(partitionTargetSchema).min(1),
   ...runOptionsShape,
@@ -60,6 +64,11 @@ export const partitionEventSchema = z.strictObject({
   maintainLedger: z.boolean().default(true),
   /** Months of run history to keep in housekeeping.job_runs. */
   ledgerRetentionMonths: z.number().int().min(1).max(120).default(13),
+  /**
+   * Sessions that work different targets at once (each target still under its own advisory lock,
+   * its steps in order). 1 works them one after the other.
+   */
+  concurrency: z.number().int(CONCURRENCY_MESSAGE).min(1, CONCURRENCY_MESSAGE).max(MAX_CONCURRENCY, CONCURRENCY_MESSAGE).default(4),
 });
 
 export type PartitionTargetPolicy = z.output<typeof partitionTargetSchema>;

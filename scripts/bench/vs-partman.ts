@@ -13,6 +13,7 @@
  *   --default-partition   PGHK_BENCH_DEFAULT_PARTITION=1   keep pg_partman's DEFAULT partitions and
  *                         give ours one too (default: neither has one, so ours detaches CONCURRENTLY)
  *   --keep                PGHK_BENCH_KEEP=1   leave both databases behind
+ *   --concurrency=N       PGHK_BENCH_CONCURRENCY   our job's sessions (default: the job's default)
  *
  * Both databases get the same tables: `bench.t<i> (id bigserial, created_at timestamptz NOT NULL,
  * payload text) PARTITION BY RANGE (created_at)` with an index on created_at, daily partitions
@@ -54,6 +55,8 @@ interface Settings {
   rounds: number;
   withDefault: boolean;
   keep: boolean;
+  /** Our job's `concurrency`; undefined: its default. */
+  concurrency: number | undefined;
 }
 
 function setting(name: string, env: string): string | undefined {
@@ -78,6 +81,9 @@ function readSettings(): Settings {
     rounds: int(setting('rounds', 'PGHK_BENCH_ROUNDS'), 3, '--rounds / PGHK_BENCH_ROUNDS'),
     withDefault: flag(setting('default-partition', 'PGHK_BENCH_DEFAULT_PARTITION')),
     keep: flag(setting('keep', 'PGHK_BENCH_KEEP')),
+    concurrency: setting('concurrency', 'PGHK_BENCH_CONCURRENCY')
+      ? int(setting('concurrency', 'PGHK_BENCH_CONCURRENCY'), 4, '--concurrency')
+      : undefined,
   };
 }
 
@@ -301,13 +307,12 @@ const CATEGORY_ORDER = [
   'advisory lock',
   'overrides read',
   'ledger: started row',
-  'catalog: parent',
-  'catalog: partitions + bounds',
-  'catalog: columns',
-  'catalog: taken names',
+  'catalog: retirements table check',
+  'catalog: every table of a chunk + now()',
   'now()',
   'BEGIN',
   'create: BEGIN',
+  'create: CREATE TABLE + ATTACH, one query',
   'create: CREATE TABLE (LIKE)',
   'create: LOCK DEFAULT',
   'create: move rows from DEFAULT',
@@ -319,7 +324,9 @@ const CATEGORY_ORDER = [
   'retire: DROP TABLE',
   'retire: COMMIT',
   'rows left in DEFAULT',
-  'ledger: final row',
+  'retire: record retirements',
+  'retire: forget retirements',
+  'ledger: final rows',
   'advisory unlock',
   'other',
 ];
@@ -335,15 +342,19 @@ function categorize(text: string, values: unknown): string {
   if (text.includes('pg_try_advisory_lock')) return 'advisory lock';
   if (text.includes('pg_advisory_unlock')) return 'advisory unlock';
   if (text.includes('FROM housekeeping.settings')) return 'overrides read';
-  if (text.includes('INSERT INTO housekeeping.job_runs')) return params[3] === 'started' ? 'ledger: started row' : 'ledger: final row';
-  if (text.includes('LEFT JOIN pg_partitioned_table')) return 'catalog: parent';
-  if (text.includes('WITH kids AS')) return 'catalog: partitions + bounds';
-  if (text.includes('SELECT attname FROM pg_attribute')) return 'catalog: columns';
-  if (text.includes('relname LIKE $2')) return 'catalog: taken names';
+  if (text.includes('INSERT INTO housekeeping.job_runs')) {
+    const states = Array.isArray(params[3]) ? params[3] : [params[3]];
+    return states.length === 1 && states[0] === 'started' ? 'ledger: started row' : 'ledger: final rows';
+  }
+  if (text.includes(`to_regclass('housekeeping.partition_retirements')`)) return 'catalog: retirements table check';
+  if (text.includes('WITH input AS')) return 'catalog: every table of a chunk + now()';
+  if (text.includes('INSERT INTO housekeeping.partition_retirements')) return 'retire: record retirements';
+  if (text.includes('DELETE FROM housekeeping.partition_retirements')) return 'retire: forget retirements';
   if (text === 'SELECT now() AS now') return 'now()';
   if (text === 'BEGIN') return 'BEGIN'; // named after the statement that follows (see Profile)
   if (text === 'COMMIT') return 'COMMIT'; // named after the statement before it
-  if (text.startsWith('CREATE TABLE')) return 'create: CREATE TABLE (LIKE)';
+  if (text.startsWith('CREATE TABLE'))
+    return text.includes(' ATTACH PARTITION ') ? 'create: CREATE TABLE + ATTACH, one query' : 'create: CREATE TABLE (LIKE)';
   if (text.startsWith('LOCK TABLE')) return 'create: LOCK DEFAULT';
   if (text.startsWith('WITH moved AS')) return 'create: move rows from DEFAULT';
   if (/ ATTACH PARTITION /.test(text)) return 'create: ATTACH';
@@ -354,14 +365,29 @@ function categorize(text: string, values: unknown): string {
   return 'other';
 }
 
+/** One session's place in the statement stream: the profile splits time per session, since several work at once. */
+interface SessionState {
+  inTarget: boolean;
+  lastEnd: number | null;
+  lastCategory: string;
+  pendingBegin: number | undefined;
+}
+
 class Profile {
   readonly run = new Map<string, Stat>();
   readonly target = new Map<string, Stat>();
   targets = 0;
-  private inTarget = false;
-  private lastEnd: number | null = null;
-  private lastCategory = '';
-  private pendingBegin: number | undefined;
+  sessions = 0;
+  private readonly states = new WeakMap<object, SessionState>();
+
+  private state(session: object): SessionState {
+    let state = this.states.get(session);
+    if (!state) {
+      state = { inTarget: false, lastEnd: null, lastCategory: '', pendingBegin: undefined };
+      this.states.set(session, state);
+    }
+    return state;
+  }
 
   private add(map: Map<string, Stat>, key: string, ms: number) {
     const stat = map.get(key) ?? { count: 0, ms: 0 };
@@ -370,44 +396,49 @@ class Profile {
     map.set(key, stat);
   }
 
-  /** Time in our process between two statements (validation, planning, rendering, logging). */
-  beforeStatement(now: number, category: string) {
-    if (this.lastEnd === null) return;
-    // Between one target's unlock and the next one's lock: that target's validation and logger set-up.
-    const betweenTargets = category === 'advisory lock' && this.lastCategory === 'advisory unlock';
-    const key = betweenTargets ? 'js before advisory lock (next target set-up)' : `js after ${this.lastCategory}`;
-    this.add(this.inTarget || betweenTargets ? this.target : this.run, key, now - this.lastEnd);
+  /** Time in our process between two statements of one session (validation, planning, rendering, logging, waiting for the event loop). */
+  beforeStatement(session: object, now: number, category: string) {
+    const state = this.state(session);
+    if (state.lastEnd === null) return;
+    // Between one chunk's unlock and the next one's lock: the next targets' validation and logger set-up.
+    const betweenTargets = category === 'advisory lock' && state.lastCategory === 'advisory unlock';
+    const key = betweenTargets ? 'js before advisory lock (next targets set-up)' : `js after ${state.lastCategory}`;
+    this.add(state.inTarget || betweenTargets ? this.target : this.run, key, now - state.lastEnd);
   }
 
-  statement(category: string, ms: number, end: number) {
+  statement(session: object, category: string, ms: number, end: number, values: unknown) {
+    const state = this.state(session);
     // A transaction belongs to the step it wraps: a create, or (with a DEFAULT partition) a drop.
     const phase = (c: string) => (c.startsWith('retire') ? 'retire' : c.startsWith('create') ? 'create' : 'other');
     if (category === 'BEGIN') {
-      this.pendingBegin = ms;
-    } else if (this.pendingBegin !== undefined) {
-      this.add(this.inTarget ? this.target : this.run, `${phase(category)}: BEGIN`, this.pendingBegin);
-      this.pendingBegin = undefined;
+      state.pendingBegin = ms;
+    } else if (state.pendingBegin !== undefined) {
+      this.add(state.inTarget ? this.target : this.run, `${phase(category)}: BEGIN`, state.pendingBegin);
+      state.pendingBegin = undefined;
     }
-    if (category === 'COMMIT') category = `${phase(this.lastCategory)}: COMMIT`;
+    if (category === 'COMMIT') category = `${phase(state.lastCategory)}: COMMIT`;
     if (category === 'BEGIN') {
-      this.lastEnd = end;
-      this.lastCategory = category;
+      state.lastEnd = end;
+      state.lastCategory = category;
       return;
     }
     if (category === 'advisory lock') {
-      this.inTarget = true;
-      this.targets += 1;
+      state.inTarget = true;
+      // One statement locks a chunk of targets: its second parameter lists them.
+      const params = Array.isArray(values) ? values : [];
+      this.targets += Array.isArray(params[1]) ? params[1].length : 1;
     }
-    this.add(this.inTarget || category === 'advisory unlock' ? this.target : this.run, category, ms);
-    if (category === 'advisory unlock') this.inTarget = false;
-    this.lastEnd = end;
-    this.lastCategory = category;
+    this.add(state.inTarget || category === 'advisory unlock' ? this.target : this.run, category, ms);
+    state.lastEnd = end;
+    state.lastCategory = category;
   }
 
-  connected(ms: number, end: number) {
+  connected(session: object, ms: number, end: number) {
+    const state = this.state(session);
+    this.sessions += 1;
     this.add(this.run, 'connect', ms);
-    this.lastEnd = end;
-    this.lastCategory = 'connect';
+    state.lastEnd = end;
+    state.lastCategory = 'connect';
   }
 }
 
@@ -437,10 +468,10 @@ function installProfiler() {
     }
     const category = categorize(text, values);
     const started = performance.now();
-    profile.beforeStatement(started, category);
+    profile.beforeStatement(this, started, category);
     const done = () => {
       const end = performance.now();
-      profile.statement(category, end - started, end);
+      profile.statement(this, category, end - started, end, values);
     };
     return (query.call(this, config, values) as Promise<unknown>).then(
       (result) => {
@@ -459,7 +490,7 @@ function installProfiler() {
     const started = performance.now();
     return (connectClient.call(this) as Promise<unknown>).then((result) => {
       const end = performance.now();
-      profile.connected(end - started, end);
+      profile.connected(this, end - started, end);
       return result;
     });
   };
@@ -552,6 +583,7 @@ async function runOurs(url: string, s: Settings, withWriter: boolean): Promise<R
     // Like for like: pg_partman maintains only the registered tables. Our ledger rows (started +
     // final per target) are still written: they are part of every run of ours.
     maintainLedger: false,
+    ...(s.concurrency === undefined ? {} : { concurrency: s.concurrency }),
   };
   await checkpoint(url);
   const writer = withWriter ? await startWriter(url, s.tables) : undefined;
@@ -615,7 +647,9 @@ function breakdown(title: string, profiles: Profile[], durations: number[]): str
       }
     }
   }
-  const totalMs = durations.reduce((a, b) => a + b, 0);
+  // Several sessions work at once: shares are of session time, durationMs × sessions.
+  const totalMs = durations.reduce((a, b, i) => a + b * Math.max(1, profiles[i]!.sessions), 0);
+  const sessions = profiles.reduce((n, p) => n + p.sessions, 0) / Math.max(1, profiles.length);
   const rank = (key: string) => {
     const i = CATEGORY_ORDER.indexOf(key);
     if (i >= 0) return i;
@@ -624,7 +658,7 @@ function breakdown(title: string, profiles: Profile[], durations: number[]): str
     return after >= 0 ? after + 0.5 : CATEGORY_ORDER.length;
   };
   const lines = [
-    `  ${title}: per target (averaged over ${profiles.length} run(s), ${targets / Math.max(1, profiles.length)} targets each); share of durationMs`,
+    `  ${title}: per target (averaged over ${profiles.length} run(s), ${targets / Math.max(1, profiles.length)} targets each, ${fmt(sessions, 0)} session(s)); share of session time (durationMs × sessions)`,
     `    ${pad('category', 44)} ${lpad('trips', 6)} ${lpad('ms', 8)} ${lpad('share', 6)}`,
   ];
   let trips = 0;
@@ -689,7 +723,7 @@ export async function benchVsPartman(): Promise<string[]> {
     const oursUrl = urlFor(server.url, DB_OURS);
     out.push(
       `vs-partman: PostgreSQL ${info.version}, pg_partman ${info.partman}; ${s.tables} daily tables, ${EXISTING_DAYS} partitions each, premake ${PREMAKE}, keep ${KEEP}` +
-        ` (expect ${s.tables * PREMAKE} creates, ${s.tables * (EXISTING_DAYS - KEEP - 1)} drops); ${s.withDefault ? 'with' : 'no'} DEFAULT partitions; ${s.rounds} round(s)`,
+        ` (expect ${s.tables * PREMAKE} creates, ${s.tables * (EXISTING_DAYS - KEEP - 1)} drops); ${s.withDefault ? 'with' : 'no'} DEFAULT partitions; ${s.rounds} round(s); ours with concurrency ${s.concurrency ?? `${JOBS.partition.eventSchema.parse({ targets: [{ table: 'x', interval: 'day' }] }).concurrency} (default)`}`,
     );
     console.log(out[0]);
 

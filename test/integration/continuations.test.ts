@@ -223,6 +223,27 @@ describe('continuations', () => {
     expect(sent()).toEqual([]);
   });
 
+  it('partition: a continuation that finds nothing left to do ends its chain and records the hop, with no started row', async () => {
+    await sql.query(`CREATE TABLE app.events (id bigserial, created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)`);
+    const policy = { targets: [{ table: 'app.events', interval: 'day' as const, premake: 2 }], maintainLedger: false };
+    const partition = (event: unknown, remainingMs: number) =>
+      runLambdaJob(JOBS.partition, JOBS, event, lambdaContext(remainingMs), createJobLogger('partition'), createJobMetrics('partition'), policy);
+    const starved = await partition({}, 5_000);
+    expect(starved.targets[0]).toMatchObject({ state: 'skipped', continues: true });
+    const chainId = starved.chain!.id;
+    // Meanwhile another run did the work: the continuation finds nothing to change.
+    await runPartition(db.url, policy);
+    const next = await partition({ continuation: { chainId, hop: 1, targets: ['app.events'] } }, 60_000);
+    expect(next.targets[0]).toMatchObject({ state: 'succeeded', counts: { created: 0, partitionsAhead: 2 } });
+    const chain = await sql.query(`SELECT chain_id, hop, state, detail FROM housekeeping.chains WHERE job = 'partition' AND target = 'app.events'`);
+    expect(chain.rows).toEqual([{ chain_id: chainId, hop: 1, state: 'ended', detail: 'done' }]);
+    const ledger = await sql.query(`SELECT state, hop FROM housekeeping.job_runs WHERE chain_id = $1 ORDER BY recorded_at`, [chainId]);
+    expect(ledger.rows).toEqual([
+      { state: 'skipped', hop: 0 },
+      { state: 'succeeded', hop: 1 },
+    ]);
+  });
+
   it('partition: steps the budget did not reach are work left (stepsLeft, time budget nearly spent), not a failure', async () => {
     await sql.query(`CREATE TABLE app.hours (id bigserial, at timestamptz NOT NULL) PARTITION BY RANGE (at)`);
     const event = { targets: [{ table: 'app.hours', interval: 'hour' as const, premake: 500 }], maintainLedger: false };

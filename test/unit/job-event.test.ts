@@ -47,4 +47,18 @@ describe('parseJobEvent: how every event becomes a run', () => {
       }),
     ).not.toThrow();
   });
+
+  it('partition concurrency: 4 sessions by default, a whole number from 1 to 16', () => {
+    const event = (concurrency?: unknown) =>
+      parseJobEvent(JOBS.partition, { targets: [{ table: 'app.events', interval: 'day' }], ...(concurrency === undefined ? {} : { concurrency }) });
+    expect(event().options).toMatchObject({ concurrency: 4 });
+    expect(event(1).options).toMatchObject({ concurrency: 1 });
+    expect(event(16).options).toMatchObject({ concurrency: 16 });
+    for (const bad of [0, 17, 2.5, -1]) {
+      expect(() => event(bad)).toThrowError(
+        new RegExp(`^event\\.concurrency: concurrency is how many sessions work targets at once: a whole number from 1 to 16 \\(got ${bad}\\)`),
+      );
+    }
+    expect(() => event('4')).toThrowError(/^event\.concurrency: Invalid input: expected number, received string/);
+  });
 });
