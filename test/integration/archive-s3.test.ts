@@ -68,8 +68,7 @@ beforeEach(async () => {
   await sql.query(TYPED_DDL);
   await sql.query(`DROP SCHEMA IF EXISTS other CASCADE; CREATE SCHEMA other`);
   await sql.query(`TRUNCATE housekeeping.archive_restores, housekeeping.archive_objects`).catch(() => {});
-  for (const key of await s3.keys())
-    await s3.client.send(new (await import('@aws-sdk/client-s3')).DeleteObjectCommand({ Bucket: s3.bucket, Key: key }));
+  await s3.empty();
 });
 
 describe('archive to S3 as Parquet', () => {

@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
 import S3rver from 's3rver';
 import { afterAll } from 'vitest';
@@ -14,6 +14,8 @@ export interface TestS3 {
   env: Record<string, string>;
   /** Every key under `prefix`, sorted. */
   keys(prefix?: string): Promise<string[]>;
+  /** Deletes every object in the bucket (a test's clean start). */
+  empty(): Promise<void>;
   /** Copies every object under `prefix` into a fresh local folder (same key layout) and returns it. */
   download(prefix: string): Promise<string>;
   /** Copies the given objects into a fresh local folder (same key layout) and returns it. */
@@ -72,7 +74,10 @@ export async function startTestS3(bucket = 'hk-archive'): Promise<TestS3> {
     }
     return dir;
   };
-  return { endpoint, bucket, client, env, keys, downloadKeys, download: async (prefix) => downloadKeys(await keys(prefix)) };
+  const empty = async () => {
+    for (const key of await keys()) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+  };
+  return { endpoint, bucket, client, env, keys, empty, downloadKeys, download: async (prefix) => downloadKeys(await keys(prefix)) };
 }
 
 /** DuckDB (an independent Parquet reader): the rows of a query as JSON-friendly values (bigints and decimals as strings). */
