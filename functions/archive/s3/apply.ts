@@ -256,9 +256,12 @@ export async function s3Destination(options: {
          WHERE source = ${shown} AND bucket = ${s3.bucket} AND state = 'committed' ORDER BY id`,
       );
       if (committed.length > 0) {
+        const withPending = [];
         for (const object of committed) {
-          const pending = await store.head(object.pending_key);
-          if (pending) continue;
+          if (await store.head(object.pending_key)) {
+            withPending.push({ key: object.object_key, pendingKey: object.pending_key, size: Number(object.size_bytes), checksum: object.checksum });
+            continue;
+          }
           // Only reconcile deletes pending copies, and only once published: a committed row without one must already have its final object.
           const final = await store.head(object.object_key);
           if (!final || final.size !== Number(object.size_bytes) || final.metadata.checksum !== object.checksum) {
@@ -269,10 +272,6 @@ export async function s3Destination(options: {
             );
           }
         }
-        const withPending = [];
-        for (const object of committed)
-          if (await store.head(object.pending_key))
-            withPending.push({ key: object.object_key, pendingKey: object.pending_key, size: Number(object.size_bytes), checksum: object.checksum });
         await publish(
           withPending,
           committed.map((o) => o.id),
