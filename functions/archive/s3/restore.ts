@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { inTransaction } from '../../../shared/db';
 import { CatalogError, ConfigError } from '../../../shared/errors';
 import { displayName, parseQualifiedName, type QualifiedName, quoteIdent, quoteQualified } from '../../../shared/identifiers';
 import { type ColumnPlan, digestSql, planColumns } from './columns';
@@ -138,9 +139,8 @@ export async function restoreArchived(
     if (rows.length !== Number(object.row_count))
       throw new CatalogError(object.object_key, `${object.object_key} holds ${rows.length} rows, the manifest says ${object.row_count}`);
     const columns = plans.map((_, i) => rows.map((r) => r[i]!));
-    await client.query('BEGIN');
-    try {
-      const inserted = (await client.query(insert, columns)).rowCount ?? 0;
+    const inserted = await inTransaction(client, async () => {
+      const count = (await client.query(insert, columns)).rowCount ?? 0;
       crashPoint('restore-after-insert');
       const { rows: different } = await client.query<{ key: string }>(differing, columns);
       if (different.length > 0) {
@@ -164,16 +164,13 @@ export async function restoreArchived(
       }
       await client.query(
         `INSERT INTO housekeeping.archive_restores (object_id, into_table, rows_inserted, rows_present) VALUES ($1, $2, $3, $4) ON CONFLICT (object_id, into_table) DO NOTHING`,
-        [object.id, shown, inserted, rows.length - inserted],
+        [object.id, shown, count, rows.length - count],
       );
-      await client.query('COMMIT');
-      summary.objects++;
-      summary.rowsInserted += inserted;
-      summary.rowsAlreadyPresent += rows.length - inserted;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
+      return count;
+    });
+    summary.objects++;
+    summary.rowsInserted += inserted;
+    summary.rowsAlreadyPresent += rows.length - inserted;
   }
   return summary;
 }
