@@ -20,7 +20,11 @@ export const s3DestinationSchema = z.strictObject({
       message: "no segment may start with _ (readers skip such paths; _pending is the job's own) or be . or ..",
     }),
   format: z.literal('parquet').default('parquet'),
-  compression: z.enum(['snappy', 'gzip', 'none']).default('snappy'),
+  /**
+   * gzip (the default) is zlib's native deflate at level 1: faster to write than the JavaScript
+   * snappy here, and about half its size on typical rows, which is also what Athena scans and bills.
+   */
+  compression: z.enum(['snappy', 'gzip', 'none']).default('gzip'),
   /** Rows per batch: each batch writes one object per day it spans, then deletes its rows in one transaction. */
   rowsPerObject: z.number().int().min(1).max(1_000_000).default(100_000),
   /** Rows fetched, encoded and buffered at a time (one Parquet row group): what bounds a run's memory besides the object. */

@@ -13,9 +13,10 @@ const run = promisify(execFile);
 /**
  * `npm run bench -- archive-s3`: the same 1,000,000 expired rows as `archive`, moved (a) into an
  * archive table by the batched mover and (s) to an S3-compatible server on loopback (s3rver, a
- * temporary directory) as Parquet, default rowsPerObject and rowGroupRows, snappy. Reports rows/s
+ * temporary directory) as Parquet, default rowsPerObject and rowGroupRows, gzip. Reports rows/s
  * of each and their ratio, bytes on S3 per row against the source table's bytes per row, and the
  * S3 run's peak memory (max RSS of the process that ran it, which does nothing else).
+ * `BENCH_CPU_PROF=DIR` writes a CPU profile of the S3 run there.
  */
 export async function benchArchiveS3(url: string): Promise<string[]> {
   const sql = await connect(url);
@@ -58,10 +59,21 @@ export async function benchArchiveS3(url: string): Promise<string[]> {
       ],
       statementTimeoutMs: 600_000,
     };
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/bench/archive-s3-child.ts', url, JSON.stringify(policy)], {
-      env,
-      maxBuffer: 1 << 20,
-    });
+    const { stdout } = await run(
+      process.execPath,
+      [
+        ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : []),
+        '--import',
+        'tsx',
+        'scripts/bench/archive-s3-child.ts',
+        url,
+        JSON.stringify(policy),
+      ],
+      {
+        env,
+        maxBuffer: 1 << 20,
+      },
+    );
     const child = JSON.parse(stdout.trim().split('\n').pop()!) as {
       summary: { state: string; detail?: string; counts: Record<string, number> };
       maxRssKb: number;
@@ -75,10 +87,11 @@ export async function benchArchiveS3(url: string): Promise<string[]> {
     const s3Rate = s3.rowsMoved! / (s3.durationMs! / 1000);
     const rowsAll = size[0].n as number;
     return [
-      `archive-s3: ${table.rows.toLocaleString()} expired rows of ~230 bytes; (a) batched mover into a table, (s) S3 as Parquet (s3rver on loopback, rowsPerObject 100,000, rowGroupRows 10,000, snappy)`,
+      `archive-s3: ${table.rows.toLocaleString()} expired rows of ~230 bytes; (a) batched mover into a table, (s) S3 as Parquet (s3rver on loopback, rowsPerObject 100,000, rowGroupRows 10,000, gzip)`,
       `  (a) table   ${fmt(tableRate / 1000, 0)}k rows/s (${fmt(table.ms / 1000, 1)} s)`,
       `  (s) S3      ${fmt(s3Rate / 1000, 0)}k rows/s (${fmt(s3.durationMs! / 1000, 1)} s, ${manifest[0].objects} objects, longest batch ${fmt(s3.longestBatchMs! / 1000, 1)} s)   (s)/(a) ${fmt(s3Rate / tableRate, 2)} (goal >= 0.5)`,
       `  bytes per row: S3 ${fmt(manifest[0].bytes / manifest[0].rows, 1)}, source heap ${fmt((size[0].heap as number) / rowsAll, 1)}, heap + indexes ${fmt((size[0].total as number) / rowsAll, 1)}`,
+      `  where the S3 run's time went: ${['pickWaitMs', 'encodeMs', 'uploadMs', 'verifyMs', 'commitMs', 'publishMs'].map((stage) => `${stage.replace(/Ms$/, '')} ${fmt((s3[stage] ?? 0) / 1000, 1)} s`).join(', ')}`,
       `  peak memory of the S3 run: ${fmt(child.maxRssKb / 1024, 0)} MB max RSS (node, pg, the Parquet writer, one batch)`,
     ];
   } finally {

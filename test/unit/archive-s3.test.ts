@@ -7,9 +7,9 @@ import {
   type ColumnPlan,
   decimalText,
   fromParquetScalar,
-  hashRow,
   MAX_DECIMAL_PRECISION,
   parseArrayText,
+  RowChecksum,
   toParquetScalar,
   UnrepresentableValue,
   unscaledDecimal,
@@ -62,14 +62,26 @@ describe('S3 canonical values', () => {
 
   it('the object checksum is length-prefixed per value and per row: moving a character between columns or rows, or NULL vs empty, changes it', () => {
     const checksum = (...rows: Array<Array<string | null>>) => {
-      const hash = createHash('md5');
-      for (const row of rows) hashRow(hash, row);
-      return hash.digest('hex');
+      const hash = new RowChecksum();
+      for (const row of rows) hash.add(row);
+      return hash.digest();
     };
     expect(checksum(['ab', 'c'])).not.toBe(checksum(['a', 'bc']));
     expect(checksum([null])).not.toBe(checksum(['']));
     expect(checksum(['a'], ['b'])).not.toBe(checksum(['a', 'b']));
     expect(checksum(['é'])).toBe(checksum(['é']));
+  });
+
+  it('the object checksum is md5 over every value length-prefixed in UTF-8 bytes, rows newline-ended, however many rows (what manifests already hold)', () => {
+    const rows = Array.from({ length: 5000 }, (_, i) => [String(i), i % 3 === 0 ? null : `é漢🚀 row ${i} `.repeat(i % 7), '']);
+    const expected = createHash('md5');
+    for (const row of rows) {
+      for (const text of row) expected.update(text === null ? 'N' : `V${Buffer.byteLength(text, 'utf8')}:${text}`);
+      expected.update('\n');
+    }
+    const checksum = new RowChecksum();
+    for (const row of rows) checksum.add(row);
+    expect(checksum.digest()).toBe(expected.digest('hex'));
   });
 
   it('decimals up to 18 digits are INT64, wider ones fixed-length bytes just wide enough', () => {
@@ -105,7 +117,7 @@ describe('S3 layout', () => {
       bucket: 'acme-archive',
       prefix: 'pg/prod',
       format: 'parquet',
-      compression: 'snappy',
+      compression: 'gzip',
       rowsPerObject: 100_000,
       rowGroupRows: 10_000,
     });
@@ -132,19 +144,19 @@ describe('S3 statements', () => {
   it('the pick: the rows first (by the key index), then their key, day, version and canonical texts; values bound', () => {
     const pick = statements.pick(100, ['41']);
     expect(pick.text).toBe(
-      `SELECT ARRAY[t."id"::text] AS key, (t."completed_at" AT TIME ZONE $1)::date AS day, t.xmin::text AS version, v.* ` +
+      `SELECT t."id"::text AS k0, (t."completed_at" AT TIME ZONE $1)::date AS day, t.xmin::text AS version, v.* ` +
         `FROM (SELECT t.*, t.xmin FROM "app"."orders" AS t WHERE t."completed_at" < $2 AND t."id" > $3 ORDER BY t."id" LIMIT $4) AS t ` +
         `CROSS JOIN LATERAL (SELECT t."id"::text AS c0, t."note"::text AS c1) AS v ORDER BY t."id"`,
     );
     expect(pick.values).toEqual(['UTC', '2026-01-01 00:00:00.000+00', '41', 100]);
   });
 
-  it('the delete: by key, the version written (an updated row is another version), still expired; counts what it deleted', () => {
-    const remove = statements.remove([['1', '2']], ['901', '902']);
+  it('the delete: within the batch key range, by key, the version written (an updated row is another version), still expired; counts what it deleted', () => {
+    const remove = statements.remove([['1', '2']], ['901', '902'], ['1'], ['2']);
     expect(remove.text).toBe(
-      `WITH gone AS (DELETE FROM "app"."orders" AS t USING unnest($1::text[], $2::text[]) AS e(k0, x) WHERE t."id" = e.k0::bigint AND t.xmin = e.x::xid ` +
-        `AND t."completed_at" < $3 RETURNING 1) SELECT count(*)::int AS n FROM gone`,
+      `WITH gone AS (DELETE FROM "app"."orders" AS t USING unnest($1::text[], $2::text[]) AS e(k0, x) WHERE t."id" >= $3::bigint AND t."id" <= $4::bigint ` +
+        `AND t."id" = e.k0::bigint AND t.xmin = e.x::xid AND t."completed_at" < $5 RETURNING 1) SELECT count(*)::int AS n FROM gone`,
     );
-    expect(remove.values).toEqual([['1', '2'], ['901', '902'], '2026-01-01 00:00:00.000+00']);
+    expect(remove.values).toEqual([['1', '2'], ['901', '902'], '1', '2', '2026-01-01 00:00:00.000+00']);
   });
 });

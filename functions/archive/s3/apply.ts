@@ -69,12 +69,23 @@ export async function s3Destination(options: {
   const name = `s3://${s3.bucket}/${tableFolder(s3, source)}`;
   const columnsJson = JSON.stringify(describeColumns(catalog.columns));
   const stats = { objectsWritten: 0, bytesWritten: 0, batchesRedone: 0 };
+  /** Milliseconds in each stage of the batches, summed: where an S3 run spends its time, in its summary. */
+  const stageMs = { pickWaitMs: 0, encodeMs: 0, uploadMs: 0, verifyMs: 0, commitMs: 0, publishMs: 0 };
+  const timed = async <T>(stage: keyof typeof stageMs, work: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    try {
+      return await work();
+    } finally {
+      stageMs[stage] += performance.now() - started;
+    }
+  };
 
   /** Streams up to `limit` rows into one writer per day; nothing is uploaded yet. */
   const write = async ({ limit, afterKey }: BatchRequest) => {
     const writers = new Map<string, ObjectWriter>();
     let picked = 0;
     let after = afterKey;
+    let firstKey: string[] | undefined;
     let lastKey: string[] | undefined;
     const fetch = (chunk: number, from: string[] | undefined) => {
       const pick = statements.pick(chunk, from);
@@ -89,17 +100,23 @@ export async function s3Destination(options: {
       pending?.catch(() => {});
       throw error;
     }
-    return { writers, picked, lastKey };
+    return { writers, picked, firstKey, lastKey };
 
     async function streamChunks() {
       while (pending) {
-        const { chunk, rows } = await pending;
+        const { chunk, rows } = await timed('pickWaitMs', () => pending!);
         pending = undefined;
-        if (rows.length > 0) after = (rows[rows.length - 1] as [string[]])[0];
+        const keyWidth = catalog.keyColumns.length;
+        const keyOf = (row: unknown[]) => row.slice(0, keyWidth) as string[];
+        if (rows.length > 0) after = keyOf(rows[rows.length - 1]!);
+        if (rows.length > 0) firstKey ??= keyOf(rows[0]!);
         const more = limit - picked - rows.length;
         if (rows.length === chunk && more > 0) pending = fetch(Math.min(s3.rowGroupRows, more), after);
         for (const row of rows) {
-          const [key, day, version, ...texts] = row as [string[], string | null, string, ...Array<string | null>];
+          const key = keyOf(row);
+          const day = row[keyWidth] as string | null;
+          const version = row[keyWidth + 1] as string;
+          const texts = row.slice(keyWidth + 2) as Array<string | null>;
           const keyText = key.join(', ');
           if (day === null) {
             throw new ArchiveBatchRefused(
@@ -149,11 +166,13 @@ export async function s3Destination(options: {
       const { key, pendingKey } = objectKeys(s3, source, runId, day, writer.firstKey, writer.lastKey);
       return { day, writer, bytes, checksum: writer.checksum, key, pendingKey };
     });
-    await eachAtMost(S3_CONCURRENCY, objects, (object) =>
-      store.put(object.pendingKey, object.bytes, { rows: String(object.writer.rows), checksum: object.checksum }),
+    await timed('uploadMs', () =>
+      eachAtMost(S3_CONCURRENCY, objects, (object) =>
+        store.put(object.pendingKey, object.bytes, { rows: String(object.writer.rows), checksum: object.checksum }),
+      ),
     );
     crashPoint('after-upload');
-    const problems = await eachAtMost(S3_CONCURRENCY, objects, verify);
+    const problems = await timed('verifyMs', () => eachAtMost(S3_CONCURRENCY, objects, verify));
     const failed = problems.findIndex((problem) => problem !== undefined);
     if (failed >= 0) {
       await removePending(objects);
@@ -181,7 +200,7 @@ export async function s3Destination(options: {
   };
 
   /** One transaction: a manifest row per object (state committed) and the delete of exactly the rows written, unchanged. */
-  const commit = async (objects: WrittenObject[], picked: number) => {
+  const commit = async (objects: WrittenObject[], picked: number, first: string[], last: string[]) => {
     const keyArrays = catalog.keyColumns.map(() => [] as string[]);
     const versions: string[] = [];
     // Rows by key and version: one entry per row of every object (objects hold disjoint rows).
@@ -202,7 +221,7 @@ export async function s3Destination(options: {
                    ${writer.lastKey}, ${writer.rows}, ${object.checksum}, ${object.bytes.byteLength}, ${columnsJson}::jsonb)`,
           );
         }
-        const { n } = await queryOne<{ n: number }>(client, statements.remove(keyArrays, versions));
+        const { n } = await queryOne<{ n: number }>(client, statements.remove(keyArrays, versions, first, last));
         if (n !== picked)
           throw new BatchConflict(`${picked - n} of ${picked} row(s) changed, went or were no longer expired since they were written`);
       });
@@ -305,11 +324,16 @@ export async function s3Destination(options: {
     },
     async moveBatch(request) {
       for (let attempt = 1; ; attempt++) {
-        const { writers, picked, lastKey } = await write(request);
+        const writeStarted = performance.now();
+        const pickWaitBefore = stageMs.pickWaitMs;
+        const { writers, picked, firstKey, lastKey } = await write(request);
         if (picked === 0) return { ...EMPTY_BATCH };
+        const uploadBefore = stageMs.uploadMs + stageMs.verifyMs;
         const objects = await upload(writers);
+        stageMs.encodeMs +=
+          performance.now() - writeStarted - (stageMs.pickWaitMs - pickWaitBefore) - (stageMs.uploadMs + stageMs.verifyMs - uploadBefore);
         try {
-          await commit(objects, picked);
+          await timed('commitMs', () => commit(objects, picked, firstKey!, lastKey!));
         } catch (error) {
           // Only a batch known to have rolled back may lose its pending copies. Any other error may
           // have come from a COMMIT that succeeded on the server (the client saw the connection
@@ -328,15 +352,17 @@ export async function s3Destination(options: {
         const { rows: ids } = await client.query<{ id: string }>(
           sql`SELECT id::text FROM housekeeping.archive_objects WHERE bucket = ${s3.bucket} AND object_key = ANY (${objects.map((o) => o.key)}::text[]) AND state = 'committed'`,
         );
-        await publish(
-          objects.map((o) => ({ key: o.key, pendingKey: o.pendingKey, size: o.bytes.byteLength, checksum: o.checksum })),
-          ids.map((r) => r.id),
+        await timed('publishMs', () =>
+          publish(
+            objects.map((o) => ({ key: o.key, pendingKey: o.pendingKey, size: o.bytes.byteLength, checksum: o.checksum })),
+            ids.map((r) => r.id),
+          ),
         );
         stats.objectsWritten += objects.length;
         stats.bytesWritten += objects.reduce((n, o) => n + o.bytes.byteLength, 0);
         return { picked, moved: picked, inserted: picked, identical: 0, altered: 0, collisions: [], collision_count: 0, last_key: lastKey ?? null };
       }
     },
-    counts: () => ({ ...stats }),
+    counts: () => ({ ...stats, ...Object.fromEntries(Object.entries(stageMs).map(([k, v]) => [k, Math.round(v)])) }),
   };
 }

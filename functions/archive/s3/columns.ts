@@ -1,4 +1,4 @@
-import type { Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { CatalogError } from '../../../shared/errors';
 import { displayName, type QualifiedName, quoteIdent } from '../../../shared/identifiers';
@@ -300,10 +300,28 @@ export function digestSql(columns: string[]): string {
 }
 
 /**
- * Adds one row's canonical texts to an object's checksum: each text length-prefixed (NULL as N),
- * so no two different rows (or rows split differently into columns) feed it the same bytes.
+ * An object's checksum: md5 over its rows' canonical texts in order, each text length-prefixed
+ * (NULL as N) and each row ended by a newline, so no two different rows (or rows split differently
+ * into columns) feed it the same bytes. Texts are gathered into large strings before hashing: one
+ * hash update per value cost more than the md5 itself.
  */
-export function hashRow(hash: Hash, texts: ReadonlyArray<string | null>): void {
-  for (const text of texts) hash.update(text === null ? 'N' : `V${Buffer.byteLength(text, 'utf8')}:${text}`);
-  hash.update('\n');
+export class RowChecksum {
+  private readonly hash = createHash('md5');
+  private pending = '';
+
+  add(texts: ReadonlyArray<string | null>): void {
+    let row = '';
+    for (const text of texts) row += text === null ? 'N' : `V${Buffer.byteLength(text, 'utf8')}:${text}`;
+    this.pending += `${row}\n`;
+    if (this.pending.length > 1 << 16) {
+      this.hash.update(this.pending);
+      this.pending = '';
+    }
+  }
+
+  digest(): string {
+    this.hash.update(this.pending);
+    this.pending = '';
+    return this.hash.digest('hex');
+  }
 }

@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { type FileMetaData, parquetMetadata, parquetReadObjects, type SchemaElement } from 'hyparquet';
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
-import { type ColumnPlan, fromParquet, hashRow, type ScalarKind, toParquet, UnrepresentableValue } from './columns';
+import { type ColumnPlan, fromParquet, RowChecksum, type ScalarKind, toParquet, UnrepresentableValue } from './columns';
 
 export type Compression = 'snappy' | 'gzip' | 'none';
 const CODEC = { snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSED' } as const;
@@ -88,7 +87,7 @@ export class ObjectWriter {
   /** Rows added and not yet encoded into a row group. */
   buffered = 0;
   rows = 0;
-  private readonly hash = createHash('md5');
+  private readonly hash = new RowChecksum();
   readonly keys: string[][] = [];
   /** Each row's version (xmin) as picked: the delete takes a row only if it is still that version. */
   readonly versions: string[] = [];
@@ -106,7 +105,7 @@ export class ObjectWriter {
       writer: this.writer,
       schema: parquetSchema(plans),
       codec: CODEC[compression],
-      compressors: { GZIP: (input: Uint8Array) => gzipSync(input) },
+      compressors: { GZIP: (input: Uint8Array) => gzipSync(input, { level: 1 }) },
       kvMetadata: metadata,
       createdBy: 'pg-housekeeper',
     });
@@ -125,7 +124,7 @@ export class ObjectWriter {
         throw error;
       }
     }
-    hashRow(this.hash, texts);
+    this.hash.add(texts);
     this.keys.push(key);
     this.versions.push(version);
     this.lastKey = key;
@@ -147,7 +146,7 @@ export class ObjectWriter {
 
   /** The finished object. */
   finish(): Uint8Array {
-    this.checksum = this.hash.digest('hex');
+    this.checksum = this.hash.digest();
     this.flush();
     void this.parquet.finish();
     return new Uint8Array(this.writer.getBuffer());
@@ -180,7 +179,7 @@ export async function canonicalRows(bytes: Uint8Array, plans: ColumnPlan[]): Pro
 /** The object read back: its row count and the checksum of its rows' canonical texts, to compare with those Postgres gave. */
 export async function readBackChecksum(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ rows: number; checksum: string }> {
   const rows = await canonicalRows(bytes, plans);
-  const hash = createHash('md5');
-  for (const row of rows) hashRow(hash, row);
-  return { rows: rows.length, checksum: hash.digest('hex') };
+  const hash = new RowChecksum();
+  for (const row of rows) hash.add(row);
+  return { rows: rows.length, checksum: hash.digest() };
 }

@@ -6,16 +6,19 @@ import type { S3Catalog } from './catalog';
 /** The statements of one S3 archive target, with its cutoffs bound. */
 export interface S3Statements {
   /**
-   * Up to `limit` expired rows after `afterKey`, in key order, each as: its key (texts), its day,
-   * its row version (xmin), then the canonical texts (read with rowMode 'array').
+   * Up to `limit` expired rows after `afterKey`, in key order, each as: its key columns' texts (one
+   * field each: a text[] would be parsed again in JS), its day, its row version (xmin), then the
+   * canonical texts (read with rowMode 'array').
    */
   pick(limit: number, afterKey: string[] | undefined): Sql;
   /**
    * Deletes the written rows, found by key (one array per key column), each only if it is still
    * the version written (same xmin: any UPDATE makes a new version) and still expired: a row
    * updated since the pick stays, and the batch is redone. Returns `n`, the rows deleted.
+   * `first` and `last` are the batch's lowest and highest keys: the rows are looked up within that
+   * range of the key index, not by scanning (and hashing) the whole table on every batch.
    */
-  remove(keys: string[][], versions: string[]): Sql;
+  remove(keys: string[][], versions: string[], first: string[], last: string[]): Sql;
 }
 
 /**
@@ -34,7 +37,7 @@ export function renderS3Sql(catalog: S3Catalog, cutoffs: ArchiveCutoffs): S3Stat
       : sql`(${age} < ${primary} OR (${age} IS NULL AND ${raw(`t.${quoteIdent(catalog.ageFallbackColumn)}`)} < ${param(cutoffs.fallback ?? cutoffs.primary)}))`;
   const values = raw(catalog.columns.map((c, i) => `${c.select} AS c${i}`).join(', '));
   const tuple = (parts: Sql[]) => (parts.length === 1 ? parts[0]! : sql`(${join(parts)})`);
-  const keyTexts = join(keys.map((k) => sql`${k}::text`));
+  const keyTexts = join(keys.map((k, i) => sql`${k}::text AS ${raw(`k${i}`)}`));
   const orderBy = join(keys);
 
   const pick = (limit: number, afterKey: string[] | undefined) => {
@@ -43,17 +46,18 @@ export function renderS3Sql(catalog: S3Catalog, cutoffs: ArchiveCutoffs): S3Stat
     // are rendered: with the texts and digests beside the pick, the planner may compute them for
     // every expired row before it sorts and limits. The version (xmin, a name no column can have)
     // crosses the subquery beside the row.
-    return sql`SELECT ARRAY[${keyTexts}] AS key, ${catalog.day} AS day, t.xmin::text AS version, v.* FROM (SELECT t.*, t.xmin FROM ${src} AS t WHERE ${predicate}${after} ORDER BY ${orderBy} LIMIT ${limit}) AS t CROSS JOIN LATERAL (SELECT ${values}) AS v ORDER BY ${orderBy}`;
+    return sql`SELECT ${keyTexts}, ${catalog.day} AS day, t.xmin::text AS version, v.* FROM (SELECT t.*, t.xmin FROM ${src} AS t WHERE ${predicate}${after} ORDER BY ${orderBy} LIMIT ${limit}) AS t CROSS JOIN LATERAL (SELECT ${values}) AS v ORDER BY ${orderBy}`;
   };
 
-  const remove = (keyValues: string[][], versions: string[]) => {
+  const bound = (key: string[]) => tuple(key.map((value, i) => sql`${value}::${raw(catalog.keyTypes[i]!)}`));
+  const remove = (keyValues: string[][], versions: string[], first: string[], last: string[]) => {
     const arrays = join([...keyValues.map((column) => sql`${column}::text[]`), sql`${versions}::text[]`]);
     const names = raw([...catalog.keyColumns.map((_, i) => `k${i}`), 'x'].join(', '));
     const match = join(
       catalog.keyColumns.map((k, i) => raw(`t.${quoteIdent(k)} = e.k${i}::${catalog.keyTypes[i]}`)),
       ' AND ',
     );
-    return sql`WITH gone AS (DELETE FROM ${src} AS t USING unnest(${arrays}) AS e(${names}) WHERE ${match} AND t.xmin = e.x::xid AND ${predicate} RETURNING 1) SELECT count(*)::int AS n FROM gone`;
+    return sql`WITH gone AS (DELETE FROM ${src} AS t USING unnest(${arrays}) AS e(${names}) WHERE ${tuple(keys)} >= ${bound(first)} AND ${tuple(keys)} <= ${bound(last)} AND ${match} AND t.xmin = e.x::xid AND ${predicate} RETURNING 1) SELECT count(*)::int AS n FROM gone`;
   };
   return { pick, remove };
 }
