@@ -14,8 +14,12 @@ export interface ObjectStore {
   copy(from: string, to: string): Promise<void>;
   /** Every key under `prefix`. */
   list(prefix: string): Promise<string[]>;
-  delete(key: string): Promise<void>;
+  /** Deletes every key given (a missing one is no error), in as few requests as S3 allows. */
+  deleteMany(keys: string[]): Promise<void>;
 }
+
+/** DeleteObjects takes at most this many keys per request. */
+const DELETE_BATCH = 1000;
 
 export interface StoreOptions {
   bucket: string;
@@ -103,8 +107,20 @@ export async function sdkObjectStore({ bucket, kmsKeyId }: StoreOptions): Promis
       } while (token);
       return keys;
     },
-    async delete(key) {
-      await client.send(new sdk.DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    async deleteMany(keys) {
+      for (let start = 0; start < keys.length; start += DELETE_BATCH) {
+        const chunk = keys.slice(start, start + DELETE_BATCH);
+        const out = await client.send(
+          new sdk.DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: chunk.map((Key) => ({ Key })), Quiet: true } }),
+        );
+        // DeleteObjects answers 200 even when some keys were not deleted; those come back as errors.
+        const failed = out.Errors ?? [];
+        if (failed.length > 0) {
+          throw new Error(
+            `S3 did not delete ${failed.length} of ${chunk.length} object(s), e.g. ${failed[0]!.Key}: ${failed[0]!.Code} ${failed[0]!.Message ?? ''}`.trim(),
+          );
+        }
+      }
     },
   };
 }
