@@ -303,6 +303,44 @@ describe('S3 archive: keys and values that must move like any other', () => {
   });
 });
 
+describe('S3 archive: the delete of a batch takes exactly the rows written', () => {
+  afterEach(() => setObjectStoreFactory(undefined));
+
+  it('deletes no row the batch did not write when the key compares case-insensitively but is unique case-sensitively', async () => {
+    // The key's own collation says 'c' = 'C'; its unique index (COLLATE "C") lets both exist. The
+    // three old rows are inserted in one transaction, so they share a version (xmin).
+    await sql.query(`
+      DROP COLLATION IF EXISTS rv.ci; CREATE COLLATION rv.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+      CREATE TABLE rv.named (name text COLLATE rv.ci NOT NULL, created_at timestamptz NOT NULL, body text);
+      CREATE UNIQUE INDEX named_name ON rv.named (name COLLATE "C");
+      INSERT INTO rv.named VALUES ('b', '2025-06-01', 'b'), ('c', '2025-06-01', 'lower c'), ('C', '2025-06-01', 'upper C'), ('fresh', now(), 'stays');`);
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.named', folder: 'rv/table=rv.named' });
+    // The batch is 'b' and one of 'c'/'C'. While it uploads, 'b' gets a new version (same contents):
+    // its delete must not take it, and must not make up for it with the 'c' the batch did not write.
+    const writer = await db.connect('writer');
+    let puts = 0;
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        put: async (key, body, metadata) => {
+          if (++puts === 1) await writer.query(`UPDATE rv.named SET body = body WHERE name = 'b'`);
+          await store.put(key, body, metadata);
+        },
+      };
+    });
+    const summary = await runArchive(db.url, {
+      targets: [{ ...target({ rowsPerObject: 2 }), source: 'rv.named', key: 'name' }],
+    });
+    expect(puts).toBeGreaterThan(0);
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    // Every row in the source or in exactly one published object, whole contents compared.
+    await invariant.verify();
+    const moved = summary.targets[0]!.counts.rowsMoved!;
+    expect(moved).toBe(invariant.before.length - (await postgresRows(sql, 'rv.named')).length);
+  });
+});
+
 describe('S3 archive: faults and overlaps that must hold (no defect found)', () => {
   const failing = (operation: 'put' | 'copy', fails: (key: string) => boolean) =>
     setObjectStoreFactory(async (options) => {
