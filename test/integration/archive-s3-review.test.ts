@@ -1,5 +1,8 @@
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import pg from 'pg';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ObjectWriter } from '../../functions/archive/s3/parquet';
 import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
 import { restoreFromCli } from '../../scripts/cli';
 import { runArchive } from '../support/archive';
@@ -338,6 +341,66 @@ describe('S3 archive: the delete of a batch takes exactly the rows written', () 
     await invariant.verify();
     const moved = summary.targets[0]!.counts.rowsMoved!;
     expect(moved).toBe(invariant.before.length - (await postgresRows(sql, 'rv.named')).length);
+  });
+});
+
+describe('S3 archive: what a run holds in memory', () => {
+  const originalFinish = ObjectWriter.prototype.finish;
+  afterEach(() => {
+    setObjectStoreFactory(undefined);
+    ObjectWriter.prototype.finish = originalFinish;
+  });
+
+  it('holds at most two batches: a batch publishing keeps only its keys, a batch written ahead and dropped is let go', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    // Every object encoded, weakly: its name and when it was made.
+    const encoded: Array<{ name: string; first: string; bytes: WeakRef<Uint8Array> }> = [];
+    ObjectWriter.prototype.finish = function (this: ObjectWriter) {
+      const bytes = originalFinish.call(this);
+      encoded.push({
+        name: `part-${this.firstKey.join('_')}-${this.lastKey.join('_')}.parquet`,
+        first: this.firstKey.join('_'),
+        bytes: new WeakRef(bytes),
+      });
+      return bytes;
+    };
+    const held: string[] = [];
+    const writer = await db.connect('writer');
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
+    let puts = 0;
+    let droppedAhead: typeof encoded = [];
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        put: async (key, body, metadata) => {
+          puts++;
+          // Batch 1 (ids 1-10, one object) uploads while batch 2 is written ahead; row 1 gets a new
+          // version, so batch 1 is redone and batch 2 as written ahead is dropped.
+          if (puts === 1) await writer.query(`UPDATE rv.events SET body = body WHERE id = 1`);
+          // Batch 1 redone: batch 2 as first written ahead must be gone by now.
+          if (puts === 2) {
+            droppedAhead = encoded.filter((e) => e.first === '11');
+            gc();
+            for (const e of droppedAhead) if (e.bytes.deref()) held.push(`${e.name}, written ahead and dropped, during the redo`);
+          }
+          await store.put(key, body, metadata);
+        },
+        copy: async (from, to) => {
+          // Committed: what is published is only keys; the batch's encoded objects are garbage.
+          gc();
+          for (const e of encoded) if (to.endsWith(`/${e.name}`) && e.bytes.deref()) held.push(`${e.name}, while it was published`);
+          await store.copy(from, to);
+        },
+      };
+    });
+    const summary = await runArchive(db.url, { targets: [target({ rowsPerObject: 10 })] });
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 40, batchesRedone: 1 });
+    expect(droppedAhead.length).toBeGreaterThan(0);
+    expect(held).toEqual([]);
+    await invariant.verify();
   });
 });
 
