@@ -1,5 +1,8 @@
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import pg from 'pg';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ObjectWriter } from '../../functions/archive/s3/parquet';
 import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
 import { restoreFromCli } from '../../scripts/cli';
 import { runArchive } from '../support/archive';
@@ -300,6 +303,104 @@ describe('S3 archive: keys and values that must move like any other', () => {
     expect(summary.targets[0]!.state).toBe('failed');
     expect(summary.targets[0]!.detail).toMatch(/column tz \(timestamp with time zone\) of row id = 7 .*294276/);
     expect(await postgresRows(sql, 'rv.events')).toEqual(before);
+  });
+});
+
+describe('S3 archive: the delete of a batch takes exactly the rows written', () => {
+  afterEach(() => setObjectStoreFactory(undefined));
+
+  it('deletes no row the batch did not write when the key compares case-insensitively but is unique case-sensitively', async () => {
+    // The key's own collation says 'c' = 'C'; its unique index (COLLATE "C") lets both exist. The
+    // three old rows are inserted in one transaction, so they share a version (xmin).
+    await sql.query(`
+      DROP COLLATION IF EXISTS rv.ci; CREATE COLLATION rv.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+      CREATE TABLE rv.named (name text COLLATE rv.ci NOT NULL, created_at timestamptz NOT NULL, body text);
+      CREATE UNIQUE INDEX named_name ON rv.named (name COLLATE "C");
+      INSERT INTO rv.named VALUES ('b', '2025-06-01', 'b'), ('c', '2025-06-01', 'lower c'), ('C', '2025-06-01', 'upper C'), ('fresh', now(), 'stays');`);
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.named', folder: 'rv/table=rv.named' });
+    // The batch is 'b' and one of 'c'/'C'. While it uploads, 'b' gets a new version (same contents):
+    // its delete must not take it, and must not make up for it with the 'c' the batch did not write.
+    const writer = await db.connect('writer');
+    let puts = 0;
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        put: async (key, body, metadata) => {
+          if (++puts === 1) await writer.query(`UPDATE rv.named SET body = body WHERE name = 'b'`);
+          await store.put(key, body, metadata);
+        },
+      };
+    });
+    const summary = await runArchive(db.url, {
+      targets: [{ ...target({ rowsPerObject: 2 }), source: 'rv.named', key: 'name' }],
+    });
+    expect(puts).toBeGreaterThan(0);
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    // Every row in the source or in exactly one published object, whole contents compared.
+    await invariant.verify();
+    const moved = summary.targets[0]!.counts.rowsMoved!;
+    expect(moved).toBe(invariant.before.length - (await postgresRows(sql, 'rv.named')).length);
+  });
+});
+
+describe('S3 archive: what a run holds in memory', () => {
+  const originalFinish = ObjectWriter.prototype.finish;
+  afterEach(() => {
+    setObjectStoreFactory(undefined);
+    ObjectWriter.prototype.finish = originalFinish;
+  });
+
+  it('holds at most two batches: a batch publishing keeps only its keys, a batch written ahead and dropped is let go', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    // Every object encoded, weakly: its name and when it was made.
+    const encoded: Array<{ name: string; first: string; bytes: WeakRef<Uint8Array> }> = [];
+    ObjectWriter.prototype.finish = function (this: ObjectWriter) {
+      const bytes = originalFinish.call(this);
+      encoded.push({
+        name: `part-${this.firstKey.join('_')}-${this.lastKey.join('_')}.parquet`,
+        first: this.firstKey.join('_'),
+        bytes: new WeakRef(bytes),
+      });
+      return bytes;
+    };
+    const held: string[] = [];
+    const writer = await db.connect('writer');
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
+    let puts = 0;
+    let droppedAhead: typeof encoded = [];
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        put: async (key, body, metadata) => {
+          puts++;
+          // Batch 1 (ids 1-10, one object) uploads while batch 2 is written ahead; row 1 gets a new
+          // version, so batch 1 is redone and batch 2 as written ahead is dropped.
+          if (puts === 1) await writer.query(`UPDATE rv.events SET body = body WHERE id = 1`);
+          // Batch 1 redone: batch 2 as first written ahead must be gone by now.
+          if (puts === 2) {
+            droppedAhead = encoded.filter((e) => e.first === '11');
+            gc();
+            for (const e of droppedAhead) if (e.bytes.deref()) held.push(`${e.name}, written ahead and dropped, during the redo`);
+          }
+          await store.put(key, body, metadata);
+        },
+        copy: async (from, to) => {
+          // Committed: what is published is only keys; the batch's encoded objects are garbage.
+          gc();
+          for (const e of encoded) if (to.endsWith(`/${e.name}`) && e.bytes.deref()) held.push(`${e.name}, while it was published`);
+          await store.copy(from, to);
+        },
+      };
+    });
+    const summary = await runArchive(db.url, { targets: [target({ rowsPerObject: 10 })] });
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 40, batchesRedone: 1 });
+    expect(droppedAhead.length).toBeGreaterThan(0);
+    expect(held).toEqual([]);
+    await invariant.verify();
   });
 });
 

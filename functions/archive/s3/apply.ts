@@ -321,7 +321,11 @@ export async function s3Destination(options: {
   /** A batch written ahead and dropped (its picks may still be running). */
   let dropped: Promise<unknown> | undefined;
   const discardPrefetch = () => {
-    dropped = prefetched?.written.catch(() => undefined);
+    // Only its end is waited for: the batch itself (its encoded objects) is let go at once.
+    dropped = prefetched?.written.then(
+      () => undefined,
+      () => undefined,
+    );
     prefetched = undefined;
   };
   /** Waits until no pick of a batch written ahead, kept or dropped, is running (whatever it ended with). */
@@ -332,6 +336,16 @@ export async function s3Destination(options: {
 
   /** The publishing of the last committed batch, still running; its failure fails the next batch (or the run's end). */
   let publishing: Promise<void> | undefined;
+  /**
+   * Publishes a committed batch in the background. Made here, not in moveBatch, so that what runs
+   * on holds only the objects' keys: a closure in moveBatch would keep the batch's encoded objects
+   * (everything moveBatch's closures share) until it ended, a third batch in memory beside the one
+   * uploading and the one written ahead.
+   */
+  const publishInBackground = (objects: Array<{ key: string; pendingKey: string; size: number; checksum: string }>, ids: string[]) => {
+    publishing = timed('publishMs', () => publish(objects, ids));
+    publishing.catch(() => {});
+  };
   const publishingDone = async () => {
     const running = publishing;
     publishing = undefined;
@@ -435,13 +449,10 @@ export async function s3Destination(options: {
         stats.bytesWritten += objects.reduce((n, o) => n + o.bytes.byteLength, 0);
         // Its rows left the source with the commit; publishing runs on while the next batch is
         // written. A run that dies first leaves them committed, and the next run publishes them.
-        publishing = timed('publishMs', () =>
-          publish(
-            objects.map((o) => ({ key: o.key, pendingKey: o.pendingKey, size: o.bytes.byteLength, checksum: o.checksum })),
-            ids,
-          ),
+        publishInBackground(
+          objects.map((o) => ({ key: o.key, pendingKey: o.pendingKey, size: o.bytes.byteLength, checksum: o.checksum })),
+          ids,
         );
-        publishing.catch(() => {});
         return { picked, moved: picked, inserted: picked, identical: 0, altered: 0, collisions: [], collision_count: 0, last_key: lastKey ?? null };
       }
     },
