@@ -232,6 +232,46 @@ describe('S3 archive: two databases archiving a table of the same name into one 
   });
 });
 
+describe('S3 archive: an object written at the final key after the listing', () => {
+  afterEach(() => setObjectStoreFactory(undefined));
+
+  it('is never overwritten (S3 refuses the copy): the target fails naming it, the rows stay committed; once it is gone, the next run publishes', async () => {
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
+    let foreign: string | undefined;
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        // Another writer puts an object at the key between our listing and our copy; S3 then
+        // answers our If-None-Match copy 412 (our test server ignores the header, so this says it).
+        copy: async (from, to) => {
+          if (foreign) return store.copy(from, to);
+          foreign = to;
+          await store.put(to, new Uint8Array([1, 2, 3]), { checksum: 'someone else' });
+          return 'exists';
+        },
+      };
+    });
+    const failed = await runArchive(db.url, { targets: [target()] });
+    expect(failed.targets[0]!.state).toBe('failed');
+    expect(failed.targets[0]!.detail).toContain(`${foreign} already exists with other contents (3 bytes, checksum someone else`);
+    const { GetObjectCommand } = await import('@aws-sdk/client-s3');
+    const kept = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: foreign }));
+    expect([...(await kept.Body!.transformToByteArray())]).toEqual([1, 2, 3]);
+    const { rows: committed } = await sql.query(`SELECT pending_key FROM housekeeping.archive_objects WHERE state = 'committed'`);
+    expect(committed.length).toBeGreaterThan(0);
+    for (const { pending_key } of committed) expect(await s3.keys(pending_key)).toEqual([pending_key]);
+
+    // The operator removes the stray object; the next run publishes what was committed.
+    const { DeleteObjectCommand } = await import('@aws-sdk/client-s3');
+    await s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: foreign }));
+    setObjectStoreFactory(undefined);
+    const next = await runArchive(db.url, { targets: [target()] });
+    expect(next.targets[0]!.detail).toBeUndefined();
+    expect(await invariant.verify()).toMatchObject({ archived: 40 });
+  });
+});
+
 describe('S3 archive: keys and values that must move like any other', () => {
   it('moves rows keyed by a char(n) column', async () => {
     await sql.query(`
@@ -391,7 +431,7 @@ describe('S3 archive: what a run holds in memory', () => {
           // Committed: what is published is only keys; the batch's encoded objects are garbage.
           gc();
           for (const e of encoded) if (to.endsWith(`/${e.name}`) && e.bytes.deref()) held.push(`${e.name}, while it was published`);
-          await store.copy(from, to);
+          return store.copy(from, to);
         },
       };
     });
@@ -419,7 +459,7 @@ describe('S3 archive: faults and overlaps that must hold (no defect found)', () 
         wrapped.copy = async (from, to) => {
           if (fails(to))
             throw Object.assign(new Error('We encountered an internal error'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } });
-          await store.copy(from, to);
+          return store.copy(from, to);
         };
       return wrapped;
     });

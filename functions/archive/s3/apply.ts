@@ -283,17 +283,20 @@ export async function s3Destination(options: {
    */
   const publish = async (objects: Array<{ key: string; pendingKey: string; size: number; checksum: string }>, ids: string[]) => {
     await eachAtMost(S3_CONCURRENCY, objects, async (object) => {
-      // Listed, not HEADed: without ListBucket on a key, S3 answers a HEAD of a missing object 403, not 404.
-      const final = (await store.list(object.key)).includes(object.key) ? await store.head(object.key) : undefined;
-      if (final && final.size === object.size && final.metadata.checksum === object.checksum) return;
-      if (final) {
+      const keepFinal = async () => {
+        const final = await store.head(object.key);
+        if (final && final.size === object.size && final.metadata.checksum === object.checksum) return;
         throw new CatalogError(
           name,
-          `${object.key} already exists with other contents (${final.size} bytes, checksum ${final.metadata.checksum ?? 'none'}; this object: ${object.size} bytes, checksum ${object.checksum}), ` +
+          `${object.key} already exists with other contents (${final?.size} bytes, checksum ${final?.metadata.checksum ?? 'none'}; this object: ${object.size} bytes, checksum ${object.checksum}), ` +
             `so it was not overwritten. Is another database archiving a table of the same name into this prefix? The rows stay in ${object.pendingKey}, committed in the manifest`,
         );
-      }
-      await store.copy(object.pendingKey, object.key);
+      };
+      // Listed, not HEADed: without ListBucket on a key, S3 answers a HEAD of a missing object 403, not 404.
+      if ((await store.list(object.key)).includes(object.key)) return keepFinal();
+      // The copy itself refuses to overwrite (If-None-Match) where the store supports it, as S3
+      // does: an object written there since the listing is kept, and judged like a listed one.
+      if ((await store.copy(object.pendingKey, object.key)) === 'exists') return keepFinal();
     });
     crashPoint('after-copy');
     await client.query(
