@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { s3DestinationSchema } from '../../functions/archive/policy';
 import type { S3Catalog } from '../../functions/archive/s3/catalog';
@@ -14,7 +15,7 @@ import {
   UnrepresentableValue,
   unscaledDecimal,
 } from '../../functions/archive/s3/columns';
-import { parquetSchema } from '../../functions/archive/s3/parquet';
+import { gzipPage, parquetSchema } from '../../functions/archive/s3/parquet';
 import { objectKeys, objectName } from '../../functions/archive/s3/plan';
 import { renderS3Sql } from '../../functions/archive/s3/sql';
 import { copySource } from '../../functions/archive/s3/store';
@@ -98,6 +99,18 @@ describe('S3 canonical values', () => {
     const [, wide] = parquetSchema([decimal(38)]);
     expect(narrow).toMatchObject({ type: 'INT64', logical_type: { type: 'DECIMAL', precision: 18, scale: 2 } });
     expect(wide).toMatchObject({ type: 'FIXED_LEN_BYTE_ARRAY', type_length: 16 });
+  });
+});
+
+describe('S3 page compression', () => {
+  it('pages are gzip either way: repetitive ones string-matched as level 1, high-entropy ones Huffman-coded and no larger', () => {
+    const repetitive = Buffer.from('{"status":"shipped","items":[1,2,3]} '.repeat(4000));
+    const random = Buffer.from(randomBytes(150_000).toString('hex'));
+    const small = Buffer.from(randomBytes(1000).toString('hex'));
+    for (const page of [repetitive, random, small, new Uint8Array(0)]) expect(Buffer.from(gunzipSync(gzipPage(page))).equals(page)).toBe(true);
+    expect(gzipPage(repetitive).byteLength).toBe(gzipSync(repetitive, { level: 1 }).byteLength);
+    expect(gzipPage(random).byteLength).toBeLessThanOrEqual(gzipSync(random, { level: 1 }).byteLength);
+    expect(gzipPage(small).byteLength).toBe(gzipSync(small, { level: 1 }).byteLength);
   });
 });
 
