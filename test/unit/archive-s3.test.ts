@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { s3DestinationSchema } from '../../functions/archive/policy';
 import type { S3Catalog } from '../../functions/archive/s3/catalog';
@@ -14,7 +15,7 @@ import {
   UnrepresentableValue,
   unscaledDecimal,
 } from '../../functions/archive/s3/columns';
-import { parquetSchema } from '../../functions/archive/s3/parquet';
+import { canonicalRows, gzipPage, ObjectWriter, parquetSchema, readBackChecksum } from '../../functions/archive/s3/parquet';
 import { objectKeys, objectName } from '../../functions/archive/s3/plan';
 import { renderS3Sql } from '../../functions/archive/s3/sql';
 import { copySource } from '../../functions/archive/s3/store';
@@ -84,6 +85,163 @@ describe('S3 canonical values', () => {
     expect(checksum.digest()).toBe(expected.digest('hex'));
   });
 
+  it('numbers, stored UTF-8 and bytes written straight into the checksum are exactly their texts', () => {
+    const same = (write: (sum: RowChecksum) => void, text: string) => {
+      const direct = new RowChecksum();
+      write(direct);
+      direct.endRow();
+      const viaText = new RowChecksum();
+      viaText.add([text]);
+      expect(direct.digest(), text.length > 60 ? `${text.slice(0, 60)}...` : text).toBe(viaText.digest());
+    };
+    const integers = [
+      0,
+      1,
+      -1,
+      9,
+      10,
+      -10,
+      99_999_999,
+      100_000_000,
+      2 ** 30 - 1,
+      2 ** 30,
+      2 ** 31,
+      2 ** 32 + 7,
+      1_234_567_899_999_999,
+      8_999_999_999_999_999,
+      9_007_199_199_999_999,
+      4_500_000_000_000_000,
+    ];
+    integers.push(Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER, ...Array.from({ length: 200 }, (_, i) => Math.floor(Math.sin(i + 1) * 2 ** 53)));
+    for (const value of integers) {
+      same((sum) => sum.integer(value), String(value));
+      same((sum) => sum.integer(BigInt(value)), String(value));
+    }
+    // Past 2^53 (timestamps after year 2255 in microseconds, the int64 bounds): the text way, still exact.
+    for (const value of [2n ** 53n, 2n ** 53n + 1n, -(2n ** 53n) - 1n, 9223372036854775807n, -9223372036854775808n, 8_000_000_000_000_000_123n]) {
+      same((sum) => sum.integer(value), String(value));
+    }
+    for (const [unscaled, scale] of [
+      [0n, 2],
+      [-5n, 2],
+      [1230n, 2],
+      [-7n, 0],
+      [5n, 15],
+      [-123456789012345n, 15],
+      [999_999_999_999_999_999n, 2],
+      [-999_999_999_999_999_999n, 4],
+      [9_007_199_254_740_991n, 2],
+      [-9_007_199_254_740_991n, 6],
+      [9_007_199_254_740_993n, 2],
+      [12345n, 16],
+      [-12345n, 30],
+      [99999999999999999999999999999999999999n, 3],
+    ] as const) {
+      same((sum) => sum.decimal(unscaled, scale), decimalText(unscaled, scale));
+      if (Number.isSafeInteger(Number(unscaled))) same((sum) => sum.decimal(Number(unscaled), scale), decimalText(unscaled, scale));
+    }
+    for (const text of ['', 'EUR', 'é', '\uFEFFbom', '漢🚀', 'a'.repeat(33), `${'x'.repeat(40)}é`, 'y'.repeat(100_000), `${'z'.repeat(70_000)}🚀`]) {
+      same((sum) => sum.utf8(Buffer.from(text, 'utf8')), text);
+      same((sum) => sum.text(text), text);
+    }
+    for (const bytes of [new Uint8Array(0), Uint8Array.of(0, 0xff, 0x10), randomBytes(40_000)])
+      same((sum) => sum.hex(bytes), Buffer.from(bytes).toString('hex'));
+    for (const invalid of [Uint8Array.of(0x61, 0xc3), Uint8Array.of(...Buffer.from('a'.repeat(40)), 0xff), new Uint8Array(70_000).fill(0x80)]) {
+      expect(() => new RowChecksum().utf8(invalid)).toThrow(UnrepresentableValue);
+    }
+  });
+
+  it('an object reads back to the texts written, each kind at its edges, checksum and all', async () => {
+    const plan = (name: string, kind: ColumnPlan['kind'], extra: Partial<ColumnPlan> = {}): ColumnPlan => ({
+      name,
+      pgType: kind,
+      kind,
+      array: false,
+      select: '',
+      ...extra,
+    });
+    const plans = [
+      plan('i16', 'int16'),
+      plan('i32', 'int32'),
+      plan('i64', 'int64'),
+      plan('d2', 'decimal', { precision: 18, scale: 2 }),
+      plan('d0', 'decimal', { precision: 18, scale: 0 }),
+      plan('wide', 'decimal', { precision: 38, scale: 4 }),
+      plan('t', 'text'),
+      plan('b', 'bool'),
+      plan('day', 'date'),
+      plan('at', 'timestamptz'),
+      plan('local', 'timestamp'),
+      plan('u', 'uuid'),
+      plan('j', 'json'),
+      plan('raw', 'bytea'),
+      plan('tags', 'text', { array: true }),
+      plan('nums', 'decimal', { array: true, precision: 10, scale: 1 }),
+    ];
+    const rows: Array<Array<string | null>> = [
+      [
+        '-32768',
+        '-2147483648',
+        '-9223372036854775808',
+        '-9999999999999999.99',
+        '-999999999999999999',
+        '-99999999999999999999999999999999.9999',
+        '',
+        'false',
+        '-719162',
+        '-210866803200000000',
+        '-9223372036854775808',
+        '00000000-0000-0000-0000-000000000000',
+        '{}',
+        '',
+        '{}',
+        '{-0.5,NULL}',
+      ],
+      [
+        '32767',
+        '2147483647',
+        '9223372036854775807',
+        '9999999999999999.99',
+        '999999999999999999',
+        '99999999999999999999999999999999.9999',
+        'é漢🚀 "q"',
+        'true',
+        '2932896',
+        '9223372036854775807',
+        '9007199254740993',
+        'ffffffff-ffff-ffff-ffff-ffffffffffff',
+        '{"a": [1, 2]}',
+        '00ff',
+        '{a,NULL,"b c","",NULL}',
+        '{1.0}',
+      ],
+      [
+        '0',
+        '0',
+        '9007199254740991',
+        '-0.05',
+        '0',
+        '0.0001',
+        'x'.repeat(300),
+        'true',
+        '0',
+        '-9007199254740993',
+        '-9007199254740991',
+        'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+        'null',
+        'deadbeef',
+        '{"\\\\"}',
+        '{}',
+      ],
+      Array.from({ length: 16 }, () => null),
+    ];
+    const writer = new ObjectWriter(plans, 3, 'gzip', ['1'], []);
+    for (const row of rows) writer.add(row, ['1'], '1');
+    const bytes = writer.finish();
+    expect(await canonicalRows(bytes, plans)).toEqual(rows);
+    expect(await readBackChecksum(bytes, plans)).toEqual({ rows: rows.length, checksum: writer.checksum });
+  });
+
   it('decimals up to 18 digits are INT64, wider ones fixed-length bytes just wide enough', () => {
     const decimal = (precision: number): ColumnPlan => ({
       name: 'n',
@@ -98,6 +256,18 @@ describe('S3 canonical values', () => {
     const [, wide] = parquetSchema([decimal(38)]);
     expect(narrow).toMatchObject({ type: 'INT64', logical_type: { type: 'DECIMAL', precision: 18, scale: 2 } });
     expect(wide).toMatchObject({ type: 'FIXED_LEN_BYTE_ARRAY', type_length: 16 });
+  });
+});
+
+describe('S3 page compression', () => {
+  it('pages are gzip either way: repetitive ones string-matched as level 1, high-entropy ones Huffman-coded and no larger', () => {
+    const repetitive = Buffer.from('{"status":"shipped","items":[1,2,3]} '.repeat(4000));
+    const random = Buffer.from(randomBytes(150_000).toString('hex'));
+    const small = Buffer.from(randomBytes(1000).toString('hex'));
+    for (const page of [repetitive, random, small, new Uint8Array(0)]) expect(Buffer.from(gunzipSync(gzipPage(page))).equals(page)).toBe(true);
+    expect(gzipPage(repetitive).byteLength).toBe(gzipSync(repetitive, { level: 1 }).byteLength);
+    expect(gzipPage(random).byteLength).toBeLessThanOrEqual(gzipSync(random, { level: 1 }).byteLength);
+    expect(gzipPage(small).byteLength).toBe(gzipSync(small, { level: 1 }).byteLength);
   });
 });
 

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { CatalogError } from '../../../shared/errors';
@@ -290,6 +291,40 @@ export function fromParquet(plan: ColumnPlan, value: unknown): string | null {
   return arrayText((value as unknown[]).map((e) => (e === null || e === undefined ? null : fromParquetScalar(plan.kind, e, plan, true))));
 }
 
+/**
+ * What `fromParquet` renders, appended to a checksum: the same bytes, without a string per value
+ * where the value's text can be written from it directly (numbers, stored UTF-8, bytes as hex).
+ */
+export function checksumRenderer(plan: ColumnPlan): (sum: RowChecksum, value: unknown) => void {
+  const scale = plan.scale ?? 0;
+  if (plan.array) {
+    return (sum, value) => (value === null || value === undefined ? sum.null() : sum.text(fromParquet(plan, value)!));
+  }
+  switch (plan.kind) {
+    case 'int16':
+    case 'int32':
+    case 'int64':
+    case 'date':
+    case 'timestamp':
+    case 'timestamptz':
+      return (sum, value) => (value === null || value === undefined ? sum.null() : sum.integer(value as number | bigint));
+    case 'decimal':
+      return (sum, value) => {
+        if (value === null || value === undefined) sum.null();
+        else if (value instanceof Uint8Array) sum.text(decimalText(bytesToBigInt(value), scale));
+        else sum.decimal(value as number | bigint, scale);
+      };
+    case 'bool':
+      return (sum, value) => (value === null || value === undefined ? sum.null() : sum.text(value ? 'true' : 'false'));
+    case 'bytea':
+      return (sum, value) => (value === null || value === undefined ? sum.null() : sum.hex(value as Uint8Array));
+    case 'uuid':
+      return (sum, value) => (value === null || value === undefined ? sum.null() : sum.text(uuidText(value as Uint8Array)));
+    default:
+      return (sum, value) => (value === null || value === undefined ? sum.null() : sum.utf8(value as Uint8Array));
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Row digests: md5 over the canonical texts, each length-prefixed (NULL as N): in SQL for restore's
 // comparison, and as one checksum per object (its rows in order) for the read-back.
@@ -299,29 +334,208 @@ export function digestSql(columns: string[]): string {
   return `md5(concat(${columns.map((c) => `CASE WHEN ${c} IS NULL THEN 'N' ELSE 'V' || octet_length(${c}) || ':' || ${c} END`).join(', ')}))`;
 }
 
+const V = 0x56;
+const N = 0x4e;
+const COLON = 0x3a;
+const MINUS = 0x2d;
+const DOT = 0x2e;
+const NEWLINE = 0x0a;
+const ZERO = 0x30;
+const GATHER = 1 << 16;
+/** 10^i for i = 0..16: every digit count of a safe integer (below 2^53, 16 digits). */
+const POW10 = Array.from({ length: 17 }, (_, i) => 10 ** i);
+const HEX = new TextEncoder().encode('0123456789abcdef');
+
+/** Decimal digits of a non-negative safe integer. */
+function digitCount(magnitude: number): number {
+  let digits = 1;
+  while (digits < 16 && magnitude >= POW10[digits]!) digits++;
+  return digits;
+}
+
 /**
  * An object's checksum: md5 over its rows' canonical texts in order, each text length-prefixed
  * (NULL as N) and each row ended by a newline, so no two different rows (or rows split differently
- * into columns) feed it the same bytes. Texts are gathered into large strings before hashing: one
- * hash update per value cost more than the md5 itself.
+ * into columns) feed it the same bytes. The bytes are gathered in one reused buffer and hashed 64 KB
+ * at a time: one hash update per value, or a string built per row, cost more than the md5 itself.
+ * Numbers and stored UTF-8 can be written as their texts' bytes directly (`integer`, `decimal`,
+ * `utf8`), without a string per value; what they write is exactly what `text` writes for the text.
  */
 export class RowChecksum {
   private readonly hash = createHash('md5');
-  private pending = '';
+  private buffer = Buffer.allocUnsafe(GATHER);
+  private at = 0;
 
-  add(texts: ReadonlyArray<string | null>): void {
-    let row = '';
-    for (const text of texts) row += text === null ? 'N' : `V${Buffer.byteLength(text, 'utf8')}:${text}`;
-    this.pending += `${row}\n`;
-    if (this.pending.length > 1 << 16) {
-      this.hash.update(this.pending);
-      this.pending = '';
+  /** Makes room for `bytes` more; false if they would not fit even in an empty buffer. */
+  private room(bytes: number): boolean {
+    if (this.at + bytes <= this.buffer.length) return true;
+    this.hash.update(this.buffer.subarray(0, this.at));
+    this.at = 0;
+    return bytes <= this.buffer.length;
+  }
+
+  /** Writes `V<length>:` (length in bytes); room was made. */
+  private prefix(length: number): void {
+    const buffer = this.buffer;
+    buffer[this.at++] = V;
+    this.digits(length, digitCount(length));
+    buffer[this.at++] = COLON;
+  }
+
+  /** Writes a non-negative safe integer's decimal digits, left-padded with zeros to `width`. */
+  private digits(magnitude: number, width: number): void {
+    const buffer = this.buffer;
+    const start = this.at;
+    let at = start + width;
+    this.at = at;
+    let small = magnitude;
+    // Above 2^30 `%` and `/` on the double are slow (fmod): the low 8 digits are split off once, and
+    // the rest is small-integer arithmetic. The floor is exact: the quotient is below 2^27, where
+    // doubles are 2^-26 apart, and a true quotient short of an integer is short by at least 1e-8.
+    if (magnitude >= 0x40000000) {
+      const high = Math.floor(magnitude / 1e8);
+      let low = magnitude - high * 1e8;
+      for (let k = 0; k < 8; k++) {
+        const rest = (low / 10) | 0;
+        buffer[--at] = ZERO + low - rest * 10;
+        low = rest;
+      }
+      small = high;
+    }
+    while (at > start) {
+      const rest = (small / 10) | 0;
+      buffer[--at] = ZERO + small - rest * 10;
+      small = rest;
     }
   }
 
+  text(text: string): void {
+    const length = text.length;
+    if (!this.room(3 * length + 16)) {
+      this.hash.update(`V${Buffer.byteLength(text, 'utf8')}:`);
+      this.hash.update(text, 'utf8');
+      return;
+    }
+    const start = this.at;
+    // Short texts (numbers, codes, timestamps) are copied here when ASCII: a call into
+    // the Buffer bindings costs more than the copy.
+    if (length <= 32) {
+      this.prefix(length);
+      const buffer = this.buffer;
+      let at = this.at;
+      let i = 0;
+      for (; i < length; i++) {
+        const code = text.charCodeAt(i);
+        if (code > 0x7f) break;
+        buffer[at++] = code;
+      }
+      if (i === length) {
+        this.at = at;
+        return;
+      }
+      this.at = start;
+    }
+    this.prefix(Buffer.byteLength(text, 'utf8'));
+    this.at += this.buffer.write(text, this.at, 'utf8');
+  }
+
+  /** A text as the UTF-8 bytes stored for it; throws if they are not valid UTF-8 (no text has them). */
+  utf8(bytes: Uint8Array): void {
+    const length = bytes.length;
+    if (!this.room(length + 16)) {
+      if (!isUtf8(bytes)) throw new UnrepresentableValue('a text is not valid UTF-8');
+      this.hash.update(`V${length}:`);
+      this.hash.update(bytes);
+      return;
+    }
+    this.prefix(length);
+    // Short values are checked as they are copied (all ASCII is valid UTF-8); for longer ones one
+    // native copy and one native check are cheaper.
+    if (length > 32) {
+      if (!isUtf8(bytes)) throw new UnrepresentableValue('a text is not valid UTF-8');
+      this.buffer.set(bytes, this.at);
+      this.at += length;
+      return;
+    }
+    const buffer = this.buffer;
+    let at = this.at;
+    let ascii = 0;
+    for (let i = 0; i < length; i++) {
+      const byte = bytes[i]!;
+      ascii |= byte;
+      buffer[at++] = byte;
+    }
+    if (ascii > 0x7f && !isUtf8(bytes)) throw new UnrepresentableValue('a text is not valid UTF-8');
+    this.at = at;
+  }
+
+  /** An integer's decimal text (what Postgres prints for it). */
+  integer(value: number | bigint): void {
+    this.decimal(value, 0);
+  }
+
+  /** The numeric(p,s) text of an unscaled integer (as `decimalText`). */
+  decimal(unscaled: number | bigint, scale: number): void {
+    const number = Number(unscaled);
+    // Beyond 2^53 (or 10^scale) a double is not exact: those take the string way.
+    if (!Number.isSafeInteger(number) || scale > 15) {
+      this.text(decimalText(BigInt(unscaled), scale));
+      return;
+    }
+    this.room(40 + scale);
+    const negative = number < 0;
+    const magnitude = negative ? -number : number;
+    const width = Math.max(digitCount(magnitude), scale + 1);
+    this.prefix(width + (negative ? 1 : 0) + (scale > 0 ? 1 : 0));
+    const buffer = this.buffer;
+    if (negative) buffer[this.at++] = MINUS;
+    this.digits(magnitude, width);
+    if (scale === 0) return;
+    // The point goes before the last `scale` digits.
+    let at = this.at;
+    for (let k = 0; k < scale; k++, at--) buffer[at] = buffer[at - 1]!;
+    buffer[at] = DOT;
+    this.at++;
+  }
+
+  /** Bytes as their lowercase hex text (bytea). */
+  hex(bytes: Uint8Array): void {
+    const length = bytes.length;
+    if (!this.room(2 * length + 16)) {
+      this.text(Buffer.from(bytes.buffer, bytes.byteOffset, length).toString('hex'));
+      return;
+    }
+    this.prefix(2 * length);
+    const buffer = this.buffer;
+    let at = this.at;
+    for (let i = 0; i < length; i++) {
+      buffer[at++] = HEX[bytes[i]! >> 4]!;
+      buffer[at++] = HEX[bytes[i]! & 15]!;
+    }
+    this.at = at;
+  }
+
+  null(): void {
+    this.room(1);
+    this.buffer[this.at++] = N;
+  }
+
+  endRow(): void {
+    this.room(1);
+    this.buffer[this.at++] = NEWLINE;
+  }
+
+  add(texts: ReadonlyArray<string | null>): void {
+    for (const text of texts) {
+      if (text === null) this.null();
+      else this.text(text);
+    }
+    this.endRow();
+  }
+
   digest(): string {
-    this.hash.update(this.pending);
-    this.pending = '';
+    this.hash.update(this.buffer.subarray(0, this.at));
+    this.at = 0;
     return this.hash.digest('hex');
   }
 }

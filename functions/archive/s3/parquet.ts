@@ -1,10 +1,28 @@
-import { gunzipSync, gzipSync } from 'node:zlib';
-import { type FileMetaData, parquetMetadata, parquetReadObjects, type SchemaElement } from 'hyparquet';
+import { constants, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
+import { type ColumnData, type FileMetaData, parquetMetadata, parquetRead, type SchemaElement } from 'hyparquet';
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
-import { type ColumnPlan, fromParquet, RowChecksum, type ScalarKind, toParquet, UnrepresentableValue } from './columns';
+import { type ColumnPlan, checksumRenderer, fromParquet, RowChecksum, type ScalarKind, toParquet, UnrepresentableValue } from './columns';
 
 export type Compression = 'snappy' | 'gzip' | 'none';
 const CODEC = { snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSED' } as const;
+
+const PROBE_BYTES = 8192;
+const LEVEL_1 = { level: 1 };
+const HUFFMAN_ONLY = { level: 1, strategy: constants.Z_HUFFMAN_ONLY };
+
+/**
+ * gzip at level 1, or Huffman coding alone when string matching does not pay: high-entropy pages
+ * (hashes, random ids, encrypted or already-compressed bytes) took level 1 three times as long
+ * to come out a little larger. Which one is decided on the page's first 8 KB; both are plain
+ * gzip to any reader, so the choice only costs or saves time and bytes.
+ */
+export function gzipPage(input: Uint8Array): Uint8Array {
+  if (input.byteLength < 4 * PROBE_BYTES) return gzipSync(input, LEVEL_1);
+  const probe = input.subarray(0, PROBE_BYTES);
+  const matched = deflateRawSync(probe, LEVEL_1).byteLength;
+  const huffman = deflateRawSync(probe, HUFFMAN_ONLY).byteLength;
+  return gzipSync(input, huffman <= matched * 1.02 ? HUFFMAN_ONLY : LEVEL_1);
+}
 
 /** Minimal bytes of a two's-complement FIXED_LEN_BYTE_ARRAY holding `precision` decimal digits. */
 function decimalBytes(precision: number): number {
@@ -105,7 +123,7 @@ export class ObjectWriter {
       writer: this.writer,
       schema: parquetSchema(plans),
       codec: CODEC[compression],
-      compressors: { GZIP: (input: Uint8Array) => gzipSync(input, { level: 1 }) },
+      compressors: { GZIP: gzipPage },
       kvMetadata: metadata,
       createdBy: 'pg-housekeeper',
     });
@@ -154,11 +172,12 @@ export class ObjectWriter {
 }
 
 /**
- * Reads an object with the values as stored (no logical-type conversion: decimals as their
- * unscaled integers, timestamps as microseconds) and renders each row's canonical texts, in plan
- * order: what the verification digests and restore inserts.
+ * Decodes an object with hyparquet, each column's values as stored (no logical-type conversion:
+ * decimals as their unscaled integers, timestamps as microseconds, texts as their UTF-8 bytes), in
+ * plan order, column by column: one array per column, not one object per row. Every planned column
+ * must cover exactly the footer's rows, in order.
  */
-export async function canonicalRows(bytes: Uint8Array, plans: ColumnPlan[]): Promise<Array<Array<string | null>>> {
+async function storedColumns(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ rows: number; columns: unknown[][] }> {
   const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   const metadata = parquetMetadata(file);
   const raw: FileMetaData = {
@@ -166,20 +185,56 @@ export async function canonicalRows(bytes: Uint8Array, plans: ColumnPlan[]): Pro
     // Leaves without their annotations read as their physical values; LIST groups keep theirs.
     schema: metadata.schema.map((element) => (element.num_children ? element : { ...element, converted_type: undefined, logical_type: undefined })),
   };
-  const rows = await parquetReadObjects({
+  const chunks = new Map<string, ColumnData[]>(plans.map((plan) => [plan.name, []]));
+  await parquetRead({
     file,
     metadata: raw,
+    columns: plans.map((plan) => plan.name),
     utf8: false,
     compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gunzipSync(input)) },
+    onChunk: (chunk) => chunks.get(chunk.columnName)?.push(chunk),
   });
-  if (rows.length !== Number(metadata.num_rows)) throw new Error(`${rows.length} rows decoded, the footer says ${metadata.num_rows}`);
-  return rows.map((row) => plans.map((plan) => fromParquet(plan, row[plan.name])));
+  const rows = Number(metadata.num_rows);
+  const columns = plans.map((plan) => {
+    const parts = chunks.get(plan.name)!.sort((a, b) => a.rowStart - b.rowStart);
+    let covered = 0;
+    for (const part of parts) {
+      if (part.rowStart !== covered) throw new Error(`column ${plan.name}: rows ${covered} to ${part.rowStart} not decoded`);
+      covered = part.rowEnd;
+    }
+    if (covered !== rows) throw new Error(`column ${plan.name}: ${covered} rows decoded, the footer says ${rows}`);
+    if (parts.length === 1 && Array.isArray(parts[0]!.columnData)) return parts[0]!.columnData as unknown[];
+    const values: unknown[] = new Array(rows);
+    let at = 0;
+    for (const part of parts) for (let i = 0; i < part.columnData.length; i++) values[at++] = part.columnData[i];
+    return values;
+  });
+  return { rows, columns };
 }
 
-/** The object read back: its row count and the checksum of its rows' canonical texts, to compare with those Postgres gave. */
+/**
+ * Reads an object and renders each row's canonical texts, in plan order: what restore inserts.
+ */
+export async function canonicalRows(bytes: Uint8Array, plans: ColumnPlan[]): Promise<Array<Array<string | null>>> {
+  const { rows, columns } = await storedColumns(bytes, plans);
+  const out: Array<Array<string | null>> = new Array(rows);
+  for (let row = 0; row < rows; row++) out[row] = plans.map((plan, i) => fromParquet(plan, columns[i]![row]));
+  return out;
+}
+
+/**
+ * The object read back: its row count and the checksum of its rows' canonical texts, to compare
+ * with those Postgres gave. Each value is rendered straight into the checksum (what
+ * `canonicalRows` would give, without a string per value).
+ */
 export async function readBackChecksum(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ rows: number; checksum: string }> {
-  const rows = await canonicalRows(bytes, plans);
+  const { rows, columns } = await storedColumns(bytes, plans);
+  const renderers = plans.map(checksumRenderer);
   const hash = new RowChecksum();
-  for (const row of rows) hash.add(row);
-  return { rows: rows.length, checksum: hash.digest() };
+  const width = plans.length;
+  for (let row = 0; row < rows; row++) {
+    for (let i = 0; i < width; i++) renderers[i]!(hash, columns[i]![row]);
+    hash.endRow();
+  }
+  return { rows, checksum: hash.digest() };
 }
