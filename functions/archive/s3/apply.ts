@@ -95,6 +95,10 @@ export async function s3Destination(options: {
     }
   };
 
+  const keyWidth = catalog.keyColumns.length;
+  /** A picked row's key: its first fields. */
+  const keyOf = (row: unknown[]) => row.slice(0, keyWidth) as string[];
+
   /** Streams up to `limit` rows into one object per day, encoded and checksummed; nothing is uploaded yet. */
   const write = async ({ limit, afterKey }: BatchRequest): Promise<WrittenBatch> => {
     const started = performance.now();
@@ -132,8 +136,6 @@ export async function s3Destination(options: {
         const { chunk, rows } = await pending;
         waited += performance.now() - waitStarted;
         pending = undefined;
-        const keyWidth = catalog.keyColumns.length;
-        const keyOf = (row: unknown[]) => row.slice(0, keyWidth) as string[];
         if (rows.length > 0) after = keyOf(rows[rows.length - 1]!);
         if (rows.length > 0) firstKey ??= keyOf(rows[0]!);
         const more = limit - picked - rows.length;
@@ -143,10 +145,9 @@ export async function s3Destination(options: {
           const day = row[keyWidth] as string | null;
           const version = row[keyWidth + 1] as string;
           const texts = row.slice(keyWidth + 2) as Array<string | null>;
-          const keyText = () => key.join(', ');
           if (day === null) {
             throw new ArchiveBatchRefused(
-              `row ${catalog.keyColumns.join(', ')} = ${keyText()} of ${shown} has an age before year 1 or infinite; it has no dt= folder. Nothing of this batch was moved`,
+              `row ${catalog.keyColumns.join(', ')} = ${key.join(', ')} of ${shown} has an age before year 1 or infinite; it has no dt= folder. Nothing of this batch was moved`,
             );
           }
           let writer = writers.get(day);
@@ -163,7 +164,7 @@ export async function s3Destination(options: {
             if (!(error instanceof UnrepresentableValue)) throw error;
             const column = error.column;
             throw new ArchiveBatchRefused(
-              `column ${column?.name ?? '?'} (${column?.pgType ?? '?'}) of row ${catalog.keyColumns.join(', ')} = ${keyText()} in ${shown} holds a value Parquet cannot represent exactly: ${error.message}. Nothing of this batch was moved`,
+              `column ${column?.name ?? '?'} (${column?.pgType ?? '?'}) of row ${catalog.keyColumns.join(', ')} = ${key.join(', ')} in ${shown} holds a value Parquet cannot represent exactly: ${error.message}. Nothing of this batch was moved`,
             );
           }
         }
