@@ -247,7 +247,12 @@ describe('continuations', () => {
   it('partition: steps the budget did not reach are work left (stepsLeft, time budget nearly spent), not a failure', async () => {
     await sql.query(`CREATE TABLE app.hours (id bigserial, at timestamptz NOT NULL) PARTITION BY RANGE (at)`);
     const event = { targets: [{ table: 'app.hours', interval: 'hour' as const, premake: 500 }], maintainLedger: false };
-    const short = await runPartition(db.url, event, { budget: TimeBudget.ofMs(600) });
+    // On a loaded machine connecting may spend a short budget before the target starts (it is
+    // then skipped, having changed nothing): the budget doubles until the target starts.
+    let short = await runPartition(db.url, event, { budget: TimeBudget.ofMs(600) });
+    for (let ms = 1200; short.targets[0]!.state === 'skipped' && ms <= 4800; ms *= 2) {
+      short = await runPartition(db.url, event, { budget: TimeBudget.ofMs(ms) });
+    }
     expect(short.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'time budget nearly spent' });
     const { created, stepsLeft } = short.targets[0]!.counts as { created: number; stepsLeft: number };
     expect(created).toBeGreaterThan(0);
