@@ -242,7 +242,11 @@ const UTC_TYPES: pg.CustomTypesConfig = {
 
 /** A Date as ISO-8601 text in UTC (years before 1 AD in Postgres's BC form); arrays element-wise; anything else unchanged. */
 export function utcParameter(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(utcParameter);
+  if (Array.isArray(value)) {
+    // Arrays of a batch's keys hold 100,000 strings: copied only when something in them changes.
+    for (const element of value) if (element instanceof Date || Array.isArray(element)) return value.map(utcParameter);
+    return value;
+  }
   if (!(value instanceof Date) || Number.isNaN(value.getTime())) return value;
   const pad = (n: number, width = 2) => String(n).padStart(width, '0');
   const year = value.getUTCFullYear();

@@ -193,6 +193,11 @@ export async function moveBatches(
       }
       if (policy.pauseMs > 0) await sleep(policy.pauseMs);
     }
+    try {
+      await destination.finish?.();
+    } catch (error) {
+      failure ??= errorMessage(error);
+    }
   } finally {
     await client.query(`SELECT set_config('lock_timeout', $1, false)`, [`${options.lockTimeoutMs}ms`]);
   }

@@ -23,6 +23,11 @@ export interface ArchiveDestination {
   reconcile(): Promise<Record<string, number>>;
   /** Moves up to `limit` expired rows with keys after `afterKey` (key order); one transaction. */
   moveBatch(request: BatchRequest): Promise<BatchResult>;
+  /**
+   * Waits for what the batches left running (the S3 destination publishes a batch while the next
+   * is written); throws what that failed with. Called once, after the last batch.
+   */
+  finish?(): Promise<void>;
   /** Counts the destination adds to the run summary (objects written, bytes...). */
   counts(): Record<string, number>;
 }

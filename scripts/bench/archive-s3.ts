@@ -18,7 +18,16 @@ const run = promisify(execFile);
  * S3 run's peak memory (max RSS of the process that ran it, which does nothing else).
  * `BENCH_CPU_PROF=DIR` writes a CPU profile of the S3 run there.
  */
+/** `--s3-latency-ms=N`: each S3 request of the S3 run waits N ms first (S3 on loopback has almost none). */
+function s3LatencyMs(): number {
+  const arg = process.argv.slice(2).find((a) => a.startsWith('--s3-latency-ms='));
+  const value = arg ? Number(arg.slice('--s3-latency-ms='.length)) : 0;
+  if (!Number.isInteger(value) || value < 0) throw new Error(`archive-s3: --s3-latency-ms must be a whole number of milliseconds (got ${arg})`);
+  return value;
+}
+
 export async function benchArchiveS3(url: string): Promise<string[]> {
+  const latencyMs = s3LatencyMs();
   const sql = await connect(url);
   const directory = mkdtempSync(join(tmpdir(), 'hk-bench-s3-'));
   const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory });
@@ -68,6 +77,7 @@ export async function benchArchiveS3(url: string): Promise<string[]> {
         'scripts/bench/archive-s3-child.ts',
         url,
         JSON.stringify(policy),
+        String(latencyMs),
       ],
       {
         env,
@@ -87,7 +97,7 @@ export async function benchArchiveS3(url: string): Promise<string[]> {
     const s3Rate = s3.rowsMoved! / (s3.durationMs! / 1000);
     const rowsAll = size[0].n as number;
     return [
-      `archive-s3: ${table.rows.toLocaleString()} expired rows of ~230 bytes; (a) batched mover into a table, (s) S3 as Parquet (s3rver on loopback, rowsPerObject 100,000, rowGroupRows 10,000, gzip)`,
+      `archive-s3: ${table.rows.toLocaleString()} expired rows of ~230 bytes; (a) batched mover into a table, (s) S3 as Parquet (s3rver on loopback${latencyMs ? `, ${latencyMs} ms added to each S3 request` : ''}, rowsPerObject 100,000, rowGroupRows 10,000, gzip)`,
       `  (a) table   ${fmt(tableRate / 1000, 0)}k rows/s (${fmt(table.ms / 1000, 1)} s)`,
       `  (s) S3      ${fmt(s3Rate / 1000, 0)}k rows/s (${fmt(s3.durationMs! / 1000, 1)} s, ${manifest[0].objects} objects, longest batch ${fmt(s3.longestBatchMs! / 1000, 1)} s)   (s)/(a) ${fmt(s3Rate / tableRate, 2)} (goal >= 0.5)`,
       `  bytes per row: S3 ${fmt(manifest[0].bytes / manifest[0].rows, 1)}, source heap ${fmt((size[0].heap as number) / rowsAll, 1)}, heap + indexes ${fmt((size[0].total as number) / rowsAll, 1)}`,

@@ -1,5 +1,8 @@
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import pg from 'pg';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ObjectWriter } from '../../functions/archive/s3/parquet';
 import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
 import { restoreFromCli } from '../../scripts/cli';
 import { runArchive } from '../support/archive';
@@ -229,6 +232,46 @@ describe('S3 archive: two databases archiving a table of the same name into one 
   });
 });
 
+describe('S3 archive: an object written at the final key after the listing', () => {
+  afterEach(() => setObjectStoreFactory(undefined));
+
+  it('is never overwritten (S3 refuses the copy): the target fails naming it, the rows stay committed; once it is gone, the next run publishes', async () => {
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
+    let foreign: string | undefined;
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        // Another writer puts an object at the key between our listing and our copy; S3 then
+        // answers our If-None-Match copy 412 (our test server ignores the header, so this says it).
+        copy: async (from, to) => {
+          if (foreign) return store.copy(from, to);
+          foreign = to;
+          await store.put(to, new Uint8Array([1, 2, 3]), { checksum: 'someone else' });
+          return 'exists';
+        },
+      };
+    });
+    const failed = await runArchive(db.url, { targets: [target()] });
+    expect(failed.targets[0]!.state).toBe('failed');
+    expect(failed.targets[0]!.detail).toContain(`${foreign} already exists with other contents (3 bytes, checksum someone else`);
+    const { GetObjectCommand } = await import('@aws-sdk/client-s3');
+    const kept = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: foreign }));
+    expect([...(await kept.Body!.transformToByteArray())]).toEqual([1, 2, 3]);
+    const { rows: committed } = await sql.query(`SELECT pending_key FROM housekeeping.archive_objects WHERE state = 'committed'`);
+    expect(committed.length).toBeGreaterThan(0);
+    for (const { pending_key } of committed) expect(await s3.keys(pending_key)).toEqual([pending_key]);
+
+    // The operator removes the stray object; the next run publishes what was committed.
+    const { DeleteObjectCommand } = await import('@aws-sdk/client-s3');
+    await s3.client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: foreign }));
+    setObjectStoreFactory(undefined);
+    const next = await runArchive(db.url, { targets: [target()] });
+    expect(next.targets[0]!.detail).toBeUndefined();
+    expect(await invariant.verify()).toMatchObject({ archived: 40 });
+  });
+});
+
 describe('S3 archive: keys and values that must move like any other', () => {
   it('moves rows keyed by a char(n) column', async () => {
     await sql.query(`
@@ -303,6 +346,104 @@ describe('S3 archive: keys and values that must move like any other', () => {
   });
 });
 
+describe('S3 archive: the delete of a batch takes exactly the rows written', () => {
+  afterEach(() => setObjectStoreFactory(undefined));
+
+  it('deletes no row the batch did not write when the key compares case-insensitively but is unique case-sensitively', async () => {
+    // The key's own collation says 'c' = 'C'; its unique index (COLLATE "C") lets both exist. The
+    // three old rows are inserted in one transaction, so they share a version (xmin).
+    await sql.query(`
+      DROP COLLATION IF EXISTS rv.ci; CREATE COLLATION rv.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+      CREATE TABLE rv.named (name text COLLATE rv.ci NOT NULL, created_at timestamptz NOT NULL, body text);
+      CREATE UNIQUE INDEX named_name ON rv.named (name COLLATE "C");
+      INSERT INTO rv.named VALUES ('b', '2025-06-01', 'b'), ('c', '2025-06-01', 'lower c'), ('C', '2025-06-01', 'upper C'), ('fresh', now(), 'stays');`);
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.named', folder: 'rv/table=rv.named' });
+    // The batch is 'b' and one of 'c'/'C'. While it uploads, 'b' gets a new version (same contents):
+    // its delete must not take it, and must not make up for it with the 'c' the batch did not write.
+    const writer = await db.connect('writer');
+    let puts = 0;
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        put: async (key, body, metadata) => {
+          if (++puts === 1) await writer.query(`UPDATE rv.named SET body = body WHERE name = 'b'`);
+          await store.put(key, body, metadata);
+        },
+      };
+    });
+    const summary = await runArchive(db.url, {
+      targets: [{ ...target({ rowsPerObject: 2 }), source: 'rv.named', key: 'name' }],
+    });
+    expect(puts).toBeGreaterThan(0);
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    // Every row in the source or in exactly one published object, whole contents compared.
+    await invariant.verify();
+    const moved = summary.targets[0]!.counts.rowsMoved!;
+    expect(moved).toBe(invariant.before.length - (await postgresRows(sql, 'rv.named')).length);
+  });
+});
+
+describe('S3 archive: what a run holds in memory', () => {
+  const originalFinish = ObjectWriter.prototype.finish;
+  afterEach(() => {
+    setObjectStoreFactory(undefined);
+    ObjectWriter.prototype.finish = originalFinish;
+  });
+
+  it('holds at most two batches: a batch publishing keeps only its keys, a batch written ahead and dropped is let go', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    // Every object encoded, weakly: its name and when it was made.
+    const encoded: Array<{ name: string; first: string; bytes: WeakRef<Uint8Array> }> = [];
+    ObjectWriter.prototype.finish = function (this: ObjectWriter) {
+      const bytes = originalFinish.call(this);
+      encoded.push({
+        name: `part-${this.firstKey.join('_')}-${this.lastKey.join('_')}.parquet`,
+        first: this.firstKey.join('_'),
+        bytes: new WeakRef(bytes),
+      });
+      return bytes;
+    };
+    const held: string[] = [];
+    const writer = await db.connect('writer');
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
+    let puts = 0;
+    let droppedAhead: typeof encoded = [];
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        put: async (key, body, metadata) => {
+          puts++;
+          // Batch 1 (ids 1-10, one object) uploads while batch 2 is written ahead; row 1 gets a new
+          // version, so batch 1 is redone and batch 2 as written ahead is dropped.
+          if (puts === 1) await writer.query(`UPDATE rv.events SET body = body WHERE id = 1`);
+          // Batch 1 redone: batch 2 as first written ahead must be gone by now.
+          if (puts === 2) {
+            droppedAhead = encoded.filter((e) => e.first === '11');
+            gc();
+            for (const e of droppedAhead) if (e.bytes.deref()) held.push(`${e.name}, written ahead and dropped, during the redo`);
+          }
+          await store.put(key, body, metadata);
+        },
+        copy: async (from, to) => {
+          // Committed: what is published is only keys; the batch's encoded objects are garbage.
+          gc();
+          for (const e of encoded) if (to.endsWith(`/${e.name}`) && e.bytes.deref()) held.push(`${e.name}, while it was published`);
+          return store.copy(from, to);
+        },
+      };
+    });
+    const summary = await runArchive(db.url, { targets: [target({ rowsPerObject: 10 })] });
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 40, batchesRedone: 1 });
+    expect(droppedAhead.length).toBeGreaterThan(0);
+    expect(held).toEqual([]);
+    await invariant.verify();
+  });
+});
+
 describe('S3 archive: faults and overlaps that must hold (no defect found)', () => {
   const failing = (operation: 'put' | 'copy', fails: (key: string) => boolean) =>
     setObjectStoreFactory(async (options) => {
@@ -318,7 +459,7 @@ describe('S3 archive: faults and overlaps that must hold (no defect found)', () 
         wrapped.copy = async (from, to) => {
           if (fails(to))
             throw Object.assign(new Error('We encountered an internal error'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } });
-          await store.copy(from, to);
+          return store.copy(from, to);
         };
       return wrapped;
     });

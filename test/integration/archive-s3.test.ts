@@ -82,11 +82,11 @@ describe('archive to S3 as Parquet', () => {
     expect(summary.targets[0]!.state).toBe('succeeded');
     const counts = summary.targets[0]!.counts;
     expect(counts).toMatchObject({ rowsMoved: 253 });
-    // Where the run's time went, stage by stage: each measured, together within the run's duration.
+    // Where the run's time went, stage by stage: each measured and within the run's duration
+    // (stages of consecutive batches overlap, so together they may exceed it).
     const stages = ['pickWaitMs', 'encodeMs', 'uploadMs', 'verifyMs', 'commitMs', 'publishMs'] as const;
-    for (const stage of stages) expect(counts[stage], stage).toBeGreaterThanOrEqual(0);
+    for (const stage of stages) expect(counts[stage], stage).toBeLessThanOrEqual(counts.durationMs! + 1);
     expect(stages.filter((stage) => counts[stage]! > 0).length).toBeGreaterThanOrEqual(4);
-    expect(stages.reduce((sum, stage) => sum + counts[stage]!, 0)).toBeLessThanOrEqual(counts.durationMs! + stages.length);
 
     const result = await invariant.verify();
     expect(result).toMatchObject({ left: 1, archived: 253 });
@@ -231,6 +231,33 @@ describe('archive to S3 beside failures and other sessions', () => {
     expect((await s3.keys()).filter((k) => k.includes('_pending'))).toEqual([]);
   });
 
+  it('a batch written ahead (while the one before uploads) whose row is edited before its turn archives the row as edited, never as it was', async () => {
+    const writer = await db.connect('writer');
+    const invariantBefore = await captureS3Invariant(sql, s3, { source: 'app.typed', folder: FOLDER });
+    // Batch 1 is ids 1-3 and 101-197; batch 2 (ids 198-297) is picked and encoded during batch 1's uploads.
+    hookUploads(async (_key, _body, count) => {
+      if (count === 1) await writer.query(`UPDATE app.typed SET t = 'edited ahead' WHERE id = 250`);
+      return undefined;
+    });
+    const summary = await runArchive(db.url, { targets: [target()] });
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 253 });
+    const dir = await s3.download(`${FOLDER}/`);
+    expect(await duckdb(`SELECT id, t FROM read_parquet('${dir}/${FOLDER}/*/*.parquet') WHERE id = 250`)).toEqual([{ id: '250', t: 'edited ahead' }]);
+    // Every row in exactly one place, whole contents: as before, row 250 as edited.
+    const tAt = invariantBefore.columns.findIndex((c) => c.name === 't');
+    const expected = invariantBefore.before
+      .map((text) => {
+        const row = JSON.parse(text) as unknown[];
+        if (row[0] === '250') row[tAt] = 'edited ahead';
+        return JSON.stringify(row);
+      })
+      .sort();
+    const published = (await objectRows(s3, FOLDER, invariantBefore.columns)).map((r) => r.text);
+    expect([...(await postgresRows(sql, 'app.typed', invariantBefore.columns)), ...published].sort()).toEqual(expected);
+    expect(new Set(published).size).toBe(253);
+  });
+
   it('keeps a row made young while its batch was written, and archives the rest', async () => {
     const writer = await db.connect('writer');
     hookUploads(async (_key, _body, count) => {
@@ -328,6 +355,17 @@ describe('restore from S3', () => {
     );
     expect((await sql.query(`SELECT id::int FROM app.typed_back`)).rows).toEqual([{ id: 2 }]);
     await expect(restore({ from: '2025-10-31', to: '2025-10-31', into: 'app.typed' })).rejects.toThrow(/is the archive's source/);
+  });
+});
+
+describe('the object store', () => {
+  it('deletes any number of keys (past the thousand one request takes), a missing key being no error, and nothing else', async () => {
+    const store = await sdkObjectStore({ bucket: s3.bucket });
+    const keys = Array.from({ length: 1003 }, (_, i) => `many/${String(i).padStart(4, '0')}`);
+    for (let i = 0; i < keys.length; i += 50) await Promise.all(keys.slice(i, i + 50).map((key) => store.put(key, new Uint8Array([i % 256]), {})));
+    await store.put('many-kept', new Uint8Array([1]), {});
+    await store.deleteMany([...keys, 'many/never-there']);
+    expect(await s3.keys('many')).toEqual(['many-kept']);
   });
 });
 

@@ -396,12 +396,13 @@ describe('S3 statements', () => {
     expect(pick.values).toEqual(['UTC', '2026-01-01 00:00:00.000+00', '41', 100]);
   });
 
-  it('the delete: within the batch key range, by key, the version written (an updated row is another version), still expired; counts what it deleted', () => {
+  it('the delete: within the batch key range, by key (its operator and its text byte for byte), the version written (an updated row is another version), still expired; counts what it deleted', () => {
     const remove = statements.remove([['1', '2']], ['901', '902'], ['1'], ['2']);
     expect(remove.text).toBe(
       `WITH gone AS (DELETE FROM "app"."orders" AS t USING unnest($1::text[], $2::text[]) AS e(k0, x) WHERE t."id" >= $3::bigint AND t."id" <= $4::bigint ` +
-        `AND t."id" = e.k0::bigint AND t.xmin = e.x::xid AND t."completed_at" < $5 RETURNING 1) SELECT count(*)::int AS n FROM gone`,
+        `AND t."id" = e.k0::bigint AND t."id"::text = e.k0 COLLATE "C" AND t.xmin = e.x::xid AND t."completed_at" < $5 RETURNING 1) SELECT count(*)::int AS n FROM gone`,
     );
-    expect(remove.values).toEqual([['1', '2'], ['901', '902'], '1', '2', '2026-01-01 00:00:00.000+00']);
+    // Integer keys and xids go as one array literal each (no element needs quoting).
+    expect(remove.values).toEqual(['{1,2}', '{901,902}', '1', '2', '2026-01-01 00:00:00.000+00']);
   });
 });

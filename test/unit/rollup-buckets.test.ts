@@ -141,5 +141,8 @@ describe('rollup bucket alignment is exact and independent of the process zone',
     expect((parseUtcTimestamp('0044-03-15 12:00:00 BC') as Date).toISOString()).toBe('-000043-03-15T12:00:00.000Z');
     expect(utcParameter(new Date('-000043-03-15T12:00:00.000Z'))).toBe('0044-03-15T12:00:00.000+00:00 BC');
     expect(utcParameter([new Date(Date.UTC(2026, 10, 19)), 'x', 3])).toEqual(['2026-11-19T00:00:00.000+00:00', 'x', 3]);
+    expect(utcParameter(['x', [new Date(Date.UTC(2026, 10, 19))]])).toEqual(['x', ['2026-11-19T00:00:00.000+00:00']]);
+    const plain = ['1', '2'];
+    expect(utcParameter(plain)).toBe(plain);
   });
 });

@@ -27,7 +27,17 @@ interface WrittenObject {
   pendingKey: string;
 }
 
+interface WrittenBatch {
+  objects: WrittenObject[];
+  picked: number;
+  firstKey: string[] | undefined;
+  lastKey: string[] | undefined;
+}
+
 class BatchConflict extends Error {}
+
+const sameKey = (a: string[] | undefined, b: string[] | undefined) =>
+  a === b || (a !== undefined && b !== undefined && a.length === b.length && a.every((v, i) => v === b[i]));
 
 /** S3 requests of one batch in flight at once (a batch writes one object per day it spans). */
 const S3_CONCURRENCY = 8;
@@ -69,7 +79,12 @@ export async function s3Destination(options: {
   const name = `s3://${s3.bucket}/${tableFolder(s3, source)}`;
   const columnsJson = JSON.stringify(describeColumns(catalog.columns));
   const stats = { objectsWritten: 0, bytesWritten: 0, batchesRedone: 0 };
-  /** Milliseconds in each stage of the batches, summed: where an S3 run spends its time, in its summary. */
+  /**
+   * Milliseconds in each stage, summed over the batches: where an S3 run spends its time, in its
+   * summary. Stages of consecutive batches overlap (the next batch is picked and encoded while
+   * this one travels to S3 and back, and published while the next is written), so they may add up
+   * to more than the run's duration.
+   */
   const stageMs = { pickWaitMs: 0, encodeMs: 0, uploadMs: 0, verifyMs: 0, commitMs: 0, publishMs: 0 };
   const timed = async <T>(stage: keyof typeof stageMs, work: () => Promise<T>): Promise<T> => {
     const started = performance.now();
@@ -80,8 +95,14 @@ export async function s3Destination(options: {
     }
   };
 
-  /** Streams up to `limit` rows into one writer per day; nothing is uploaded yet. */
-  const write = async ({ limit, afterKey }: BatchRequest) => {
+  const keyWidth = catalog.keyColumns.length;
+  /** A picked row's key: its first fields. */
+  const keyOf = (row: unknown[]) => row.slice(0, keyWidth) as string[];
+
+  /** Streams up to `limit` rows into one object per day, encoded and checksummed; nothing is uploaded yet. */
+  const write = async ({ limit, afterKey }: BatchRequest): Promise<WrittenBatch> => {
+    const started = performance.now();
+    let waited = 0;
     const writers = new Map<string, ObjectWriter>();
     let picked = 0;
     let after = afterKey;
@@ -100,14 +121,21 @@ export async function s3Destination(options: {
       pending?.catch(() => {});
       throw error;
     }
-    return { writers, picked, firstKey, lastKey };
+    const objects: WrittenObject[] = [...writers].map(([day, writer]) => {
+      const bytes = writer.finish();
+      const { key, pendingKey } = objectKeys(s3, source, runId, day, writer.firstKey, writer.lastKey);
+      return { day, writer, bytes, checksum: writer.checksum, key, pendingKey };
+    });
+    stageMs.pickWaitMs += waited;
+    stageMs.encodeMs += performance.now() - started - waited;
+    return { objects, picked, firstKey, lastKey };
 
     async function streamChunks() {
       while (pending) {
-        const { chunk, rows } = await timed('pickWaitMs', () => pending!);
+        const waitStarted = performance.now();
+        const { chunk, rows } = await pending;
+        waited += performance.now() - waitStarted;
         pending = undefined;
-        const keyWidth = catalog.keyColumns.length;
-        const keyOf = (row: unknown[]) => row.slice(0, keyWidth) as string[];
         if (rows.length > 0) after = keyOf(rows[rows.length - 1]!);
         if (rows.length > 0) firstKey ??= keyOf(rows[0]!);
         const more = limit - picked - rows.length;
@@ -117,10 +145,9 @@ export async function s3Destination(options: {
           const day = row[keyWidth] as string | null;
           const version = row[keyWidth + 1] as string;
           const texts = row.slice(keyWidth + 2) as Array<string | null>;
-          const keyText = key.join(', ');
           if (day === null) {
             throw new ArchiveBatchRefused(
-              `row ${catalog.keyColumns.join(', ')} = ${keyText} of ${shown} has an age before year 1 or infinite; it has no dt= folder. Nothing of this batch was moved`,
+              `row ${catalog.keyColumns.join(', ')} = ${key.join(', ')} of ${shown} has an age before year 1 or infinite; it has no dt= folder. Nothing of this batch was moved`,
             );
           }
           let writer = writers.get(day);
@@ -137,7 +164,7 @@ export async function s3Destination(options: {
             if (!(error instanceof UnrepresentableValue)) throw error;
             const column = error.column;
             throw new ArchiveBatchRefused(
-              `column ${column?.name ?? '?'} (${column?.pgType ?? '?'}) of row ${catalog.keyColumns.join(', ')} = ${keyText} in ${shown} holds a value Parquet cannot represent exactly: ${error.message}. Nothing of this batch was moved`,
+              `column ${column?.name ?? '?'} (${column?.pgType ?? '?'}) of row ${catalog.keyColumns.join(', ')} = ${key.join(', ')} in ${shown} holds a value Parquet cannot represent exactly: ${error.message}. Nothing of this batch was moved`,
             );
           }
         }
@@ -156,16 +183,11 @@ export async function s3Destination(options: {
   };
 
   const removePending = async (objects: WrittenObject[]) => {
-    await eachAtMost(S3_CONCURRENCY, objects, (object) => store.delete(object.pendingKey).catch(() => {}));
+    await store.deleteMany(objects.map((object) => object.pendingKey)).catch(() => {});
   };
 
   /** Uploads each object under the pending prefix, then reads it back: row count and every row's digest must be those of the texts Postgres gave. */
-  const upload = async (writers: Map<string, ObjectWriter>): Promise<WrittenObject[]> => {
-    const objects: WrittenObject[] = [...writers].map(([day, writer]) => {
-      const bytes = writer.finish();
-      const { key, pendingKey } = objectKeys(s3, source, runId, day, writer.firstKey, writer.lastKey);
-      return { day, writer, bytes, checksum: writer.checksum, key, pendingKey };
-    });
+  const upload = async (objects: WrittenObject[]): Promise<void> => {
     await timed('uploadMs', () =>
       eachAtMost(S3_CONCURRENCY, objects, (object) =>
         store.put(object.pendingKey, object.bytes, { rows: String(object.writer.rows), checksum: object.checksum }),
@@ -181,7 +203,6 @@ export async function s3Destination(options: {
       );
     }
     crashPoint('after-verify');
-    return objects;
   };
 
   const verify = async (object: WrittenObject): Promise<string | undefined> => {
@@ -199,8 +220,11 @@ export async function s3Destination(options: {
     return undefined;
   };
 
-  /** One transaction: a manifest row per object (state committed) and the delete of exactly the rows written, unchanged. */
-  const commit = async (objects: WrittenObject[], picked: number, first: string[], last: string[]) => {
+  /**
+   * One transaction: a manifest row per object (state committed; one INSERT for all) and the
+   * delete of exactly the rows written, unchanged. Returns the manifest rows' ids.
+   */
+  const commit = async (objects: WrittenObject[], picked: number, first: string[], last: string[]): Promise<string[]> => {
     const keyArrays = catalog.keyColumns.map(() => [] as string[]);
     const versions: string[] = [];
     // Rows by key and version: one entry per row of every object (objects hold disjoint rows).
@@ -210,21 +234,36 @@ export async function s3Destination(options: {
         versions.push(writer.versions[row]!);
       });
     }
+    const manifest = JSON.stringify(
+      objects.map(({ writer, key, pendingKey, day, checksum, bytes }) => ({
+        object_key: key,
+        pending_key: pendingKey,
+        dt: day,
+        first_key: writer.firstKey,
+        last_key: writer.lastKey,
+        row_count: writer.rows,
+        checksum,
+        size_bytes: bytes.byteLength,
+      })),
+    );
     try {
-      await inTransaction(client, async () => {
-        for (const object of objects) {
-          const { writer } = object;
-          await client.query(
-            sql`INSERT INTO housekeeping.archive_objects
+      const ids = await inTransaction(client, async () => {
+        const { rows } = await client.query<{ id: string }>(
+          sql`INSERT INTO housekeeping.archive_objects
              (source, bucket, object_key, pending_key, dt, state, run_id, key_columns, first_key, last_key, row_count, checksum, size_bytes, columns)
-           VALUES (${shown}, ${s3.bucket}, ${object.key}, ${object.pendingKey}, ${object.day}::date, 'committed', ${runId}, ${catalog.keyColumns}, ${writer.firstKey},
-                   ${writer.lastKey}, ${writer.rows}, ${object.checksum}, ${object.bytes.byteLength}, ${columnsJson}::jsonb)`,
-          );
-        }
+           SELECT ${shown}, ${s3.bucket}, o.object_key, o.pending_key, o.dt, 'committed', ${runId}, ${catalog.keyColumns},
+                  ARRAY(SELECT jsonb_array_elements_text(o.first_key)), ARRAY(SELECT jsonb_array_elements_text(o.last_key)),
+                  o.row_count, o.checksum, o.size_bytes, ${columnsJson}::jsonb
+           FROM jsonb_to_recordset(${manifest}::jsonb) AS o(object_key text, pending_key text, dt date, first_key jsonb, last_key jsonb, row_count bigint, checksum text, size_bytes bigint)
+           RETURNING id::text`,
+        );
         const { n } = await queryOne<{ n: number }>(client, statements.remove(keyArrays, versions, first, last));
         if (n !== picked)
           throw new BatchConflict(`${picked - n} of ${picked} row(s) changed, went or were no longer expired since they were written`);
+        return rows.map((r) => r.id);
       });
+      crashPoint('after-commit');
+      return ids;
     } catch (error) {
       if (sqlState(error) === SQLSTATE.lockNotAvailable) throw new BatchConflict('another session holds some of its rows');
       if (sqlState(error) === SQLSTATE.uniqueViolation) {
@@ -234,7 +273,6 @@ export async function s3Destination(options: {
       }
       throw error;
     }
-    crashPoint('after-commit');
   };
 
   /**
@@ -246,24 +284,76 @@ export async function s3Destination(options: {
    */
   const publish = async (objects: Array<{ key: string; pendingKey: string; size: number; checksum: string }>, ids: string[]) => {
     await eachAtMost(S3_CONCURRENCY, objects, async (object) => {
-      // Listed, not HEADed: without ListBucket on a key, S3 answers a HEAD of a missing object 403, not 404.
-      const final = (await store.list(object.key)).includes(object.key) ? await store.head(object.key) : undefined;
-      if (final && final.size === object.size && final.metadata.checksum === object.checksum) return;
-      if (final) {
+      const keepFinal = async () => {
+        const final = await store.head(object.key);
+        if (final && final.size === object.size && final.metadata.checksum === object.checksum) return;
         throw new CatalogError(
           name,
-          `${object.key} already exists with other contents (${final.size} bytes, checksum ${final.metadata.checksum ?? 'none'}; this object: ${object.size} bytes, checksum ${object.checksum}), ` +
+          `${object.key} already exists with other contents (${final?.size} bytes, checksum ${final?.metadata.checksum ?? 'none'}; this object: ${object.size} bytes, checksum ${object.checksum}), ` +
             `so it was not overwritten. Is another database archiving a table of the same name into this prefix? The rows stay in ${object.pendingKey}, committed in the manifest`,
         );
-      }
-      await store.copy(object.pendingKey, object.key);
+      };
+      // Listed, not HEADed: without ListBucket on a key, S3 answers a HEAD of a missing object 403, not 404.
+      if ((await store.list(object.key)).includes(object.key)) return keepFinal();
+      // The copy itself refuses to overwrite (If-None-Match) where the store supports it, as S3
+      // does: an object written there since the listing is kept, and judged like a listed one.
+      if ((await store.copy(object.pendingKey, object.key)) === 'exists') return keepFinal();
     });
     crashPoint('after-copy');
     await client.query(
       sql`UPDATE housekeeping.archive_objects SET state = 'published', published_at = now() WHERE id = ANY (${ids}::bigint[]) AND state = 'committed'`,
     );
     crashPoint('after-publish');
-    await eachAtMost(S3_CONCURRENCY, objects, (object) => store.delete(object.pendingKey));
+    await store.deleteMany(objects.map((object) => object.pendingKey));
+  };
+
+  /** The next batch, written ahead while the one before it uploads; taken only by the request it was written for. */
+  let prefetched: { request: BatchRequest; written: Promise<WrittenBatch> } | undefined;
+  const prefetch = (request: BatchRequest) => {
+    const written = write(request);
+    written.catch(() => {});
+    prefetched = { request, written };
+  };
+  const takeWritten = (request: BatchRequest): Promise<WrittenBatch> => {
+    const ahead = prefetched;
+    prefetched = undefined;
+    if (ahead && ahead.request.limit === request.limit && sameKey(ahead.request.afterKey, request.afterKey)) return ahead.written;
+    // A batch written ahead for another request (the loop asked for fewer rows, or from another
+    // key) is dropped; its refusal, if it had one, is not this request's.
+    return (ahead?.written.catch(() => undefined) ?? Promise.resolve()).then(() => write(request));
+  };
+  /** A batch written ahead and dropped (its picks may still be running). */
+  let dropped: Promise<unknown> | undefined;
+  const discardPrefetch = () => {
+    // Only its end is waited for: the batch itself (its encoded objects) is let go at once.
+    dropped = prefetched?.written.then(
+      () => undefined,
+      () => undefined,
+    );
+    prefetched = undefined;
+  };
+  /** Waits until no pick of a batch written ahead, kept or dropped, is running (whatever it ended with). */
+  const prefetchSettled = async () => {
+    await Promise.all([prefetched?.written.catch(() => undefined), dropped]);
+    dropped = undefined;
+  };
+
+  /** The publishing of the last committed batch, still running; its failure fails the next batch (or the run's end). */
+  let publishing: Promise<void> | undefined;
+  /**
+   * Publishes a committed batch in the background. Made here, not in moveBatch, so that what runs
+   * on holds only the objects' keys: a closure in moveBatch would keep the batch's encoded objects
+   * (everything moveBatch's closures share) until it ended, a third batch in memory beside the one
+   * uploading and the one written ahead.
+   */
+  const publishInBackground = (objects: Array<{ key: string; pendingKey: string; size: number; checksum: string }>, ids: string[]) => {
+    publishing = timed('publishMs', () => publish(objects, ids));
+    publishing.catch(() => {});
+  };
+  const publishingDone = async () => {
+    const running = publishing;
+    publishing = undefined;
+    await running;
   };
 
   return {
@@ -311,7 +401,7 @@ export async function s3Destination(options: {
       );
       const ours = new Set(known.map((r) => r.run_id));
       const leftovers = found.filter((key) => ours.has(runOf(key)));
-      for (const key of leftovers) await store.delete(key);
+      await store.deleteMany(leftovers);
       if (leftovers.length > 0) counts.pendingObjectsRemoved = leftovers.length;
       if (leftovers.length < found.length) {
         const foreign = found.filter((key) => !ours.has(runOf(key)));
@@ -324,21 +414,31 @@ export async function s3Destination(options: {
     },
     async moveBatch(request) {
       for (let attempt = 1; ; attempt++) {
-        const writeStarted = performance.now();
-        const pickWaitBefore = stageMs.pickWaitMs;
-        const { writers, picked, firstKey, lastKey } = await write(request);
-        if (picked === 0) return { ...EMPTY_BATCH };
-        const uploadBefore = stageMs.uploadMs + stageMs.verifyMs;
-        const objects = await upload(writers);
-        stageMs.encodeMs +=
-          performance.now() - writeStarted - (stageMs.pickWaitMs - pickWaitBefore) - (stageMs.uploadMs + stageMs.verifyMs - uploadBefore);
+        const batch = await takeWritten(request);
+        if (batch.picked === 0) return { ...EMPTY_BATCH };
+        const { objects, picked, firstKey, lastKey } = batch;
+        // The next batch (the rows after this one's last key) is picked and encoded while this one
+        // travels to S3 and back. It is only rows in memory until its own turn: discarded, it
+        // leaves nothing anywhere.
+        if (picked === request.limit) prefetch({ limit: request.limit, afterKey: lastKey! });
         try {
-          await timed('commitMs', () => commit(objects, picked, firstKey!, lastKey!));
+          await upload(objects);
+        } finally {
+          // The commit needs the connection to itself: no pick of the next batch may run inside its transaction.
+          await prefetchSettled();
+        }
+        // Nor may the publishing of the batch before (its UPDATE): it ends before this one commits.
+        await publishingDone();
+        let ids: string[];
+        try {
+          ids = await timed('commitMs', () => commit(objects, picked, firstKey!, lastKey!));
         } catch (error) {
           // Only a batch known to have rolled back may lose its pending copies. Any other error may
           // have come from a COMMIT that succeeded on the server (the client saw the connection
           // drop): its copies then hold rows that left the source. Reconcile decides by the manifest.
           if (!(error instanceof BatchConflict)) throw error;
+          // The batch is picked again and may end elsewhere: what was read after it no longer follows it.
+          discardPrefetch();
           await removePending(objects);
           stats.batchesRedone++;
           if (attempt >= BATCH_ATTEMPTS) {
@@ -349,19 +449,21 @@ export async function s3Destination(options: {
           logger.info('archive batch redone: its rows changed while it was written', { attempt, reason: error.message });
           continue;
         }
-        const { rows: ids } = await client.query<{ id: string }>(
-          sql`SELECT id::text FROM housekeeping.archive_objects WHERE bucket = ${s3.bucket} AND object_key = ANY (${objects.map((o) => o.key)}::text[]) AND state = 'committed'`,
-        );
-        await timed('publishMs', () =>
-          publish(
-            objects.map((o) => ({ key: o.key, pendingKey: o.pendingKey, size: o.bytes.byteLength, checksum: o.checksum })),
-            ids.map((r) => r.id),
-          ),
-        );
         stats.objectsWritten += objects.length;
         stats.bytesWritten += objects.reduce((n, o) => n + o.bytes.byteLength, 0);
+        // Its rows left the source with the commit; publishing runs on while the next batch is
+        // written. A run that dies first leaves them committed, and the next run publishes them.
+        publishInBackground(
+          objects.map((o) => ({ key: o.key, pendingKey: o.pendingKey, size: o.bytes.byteLength, checksum: o.checksum })),
+          ids,
+        );
         return { picked, moved: picked, inserted: picked, identical: 0, altered: 0, collisions: [], collision_count: 0, last_key: lastKey ?? null };
       }
+    },
+    async finish() {
+      discardPrefetch();
+      await prefetchSettled();
+      await publishingDone();
     },
     counts: () => ({ ...stats, ...Object.fromEntries(Object.entries(stageMs).map(([k, v]) => [k, Math.round(v)])) }),
   };

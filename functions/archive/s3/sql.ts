@@ -21,6 +21,16 @@ export interface S3Statements {
   remove(keys: string[][], versions: string[], first: string[], last: string[]): Sql;
 }
 
+const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
+
+/**
+ * Texts of integers (xids, integer keys) as one array literal: they need no quoting, and the
+ * driver would otherwise escape each of a batch's 100,000 elements on its own.
+ */
+function digitsArray(texts: string[]): string {
+  return `{${texts.join(',')}}`;
+}
+
 /**
  * Pure: the SQL of an S3 archive target. Values (cutoffs, limit, keys, digests, the zone) are bind
  * parameters; everything else is identifiers the catalog vouched for, quoted, and the canonical
@@ -51,10 +61,18 @@ export function renderS3Sql(catalog: S3Catalog, cutoffs: ArchiveCutoffs): S3Stat
 
   const bound = (key: string[]) => tuple(key.map((value, i) => sql`${value}::${raw(catalog.keyTypes[i]!)}`));
   const remove = (keyValues: string[][], versions: string[], first: string[], last: string[]) => {
-    const arrays = join([...keyValues.map((column) => sql`${column}::text[]`), sql`${versions}::text[]`]);
+    const arrays = join([
+      ...keyValues.map((column, i) => sql`${INTEGER_TYPES.has(catalog.keyTypes[i]!) ? digitsArray(column) : column}::text[]`),
+      sql`${digitsArray(versions)}::text[]`,
+    ]);
     const names = raw([...catalog.keyColumns.map((_, i) => `k${i}`), 'x'].join(', '));
+    // Equal by the key's own operator (what the index finds), and the same text byte for byte
+    // (COLLATE "C"): a key whose collation compares 'c' = 'C' may still hold both when its unique
+    // index has another collation, and the batch wrote only one of them.
     const match = join(
-      catalog.keyColumns.map((k, i) => raw(`t.${quoteIdent(k)} = e.k${i}::${catalog.keyTypes[i]}`)),
+      catalog.keyColumns.map((k, i) =>
+        raw(`t.${quoteIdent(k)} = e.k${i}::${catalog.keyTypes[i]} AND t.${quoteIdent(k)}::text = e.k${i} COLLATE "C"`),
+      ),
       ' AND ',
     );
     return sql`WITH gone AS (DELETE FROM ${src} AS t USING unnest(${arrays}) AS e(${names}) WHERE ${tuple(keys)} >= ${bound(first)} AND ${tuple(keys)} <= ${bound(last)} AND ${match} AND t.xmin = e.x::xid AND ${predicate} RETURNING 1) SELECT count(*)::int AS n FROM gone`;

@@ -10,12 +10,23 @@ export interface ObjectStore {
   /** The whole object, or undefined if there is none. */
   get(key: string): Promise<Uint8Array | undefined>;
   head(key: string): Promise<{ size: number; metadata: Record<string, string> } | undefined>;
-  /** Server-side copy within the bucket (metadata copied). */
-  copy(from: string, to: string): Promise<void>;
+  /**
+   * Server-side copy within the bucket (metadata copied) that never overwrites: 'exists' when an
+   * object is already at `to` (S3 checks that atomically, If-None-Match; a store that ignores the
+   * header copies over it, which is why callers list first).
+   */
+  copy(from: string, to: string): Promise<'copied' | 'exists'>;
   /** Every key under `prefix`. */
   list(prefix: string): Promise<string[]>;
-  delete(key: string): Promise<void>;
+  /** Deletes every key given (a missing one is no error), in as few requests as S3 allows. */
+  deleteMany(keys: string[]): Promise<void>;
 }
+
+/** Tries of a copy S3 answered 409 ConditionalRequestConflict (a concurrent write to the key). */
+const COPY_ATTEMPTS = 3;
+
+/** DeleteObjects takes at most this many keys per request. */
+const DELETE_BATCH = 1000;
 
 export interface StoreOptions {
   bucket: string;
@@ -89,9 +100,27 @@ export async function sdkObjectStore({ bucket, kmsKeyId }: StoreOptions): Promis
       }
     },
     async copy(from, to) {
-      await client.send(
-        new sdk.CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: copySource(bucket, from), MetadataDirective: 'COPY', ...encryption }),
-      );
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await client.send(
+            new sdk.CopyObjectCommand({
+              Bucket: bucket,
+              Key: to,
+              CopySource: copySource(bucket, from),
+              MetadataDirective: 'COPY',
+              IfNoneMatch: '*',
+              ...encryption,
+            }),
+          );
+          return 'copied';
+        } catch (error) {
+          const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+          if (status === 412) return 'exists';
+          // 409: another write to the key was in flight; S3 asks for a retry, which then sees it (412) or copies.
+          if (status === 409 && attempt < COPY_ATTEMPTS) continue;
+          throw error;
+        }
+      }
     },
     async list(prefix) {
       const keys: string[] = [];
@@ -103,8 +132,20 @@ export async function sdkObjectStore({ bucket, kmsKeyId }: StoreOptions): Promis
       } while (token);
       return keys;
     },
-    async delete(key) {
-      await client.send(new sdk.DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    async deleteMany(keys) {
+      for (let start = 0; start < keys.length; start += DELETE_BATCH) {
+        const chunk = keys.slice(start, start + DELETE_BATCH);
+        const out = await client.send(
+          new sdk.DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: chunk.map((Key) => ({ Key })), Quiet: true } }),
+        );
+        // DeleteObjects answers 200 even when some keys were not deleted; those come back as errors.
+        const failed = out.Errors ?? [];
+        if (failed.length > 0) {
+          throw new Error(
+            `S3 did not delete ${failed.length} of ${chunk.length} object(s), e.g. ${failed[0]!.Key}: ${failed[0]!.Code} ${failed[0]!.Message ?? ''}`.trim(),
+          );
+        }
+      }
     },
   };
 }
