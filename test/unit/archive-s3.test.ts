@@ -11,6 +11,7 @@ import {
   MAX_DECIMAL_PRECISION,
   parseArrayText,
   RowChecksum,
+  safeIntegerText,
   toParquetScalar,
   UnrepresentableValue,
   unscaledDecimal,
@@ -59,6 +60,80 @@ describe('S3 canonical values', () => {
     expect(fromParquetScalar('bytea', toParquetScalar('bytea', '00ff10', plan), plan)).toBe('00ff10');
     expect(() => toParquetScalar('timestamptz', 'infinity', plan)).toThrow('not a finite timestamp');
     expect(() => toParquetScalar('date', '-infinity', plan)).toThrow('not a finite date');
+  });
+
+  it('integer and decimal texts become the exact Parquet values, a double used only where it is exact', () => {
+    for (const text of ['0', '-0', '7', '-7', '007', '9007199254740991', '-9007199254740991', '1700000000000000', '8999999999999999']) {
+      expect(safeIntegerText(text), text).toBe(Number(text));
+    }
+    // Past 2^53 or 16 digits, or not -?\d+: no double; the exact way decides.
+    for (const text of [
+      '9007199254740992',
+      '-9007199254740993',
+      '10000000000000000',
+      '9223372036854775807',
+      '',
+      '-',
+      '+1',
+      ' 1',
+      '1 ',
+      '1e5',
+      '0x10',
+      '1.0',
+      '--1',
+      'infinity',
+    ]) {
+      expect(safeIntegerText(text), text).toBeUndefined();
+    }
+    for (const kind of ['int64', 'timestamptz', 'timestamp'] as const) {
+      for (const text of [
+        '0',
+        '-1',
+        '9007199254740991',
+        '9007199254740992',
+        '9007199254740993',
+        '-9007199254740993',
+        '9223372036854775807',
+        '-9223372036854775808',
+        '9223372036854775806',
+      ]) {
+        expect(toParquetScalar(kind, text, {}), `${kind} ${text}`).toBe(BigInt(text));
+      }
+    }
+    for (const text of ['infinity', '-infinity', '294277-01-01 00:00:00+00', '', '-', '0x10', ' 5']) {
+      expect(() => toParquetScalar('timestamptz', text, {}), text).toThrow(UnrepresentableValue);
+    }
+    expect(toParquetScalar('date', '-719162', {})).toBe(-719162);
+    for (const [text, scale, unscaled] of [
+      ['0.00', 2, 0n],
+      ['-0.05', 2, -5n],
+      ['9999999999999.99', 2, 999999999999999n],
+      ['-99999999999999.99', 2, -9999999999999999n],
+      ['9999999999999999.99', 2, 999999999999999999n],
+      ['-9999999999999999.99', 2, -999999999999999999n],
+      ['99999999999999999.99', 2, 9999999999999999999n],
+      ['123456789012345678901234567890.12345678', 8, 12345678901234567890123456789012345678n],
+      ['999999999999999', 0, 999999999999999n],
+      ['-9999999999999999', 0, -9999999999999999n],
+      ['0.000000000000001', 15, 1n],
+    ] as const) {
+      expect(toParquetScalar('decimal', text, { scale }), text).toBe(unscaled);
+    }
+    for (const [text, scale] of [
+      ['1.5', 2],
+      ['1.500', 2],
+      ['1.', 0],
+      ['.50', 2],
+      ['1,50', 2],
+      ['-', 0],
+      ['', 0],
+      ['1e5', 0],
+      ['NaN', 2],
+      ['+1.00', 2],
+      ['1.0a', 2],
+    ] as const) {
+      expect(() => toParquetScalar('decimal', text, { scale }), text).toThrow(UnrepresentableValue);
+    }
   });
 
   it('the object checksum is length-prefixed per value and per row: moving a character between columns or rows, or NULL vs empty, changes it', () => {

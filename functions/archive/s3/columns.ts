@@ -149,6 +149,18 @@ export async function planColumns(client: pg.ClientBase, source: QualifiedName):
 // ---------------------------------------------------------------------------------------------
 // Canonical text <-> Parquet values.
 
+const V = 0x56;
+const N = 0x4e;
+const COLON = 0x3a;
+const MINUS = 0x2d;
+const DOT = 0x2e;
+const NEWLINE = 0x0a;
+const ZERO = 0x30;
+const GATHER = 1 << 16;
+/** 10^i for i = 0..16: every digit count of a safe integer (below 2^53, 16 digits). */
+const POW10 = Array.from({ length: 17 }, (_, i) => 10 ** i);
+const HEX = new TextEncoder().encode('0123456789abcdef');
+
 /** Decimal text of a numeric(p,s) value (always s fraction digits) as its unscaled integer. */
 export function unscaledDecimal(text: string, scale: number): bigint {
   const match = /^(-?)(\d+)(?:\.(\d+))?$/.exec(text);
@@ -221,33 +233,95 @@ function bytesToBigInt(bytes: Uint8Array): bigint {
   return value;
 }
 
-/** Canonical text of one scalar → the value hyparquet-writer takes for its schema element. */
-export function toParquetScalar(kind: ScalarKind, text: string, plan: Pick<ColumnPlan, 'scale'>): unknown {
+/**
+ * The integer a text of the form -?\d+ holds, if a double holds it exactly (at most 16 digits and
+ * within 2^53); undefined for any other text, which the exact (slower) way then takes or refuses.
+ */
+export function safeIntegerText(text: string): number | undefined {
+  const length = text.length;
+  const negative = text.charCodeAt(0) === MINUS;
+  let i = negative ? 1 : 0;
+  if (i === length || length - i > 16) return undefined;
+  let value = 0;
+  for (; i < length; i++) {
+    const digit = text.charCodeAt(i) - ZERO;
+    if (digit < 0 || digit > 9) return undefined;
+    // Exact while the true value is below 2^53; one at or above it comes out at or above it too.
+    value = value * 10 + digit;
+  }
+  if (value > Number.MAX_SAFE_INTEGER) return undefined;
+  return negative ? -value : value;
+}
+
+/** `unscaledDecimal` for texts of at most 15 digits (a double holds them exactly); undefined for any other text. */
+function smallUnscaledDecimal(text: string, scale: number): number | undefined {
+  const length = text.length;
+  const negative = text.charCodeAt(0) === MINUS;
+  const first = negative ? 1 : 0;
+  // numeric(p,s) text has exactly `scale` digits after the point, and at least one before it.
+  const point = scale > 0 ? length - scale - 1 : length;
+  if (point <= first || length - first - (scale > 0 ? 1 : 0) > 15) return undefined;
+  if (scale > 0 && text.charCodeAt(point) !== DOT) return undefined;
+  let value = 0;
+  for (let i = first; i < length; i++) {
+    if (i === point) continue;
+    const digit = text.charCodeAt(i) - ZERO;
+    if (digit < 0 || digit > 9) return undefined;
+    value = value * 10 + digit;
+  }
+  return negative ? -value : value;
+}
+
+const exactBigInt = (text: string, refuse: () => string): bigint => {
+  const value = safeIntegerText(text);
+  if (value !== undefined) return BigInt(value);
+  if (!/^-?\d+$/.test(text)) throw new UnrepresentableValue(refuse());
+  return BigInt(text);
+};
+
+/**
+ * Canonical text of one scalar → the value hyparquet-writer takes for its schema element, for one
+ * column: the kind is switched on once, not per value.
+ */
+function scalarConverter(kind: ScalarKind, plan: Pick<ColumnPlan, 'scale'>): (text: string) => unknown {
   switch (kind) {
     case 'int16':
     case 'int32':
-      return Number(text);
+      return (text) => Number(text);
     case 'int64':
-      return BigInt(text);
-    case 'decimal':
-      if (text === 'NaN') throw new UnrepresentableValue('NaN has no Parquet DECIMAL');
-      return unscaledDecimal(text, plan.scale!);
+      return (text) => exactBigInt(text, () => `${text} is not an integer`);
+    case 'decimal': {
+      const scale = plan.scale!;
+      return (text) => {
+        const small = smallUnscaledDecimal(text, scale);
+        if (small !== undefined) return BigInt(small);
+        if (text === 'NaN') throw new UnrepresentableValue('NaN has no Parquet DECIMAL');
+        return unscaledDecimal(text, scale);
+      };
+    }
     case 'bool':
-      return text === 'true' || text === 't';
+      return (text) => text === 'true' || text === 't';
     case 'date':
-      if (!/^-?\d+$/.test(text)) throw new UnrepresentableValue(`${text} is not a finite date`);
-      return Number(text);
+      return (text) => {
+        const days = safeIntegerText(text);
+        if (days === undefined) throw new UnrepresentableValue(`${text} is not a finite date`);
+        return days;
+      };
     case 'timestamp':
     case 'timestamptz':
-      if (!/^-?\d+$/.test(text)) throw new UnrepresentableValue(`${text} is not a finite timestamp within INT64 microseconds since 1970`);
-      return BigInt(text);
+      return (text) => exactBigInt(text, () => `${text} is not a finite timestamp within INT64 microseconds since 1970`);
     case 'bytea':
-      return Buffer.from(text, 'hex');
+      return (text) => Buffer.from(text, 'hex');
     case 'uuid':
-      return Buffer.from(text.replace(/-/g, ''), 'hex');
+      return (text) => Buffer.from(text.replace(/-/g, ''), 'hex');
     default:
-      return text;
+      return (text) => text;
   }
+}
+
+/** Canonical text of one scalar → the value hyparquet-writer takes for its schema element. */
+export function toParquetScalar(kind: ScalarKind, text: string, plan: Pick<ColumnPlan, 'scale'>): unknown {
+  return scalarConverter(kind, plan)(text);
 }
 
 /** A raw Parquet value read back (no logical-type conversion) → the canonical text of the scalar. */
@@ -275,13 +349,12 @@ export function fromParquetScalar(kind: ScalarKind, value: unknown, plan: Pick<C
   }
 }
 
-/** Canonical text of a column (scalar or array) → the Parquet value. */
-export function toParquet(plan: ColumnPlan, text: string | null): unknown {
-  if (text === null) return null;
-  if (!plan.array) return toParquetScalar(plan.kind, text, plan);
-  const elements = parseArrayText(text);
+/** Canonical text of a column (scalar or array) → the Parquet value, for one column. */
+export function parquetConverter(plan: ColumnPlan): (text: string | null) => unknown {
+  const scalar = scalarConverter(plan.kind, plan);
+  if (!plan.array) return (text) => (text === null ? null : scalar(text));
   // Array elements are array_out texts: booleans are t/f there.
-  return elements.map((e) => (e === null ? null : toParquetScalar(plan.kind, e, plan)));
+  return (text) => (text === null ? null : parseArrayText(text).map((e) => (e === null ? null : scalar(e))));
 }
 
 /** A raw Parquet value read back → the canonical text Postgres gave for it. */
@@ -333,18 +406,6 @@ export function checksumRenderer(plan: ColumnPlan): (sum: RowChecksum, value: un
 export function digestSql(columns: string[]): string {
   return `md5(concat(${columns.map((c) => `CASE WHEN ${c} IS NULL THEN 'N' ELSE 'V' || octet_length(${c}) || ':' || ${c} END`).join(', ')}))`;
 }
-
-const V = 0x56;
-const N = 0x4e;
-const COLON = 0x3a;
-const MINUS = 0x2d;
-const DOT = 0x2e;
-const NEWLINE = 0x0a;
-const ZERO = 0x30;
-const GATHER = 1 << 16;
-/** 10^i for i = 0..16: every digit count of a safe integer (below 2^53, 16 digits). */
-const POW10 = Array.from({ length: 17 }, (_, i) => 10 ** i);
-const HEX = new TextEncoder().encode('0123456789abcdef');
 
 /** Decimal digits of a non-negative safe integer. */
 function digitCount(magnitude: number): number {

@@ -1,7 +1,7 @@
 import { constants, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
 import { type ColumnData, type FileMetaData, parquetMetadata, parquetRead, type SchemaElement } from 'hyparquet';
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
-import { type ColumnPlan, checksumRenderer, fromParquet, RowChecksum, type ScalarKind, toParquet, UnrepresentableValue } from './columns';
+import { type ColumnPlan, checksumRenderer, fromParquet, parquetConverter, RowChecksum, type ScalarKind, UnrepresentableValue } from './columns';
 
 export type Compression = 'snappy' | 'gzip' | 'none';
 const CODEC = { snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSED' } as const;
@@ -106,6 +106,7 @@ export class ObjectWriter {
   buffered = 0;
   rows = 0;
   private readonly hash = new RowChecksum();
+  private readonly converters: Array<(text: string | null) => unknown>;
   readonly keys: string[][] = [];
   /** Each row's version (xmin) as picked: the delete takes a row only if it is still that version. */
   readonly versions: string[] = [];
@@ -128,6 +129,7 @@ export class ObjectWriter {
       createdBy: 'pg-housekeeper',
     });
     this.columns = plans.map(() => []);
+    this.converters = plans.map(parquetConverter);
     this.firstKey = firstKey;
     this.lastKey = firstKey;
   }
@@ -136,7 +138,7 @@ export class ObjectWriter {
   add(texts: Array<string | null>, key: string[], version: string): void {
     for (let i = 0; i < this.plans.length; i++) {
       try {
-        this.columns[i]!.push(toParquet(this.plans[i]!, texts[i]!));
+        this.columns[i]!.push(this.converters[i]!(texts[i]!));
       } catch (error) {
         if (error instanceof UnrepresentableValue) throw new UnrepresentableValue(error.message, this.plans[i]);
         throw error;
