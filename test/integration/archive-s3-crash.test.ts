@@ -75,6 +75,7 @@ describe('archive to S3 under SIGKILL: no row lost, none doubled, contents compa
   it.each(['after-upload', 'after-verify', 'after-commit', 'after-copy', 'after-publish'])('killed at the gap %s', async (point) => {
     const { exited } = startArchiveRun(slowConfig, `${point}:2`);
     expect(await exited).toMatchObject({ signal: 'SIGKILL' });
+    await s3.settled();
     await noSessionLeft();
     const now = await invariant.verifyNow();
     const states = await manifestStates();
@@ -118,6 +119,7 @@ describe('archive to S3 under SIGKILL: no row lost, none doubled, contents compa
         // it had already finished
       }
       await exited;
+      await s3.settled();
       await noSessionLeft();
       const now = await invariant.verifyNow();
       if (process.env.DEBUG_CRASH) console.log('random kill', i, now, await manifestStates());

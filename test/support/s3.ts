@@ -20,6 +20,11 @@ export interface TestS3 {
   download(prefix: string): Promise<string>;
   /** Copies the given objects into a fresh local folder (same key layout) and returns it. */
   downloadKeys(keys: string[]): Promise<string>;
+  /**
+   * Resolves once the server has had no open connection on two checks in a row: requests a killed
+   * process had sent are done, so none reads a file the next run deletes.
+   */
+  settled(): Promise<void>;
 }
 
 /**
@@ -77,7 +82,15 @@ export async function startTestS3(bucket = 'hk-archive'): Promise<TestS3> {
   const empty = async () => {
     for (const key of await keys()) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
   };
-  return { endpoint, bucket, client, env, keys, empty, downloadKeys, download: async (prefix) => downloadKeys(await keys(prefix)) };
+  const http = (server as unknown as { httpServer: import('node:http').Server }).httpServer;
+  const settled = async () => {
+    const open = () => new Promise<number>((resolve, reject) => http.getConnections((error, count) => (error ? reject(error) : resolve(count))));
+    for (let quiet = 0; quiet < 2; ) {
+      quiet = (await open()) === 0 ? quiet + 1 : 0;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  };
+  return { endpoint, bucket, client, env, keys, empty, downloadKeys, settled, download: async (prefix) => downloadKeys(await keys(prefix)) };
 }
 
 /** DuckDB (an independent Parquet reader): the rows of a query as JSON-friendly values (bigints and decimals as strings). */
