@@ -128,7 +128,7 @@ describe('archive to S3 as Parquet', () => {
       first_key: ['1'],
       last_key: ['2'],
       row_count: 2,
-      checksum_length: 32,
+      checksum_length: 64,
       sized: true,
       id_type: 'INT64',
     });
@@ -388,7 +388,7 @@ describe('the delete of a batch', () => {
     const last = [batch.at(-1)!.tenant, batch.at(-1)!.id];
     const remove = statements.remove(
       [batch.map((r) => r.tenant), batch.map((r) => r.id)],
-      batch.map((r) => r.x),
+      batch.map((r) => Number(r.x)),
       first,
       last,
     );

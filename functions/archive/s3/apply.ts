@@ -9,11 +9,13 @@ import type { ArchiveCutoffs } from '../plan';
 import type { ArchiveEvent, ArchiveTargetPolicy } from '../policy';
 import type { S3Catalog } from './catalog';
 import { UnrepresentableValue } from './columns';
+import { CopyReader, copyRows } from './copy';
 import { crashPoint } from './faults';
-import { describeColumns, ObjectWriter, readBackChecksum } from './parquet';
-import { objectKeys, pendingFolder, tableFolder } from './plan';
+import { describeColumns, readBackChecksum } from './parquet';
+import { dayText, objectKeys, pendingFolder, tableFolder } from './plan';
 import { renderS3Sql } from './sql';
 import { type ObjectStore, openObjectStore } from './store';
+import { ObjectWriter } from './writer';
 
 /** How many times a batch whose rows changed (or were held) while it was written is redone before the target fails. */
 const BATCH_ATTEMPTS = 3;
@@ -96,8 +98,15 @@ export async function s3Destination(options: {
   };
 
   const keyWidth = catalog.keyColumns.length;
-  /** A picked row's key: its first fields. */
-  const keyOf = (row: unknown[]) => row.slice(0, keyWidth) as string[];
+  /** Fields of a picked row: the key's texts, the day, the version, then the columns. */
+  const fields = keyWidth + 2 + catalog.columns.length;
+  /** The current row's key (its first fields; a key column is never NULL). */
+  const keyOf = (reader: CopyReader) => {
+    const key: string[] = new Array(keyWidth);
+    for (let i = 0; i < keyWidth; i++) key[i] = reader.text(i)!;
+    return key;
+  };
+  const dayTexts = new Map<number, string>();
 
   /** Streams up to `limit` rows into one object per day, encoded and checksummed; nothing is uploaded yet. */
   const write = async ({ limit, afterKey }: BatchRequest): Promise<WrittenBatch> => {
@@ -108,11 +117,11 @@ export async function s3Destination(options: {
     let after = afterKey;
     let firstKey: string[] | undefined;
     let lastKey: string[] | undefined;
-    const fetch = (chunk: number, from: string[] | undefined) => {
-      const pick = statements.pick(chunk, from);
-      return client.query<unknown[]>({ text: pick.text, values: pick.values, rowMode: 'array' }).then((result) => ({ chunk, rows: result.rows }));
-    };
-    // The next chunk is fetched while this one is encoded: Postgres renders while node writes.
+    const fetch = async (chunk: number, from: string[] | undefined) => ({
+      chunk,
+      reader: new CopyReader(await copyRows(client, statements.pick(chunk, from)), fields),
+    });
+    // The next chunk is fetched while this one is encoded: Postgres reads while node writes.
     let pending: ReturnType<typeof fetch> | undefined = fetch(Math.min(s3.rowGroupRows, limit), after);
     try {
       await streamChunks();
@@ -131,25 +140,39 @@ export async function s3Destination(options: {
     return { objects, picked, firstKey, lastKey };
 
     async function streamChunks() {
+      const columnStarts = new Int32Array(catalog.columns.length);
+      const columnLengths = new Int32Array(catalog.columns.length);
       while (pending) {
         const waitStarted = performance.now();
-        const { chunk, rows } = await pending;
+        const { chunk, reader } = await pending;
         waited += performance.now() - waitStarted;
         pending = undefined;
-        if (rows.length > 0) after = keyOf(rows[rows.length - 1]!);
-        if (rows.length > 0) firstKey ??= keyOf(rows[0]!);
-        const more = limit - picked - rows.length;
-        if (rows.length === chunk && more > 0) pending = fetch(Math.min(s3.rowGroupRows, more), after);
-        for (const row of rows) {
-          const key = keyOf(row);
-          const day = row[keyWidth] as string | null;
-          const version = row[keyWidth + 1] as string;
-          const texts = row.slice(keyWidth + 2) as Array<string | null>;
-          if (day === null) {
+        const rows = reader.rows;
+        if (rows > 0) {
+          reader.row(rows - 1);
+          after = keyOf(reader);
+        }
+        const more = limit - picked - rows;
+        if (rows === chunk && more > 0) pending = fetch(Math.min(s3.rowGroupRows, more), after);
+        for (let row = 0; row < rows; row++) {
+          reader.row(row);
+          const key = keyOf(reader);
+          firstKey ??= key;
+          const dayLength = reader.lengths[keyWidth]!;
+          if (dayLength < 0) {
             throw new ArchiveBatchRefused(
               `row ${catalog.keyColumns.join(', ')} = ${key.join(', ')} of ${shown} has an age before year 1 or infinite; it has no dt= folder. Nothing of this batch was moved`,
             );
           }
+          const dayNumber = reader.bytes.readInt32BE(reader.starts[keyWidth]!);
+          let day = dayTexts.get(dayNumber);
+          if (day === undefined) {
+            day = dayText(dayNumber);
+            dayTexts.set(dayNumber, day);
+          }
+          const version = reader.bytes.readUInt32BE(reader.starts[keyWidth + 1]!);
+          columnStarts.set(reader.starts.subarray(keyWidth + 2));
+          columnLengths.set(reader.lengths.subarray(keyWidth + 2));
           let writer = writers.get(day);
           if (!writer) {
             writer = new ObjectWriter(catalog.columns, s3.rowGroupRows, s3.compression, key, [
@@ -159,7 +182,7 @@ export async function s3Destination(options: {
             writers.set(day, writer);
           }
           try {
-            writer.add(texts, key, version);
+            writer.add(reader.bytes, columnStarts, columnLengths, key, version);
           } catch (error) {
             if (!(error instanceof UnrepresentableValue)) throw error;
             const column = error.column;
@@ -168,10 +191,10 @@ export async function s3Destination(options: {
             );
           }
         }
-        picked += rows.length;
-        if (rows.length > 0) lastKey = after;
-        // Rows as JS values stay under about two row groups whatever the batch spans: a batch over
-        // many days fills each day's row group slowly, so the fullest is encoded early.
+        picked += rows;
+        if (rows > 0) lastKey = after;
+        // Rows not yet in a row group stay under about two row groups whatever the batch spans: a
+        // batch over many days fills each day's row group slowly, so the fullest is written early.
         let buffered = [...writers.values()].reduce((n, w) => n + w.buffered, 0);
         while (buffered > s3.rowGroupRows) {
           const fullest = [...writers.values()].reduce((a, b) => (b.buffered > a.buffered ? b : a));
@@ -226,7 +249,7 @@ export async function s3Destination(options: {
    */
   const commit = async (objects: WrittenObject[], picked: number, first: string[], last: string[]): Promise<string[]> => {
     const keyArrays = catalog.keyColumns.map(() => [] as string[]);
-    const versions: string[] = [];
+    const versions: number[] = [];
     // Rows by key and version: one entry per row of every object (objects hold disjoint rows).
     for (const { writer } of objects) {
       writer.keys.forEach((key, row) => {

@@ -15,8 +15,10 @@ export interface S3Catalog {
   keyColumns: string[];
   /** format_type of each key column with its typmod, for the casts that find rows by key (`character` alone is char(1)). */
   keyTypes: string[];
-  /** Over alias `t`: the row's day (`YYYY-MM-DD`) by its age, or NULL for an age before year 1 or infinite. */
+  /** Over alias `t`: the row's day by its age, as days since 1970-01-01 (an integer), or NULL for an age before year 1 or infinite. */
   day: Sql;
+  /** The age columns' types: the pick casts its cutoffs to them. */
+  ageTypes: ArchiveCatalog['ageTypes'];
   ageColumn: string;
   ageFallbackColumn?: string;
 }
@@ -58,7 +60,8 @@ export async function readS3Catalog(
     keyColumns: catalog.keyColumns,
     keyTypes: keyTypes.map((k) => k.type),
     // Days before year 1 or infinite ages have no dt= folder: NULL, and the batch is refused naming the row.
-    day: sql`(SELECT CASE WHEN isfinite(d) AND d >= DATE '0001-01-01' THEN to_char(d, 'YYYY-MM-DD') END FROM (SELECT ${day} AS d) AS day)`,
+    day: sql`(SELECT CASE WHEN isfinite(d) AND d >= DATE '0001-01-01' THEN d - DATE '1970-01-01' END FROM (SELECT ${day} AS d) AS day)`,
+    ageTypes: catalog.ageTypes,
     ageColumn: policy.ageColumn,
     ...(policy.ageFallbackColumn ? { ageFallbackColumn: policy.ageFallbackColumn } : {}),
   };

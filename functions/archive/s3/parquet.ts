@@ -1,10 +1,9 @@
 import { constants, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
 import { type ColumnData, type FileMetaData, parquetMetadata, parquetRead, type SchemaElement } from 'hyparquet';
-import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
-import { type ColumnPlan, checksumRenderer, fromParquet, parquetConverter, RowChecksum, type ScalarKind, UnrepresentableValue } from './columns';
+import { GatheredHash, ObjectDigest } from './checksum';
+import { type ColumnPlan, decimalBytes, fromParquet, type ScalarKind } from './columns';
 
 export type Compression = 'snappy' | 'gzip' | 'none';
-const CODEC = { snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSED' } as const;
 
 const PROBE_BYTES = 8192;
 const LEVEL_1 = { level: 1 };
@@ -22,13 +21,6 @@ export function gzipPage(input: Uint8Array): Uint8Array {
   const matched = deflateRawSync(probe, LEVEL_1).byteLength;
   const huffman = deflateRawSync(probe, HUFFMAN_ONLY).byteLength;
   return gzipSync(input, huffman <= matched * 1.02 ? HUFFMAN_ONLY : LEVEL_1);
-}
-
-/** Minimal bytes of a two's-complement FIXED_LEN_BYTE_ARRAY holding `precision` decimal digits. */
-function decimalBytes(precision: number): number {
-  let bytes = 1;
-  while (2n ** BigInt(8 * bytes - 1) - 1n < 10n ** BigInt(precision) - 1n) bytes++;
-  return bytes;
 }
 
 function leaf(name: string, kind: ScalarKind, plan: ColumnPlan, repetition: 'OPTIONAL'): SchemaElement {
@@ -94,86 +86,6 @@ export function describeColumns(plans: ColumnPlan[]): Array<{ name: string; post
 }
 
 /**
- * One object being written: rows are added one at a time as canonical texts, buffered per column
- * up to `rowGroupRows`, then encoded as a row group; only the encoded bytes of the object stay in
- * memory (objects are at most rowsPerObject rows).
- */
-export class ObjectWriter {
-  private readonly writer = new ByteWriter();
-  private readonly parquet: ParquetWriter;
-  private columns: unknown[][];
-  /** Rows added and not yet encoded into a row group. */
-  buffered = 0;
-  rows = 0;
-  private readonly hash = new RowChecksum();
-  private readonly converters: Array<(text: string | null) => unknown>;
-  readonly keys: string[][] = [];
-  /** Each row's version (xmin) as picked: the delete takes a row only if it is still that version. */
-  readonly versions: string[] = [];
-  readonly firstKey: string[];
-  lastKey: string[];
-
-  constructor(
-    private readonly plans: ColumnPlan[],
-    private readonly rowGroupRows: number,
-    compression: Compression,
-    firstKey: string[],
-    metadata: Array<{ key: string; value: string }>,
-  ) {
-    this.parquet = new ParquetWriter({
-      writer: this.writer,
-      schema: parquetSchema(plans),
-      codec: CODEC[compression],
-      compressors: { GZIP: gzipPage },
-      kvMetadata: metadata,
-      createdBy: 'pg-housekeeper',
-    });
-    this.columns = plans.map(() => []);
-    this.converters = plans.map(parquetConverter);
-    this.firstKey = firstKey;
-    this.lastKey = firstKey;
-  }
-
-  /** Adds one row (its canonical texts in plan order); throws UnrepresentableValue naming the column (the caller names the key). */
-  add(texts: Array<string | null>, key: string[], version: string): void {
-    for (let i = 0; i < this.plans.length; i++) {
-      try {
-        this.columns[i]!.push(this.converters[i]!(texts[i]!));
-      } catch (error) {
-        if (error instanceof UnrepresentableValue) throw new UnrepresentableValue(error.message, this.plans[i]);
-        throw error;
-      }
-    }
-    this.hash.add(texts);
-    this.keys.push(key);
-    this.versions.push(version);
-    this.lastKey = key;
-    this.rows++;
-    if (++this.buffered >= this.rowGroupRows) this.flush();
-  }
-
-  /** Encodes the buffered rows as one row group (what bounds the JS values a batch holds). */
-  flush(): void {
-    if (this.buffered === 0) return;
-    const columnData = this.plans.map((plan, i) => ({ name: plan.name, data: this.columns[i]! as never[] }));
-    void this.parquet.write({ columnData, rowGroupSize: this.buffered });
-    this.columns = this.plans.map(() => []);
-    this.buffered = 0;
-  }
-
-  /** md5 over the rows' canonical texts in order (what the manifest keeps and the read-back must match); after finish(). */
-  checksum = '';
-
-  /** The finished object. */
-  finish(): Uint8Array {
-    this.checksum = this.hash.digest();
-    this.flush();
-    void this.parquet.finish();
-    return new Uint8Array(this.writer.getBuffer());
-  }
-}
-
-/**
  * Decodes an object with hyparquet, each column's values as stored (no logical-type conversion:
  * decimals as their unscaled integers, timestamps as microseconds, texts as their UTF-8 bytes), in
  * plan order, column by column: one array per column, not one object per row. Every planned column
@@ -224,19 +136,76 @@ export async function canonicalRows(bytes: Uint8Array, plans: ColumnPlan[]): Pro
   return out;
 }
 
+/** Appends one decoded value's PLAIN bytes (checksum.ts) for a leaf of this physical type. */
+function plainWriter(type: SchemaElement['type']): (plain: GatheredHash, value: unknown) => void {
+  switch (type) {
+    case 'INT32':
+      return (plain, value) => plain.bytes.writeInt32LE(value as number, plain.reserve(4));
+    case 'INT64':
+      return (plain, value) => plain.bytes.writeBigInt64LE(BigInt(value as bigint | number), plain.reserve(8));
+    case 'BOOLEAN':
+      return (plain, value) => plain.byte(value ? 1 : 0);
+    case 'BYTE_ARRAY':
+      return (plain, value) => {
+        const bytes = value as Uint8Array;
+        const at = plain.reserve(4 + bytes.length);
+        plain.bytes.writeUInt32LE(bytes.length, at);
+        plain.bytes.set(bytes, at + 4);
+      };
+    default:
+      return (plain, value) => {
+        const bytes = value as Uint8Array;
+        plain.bytes.set(bytes, plain.reserve(bytes.length));
+      };
+  }
+}
+
+/** One column's three checksum streams, from the values hyparquet decoded (as the writer fed them from its pages). */
+function hashColumn(plan: ColumnPlan, values: unknown[], streams: ReturnType<ObjectDigest['column']>): void {
+  const definitions = new GatheredHash(streams.definitions);
+  const repetitions = new GatheredHash(streams.repetitions);
+  const plain = new GatheredHash(streams.values);
+  const schema = parquetSchema([plan]);
+  const write = plainWriter(schema[schema.length - 1]!.type);
+  for (const value of values) {
+    if (value === null || value === undefined) {
+      definitions.byte(0);
+      if (plan.array) repetitions.byte(0);
+    } else if (!plan.array) {
+      definitions.byte(1);
+      write(plain, value);
+    } else {
+      const list = value as unknown[];
+      if (list.length === 0) {
+        definitions.byte(1);
+        repetitions.byte(0);
+      }
+      for (let i = 0; i < list.length; i++) {
+        repetitions.byte(i === 0 ? 0 : 1);
+        const element = list[i];
+        if (element === null || element === undefined) definitions.byte(2);
+        else {
+          definitions.byte(3);
+          write(plain, element);
+        }
+      }
+    }
+  }
+  definitions.end();
+  repetitions.end();
+  plain.end();
+}
+
 /**
- * The object read back: its row count and the checksum of its rows' canonical texts, to compare
- * with those Postgres gave. Each value is rendered straight into the checksum (what
- * `canonicalRows` would give, without a string per value).
+ * The object read back by an independent reader (hyparquet): its row count and its content
+ * checksum (checksum.ts), to compare with what the writer encoded. Any value decoded differently,
+ * moved, lost or added changes the checksum.
  */
 export async function readBackChecksum(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ rows: number; checksum: string }> {
   const { rows, columns } = await storedColumns(bytes, plans);
-  const renderers = plans.map(checksumRenderer);
-  const hash = new RowChecksum();
-  const width = plans.length;
-  for (let row = 0; row < rows; row++) {
-    for (let i = 0; i < width; i++) renderers[i]!(hash, columns[i]![row]);
-    hash.endRow();
-  }
-  return { rows, checksum: hash.digest() };
+  const digest = new ObjectDigest(plans.length);
+  plans.forEach((plan, i) => {
+    hashColumn(plan, columns[i]!, digest.column(i));
+  });
+  return { rows, checksum: digest.digest(rows) };
 }

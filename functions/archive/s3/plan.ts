@@ -25,6 +25,24 @@ function keyPart(key: string[]): string {
   return key.map((value) => (/^-?\d{1,20}$/.test(value) ? value : `k${createHash('sha256').update(value).digest('hex').slice(0, 16)}`)).join('_');
 }
 
+/**
+ * A day given as days since 1970-01-01 as its dt= text, YYYY-MM-DD (the proleptic Gregorian
+ * calendar, as Postgres's to_char: four-digit years zero-padded, later ones in full).
+ */
+export function dayText(daysSince1970: number): string {
+  // Days since 0000-03-01, in 400-year eras of 146,097 days (H. Hinnant's civil_from_days).
+  const z = daysSince1970 + 719_468;
+  const era = Math.floor(z / 146_097);
+  const dayOfEra = z - era * 146_097;
+  const yearOfEra = Math.floor((dayOfEra - Math.floor(dayOfEra / 1460) + Math.floor(dayOfEra / 36_524) - Math.floor(dayOfEra / 146_096)) / 365);
+  const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
+  const monthFromMarch = Math.floor((5 * dayOfYear + 2) / 153);
+  const day = dayOfYear - Math.floor((153 * monthFromMarch + 2) / 5) + 1;
+  const month = monthFromMarch < 10 ? monthFromMarch + 3 : monthFromMarch - 9;
+  const year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0);
+  return `${String(year).padStart(4, '0')}-${String(month).padStart(2, '0')}-${String(day).padStart(2, '0')}`;
+}
+
 export function objectName(day: string, first: string[], last: string[]): string {
   return `dt=${day}/part-${keyPart(first)}-${keyPart(last)}.parquet`;
 }

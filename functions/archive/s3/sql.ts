@@ -1,5 +1,5 @@
 import { quoteIdent } from '../../../shared/identifiers';
-import { join, param, qualified, raw, type Sql, sql } from '../../../shared/sql';
+import { join, qualified, raw, type Sql, sql } from '../../../shared/sql';
 import type { ArchiveCutoffs } from '../plan';
 import type { S3Catalog } from './catalog';
 
@@ -7,8 +7,9 @@ import type { S3Catalog } from './catalog';
 export interface S3Statements {
   /**
    * Up to `limit` expired rows after `afterKey`, in key order, each as: its key columns' texts (one
-   * field each: a text[] would be parsed again in JS), its day, its row version (xmin), then the
-   * canonical texts (read with rowMode 'array').
+   * field each), its day (days since 1970), its row version (xmin), then each column's value as
+   * the writer takes it (`ColumnPlan.copySelect`). Read as binary COPY (copy.ts): every bind
+   * value is cast to its type here, because COPY takes none and they arrive as settings' texts.
    */
   pick(limit: number, afterKey: string[] | undefined): Sql;
   /**
@@ -18,7 +19,7 @@ export interface S3Statements {
    * `first` and `last` are the batch's lowest and highest keys: the rows are looked up within that
    * range of the key index, not by scanning (and hashing) the whole table on every batch.
    */
-  remove(keys: string[][], versions: string[], first: string[], last: string[]): Sql;
+  remove(keys: string[][], versions: number[], first: string[], last: string[]): Sql;
 }
 
 const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
@@ -27,7 +28,7 @@ const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
  * Texts of integers (xids, integer keys) as one array literal: they need no quoting, and the
  * driver would otherwise escape each of a batch's 100,000 elements on its own.
  */
-function digitsArray(texts: string[]): string {
+function digitsArray(texts: ReadonlyArray<string | number>): string {
   return `{${texts.join(',')}}`;
 }
 
@@ -40,27 +41,25 @@ export function renderS3Sql(catalog: S3Catalog, cutoffs: ArchiveCutoffs): S3Stat
   const src = qualified(catalog.source);
   const keys = catalog.keyColumns.map((k) => raw(`t.${quoteIdent(k)}`));
   const age = raw(`t.${quoteIdent(catalog.ageColumn)}`);
-  const primary = param(cutoffs.primary);
+  const primary = sql`${cutoffs.primary}::${raw(catalog.ageTypes.primary)}`;
   const predicate =
     catalog.ageFallbackColumn === undefined
       ? sql`${age} < ${primary}`
-      : sql`(${age} < ${primary} OR (${age} IS NULL AND ${raw(`t.${quoteIdent(catalog.ageFallbackColumn)}`)} < ${param(cutoffs.fallback ?? cutoffs.primary)}))`;
-  const values = raw(catalog.columns.map((c, i) => `${c.select} AS c${i}`).join(', '));
+      : sql`(${age} < ${primary} OR (${age} IS NULL AND ${raw(`t.${quoteIdent(catalog.ageFallbackColumn)}`)} < ${cutoffs.fallback ?? cutoffs.primary}::${raw(catalog.ageTypes.fallback ?? catalog.ageTypes.primary)}))`;
+  const values = raw(catalog.columns.map((c, i) => `${c.copySelect} AS c${i}`).join(', '));
   const tuple = (parts: Sql[]) => (parts.length === 1 ? parts[0]! : sql`(${join(parts)})`);
   const keyTexts = join(keys.map((k, i) => sql`${k}::text AS ${raw(`k${i}`)}`));
   const orderBy = join(keys);
 
+  const bound = (key: string[]) => tuple(key.map((value, i) => sql`${value}::${raw(catalog.keyTypes[i]!)}`));
   const pick = (limit: number, afterKey: string[] | undefined) => {
-    const after = afterKey === undefined ? raw('') : sql` AND ${tuple(keys)} > ${tuple(afterKey.map((k) => sql`${k}`))}`;
-    // The rows are picked first (a subquery with the limit, so by the key index), and only those
-    // are rendered: with the texts and digests beside the pick, the planner may compute them for
-    // every expired row before it sorts and limits. The version (xmin, a name no column can have)
-    // crosses the subquery beside the row.
-    return sql`SELECT ${keyTexts}, ${catalog.day} AS day, t.xmin::text AS version, v.* FROM (SELECT t.*, t.xmin FROM ${src} AS t WHERE ${predicate}${after} ORDER BY ${orderBy} LIMIT ${limit}) AS t CROSS JOIN LATERAL (SELECT ${values}) AS v ORDER BY ${orderBy}`;
+    const after = afterKey === undefined ? raw('') : sql` AND ${tuple(keys)} > ${bound(afterKey)}`;
+    // The rows are picked first (a subquery with the limit, so by the key index), then their values
+    // are selected. The version (xmin, a name no column can have) crosses the subquery beside the row.
+    return sql`SELECT ${keyTexts}, ${catalog.day} AS day, t.xmin AS version, ${values} FROM (SELECT t.*, t.xmin FROM ${src} AS t WHERE ${predicate}${after} ORDER BY ${orderBy} LIMIT ${limit}::bigint) AS t ORDER BY ${orderBy}`;
   };
 
-  const bound = (key: string[]) => tuple(key.map((value, i) => sql`${value}::${raw(catalog.keyTypes[i]!)}`));
-  const remove = (keyValues: string[][], versions: string[], first: string[], last: string[]) => {
+  const remove = (keyValues: string[][], versions: number[], first: string[], last: string[]) => {
     const arrays = join([
       ...keyValues.map((column, i) => sql`${INTEGER_TYPES.has(catalog.keyTypes[i]!) ? digitsArray(column) : column}::text[]`),
       sql`${digitsArray(versions)}::text[]`,

@@ -1,0 +1,132 @@
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { planColumns, UnrepresentableValue } from '../../functions/archive/s3/columns';
+import { CopyReader, copyRows } from '../../functions/archive/s3/copy';
+import { canonicalRows, readBackChecksum } from '../../functions/archive/s3/parquet';
+import { ObjectWriter } from '../../functions/archive/s3/writer';
+import { raw, sql as statement } from '../../shared/sql';
+import { createTestDatabase, type TestDatabase } from '../support/db';
+
+/**
+ * The writer takes Postgres's binary values; what a reader gets back must be what Postgres itself
+ * prints for them (each column's canonical text, computed in SQL): the conversion from binary is
+ * checked against Postgres, not against itself.
+ */
+
+let db: TestDatabase;
+let sql: pg.Client;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  sql = await db.connect();
+  await sql.query(`
+    DROP SCHEMA IF EXISTS w CASCADE; CREATE SCHEMA w;
+    CREATE TABLE w.edges (
+      id int PRIMARY KEY, i2 smallint, i4 integer, i8 bigint,
+      d2 numeric(18, 2), d0 numeric(18, 0), wide numeric(38, 4), tiny numeric(3, 3),
+      t text, c char(4), b boolean, day date, at timestamptz, local timestamp,
+      u uuid, j jsonb, js json, raw bytea,
+      tags text[], nums numeric(10, 1)[], flags boolean[], ids bigint[], us uuid[]
+    );
+    INSERT INTO w.edges VALUES
+      (1, -32768, -2147483648, -9223372036854775808, -9999999999999999.99, -999999999999999999,
+       -99999999999999999999999999999999.9999, -0.999,
+       'é漢🚀 "q" \\ back', 'ab', true, '0001-01-01', '4713-11-24 00:00:00+00 BC', '294246-12-31 23:59:59.999999',
+       'ffffffff-ffff-ffff-ffff-ffffffffffff', '{"a": [1, 2.50], "big": 123456789012345678901234567890}', '{ "spaced" :  1 }', '\\x00ff'::bytea,
+       '{a,NULL,"b c","",",","\\"q\\""}', '{1.0,NULL,-0.1}', '{t,f,NULL}', '{9223372036854775807,-9223372036854775808}', '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'),
+      (2, 32767, 2147483647, 9223372036854775807, 0.01, 9007199254740993, 0.0001, 0.001,
+       '', 'abcd', false, '1969-12-31', '1970-01-01 00:00:00+00', '1969-12-31 23:59:59.999999',
+       '00000000-0000-0000-0000-000000000000', '[]', 'null', '\\x'::bytea,
+       '{}', '{}', '{}', '{}', '{}'),
+      (3, 0, 0, 9007199254740991, -0.05, -9007199254740993, 12345678901234567890123456789012.3456, 0,
+       repeat('x', 1200000), NULL, NULL, '5874897-12-31', '2262-04-11 23:47:16.854775+00', '2000-01-01 00:00:00',
+       'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '"x"', '"y"', decode(repeat('ab', 3000), 'hex'),
+       '{NULL}', '{NULL,NULL}', '{NULL}', '{0}', '{NULL}'),
+      (4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+      (5, 1, -1, -9007199254740991, 123456789012.34, 1, -0.0001, -0.001,
+       'tail', 'x', true, '2400-02-29', '2038-01-19 03:14:08.123456+00', '1900-01-01 00:00:00.000001',
+       'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{}', '{}', '\\x10'::bytea,
+       '{z}', '{99999999.9}', '{t}', '{1,2,3}', '{00000000-0000-0000-0000-000000000001,NULL}');
+  `);
+});
+
+afterAll(async () => {
+  await sql?.end();
+});
+
+async function write(table: string, rowGroupRows: number) {
+  const source = { schema: 'w', name: table };
+  const plans = await planColumns(sql, source);
+  const bytes = await copyRows(sql, statement`SELECT ${raw(plans.map((p) => p.copySelect).join(', '))} FROM ${raw(`w.${table}`)} AS t ORDER BY t.id`);
+  const reader = new CopyReader(bytes, plans.length);
+  const writer = new ObjectWriter(plans, rowGroupRows, 'gzip', ['1'], []);
+  for (let row = 0; row < reader.rows; row++) {
+    reader.row(row);
+    writer.add(reader.bytes, reader.starts, reader.lengths, [String(row)], row);
+  }
+  const object = writer.finish();
+  return { plans, writer, object };
+}
+
+describe('S3 writer: Postgres binary values to Parquet', () => {
+  it('reads back as the texts Postgres prints for every kind at its edges, across row groups and pages; checksum and all', async () => {
+    const { plans, writer, object } = await write('edges', 2);
+    const { rows: printed } = await sql.query({
+      text: `SELECT ${plans.map((p) => p.select).join(', ')} FROM w.edges AS t ORDER BY t.id`,
+      rowMode: 'array',
+    });
+    expect(printed).toHaveLength(5);
+    expect(await canonicalRows(object, plans)).toEqual(printed);
+    expect(await readBackChecksum(object, plans)).toEqual({ rows: 5, checksum: writer.checksum });
+    // The checksum is of the rows, not of how they were split into row groups and pages.
+    const whole = await write('edges', 1000);
+    expect(whole.writer.checksum).toBe(writer.checksum);
+    expect(whole.object.byteLength).not.toBe(object.byteLength);
+  });
+
+  it('the checksum changes with any value, NULL against empty, and where a value sits', async () => {
+    const { writer: base } = await write('edges', 1000);
+    const checksums = new Set([base.checksum]);
+    for (const change of [
+      `UPDATE w.edges SET t = 'tail ' WHERE id = 5`,
+      `UPDATE w.edges SET t = '' WHERE id = 4`,
+      `UPDATE w.edges SET t = NULL WHERE id = 2`,
+      `UPDATE w.edges SET tags = '{}' WHERE id = 4`,
+      `UPDATE w.edges SET tags = '{NULL}' WHERE id = 2`,
+      `UPDATE w.edges SET at = at + interval '1 microsecond' WHERE id = 2`,
+      `UPDATE w.edges SET i2 = 2, i4 = -1 WHERE id = 5`,
+    ]) {
+      await sql.query('BEGIN');
+      await sql.query(change);
+      const { writer } = await write('edges', 1000);
+      await sql.query('ROLLBACK');
+      expect(checksums.has(writer.checksum), change).toBe(false);
+      checksums.add(writer.checksum);
+    }
+  });
+
+  it('refuses what Parquet cannot hold exactly, naming the column: infinities, NaN, arrays not one-dimensional from index 1', async () => {
+    await sql.query(`CREATE TABLE w.odd (id int PRIMARY KEY, at timestamptz, day date, n numeric(5, 2), a int[], late timestamp)`);
+    for (const [values, column, message] of [
+      [`'infinity', NULL, NULL, NULL, NULL`, 'at', 'infinity is not a finite timestamp'],
+      [`NULL, '-infinity', NULL, NULL, NULL`, 'day', '-infinity is not a finite date'],
+      [`NULL, NULL, 'NaN', NULL, NULL`, 'n', 'NaN has no Parquet DECIMAL'],
+      [`NULL, NULL, NULL, '{{1,2},{3,4}}', NULL`, 'a', 'an array of 2 dimensions is not a one-dimensional array starting at index 1'],
+      [`NULL, NULL, NULL, '[0:1]={1,2}', NULL`, 'a', 'an array starting at index 0 is not a one-dimensional array starting at index 1'],
+      [`NULL, NULL, NULL, NULL, '294247-01-10 04:00:54.775808'`, 'late', '294247-01-10 04:00:54.775808 is past year 294246'],
+    ] as const) {
+      await sql.query(`TRUNCATE w.odd; INSERT INTO w.odd VALUES (1, ${values})`);
+      const refusal = await write('odd', 10).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(refusal, values).toBeInstanceOf(UnrepresentableValue);
+      expect((refusal as UnrepresentableValue).column?.name).toBe(column);
+      expect((refusal as Error).message).toContain(message);
+    }
+    // The last microsecond INT64 holds is kept, exactly (Postgres's own extract(epoch) rounds it).
+    await sql.query(`TRUNCATE w.odd; INSERT INTO w.odd (id, late) VALUES (1, '294247-01-10 04:00:54.775807')`);
+    const { plans, object } = await write('odd', 10);
+    expect((await canonicalRows(object, plans))[0]![5]).toBe('9223372036854775807');
+  });
+});
