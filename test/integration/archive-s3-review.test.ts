@@ -384,6 +384,52 @@ describe('S3 archive: the delete of a batch takes exactly the rows written', () 
   });
 });
 
+describe('S3 archive: a batch uploaded ahead, then dropped', () => {
+  afterEach(() => setObjectStoreFactory(undefined));
+
+  it("the dropped batch's pending copy is deleted before the same rows are uploaded again under the same key, however slow the delete", async () => {
+    const writer = await db.connect('writer');
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
+    let puts = 0;
+    const uploadsOfBatch2: string[] = [];
+    let uploadedAgain = () => {};
+    const secondUpload = new Promise<void>((resolve) => {
+      uploadedAgain = resolve;
+    });
+    let deletedOnce = false;
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        put: async (key, body, metadata) => {
+          // Batch 1 (ids 1-10) uploads while batch 2 (ids 11-20) is written and uploaded ahead; row 1
+          // gets a new version, so batch 1 is redone and batch 2 dropped, then picked again: the
+          // same rows, the same pending key.
+          if (++puts === 1) await writer.query(`UPDATE rv.events SET body = body WHERE id = 1`);
+          await store.put(key, body, metadata);
+          if (key.endsWith('/part-11-20.parquet') && uploadsOfBatch2.push(key) === 2) uploadedAgain();
+        },
+        deleteMany: async (keys) => {
+          // The dropped copy's delete is slow: it lands after the second upload of batch 2 if that
+          // upload does not wait for it (and would take the copy its committed rows live in), else
+          // after a second.
+          if (!deletedOnce && keys.some((key) => key.endsWith('/part-11-20.parquet'))) {
+            deletedOnce = true;
+            await Promise.race([secondUpload, new Promise((resolve) => setTimeout(resolve, 1000))]);
+          }
+          await store.deleteMany(keys);
+        },
+      };
+    });
+    const summary = await runArchive(db.url, { targets: [target({ rowsPerObject: 10 })] });
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 40, batchesRedone: 1 });
+    expect(uploadsOfBatch2).toHaveLength(2);
+    expect(uploadsOfBatch2[0]).toBe(uploadsOfBatch2[1]);
+    await invariant.verify();
+  });
+});
+
 describe('S3 archive: what a run holds in memory', () => {
   const originalFinish = ObjectWriter.prototype.finish;
   afterEach(() => {
@@ -410,6 +456,7 @@ describe('S3 archive: what a run holds in memory', () => {
     const invariant = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
     let puts = 0;
     let droppedAhead: typeof encoded = [];
+    let firstBatchPuts = 0;
     setObjectStoreFactory(async (options) => {
       const store: ObjectStore = await sdkObjectStore(options);
       return {
@@ -419,8 +466,10 @@ describe('S3 archive: what a run holds in memory', () => {
           // Batch 1 (ids 1-10, one object) uploads while batch 2 is written ahead; row 1 gets a new
           // version, so batch 1 is redone and batch 2 as written ahead is dropped.
           if (puts === 1) await writer.query(`UPDATE rv.events SET body = body WHERE id = 1`);
-          // Batch 1 redone: batch 2 as first written ahead must be gone by now.
-          if (puts === 2) {
+          // Batch 1 redone (its object put a second time): batch 2 as first written ahead (and
+          // perhaps uploaded) must be gone by now.
+          if (key.endsWith('/part-1-10.parquet')) firstBatchPuts++;
+          if (key.endsWith('/part-1-10.parquet') && firstBatchPuts === 2) {
             droppedAhead = encoded.filter((e) => e.first === '11');
             gc();
             for (const e of droppedAhead) if (e.bytes.deref()) held.push(`${e.name}, written ahead and dropped, during the redo`);

@@ -330,35 +330,75 @@ export async function s3Destination(options: {
     await store.deleteMany(objects.map((object) => object.pendingKey));
   };
 
-  /** The next batch, written ahead while the one before it uploads; taken only by the request it was written for. */
-  let prefetched: { request: BatchRequest; written: Promise<WrittenBatch> } | undefined;
-  const prefetch = (request: BatchRequest) => {
-    const written = write(request);
+  /**
+   * A batch on its way: written (picked and encoded), then uploaded and read back. The next batch
+   * is started while this one uploads: it is picked and encoded meanwhile, and its own upload
+   * starts as soon as it is written, so it travels to S3 and back while this one commits.
+   */
+  interface BatchInFlight {
+    request: BatchRequest;
+    written: Promise<WrittenBatch>;
+    uploaded: Promise<WrittenBatch>;
+  }
+  /**
+   * Pending copies of batches dropped after their upload, being deleted. Every upload waits for
+   * them first: a batch picked again may land on the same pending key, and a late delete of the
+   * dropped copy would then take the new one, whose rows may be committed by then.
+   */
+  let removals: Promise<void> = Promise.resolve();
+  const start = (request: BatchRequest, after: Promise<unknown> = Promise.resolve()): BatchInFlight => {
+    const written = after.then(() => write(request));
+    const uploaded = written.then(async (batch) => {
+      await removals;
+      if (batch.picked > 0) await upload(batch.objects);
+      return batch;
+    });
     written.catch(() => {});
-    prefetched = { request, written };
+    uploaded.catch(() => {});
+    return { request, written, uploaded };
   };
-  const takeWritten = (request: BatchRequest): Promise<WrittenBatch> => {
+  /** The next batch, started ahead; taken only by the request it was started for. */
+  let prefetched: BatchInFlight | undefined;
+  /** A batch started ahead and dropped: its picks may still be running. */
+  let droppedPicks: Promise<unknown> | undefined;
+  const discardPrefetch = () => {
     const ahead = prefetched;
     prefetched = undefined;
-    if (ahead && ahead.request.limit === request.limit && sameKey(ahead.request.afterKey, request.afterKey)) return ahead.written;
-    // A batch written ahead for another request (the loop asked for fewer rows, or from another
-    // key) is dropped; its refusal, if it had one, is not this request's.
-    return (ahead?.written.catch(() => undefined) ?? Promise.resolve()).then(() => write(request));
-  };
-  /** A batch written ahead and dropped (its picks may still be running). */
-  let dropped: Promise<unknown> | undefined;
-  const discardPrefetch = () => {
-    // Only its end is waited for: the batch itself (its encoded objects) is let go at once.
-    dropped = prefetched?.written.then(
+    if (!ahead) return;
+    droppedPicks = ahead.written.then(
       () => undefined,
       () => undefined,
     );
-    prefetched = undefined;
+    // Only the pending keys are kept: the batch itself (its encoded objects) is let go at once.
+    const keys = ahead.uploaded.then(
+      (batch) => batch.objects.map((object) => object.pendingKey),
+      () => [] as string[],
+    );
+    const previous = removals;
+    removals = keys.then(async (pendingKeys) => {
+      await previous;
+      await store.deleteMany(pendingKeys).catch(() => {});
+    });
   };
-  /** Waits until no pick of a batch written ahead, kept or dropped, is running (whatever it ended with). */
+  const takeBatch = (request: BatchRequest): BatchInFlight => {
+    const ahead = prefetched;
+    if (ahead && ahead.request.limit === request.limit && sameKey(ahead.request.afterKey, request.afterKey)) {
+      prefetched = undefined;
+      return ahead;
+    }
+    // A batch started ahead for another request (the loop asked for fewer rows, or from another
+    // key) is dropped; its refusal, if it had one, is not this request's. Its picks end before
+    // this request's start (one connection).
+    discardPrefetch();
+    return start(request, droppedPicks);
+  };
+  const prefetch = (request: BatchRequest) => {
+    prefetched = start(request);
+  };
+  /** Waits until no pick of a batch started ahead, kept or dropped, is running (whatever it ended with). */
   const prefetchSettled = async () => {
-    await Promise.all([prefetched?.written.catch(() => undefined), dropped]);
-    dropped = undefined;
+    await Promise.all([prefetched?.written.catch(() => undefined), droppedPicks]);
+    droppedPicks = undefined;
   };
 
   /** The publishing of the last committed batch, still running; its failure fails the next batch (or the run's end). */
@@ -437,15 +477,16 @@ export async function s3Destination(options: {
     },
     async moveBatch(request) {
       for (let attempt = 1; ; attempt++) {
-        const batch = await takeWritten(request);
+        const inFlight = takeBatch(request);
+        const batch = await inFlight.written;
         if (batch.picked === 0) return { ...EMPTY_BATCH };
         const { objects, picked, firstKey, lastKey } = batch;
         // The next batch (the rows after this one's last key) is picked and encoded while this one
-        // travels to S3 and back. It is only rows in memory until its own turn: discarded, it
-        // leaves nothing anywhere.
+        // travels to S3 and back, then travels itself while this one commits. Until its own turn it
+        // is only rows in memory and uncommitted pending copies: dropped, it leaves nothing.
         if (picked === request.limit) prefetch({ limit: request.limit, afterKey: lastKey! });
         try {
-          await upload(objects);
+          await inFlight.uploaded;
         } finally {
           // The commit needs the connection to itself: no pick of the next batch may run inside its transaction.
           await prefetchSettled();
@@ -463,6 +504,9 @@ export async function s3Destination(options: {
           // The batch is picked again and may end elsewhere: what was read after it no longer follows it.
           discardPrefetch();
           await removePending(objects);
+          // The batch written ahead may still be uploading: it is gone before the redo starts, so a
+          // run holds two batches at most.
+          await removals;
           stats.batchesRedone++;
           if (attempt >= BATCH_ATTEMPTS) {
             throw new ArchiveBatchRefused(
@@ -486,6 +530,7 @@ export async function s3Destination(options: {
     async finish() {
       discardPrefetch();
       await prefetchSettled();
+      await removals;
       await publishingDone();
     },
     counts: () => ({ ...stats, ...Object.fromEntries(Object.entries(stageMs).map(([k, v]) => [k, Math.round(v)])) }),
