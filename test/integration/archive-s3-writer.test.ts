@@ -62,7 +62,7 @@ async function write(table: string, rowGroupRows: number) {
   const writer = new ObjectWriter(plans, rowGroupRows, 'gzip', ['1'], []);
   for (let row = 0; row < reader.rows; row++) {
     reader.row(row);
-    writer.add(reader.bytes, reader.starts, reader.lengths, [String(row)], row);
+    writer.add(reader.bytes, reader.starts, reader.lengths, { text: () => String(row) }, row);
   }
   const object = writer.finish();
   return { plans, writer, object };

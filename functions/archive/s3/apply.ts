@@ -156,12 +156,11 @@ export async function s3Destination(options: {
         if (rows === chunk && more > 0) pending = fetch(Math.min(s3.rowGroupRows, more), after);
         for (let row = 0; row < rows; row++) {
           reader.row(row);
-          const key = keyOf(reader);
-          firstKey ??= key;
+          firstKey ??= keyOf(reader);
           const dayLength = reader.lengths[keyWidth]!;
           if (dayLength < 0) {
             throw new ArchiveBatchRefused(
-              `row ${catalog.keyColumns.join(', ')} = ${key.join(', ')} of ${shown} has an age before year 1 or infinite; it has no dt= folder. Nothing of this batch was moved`,
+              `row ${catalog.keyColumns.join(', ')} = ${keyOf(reader).join(', ')} of ${shown} has an age before year 1 or infinite; it has no dt= folder. Nothing of this batch was moved`,
             );
           }
           const dayNumber = reader.bytes.readInt32BE(reader.starts[keyWidth]!);
@@ -175,19 +174,19 @@ export async function s3Destination(options: {
           columnLengths.set(reader.lengths.subarray(keyWidth + 2));
           let writer = writers.get(day);
           if (!writer) {
-            writer = new ObjectWriter(catalog.columns, s3.rowGroupRows, s3.compression, key, [
+            writer = new ObjectWriter(catalog.columns, s3.rowGroupRows, s3.compression, keyOf(reader), [
               { key: 'pg-housekeeper.source', value: shown },
               { key: 'pg-housekeeper.columns', value: columnsJson },
             ]);
             writers.set(day, writer);
           }
           try {
-            writer.add(reader.bytes, columnStarts, columnLengths, key, version);
+            writer.add(reader.bytes, columnStarts, columnLengths, reader, version);
           } catch (error) {
             if (!(error instanceof UnrepresentableValue)) throw error;
             const column = error.column;
             throw new ArchiveBatchRefused(
-              `column ${column?.name ?? '?'} (${column?.pgType ?? '?'}) of row ${catalog.keyColumns.join(', ')} = ${key.join(', ')} in ${shown} holds a value Parquet cannot represent exactly: ${error.message}. Nothing of this batch was moved`,
+              `column ${column?.name ?? '?'} (${column?.pgType ?? '?'}) of row ${catalog.keyColumns.join(', ')} = ${keyOf(reader).join(', ')} in ${shown} holds a value Parquet cannot represent exactly: ${error.message}. Nothing of this batch was moved`,
             );
           }
         }
@@ -248,15 +247,9 @@ export async function s3Destination(options: {
    * delete of exactly the rows written, unchanged. Returns the manifest rows' ids.
    */
   const commit = async (objects: WrittenObject[], picked: number, first: string[], last: string[]): Promise<string[]> => {
-    const keyArrays = catalog.keyColumns.map(() => [] as string[]);
-    const versions: number[] = [];
     // Rows by key and version: one entry per row of every object (objects hold disjoint rows).
-    for (const { writer } of objects) {
-      writer.keys.forEach((key, row) => {
-        for (const [i, value] of key.entries()) keyArrays[i]!.push(value);
-        versions.push(writer.versions[row]!);
-      });
-    }
+    const keyArrays = catalog.keyColumns.map((_, i) => ([] as string[]).concat(...objects.map(({ writer }) => writer.keyColumns[i]!)));
+    const versions = ([] as number[]).concat(...objects.map(({ writer }) => writer.versions));
     const manifest = JSON.stringify(
       objects.map(({ writer, key, pendingKey, day, checksum, bytes }) => ({
         object_key: key,

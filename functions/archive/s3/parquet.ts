@@ -136,21 +136,34 @@ export async function canonicalRows(bytes: Uint8Array, plans: ColumnPlan[]): Pro
   return out;
 }
 
+/** A bigint's 8 little-endian bytes, through a typed array (Buffer's writeBigInt64LE splits it with bigint arithmetic). */
+const int64 = new BigInt64Array(1);
+const int64Bytes = new Uint8Array(int64.buffer);
+
 /** Appends one decoded value's PLAIN bytes (checksum.ts) for a leaf of this physical type. */
 function plainWriter(type: SchemaElement['type']): (plain: GatheredHash, value: unknown) => void {
   switch (type) {
     case 'INT32':
       return (plain, value) => plain.bytes.writeInt32LE(value as number, plain.reserve(4));
     case 'INT64':
-      return (plain, value) => plain.bytes.writeBigInt64LE(BigInt(value as bigint | number), plain.reserve(8));
+      return (plain, value) => {
+        int64[0] = typeof value === 'bigint' ? value : BigInt(value as number);
+        const at = plain.reserve(8);
+        const bytes = plain.bytes;
+        for (let i = 0; i < 8; i++) bytes[at + i] = int64Bytes[i]!;
+      };
     case 'BOOLEAN':
       return (plain, value) => plain.byte(value ? 1 : 0);
     case 'BYTE_ARRAY':
       return (plain, value) => {
         const bytes = value as Uint8Array;
-        const at = plain.reserve(4 + bytes.length);
-        plain.bytes.writeUInt32LE(bytes.length, at);
-        plain.bytes.set(bytes, at + 4);
+        const length = bytes.length;
+        const at = plain.reserve(4 + length);
+        const gathered = plain.bytes;
+        gathered.writeUInt32LE(length, at);
+        // A call into the Buffer bindings costs more than copying a short value here.
+        if (length > 32) gathered.set(bytes, at + 4);
+        else for (let i = 0; i < length; i++) gathered[at + 4 + i] = bytes[i]!;
       };
     default:
       return (plain, value) => {

@@ -438,11 +438,11 @@ export class ObjectWriter {
   buffered = 0;
   rows = 0;
   private readonly digest: ObjectDigest;
-  readonly keys: string[][] = [];
+  /** The rows' keys, one array per key column (not an array per row). */
+  readonly keyColumns: string[][];
   /** Each row's version (xmin) as picked: the delete takes a row only if it is still that version. */
   readonly versions: number[] = [];
   readonly firstKey: string[];
-  lastKey: string[];
   /** The object's content checksum (checksum.ts: what the manifest keeps and the read-back must match); after finish(). */
   checksum = '';
 
@@ -456,15 +456,15 @@ export class ObjectWriter {
     this.digest = new ObjectDigest(plans.length);
     this.columns = plans.map((plan, i) => new ColumnBuilder(plan, compression, this.digest.column(i)));
     this.firstKey = firstKey;
-    this.lastKey = firstKey;
+    this.keyColumns = firstKey.map(() => []);
     this.out.appendUint32(PAR1);
   }
 
   /**
    * Adds one row: column i's value is `lengths[i]` bytes at `starts[i]` of `bytes` (length -1 for
-   * NULL). Throws UnrepresentableValue naming the column (the caller names the key).
+   * NULL); `key.text(i)` is its key column i's text. Throws UnrepresentableValue naming the column (the caller names the key).
    */
-  add(bytes: Buffer, starts: Int32Array, lengths: Int32Array, key: string[], version: number): void {
+  add(bytes: Buffer, starts: Int32Array, lengths: Int32Array, key: { text(column: number): string | null }, version: number): void {
     for (let i = 0; i < this.columns.length; i++) {
       const length = lengths[i]!;
       try {
@@ -475,11 +475,14 @@ export class ObjectWriter {
         throw error;
       }
     }
-    this.keys.push(key);
+    for (let i = 0; i < this.keyColumns.length; i++) this.keyColumns[i]!.push(key.text(i)!);
     this.versions.push(version);
-    this.lastKey = key;
     this.rows++;
     if (++this.buffered >= this.rowGroupRows) this.flush();
+  }
+
+  get lastKey(): string[] {
+    return this.keyColumns.map((column) => column[column.length - 1]!);
   }
 
   /** Writes the buffered rows as one row group. */
