@@ -31,7 +31,7 @@ export class Sql {
         number = this.values.length;
         numbers.set(piece, number);
       }
-      text += `$${number}`;
+      text += piece.type ? `$${number}::${piece.type}` : `$${number}`;
     }
     this.text = text;
   }
@@ -39,7 +39,11 @@ export class Sql {
 
 /** A bind value; the same `Param` interpolated twice is one `$n`. */
 export class Param {
-  constructor(readonly value: unknown) {}
+  constructor(
+    readonly value: unknown,
+    /** A type name the code chose (from the catalog or a closed set): the value is cast to it where it is used. */
+    readonly type?: string,
+  ) {}
 }
 
 export function sql(strings: TemplateStringsArray, ...args: unknown[]): Sql {
@@ -57,6 +61,15 @@ export function sql(strings: TemplateStringsArray, ...args: unknown[]): Sql {
 /** A value bound once however often the statement uses it. */
 export function param(value: unknown): Param {
   return new Param(value);
+}
+
+/**
+ * A bind value cast to `type` (`$n::type`): a type name the code chose, never input. Where the
+ * statement cannot take bind parameters (binary COPY), the cast goes with the value into one
+ * subquery, evaluated once rather than for every row.
+ */
+export function typed(value: unknown, type: string): Param {
+  return new Param(value, type);
 }
 
 /** Text spliced as it is: only for fragments the code chose from a closed set, never for input. */

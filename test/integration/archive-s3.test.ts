@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { s3DestinationSchema } from '../../functions/archive/policy';
 import { readS3Catalog } from '../../functions/archive/s3/catalog';
+import { CopyReader, copyRows, copyStatement } from '../../functions/archive/s3/copy';
 import { renderS3Sql } from '../../functions/archive/s3/sql';
 import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
 import { restoreFromCli } from '../../scripts/cli';
@@ -165,6 +166,15 @@ describe('archive to S3 as Parquet', () => {
     await sql.query(`UPDATE app.typed SET n5 = 1, d = 'infinity' WHERE id = 2`);
     const infinite = await runArchive(db.url, { targets: [target()] });
     expect(infinite.targets[0]!.detail).toMatch(/column d \(date\) of row id = 2 .*infinity is not a finite date/);
+
+    // An age with no dt= day: infinite, or before year 1.
+    for (const age of ['-infinity', '0044-03-15 12:00:00+00 BC']) {
+      await sql.query(`UPDATE app.typed SET d = NULL, created_at = $1 WHERE id = 2`, [age]);
+      const dayless = await runArchive(db.url, { targets: [target()] });
+      expect(dayless.targets[0]!.detail, age).toMatch(/row id = 2 of app\.typed has an age before year 1 or infinite; it has no dt= folder/);
+      expect(await postgresRows(sql, 'app.typed')).toHaveLength(before.length);
+    }
+    expect(await s3.keys()).toEqual([]);
   });
 
   it('writes gzip and uncompressed objects the reader reads alike', async () => {
@@ -370,6 +380,40 @@ describe('the object store', () => {
 });
 
 describe('the delete of a batch', () => {
+  it('picks through the key index, each value it is given read once per statement, not once per row (COPY takes them as settings)', async () => {
+    await sql.query(`CREATE TABLE app.picked (tenant int, id bigint, created_at timestamptz NOT NULL, done_at timestamptz, PRIMARY KEY (tenant, id));
+      INSERT INTO app.picked SELECT i % 7, i, '2025-01-01'::timestamptz + i * interval '1 second', NULL FROM generate_series(1, 40000) AS i;
+      ANALYZE app.picked`);
+    const catalog = await readS3Catalog(
+      sql,
+      { schema: 'app', name: 'picked' },
+      { keyColumns: ['tenant', 'id'], ageTypes: { primary: 'timestamptz', fallback: 'timestamptz' } },
+      s3DestinationSchema.parse({ bucket: 'hk-archive', prefix: 'p' }),
+      { ageColumn: 'done_at', ageFallbackColumn: 'created_at', timeZone: 'Europe/Paris' },
+    );
+    const pick = renderS3Sql(catalog, { primary: '2026-01-01 00:00:00+00' }).pick(2000, ['3', '100']);
+    const { text, settings } = copyStatement(pick);
+    await sql.query(`SELECT ${settings.map((_, i) => `set_config('pg_housekeeper.copy_${i + 1}', $${i + 1}, false)`).join(', ')}`, settings);
+    const { rows: plan } = await sql.query(`EXPLAIN (VERBOSE, FORMAT JSON) ${text}`);
+    const scans: string[] = [];
+    const perRow: string[] = [];
+    const walk = (node: Record<string, unknown>) => {
+      if (node['Relation Name'] === 'picked') scans.push(String(node['Node Type']));
+      for (const field of ['Filter', 'Index Cond', 'Output']) {
+        const value = JSON.stringify(node[field] ?? '');
+        if (node['Parent Relationship'] !== 'InitPlan' && value.includes('current_setting')) perRow.push(`${node['Node Type']} ${field}: ${value}`);
+      }
+      for (const child of (node.Plans as Array<Record<string, unknown>> | undefined) ?? []) walk(child);
+    };
+    walk((plan[0]!['QUERY PLAN'] as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan);
+    expect(scans).toEqual(['Index Scan']);
+    expect(perRow).toEqual([]);
+    const rows = new CopyReader(await copyRows(sql, pick), 4 + catalog.columns.length);
+    expect(rows.rows).toBe(2000);
+    rows.row(0);
+    expect([rows.text(0), rows.text(1)]).toEqual(['3', '101']);
+  });
+
   it('finds its rows through the key index within the batch key range (composite key), never by reading the whole table', async () => {
     await sql.query(`CREATE TABLE app.wide (tenant int, id bigint, created_at timestamptz NOT NULL, note text, PRIMARY KEY (tenant, id));
       INSERT INTO app.wide SELECT i % 7, i, '2025-01-01'::timestamptz + i * interval '1 second', md5(i::text) FROM generate_series(1, 40000) AS i;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ident, join, param, qualified, raw, sql } from '../../shared/sql';
+import { ident, join, param, qualified, raw, sql, typed } from '../../shared/sql';
 
 describe('the sql tag', () => {
   it('numbers every value in order and keeps it out of the text', () => {
@@ -26,6 +26,13 @@ describe('the sql tag', () => {
     expect(sql`SELECT ${ident('we"ird')} FROM ${qualified({ schema: 'app', name: 'Orders' })} WHERE x >= ${'a'}::${raw('timestamptz')}`.text).toBe(
       'SELECT "we""ird" FROM "app"."Orders" WHERE x >= $1::timestamptz',
     );
+  });
+
+  it('casts a typed value to its type wherever it is used, bound once', () => {
+    const cutoff = typed('2026-01-01', 'timestamp with time zone');
+    const statement = sql`SELECT ${cutoff}, ${typed(7, 'bigint')}, ${cutoff}`;
+    expect(statement.text).toBe('SELECT $1::timestamp with time zone, $2::bigint, $1::timestamp with time zone');
+    expect(statement.values).toEqual(['2026-01-01', 7]);
   });
 
   it('joins nothing into nothing', () => {

@@ -60,7 +60,9 @@ export async function readS3Catalog(
     keyColumns: catalog.keyColumns,
     keyTypes: keyTypes.map((k) => k.type),
     // Days before year 1 or infinite ages have no dt= folder: NULL, and the batch is refused naming the row.
-    day: sql`(SELECT CASE WHEN isfinite(d) AND d >= DATE '0001-01-01' THEN d - DATE '1970-01-01' END FROM (SELECT ${day} AS d) AS day)`,
+    // Written out three times rather than named in a subquery: a correlated subquery is a
+    // subplan run for every row, which cost a third of the pick.
+    day: sql`CASE WHEN isfinite(${day}) AND ${day} >= DATE '0001-01-01' THEN ${day} - DATE '1970-01-01' END`,
     ageTypes: catalog.ageTypes,
     ageColumn: policy.ageColumn,
     ...(policy.ageFallbackColumn ? { ageFallbackColumn: policy.ageFallbackColumn } : {}),

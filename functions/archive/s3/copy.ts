@@ -6,26 +6,11 @@ import { Param, type Sql } from '../../../shared/sql';
  * A query's rows as Postgres's binary COPY: every value in its binary form (integers, timestamps,
  * numerics as their digits, texts as their bytes), read as one buffer, no JS value per field. COPY
  * takes no bind parameters, so each value goes first into a session setting, itself a bind
- * parameter of set_config, and the query reads it back with current_setting (the statement casts
- * it to its type: a setting is text). No value is ever part of the COPY's text.
+ * parameter of set_config, and the query reads it back with current_setting, cast to the type
+ * the statement gave it (`typed`: a setting is text). No value is ever part of the COPY's text.
  */
 export async function copyRows(client: pg.ClientBase, statement: Sql): Promise<Buffer> {
-  const numbers = new Map<Param, number>();
-  const settings: string[] = [];
-  let text = '';
-  for (const piece of statement.pieces) {
-    if (!(piece instanceof Param)) {
-      text += piece;
-      continue;
-    }
-    let number = numbers.get(piece);
-    if (number === undefined) {
-      settings.push(settingText(piece.value));
-      number = settings.length;
-      numbers.set(piece, number);
-    }
-    text += `current_setting('pg_housekeeper.copy_${number}')`;
-  }
+  const { text, settings } = copyStatement(statement);
   // Both are sent at once (node-postgres queues them on the connection, in order): one round trip.
   const set =
     settings.length > 0
@@ -45,6 +30,32 @@ export async function copyRows(client: pg.ClientBase, statement: Sql): Promise<B
     await set;
   }
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+/**
+ * The statement with each bind value read from a session setting instead (`settings[i]` goes
+ * into pg_housekeeper.copy_<i+1>), each in a subquery: run once for the statement. Bare, the
+ * setting's lookup and its cast (a timestamptz parsed from text) would run again for every row a
+ * filter looks at.
+ */
+export function copyStatement(statement: Sql): { text: string; settings: string[] } {
+  const numbers = new Map<Param, number>();
+  const settings: string[] = [];
+  let text = '';
+  for (const piece of statement.pieces) {
+    if (!(piece instanceof Param)) {
+      text += piece;
+      continue;
+    }
+    let number = numbers.get(piece);
+    if (number === undefined) {
+      settings.push(settingText(piece.value));
+      number = settings.length;
+      numbers.set(piece, number);
+    }
+    text += `(SELECT current_setting('pg_housekeeper.copy_${number}')${piece.type ? `::${piece.type}` : ''})`;
+  }
+  return { text, settings };
 }
 
 function settingText(value: unknown): string {

@@ -1,5 +1,5 @@
 import { quoteIdent } from '../../../shared/identifiers';
-import { join, qualified, raw, type Sql, sql } from '../../../shared/sql';
+import { join, qualified, raw, type Sql, sql, typed } from '../../../shared/sql';
 import type { ArchiveCutoffs } from '../plan';
 import type { S3Catalog } from './catalog';
 
@@ -41,22 +41,22 @@ export function renderS3Sql(catalog: S3Catalog, cutoffs: ArchiveCutoffs): S3Stat
   const src = qualified(catalog.source);
   const keys = catalog.keyColumns.map((k) => raw(`t.${quoteIdent(k)}`));
   const age = raw(`t.${quoteIdent(catalog.ageColumn)}`);
-  const primary = sql`${cutoffs.primary}::${raw(catalog.ageTypes.primary)}`;
+  const primary = typed(cutoffs.primary, catalog.ageTypes.primary);
   const predicate =
     catalog.ageFallbackColumn === undefined
       ? sql`${age} < ${primary}`
-      : sql`(${age} < ${primary} OR (${age} IS NULL AND ${raw(`t.${quoteIdent(catalog.ageFallbackColumn)}`)} < ${cutoffs.fallback ?? cutoffs.primary}::${raw(catalog.ageTypes.fallback ?? catalog.ageTypes.primary)}))`;
+      : sql`(${age} < ${primary} OR (${age} IS NULL AND ${raw(`t.${quoteIdent(catalog.ageFallbackColumn)}`)} < ${typed(cutoffs.fallback ?? cutoffs.primary, catalog.ageTypes.fallback ?? catalog.ageTypes.primary)}))`;
   const values = raw(catalog.columns.map((c, i) => `${c.copySelect} AS c${i}`).join(', '));
   const tuple = (parts: Sql[]) => (parts.length === 1 ? parts[0]! : sql`(${join(parts)})`);
   const keyTexts = join(keys.map((k, i) => sql`${k}::text AS ${raw(`k${i}`)}`));
   const orderBy = join(keys);
 
-  const bound = (key: string[]) => tuple(key.map((value, i) => sql`${value}::${raw(catalog.keyTypes[i]!)}`));
+  const bound = (key: string[]) => tuple(key.map((value, i) => sql`${typed(value, catalog.keyTypes[i]!)}`));
   const pick = (limit: number, afterKey: string[] | undefined) => {
     const after = afterKey === undefined ? raw('') : sql` AND ${tuple(keys)} > ${bound(afterKey)}`;
     // The rows are picked first (a subquery with the limit, so by the key index), then their values
     // are selected. The version (xmin, a name no column can have) crosses the subquery beside the row.
-    return sql`SELECT ${keyTexts}, ${catalog.day} AS day, t.xmin AS version, ${values} FROM (SELECT t.*, t.xmin FROM ${src} AS t WHERE ${predicate}${after} ORDER BY ${orderBy} LIMIT ${limit}::bigint) AS t ORDER BY ${orderBy}`;
+    return sql`SELECT ${keyTexts}, ${catalog.day} AS day, t.xmin AS version, ${values} FROM (SELECT t.*, t.xmin FROM ${src} AS t WHERE ${predicate}${after} ORDER BY ${orderBy} LIMIT ${typed(limit, 'bigint')}) AS t ORDER BY ${orderBy}`;
   };
 
   const remove = (keyValues: string[][], versions: number[], first: string[], last: string[]) => {
