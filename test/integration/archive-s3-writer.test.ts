@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planColumns, UnrepresentableValue } from '../../functions/archive/s3/columns';
 import { CopyReader, copyRows } from '../../functions/archive/s3/copy';
-import { canonicalRows, readBackChecksum } from '../../functions/archive/s3/parquet';
+import { canonicalRows, parquetSchema, readBackChecksum } from '../../functions/archive/s3/parquet';
 import { ObjectWriter } from '../../functions/archive/s3/writer';
 import { raw, sql as statement } from '../../shared/sql';
 import { createTestDatabase, type TestDatabase } from '../support/db';
@@ -82,6 +82,32 @@ describe('S3 writer: Postgres binary values to Parquet', () => {
     const whole = await write('edges', 1000);
     expect(whole.writer.checksum).toBe(writer.checksum);
     expect(whole.object.byteLength).not.toBe(object.byteLength);
+  });
+
+  it('NOT NULL columns are REQUIRED (no definition levels), lists too, and read back the same; a NULL there is refused', async () => {
+    await sql.query(`CREATE TABLE w.required (id int PRIMARY KEY, n bigint NOT NULL, at timestamptz NOT NULL, t text NOT NULL,
+        b boolean NOT NULL, d numeric(38, 2) NOT NULL, tags text[] NOT NULL, maybe int);
+      INSERT INTO w.required VALUES
+        (1, -9223372036854775808, '2025-01-01 00:00:00.000001+00', '', false, -1.5, '{}', NULL),
+        (2, 9007199254740993, '1969-12-31 23:59:59+00', 'é', true, 99999999999999999999999999999999999.99, '{NULL,a}', 1),
+        (3, 0, '2262-04-11 23:47:16.854775+00', repeat('y', 300), true, 0, '{NULL}', NULL)`);
+    for (const rowGroupRows of [1, 1000]) {
+      const { plans, writer, object } = await write('required', rowGroupRows);
+      expect(plans.filter((p) => p.notNull).map((p) => p.name)).toEqual(['id', 'n', 'at', 't', 'b', 'd', 'tags']);
+      const { rows: printed } = await sql.query({ text: `SELECT ${plans.map((p) => p.select).join(', ')} FROM w.required AS t ORDER BY t.id`, rowMode: 'array' });
+      expect(await canonicalRows(object, plans)).toEqual(printed);
+      expect(await readBackChecksum(object, plans)).toEqual({ rows: 3, checksum: writer.checksum });
+      const repetition = new Map(parquetSchema(plans).map((element) => [element.name, element.repetition_type]));
+      expect(repetition.get('n')).toBe('REQUIRED');
+      expect(repetition.get('tags')).toBe('REQUIRED');
+      expect(repetition.get('element')).toBe('OPTIONAL');
+      expect(repetition.get('maybe')).toBe('OPTIONAL');
+    }
+    // A NOT NULL a reader would take at its word: a NULL there (which Postgres does not let in) is refused.
+    const plans = await planColumns(sql, { schema: 'w', name: 'required' });
+    const writer = new ObjectWriter(plans, 10, 'gzip', ['1'], []);
+    const lengths = new Int32Array(plans.length).fill(-1);
+    expect(() => writer.add(Buffer.alloc(0), new Int32Array(plans.length), lengths, { text: () => '1' }, 1)).toThrow('a NULL in a column declared NOT NULL');
   });
 
   it('the checksum changes with any value, NULL against empty, and where a value sits', async () => {

@@ -20,6 +20,8 @@ export interface ColumnPlan {
   pgType: string;
   kind: ScalarKind;
   array: boolean;
+  /** NOT NULL in Postgres: REQUIRED in Parquet (no definition levels; readers know it has no NULLs). */
+  notNull?: boolean;
   precision?: number;
   scale?: number;
   /** SQL over alias `t` giving the canonical text (NULL for NULL). */
@@ -100,10 +102,11 @@ export async function planColumns(client: pg.ClientBase, source: QualifiedName):
     typmod: number;
     ndims: number;
     is_array: boolean;
+    not_null: boolean;
   }>(
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, format_type(a.atttypid, NULL) AS base,
             CASE WHEN t.typcategory = 'A' THEN format_type(t.typelem, NULL) END AS element_base,
-            a.atttypmod AS typmod, a.attndims AS ndims, t.typcategory = 'A' AS is_array
+            a.atttypmod AS typmod, a.attndims AS ndims, t.typcategory = 'A' AS is_array, a.attnotnull AS not_null
      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
     [`${quoteIdent(source.schema)}.${quoteIdent(source.name)}`],
@@ -123,6 +126,7 @@ export async function planColumns(client: pg.ClientBase, source: QualifiedName):
       pgType: row.type,
       kind,
       array,
+      notNull: row.not_null,
       select: array ? `${column}::text` : scalarSelect(kind, column),
       copySelect: !array && (kind === 'json' || row.base === 'character') ? `${column}::text` : column,
     };

@@ -1,3 +1,4 @@
+import { endianness } from 'node:os';
 import { constants, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
 import { type ColumnData, type FileMetaData, parquetMetadata, parquetRead, type SchemaElement } from 'hyparquet';
 import { GatheredHash, ObjectDigest } from './checksum';
@@ -23,7 +24,7 @@ export function gzipPage(input: Uint8Array): Uint8Array {
   return gzipSync(input, huffman <= matched * 1.02 ? HUFFMAN_ONLY : LEVEL_1);
 }
 
-function leaf(name: string, kind: ScalarKind, plan: ColumnPlan, repetition: 'OPTIONAL'): SchemaElement {
+function leaf(name: string, kind: ScalarKind, plan: ColumnPlan, repetition: 'OPTIONAL' | 'REQUIRED'): SchemaElement {
   const base = { name, repetition_type: repetition } as const;
   switch (kind) {
     case 'int16':
@@ -58,16 +59,20 @@ function leaf(name: string, kind: ScalarKind, plan: ColumnPlan, repetition: 'OPT
   }
 }
 
-/** The Parquet schema of the planned columns: every column optional; arrays as standard three-level LISTs. */
+/**
+ * The Parquet schema of the planned columns: NOT NULL columns REQUIRED, the others OPTIONAL;
+ * arrays as standard three-level LISTs (their elements optional).
+ */
 export function parquetSchema(plans: ColumnPlan[]): SchemaElement[] {
   const elements: SchemaElement[] = [{ name: 'schema', num_children: plans.length }];
   for (const plan of plans) {
+    const repetition = plan.notNull ? 'REQUIRED' : 'OPTIONAL';
     if (!plan.array) {
-      elements.push(leaf(plan.name, plan.kind, plan, 'OPTIONAL'));
+      elements.push(leaf(plan.name, plan.kind, plan, repetition));
       continue;
     }
     elements.push(
-      { name: plan.name, repetition_type: 'OPTIONAL', converted_type: 'LIST', logical_type: { type: 'LIST' }, num_children: 1 },
+      { name: plan.name, repetition_type: repetition, converted_type: 'LIST', logical_type: { type: 'LIST' }, num_children: 1 },
       { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
       leaf('element', plan.kind, plan, 'OPTIONAL'),
     );
@@ -91,7 +96,7 @@ export function describeColumns(plans: ColumnPlan[]): Array<{ name: string; post
  * plan order, column by column: one array per column, not one object per row. Every planned column
  * must cover exactly the footer's rows, in order.
  */
-async function storedColumns(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ rows: number; columns: unknown[][] }> {
+async function storedColumns(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ rows: number; columns: ArrayLike<unknown>[][] }> {
   const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   const metadata = parquetMetadata(file);
   const raw: FileMetaData = {
@@ -117,11 +122,8 @@ async function storedColumns(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ 
       covered = part.rowEnd;
     }
     if (covered !== rows) throw new Error(`column ${plan.name}: ${covered} rows decoded, the footer says ${rows}`);
-    if (parts.length === 1 && Array.isArray(parts[0]!.columnData)) return parts[0]!.columnData as unknown[];
-    const values: unknown[] = new Array(rows);
-    let at = 0;
-    for (const part of parts) for (let i = 0; i < part.columnData.length; i++) values[at++] = part.columnData[i];
-    return values;
+    // Parts as decoded (a typed array for a REQUIRED number column): not copied into one array.
+    return parts.map((part) => part.columnData as ArrayLike<unknown>);
   });
   return { rows, columns };
 }
@@ -131,8 +133,9 @@ async function storedColumns(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ 
  */
 export async function canonicalRows(bytes: Uint8Array, plans: ColumnPlan[]): Promise<Array<Array<string | null>>> {
   const { rows, columns } = await storedColumns(bytes, plans);
+  const values = columns.map((parts) => parts.flatMap((part) => Array.from(part)));
   const out: Array<Array<string | null>> = new Array(rows);
-  for (let row = 0; row < rows; row++) out[row] = plans.map((plan, i) => fromParquet(plan, columns[i]![row]));
+  for (let row = 0; row < rows; row++) out[row] = plans.map((plan, i) => fromParquet(plan, values[i]![row]));
   return out;
 }
 
@@ -173,33 +176,60 @@ function plainWriter(type: SchemaElement['type']): (plain: GatheredHash, value: 
   }
 }
 
-/** One column's three checksum streams, from the values hyparquet decoded (as the writer fed them from its pages). */
-function hashColumn(plan: ColumnPlan, values: unknown[], streams: ReturnType<ObjectDigest['column']>): void {
+/** Typed arrays hold their numbers little-endian here: their bytes are the PLAIN bytes as they are. */
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+/**
+ * One column's three checksum streams, from the values hyparquet decoded, part by part (as the
+ * writer fed them from its pages): definition levels only where the column has them (OPTIONAL
+ * columns, and lists), counted from the column's own base (a REQUIRED list has no level for NULL).
+ */
+function hashColumn(plan: ColumnPlan, parts: ArrayLike<unknown>[], streams: ReturnType<ObjectDigest['column']>): void {
   const definitions = new GatheredHash(streams.definitions);
   const repetitions = new GatheredHash(streams.repetitions);
   const plain = new GatheredHash(streams.values);
   const schema = parquetSchema([plan]);
-  const write = plainWriter(schema[schema.length - 1]!.type);
-  for (const value of values) {
-    if (value === null || value === undefined) {
-      definitions.byte(0);
-      if (plan.array) repetitions.byte(0);
-    } else if (!plan.array) {
-      definitions.byte(1);
-      write(plain, value);
-    } else {
-      const list = value as unknown[];
-      if (list.length === 0) {
-        definitions.byte(1);
-        repetitions.byte(0);
+  const type = schema[schema.length - 1]!.type;
+  const write = plainWriter(type);
+  const base = plan.notNull ? 0 : 1;
+  for (const values of parts) {
+    if (!plan.array && plan.notNull) {
+      // A REQUIRED number column comes back as a typed array: its bytes are its PLAIN values.
+      if (LITTLE_ENDIAN && ((type === 'INT64' && values instanceof BigInt64Array) || (type === 'INT32' && values instanceof Int32Array))) {
+        plain.end();
+        streams.values.update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+        continue;
       }
-      for (let i = 0; i < list.length; i++) {
-        repetitions.byte(i === 0 ? 0 : 1);
-        const element = list[i];
-        if (element === null || element === undefined) definitions.byte(2);
-        else {
-          definitions.byte(3);
-          write(plain, element);
+      for (let i = 0; i < values.length; i++) {
+        const value = values[i];
+        if (value === null || value === undefined) throw new Error(`column ${plan.name} is REQUIRED and holds a NULL`);
+        write(plain, value);
+      }
+      continue;
+    }
+    for (let row = 0; row < values.length; row++) {
+      const value = values[row];
+      if (value === null || value === undefined) {
+        if (plan.notNull) throw new Error(`column ${plan.name} is REQUIRED and holds a NULL`);
+        definitions.byte(0);
+        if (plan.array) repetitions.byte(0);
+      } else if (!plan.array) {
+        definitions.byte(1);
+        write(plain, value);
+      } else {
+        const list = value as unknown[];
+        if (list.length === 0) {
+          definitions.byte(base);
+          repetitions.byte(0);
+        }
+        for (let i = 0; i < list.length; i++) {
+          repetitions.byte(i === 0 ? 0 : 1);
+          const element = list[i];
+          if (element === null || element === undefined) definitions.byte(base + 1);
+          else {
+            definitions.byte(base + 2);
+            write(plain, element);
+          }
         }
       }
     }

@@ -249,6 +249,8 @@ class ColumnBuilder {
   private max = Number.NEGATIVE_INFINITY;
   private exactStatistics = true;
   private readonly encode: Encode;
+  /** Definition levels: a NULL list (OPTIONAL columns only), then an empty list, a NULL element, a value. */
+  private readonly base: number;
   private readonly maxDefinition: number;
   readonly leaf: SchemaElement;
 
@@ -258,7 +260,8 @@ class ColumnBuilder {
     private readonly digest: { definitions: Hash; repetitions: Hash; values: Hash },
   ) {
     this.encode = encoderFor(plan);
-    this.maxDefinition = plan.array ? 3 : 1;
+    this.base = plan.notNull ? 0 : 1;
+    this.maxDefinition = plan.array ? this.base + 2 : this.base;
     this.repetitions = new Uint8Array(plan.array ? 1024 : 0);
     const schema = parquetSchema([plan]);
     this.leaf = schema[schema.length - 1]!;
@@ -301,6 +304,7 @@ class ColumnBuilder {
   }
 
   null(): void {
+    if (this.plan.notNull) throw new UnrepresentableValue('a NULL in a column declared NOT NULL');
     this.startRow();
     this.level(0, 0);
   }
@@ -309,7 +313,7 @@ class ColumnBuilder {
   add(bytes: Buffer, at: number, length: number): void {
     this.startRow();
     if (!this.plan.array) {
-      this.level(1, 0);
+      this.level(this.maxDefinition, 0);
       this.encode(this, bytes, at, length);
       return;
     }
@@ -317,7 +321,7 @@ class ColumnBuilder {
     // dimension, then each element as length and bytes.
     const dimensions = bytes.readInt32BE(at);
     if (dimensions === 0) {
-      this.level(1, 0);
+      this.level(this.base, 0);
       return;
     }
     const lower = bytes.readInt32BE(at + 16);
@@ -334,10 +338,10 @@ class ColumnBuilder {
       const elementLength = bytes.readInt32BE(next);
       next += 4;
       if (elementLength < 0) {
-        this.level(2, i === 0 ? 0 : 1);
+        this.level(this.base + 1, i === 0 ? 0 : 1);
         continue;
       }
-      this.level(3, i === 0 ? 0 : 1);
+      this.level(this.base + 2, i === 0 ? 0 : 1);
       this.encode(this, bytes, next, elementLength);
       next += elementLength;
     }
@@ -345,13 +349,14 @@ class ColumnBuilder {
 
   private closePage(): void {
     if (this.entries === 0) return;
-    const definitions = this.definitions.subarray(0, this.entries);
-    this.digest.definitions.update(definitions);
+    // A REQUIRED column that is not a list has no definition levels (all would be 0).
+    const definitions = this.maxDefinition > 0 ? this.definitions.subarray(0, this.entries) : undefined;
+    if (definitions) this.digest.definitions.update(definitions);
     if (this.plan.array) this.digest.repetitions.update(this.repetitions.subarray(0, this.entries));
     this.digest.values.update(this.values.view());
     const levels = new ByteWriter();
     const repetitionBytes = this.plan.array ? writeRleBitPackedHybrid(levels, this.repetitions.subarray(0, this.entries), 1) : 0;
-    const definitionBytes = writeRleBitPackedHybrid(levels, definitions, this.plan.array ? 2 : 1);
+    const definitionBytes = definitions ? writeRleBitPackedHybrid(levels, definitions, Math.ceil(Math.log2(this.maxDefinition + 1))) : 0;
     const plain = this.plan.kind === 'bool' ? packBooleans(this.values.view()) : this.values.view();
     const compressed = COMPRESS[this.compression](plain);
     const page = new ByteWriter();
