@@ -51,7 +51,7 @@ afterEach(() => setObjectStoreFactory(undefined));
 describe('S3 archive: a COMMIT whose outcome the client never learned', () => {
   it('keeps the pending copies of a batch whose COMMIT succeeded on the server though the client saw an error', async () => {
     const invariant = await captureS3Invariant(sql, s3, { source: 'rv.events', folder: 'rv/table=rv.events' });
-    // The first upload arms the fault: the next COMMIT reaches the server, then the client sees the
+    // The first upload arms the fault: the batch's COMMIT (after its delete) reaches the server, then the client sees the
     // connection drop (what a network cut or a Lambda freeze during COMMIT looks like).
     let armed = false;
     let fired = false;
@@ -66,9 +66,13 @@ describe('S3 archive: a COMMIT whose outcome the client never learned', () => {
       };
     });
     const query = pg.Client.prototype.query;
+    let deleted = false;
     pg.Client.prototype.query = async function (this: pg.Client, ...args: unknown[]) {
       const result = await (query as (...a: unknown[]) => Promise<unknown>).apply(this, args);
-      if (armed && args[0] === 'COMMIT') {
+      // The batch's own COMMIT: the one after its delete (a pick's COPY runs in a transaction too).
+      const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
+      if (armed && text?.includes('DELETE FROM')) deleted = true;
+      if (armed && deleted && args[0] === 'COMMIT') {
         armed = false;
         fired = true;
         throw new Error('Connection terminated unexpectedly');

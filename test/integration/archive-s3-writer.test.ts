@@ -4,7 +4,7 @@ import { planColumns, UnrepresentableValue } from '../../functions/archive/s3/co
 import { CopyReader, copyRows } from '../../functions/archive/s3/copy';
 import { canonicalRows, parquetSchema, readBackChecksum } from '../../functions/archive/s3/parquet';
 import { ObjectWriter } from '../../functions/archive/s3/writer';
-import { raw, sql as statement } from '../../shared/sql';
+import { raw, sql as statement, typed } from '../../shared/sql';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 
 /**
@@ -94,7 +94,10 @@ describe('S3 writer: Postgres binary values to Parquet', () => {
     for (const rowGroupRows of [1, 1000]) {
       const { plans, writer, object } = await write('required', rowGroupRows);
       expect(plans.filter((p) => p.notNull).map((p) => p.name)).toEqual(['id', 'n', 'at', 't', 'b', 'd', 'tags']);
-      const { rows: printed } = await sql.query({ text: `SELECT ${plans.map((p) => p.select).join(', ')} FROM w.required AS t ORDER BY t.id`, rowMode: 'array' });
+      const { rows: printed } = await sql.query({
+        text: `SELECT ${plans.map((p) => p.select).join(', ')} FROM w.required AS t ORDER BY t.id`,
+        rowMode: 'array',
+      });
       expect(await canonicalRows(object, plans)).toEqual(printed);
       expect(await readBackChecksum(object, plans)).toEqual({ rows: 3, checksum: writer.checksum });
       const repetition = new Map(parquetSchema(plans).map((element) => [element.name, element.repetition_type]));
@@ -107,7 +110,9 @@ describe('S3 writer: Postgres binary values to Parquet', () => {
     const plans = await planColumns(sql, { schema: 'w', name: 'required' });
     const writer = new ObjectWriter(plans, 10, 'gzip', ['1'], []);
     const lengths = new Int32Array(plans.length).fill(-1);
-    expect(() => writer.add(Buffer.alloc(0), new Int32Array(plans.length), lengths, { text: () => '1' }, 1)).toThrow('a NULL in a column declared NOT NULL');
+    expect(() => writer.add(Buffer.alloc(0), new Int32Array(plans.length), lengths, { text: () => '1' }, 1)).toThrow(
+      'a NULL in a column declared NOT NULL',
+    );
   });
 
   it('the checksum changes with any value, NULL against empty, and where a value sits', async () => {
@@ -129,6 +134,18 @@ describe('S3 writer: Postgres binary values to Parquet', () => {
       expect(checksums.has(writer.checksum), change).toBe(false);
       checksums.add(writer.checksum);
     }
+  });
+
+  it("a COPY leaves nothing on the session: its values were its transaction's own, and a failed one leaves the connection idle", async () => {
+    const rows = new CopyReader(await copyRows(sql, statement`SELECT t.id FROM w.edges AS t WHERE t.id > ${typed(2, 'int')} ORDER BY t.id`), 1);
+    expect(rows.rows).toBe(3);
+    const left = async () => (await sql.query(`SELECT current_setting('pg_housekeeper.copy_1', true) AS value`)).rows[0].value;
+    expect([null, '']).toContain(await left());
+    await expect(copyRows(sql, statement`SELECT 1 / (t.id - ${typed(3, 'int')}) FROM w.edges AS t`)).rejects.toThrow('division by zero');
+    expect([null, '']).toContain(await left());
+    // Not in a transaction any more (an aborted one would refuse this, an open one would keep now() fixed).
+    const { rows: clock } = await sql.query(`SELECT now() = statement_timestamp() AS outside`);
+    expect(clock[0].outside).toBe(true);
   });
 
   it('refuses what Parquet cannot hold exactly, naming the column: infinities, NaN, arrays not one-dimensional from index 1', async () => {

@@ -5,35 +5,44 @@ import { Param, type Sql } from '../../../shared/sql';
 /**
  * A query's rows as Postgres's binary COPY: every value in its binary form (integers, timestamps,
  * numerics as their digits, texts as their bytes), read as one buffer, no JS value per field. COPY
- * takes no bind parameters, so each value goes first into a session setting, itself a bind
- * parameter of set_config, and the query reads it back with current_setting, cast to the type
- * the statement gave it (`typed`: a setting is text). No value is ever part of the COPY's text.
+ * takes no bind parameters, so each value goes first into a setting, itself a bind parameter of
+ * set_config, and the query reads it back with current_setting, cast to the type the statement
+ * gave it (`typed`: a setting is text). No value is ever part of the COPY's text. The settings
+ * are the transaction's own (BEGIN, set_config local, COPY, COMMIT): nothing stays on the
+ * session, and a pooler that hands transactions to different server connections (RDS Proxy,
+ * PgBouncer in transaction mode) keeps them on one. Never called inside a transaction.
  */
 export async function copyRows(client: pg.ClientBase, statement: Sql): Promise<Buffer> {
   const { text, settings } = copyStatement(statement);
-  // Both are sent at once (node-postgres queues them on the connection, in order): one round trip.
+  // All four are queued at once (node-postgres runs a connection's queries in order): nothing else
+  // on this connection runs between them.
+  const begin = client.query('BEGIN');
   const set =
     settings.length > 0
-      ? client.query(`SELECT ${settings.map((_, i) => `set_config('pg_housekeeper.copy_${i + 1}', $${i + 1}, false)`).join(', ')}`, settings)
+      ? client.query(`SELECT ${settings.map((_, i) => `set_config('pg_housekeeper.copy_${i + 1}', $${i + 1}, true)`).join(', ')}`, settings)
       : undefined;
-  set?.catch(() => {});
   // The stream made here is the one read, whatever client.query returns: a wrapper of query (an
   // instrumentation agent's, a test's) may return a promise of it instead. Left unread, a COPY
   // holds the connection forever.
   const stream = copyTo(`COPY (${text}) TO STDOUT (FORMAT binary)`);
   const submitted: unknown = client.query(stream);
-  if (submitted instanceof Promise) submitted.catch(() => {});
+  // After a failed step COMMIT ends the transaction as a rollback: the connection is idle again.
+  const commit = client.query('COMMIT');
+  for (const step of [begin, set, submitted, commit]) if (step instanceof Promise) step.catch(() => {});
   const chunks: Buffer[] = [];
   try {
     for await (const chunk of stream) chunks.push(chunk as Buffer);
   } finally {
-    await set;
+    await Promise.allSettled([begin, set, commit]);
   }
+  await begin;
+  await set;
+  await commit;
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
 /**
- * The statement with each bind value read from a session setting instead (`settings[i]` goes
+ * The statement with each bind value read from a setting instead (`settings[i]` goes
  * into pg_housekeeper.copy_<i+1>), each in a subquery: run once for the statement. Bare, the
  * setting's lookup and its cast (a timestamptz parsed from text) would run again for every row a
  * filter looks at.
