@@ -287,6 +287,22 @@ describe('S3 archive: keys and values that must move like any other', () => {
     expect(await invariant.verify()).toMatchObject({ left: 0, archived: 30 });
   });
 
+  it("moves rows under a composite key of a timestamptz and a text with quotes, backslashes and other scripts, a row group at a time (each one's last key starts the next pick)", async () => {
+    await sql.query(`
+      CREATE TABLE rv.odd_keys (name text, at timestamptz, created_at timestamptz NOT NULL, body text, PRIMARY KEY (at, name));
+      INSERT INTO rv.odd_keys
+      SELECT (ARRAY[E'it''s', E'back\\slash', E'"quoted", {braced}', '漢字 🚀', E'tab\there', ''])[1 + i % 6] || i,
+             '2025-06-01 00:00:00+00'::timestamptz + (i / 3) * interval '1 microsecond',
+             '2025-06-01 00:00:00+00'::timestamptz + i * interval '1 hour', md5(i::text)
+      FROM generate_series(1, 250) AS i;`);
+    const invariant = await captureS3Invariant(sql, s3, { source: 'rv.odd_keys', folder: 'rv/table=rv.odd_keys' });
+    const summary = await runArchive(db.url, {
+      targets: [{ ...target({ rowsPerObject: 150, rowGroupRows: 100 }), source: 'rv.odd_keys', key: ['at', 'name'] }],
+    });
+    expect(summary.targets[0]!.detail).toBeUndefined();
+    expect(await invariant.verify()).toMatchObject({ left: 0, archived: 250 });
+  });
+
   it('moves a text[] whose elements hold spaces Postgres does not quote (no-break space, line separator)', async () => {
     await sql.query(`ALTER TABLE rv.events ADD COLUMN tags text[]`);
     await sql.query(`UPDATE rv.events SET tags = ARRAY[E'a\\u00a0b', E'\\u2028', E'\\u3000', 'plain'] WHERE id = 3`);
