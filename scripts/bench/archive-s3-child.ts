@@ -20,5 +20,9 @@ if (latencyMs > 0) {
     return Object.fromEntries(delayed) as ObjectStore;
   });
 }
+const cpuMicros = () => {
+  const { userCPUTime, systemCPUTime } = process.resourceUsage();
+  return userCPUTime + systemCPUTime;
+};
 const summary = await runLocally('archive', JSON.parse(policy!), url!, { logger: silentLogger() });
-process.stdout.write(`${JSON.stringify({ summary: summary.targets[0], maxRssKb: process.resourceUsage().maxRSS })}\n`);
+process.stdout.write(`${JSON.stringify({ summary: summary.targets[0], maxRssKb: process.resourceUsage().maxRSS, cpuMicros: cpuMicros() })}\n`);

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,6 +24,23 @@ function s3LatencyMs(): number {
   const value = arg ? Number(arg.slice('--s3-latency-ms='.length)) : 0;
   if (!Number.isInteger(value) || value < 0) throw new Error(`archive-s3: --s3-latency-ms must be a whole number of milliseconds (got ${arg})`);
   return value;
+}
+
+/** CPU seconds used so far by every `postgres` process (server, backends, walwriter...), from /proc. */
+function postgresCpuSeconds(): number {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc').filter((name) => /^[0-9]+$/.test(name))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (!stat.includes('(postgres)')) continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // Own time, and that of exited children (a backend that ended, counted in the postmaster).
+      ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+    } catch {
+      // gone since the listing
+    }
+  }
+  return ticks / 100;
 }
 
 export async function benchArchiveS3(url: string): Promise<string[]> {
@@ -68,6 +85,8 @@ export async function benchArchiveS3(url: string): Promise<string[]> {
       ],
       statementTimeoutMs: 600_000,
     };
+    const postgresBefore = postgresCpuSeconds();
+    const serverBefore = process.cpuUsage();
     const { stdout } = await run(
       process.execPath,
       [
@@ -84,9 +103,12 @@ export async function benchArchiveS3(url: string): Promise<string[]> {
         maxBuffer: 1 << 20,
       },
     );
+    const serverCpu = process.cpuUsage(serverBefore);
+    const postgresCpu = postgresCpuSeconds() - postgresBefore;
     const child = JSON.parse(stdout.trim().split('\n').pop()!) as {
       summary: { state: string; detail?: string; counts: Record<string, number> };
       maxRssKb: number;
+      cpuMicros: number;
     };
     if (child.summary.state !== 'succeeded') throw new Error(`the S3 run ${child.summary.state}: ${child.summary.detail}`);
     const s3 = child.summary.counts;
@@ -102,6 +124,7 @@ export async function benchArchiveS3(url: string): Promise<string[]> {
       `  (s) S3      ${fmt(s3Rate / 1000, 0)}k rows/s (${fmt(s3.durationMs! / 1000, 1)} s, ${manifest[0].objects} objects, longest batch ${fmt(s3.longestBatchMs! / 1000, 1)} s)   (s)/(a) ${fmt(s3Rate / tableRate, 2)} (goal >= 0.5)`,
       `  bytes per row: S3 ${fmt(manifest[0].bytes / manifest[0].rows, 1)}, source heap ${fmt((size[0].heap as number) / rowsAll, 1)}, heap + indexes ${fmt((size[0].total as number) / rowsAll, 1)}`,
       `  where the S3 run's time went: ${['pickWaitMs', 'encodeMs', 'uploadMs', 'verifyMs', 'commitMs', 'publishMs'].map((stage) => `${stage.replace(/Ms$/, '')} ${fmt((s3[stage] ?? 0) / 1000, 1)} s`).join(', ')}`,
+      `  CPU of the S3 run: node ${fmt(child.cpuMicros / 1e6, 1)} s, the S3 server (this process) ${fmt((serverCpu.user + serverCpu.system) / 1e6, 1)} s, Postgres ${fmt(postgresCpu, 1)} s`,
       `  peak memory of the S3 run: ${fmt(child.maxRssKb / 1024, 0)} MB max RSS (node, pg, the Parquet writer, one batch)`,
     ];
   } finally {
