@@ -65,6 +65,11 @@ export async function sdkObjectStore({ bucket, kmsKeyId }: StoreOptions): Promis
   const client = new sdk.S3Client({
     ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
     ...(process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION ? {} : { region: 'us-east-1' }),
+    // The SDK's own CRC of every upload and download (its default since 3.729) only where S3
+    // requires one (DeleteObjects): each object is read back and its decoded contents checked
+    // against what was written before any row is deleted, which no transfer checksum replaces.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
   });
   const encryption = kmsKeyId ? { ServerSideEncryption: 'aws:kms' as const, SSEKMSKeyId: kmsKeyId } : {};
   return {
