@@ -20,6 +20,11 @@ export type StopReason = 'done' | 'max rows reached' | 'time budget nearly spent
 
 export interface TargetContext<P, O> {
   client: pg.Client;
+  /**
+   * Opens another session set up as `client` is (TLS, role, timeouts), which the caller closes.
+   * It holds none of the target's locks: for reads that may run beside `client`'s transactions.
+   */
+  connect: () => Promise<pg.Client>;
   policy: P;
   options: O;
   logger: JobLogger;

@@ -617,6 +617,7 @@ class TargetRun<S extends z.ZodType, O extends RunOptions> {
       if (prepared.error !== undefined) throw prepared.error;
       const outcome = await definition.runTarget({
         client: this.client,
+        connect: run.connect,
         policy: policy as z.output<S>,
         options: run.options,
         logger,

@@ -10,7 +10,7 @@ import type { ArchiveEvent, ArchiveTargetPolicy } from './policy';
 import type { ArchiveStatements, BatchResult } from './sql';
 
 /** How long a batch may wait for a row another session holds before it is redone skipping such rows. */
-const ROW_LOCK_PATIENCE_MS = 20;
+export const ROW_LOCK_PATIENCE_MS = 20;
 /** After meeting a held row, this many batches lock-and-skip straight away. */
 const SKIP_LOCKED_STREAK = 10;
 

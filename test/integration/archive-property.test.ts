@@ -497,6 +497,7 @@ describe('archive on generated schemas', () => {
       try {
         const outcome = await runArchiveTarget({
           client: sql,
+          connect: () => db.connect(),
           policy,
           options,
           logger: quietLogger(),

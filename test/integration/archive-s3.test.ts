@@ -6,10 +6,15 @@ import { readS3Catalog } from '../../functions/archive/s3/catalog';
 import { CopyReader, copyRows, copyStatement } from '../../functions/archive/s3/copy';
 import { renderS3Sql } from '../../functions/archive/s3/sql';
 import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
+import { JOBS } from '../../functions/registry';
 import { restoreFromCli } from '../../scripts/cli';
+import { openSession } from '../../shared/db';
+import { parseJobEvent, runJob } from '../../shared/run-job';
+import { TimeBudget } from '../../shared/time-budget';
 import { runArchive } from '../support/archive';
 import { captureS3Invariant, objectRows, postgresRows } from '../support/archive-s3';
 import { createTestDatabase, type TestDatabase } from '../support/db';
+import { quietLogger } from '../support/jobs';
 import { duckdb, startTestS3, type TestS3 } from '../support/s3';
 
 let db: TestDatabase;
@@ -196,6 +201,66 @@ function hookUploads(onPut: (key: string, body: Uint8Array, count: number) => Pr
     return { ...store, put: async (key, body, metadata) => store.put(key, (await onPut(key, body, ++count)) ?? body, metadata) };
   });
 }
+
+describe('the session that reads batches', () => {
+  /** A run whose sessions are recorded: what each one ran, and whether it was closed. */
+  async function recordedRun(connectReader: () => Promise<pg.Client>) {
+    const sessions: Array<{ statements: string[]; ended: boolean }> = [];
+    const connect = async () => {
+      const client = sessions.length === 0 ? await openSession({ kind: 'url', url: db.url }, SESSION) : await connectReader();
+      const record = { statements: [] as string[], ended: false };
+      sessions.push(record);
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as { query: unknown }).query = (...args: unknown[]) => {
+        const first = args[0] as string | { text?: string };
+        record.statements.push(typeof first === 'string' ? first : (first.text ?? ''));
+        return query(...args);
+      };
+      const end = client.end.bind(client);
+      client.end = (async () => {
+        record.ended = true;
+        return end();
+      }) as typeof client.end;
+      return client;
+    };
+    const event = parseJobEvent(JOBS.archive, { targets: [target()] }, 'event');
+    const summary = await runJob(JOBS.archive, event, { jobs: JOBS, connect, logger: quietLogger(), budget: TimeBudget.unlimited() });
+    return { summary, sessions };
+  }
+  const SESSION = { job: 'archive', lockTimeoutMs: 3000, statementTimeoutMs: 60_000 };
+
+  it('picks every batch on a session of its own (the next batch is read while this one commits), closed at the end', async () => {
+    const invariant = await captureS3Invariant(sql, s3, { source: 'app.typed', folder: FOLDER });
+    const { summary, sessions } = await recordedRun(() => openSession({ kind: 'url', url: db.url }, SESSION));
+    expect(summary.targets[0]!.state).toBe('succeeded');
+    expect(summary.targets[0]!.counts.rowsMoved).toBe(253);
+    await invariant.verify();
+    expect(sessions).toHaveLength(2);
+    const [own, reader] = sessions as [(typeof sessions)[0], (typeof sessions)[0]];
+    // The job's session deletes and records; every COPY of a pick ran on the reader, which deletes nothing.
+    expect(own.statements.some((text) => /DELETE FROM/.test(text))).toBe(true);
+    const copies = (statements: string[]) => statements.filter((text) => text.startsWith('COPY ('));
+    expect(copies(own.statements)).toEqual([]);
+    expect(copies(reader.statements).length).toBeGreaterThanOrEqual(3);
+    expect(reader.statements.filter((text) => !text.startsWith('COPY (') && /DELETE|INSERT|UPDATE/.test(text))).toEqual([]);
+    // It waits for locks as briefly as the batches do.
+    expect(reader.statements[0]).toContain("set_config('lock_timeout'");
+    expect(sessions.map((session) => session.ended)).toEqual([true, true]);
+  });
+
+  it('a reader that cannot connect fails the target with its error; nothing moves, nothing is left on S3', async () => {
+    const before = await postgresRows(sql, 'app.typed');
+    const { summary, sessions } = await recordedRun(async () => {
+      throw new Error('too many connections for role "archiver"');
+    });
+    expect(summary.targets[0]!.state).toBe('failed');
+    expect(summary.targets[0]!.detail).toContain('too many connections for role "archiver"');
+    expect(summary.targets[0]!.counts.rowsMoved ?? 0).toBe(0);
+    expect(await postgresRows(sql, 'app.typed')).toEqual(before);
+    expect(await s3.keys('archive/')).toEqual([]);
+    expect(sessions).toHaveLength(1);
+  });
+});
 
 describe('archive to S3 beside failures and other sessions', () => {
   afterEach(() => setObjectStoreFactory(undefined));

@@ -1,9 +1,11 @@
+import type pg from 'pg';
 import { inTransaction } from '../../../shared/db';
 import { CatalogError, errorMessage } from '../../../shared/errors';
 import { displayName } from '../../../shared/identifiers';
 import type { TargetContext } from '../../../shared/job';
 import { queryOne, SQLSTATE, sqlState } from '../../../shared/postgres';
 import { sql } from '../../../shared/sql';
+import { ROW_LOCK_PATIENCE_MS } from '../apply';
 import { ArchiveBatchRefused, type ArchiveDestination, type BatchRequest, EMPTY_BATCH } from '../destination';
 import type { ArchiveCutoffs } from '../plan';
 import type { ArchiveEvent, ArchiveTargetPolicy } from '../policy';
@@ -73,6 +75,26 @@ export async function s3Destination(options: {
   store?: ObjectStore;
 }): Promise<ArchiveDestination> {
   const { client, runId, logger } = options.context;
+  /**
+   * Batches are picked on a session of their own, so the next batch is read and encoded while this
+   * one's delete commits on the job's session. Reads need none of the target's locks, and nothing
+   * depends on which session read a row: the delete still takes only the rows written, by key and
+   * version. Opened at the first pick, with the batches' lock patience; closed by finish().
+   */
+  let reader: Promise<pg.Client> | undefined;
+  const readerSession = () => {
+    reader ??= (async () => {
+      const session = await options.context.connect();
+      try {
+        await session.query(`SELECT set_config('lock_timeout', $1, false)`, [`${ROW_LOCK_PATIENCE_MS}ms`]);
+      } catch (error) {
+        await session.end().catch(() => {});
+        throw error;
+      }
+      return session;
+    })();
+    return reader;
+  };
   const catalog = options.catalog;
   const { s3, source } = catalog;
   const store = options.store ?? (await openObjectStore({ bucket: s3.bucket, ...(s3.kmsKeyId ? { kmsKeyId: s3.kmsKeyId } : {}) }));
@@ -119,7 +141,7 @@ export async function s3Destination(options: {
     let lastKey: string[] | undefined;
     const fetch = async (chunk: number, from: string[] | undefined) => ({
       chunk,
-      reader: new CopyReader(await copyRows(client, statements.pick(chunk, from)), fields),
+      reader: new CopyReader(await copyRows(await readerSession(), statements.pick(chunk, from)), fields),
     });
     // The next chunk is fetched while this one is encoded: Postgres reads while node writes.
     let pending: ReturnType<typeof fetch> | undefined = fetch(Math.min(s3.rowGroupRows, limit), after);
@@ -478,13 +500,8 @@ export async function s3Destination(options: {
         // travels to S3 and back, then travels itself while this one commits. Until its own turn it
         // is only rows in memory and uncommitted pending copies: dropped, it leaves nothing.
         if (picked === request.limit) prefetch({ limit: request.limit, afterKey: lastKey! });
-        try {
-          await inFlight.uploaded;
-        } finally {
-          // The commit needs the connection to itself: no pick of the next batch may run inside its transaction.
-          await prefetchSettled();
-        }
-        // Nor may the publishing of the batch before (its UPDATE): it ends before this one commits.
+        await inFlight.uploaded;
+        // The publishing of the batch before (its UPDATE) ends before this one commits: never inside its transaction.
         await publishingDone();
         let ids: string[];
         try {
@@ -523,6 +540,8 @@ export async function s3Destination(options: {
     async finish() {
       discardPrefetch();
       await prefetchSettled();
+      const session = await reader?.catch(() => undefined);
+      await session?.end().catch(() => {});
       await removals;
       await publishingDone();
     },
