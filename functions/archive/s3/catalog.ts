@@ -43,6 +43,20 @@ export async function readS3Catalog(
     );
   }
   const columns = await planColumns(client, source);
+  // Folders named name=value (the layout's table= and dt=, and any in the prefix) are partition
+  // columns to Athena, Glue and DuckDB's hive_partitioning, names compared without case: a column
+  // of the same name would read as the folder's value, or fail the Glue table as a duplicate.
+  const folders = [...s3.prefix.split('/').flatMap((segment) => (segment.includes('=') ? [segment.split('=')[0]!] : [])), 'table', 'dt'];
+  const folderNames = new Set(folders.map((name) => name.toLowerCase()));
+  const hidden = columns.filter((c) => folderNames.has(c.name.toLowerCase())).map((c) => c.name);
+  if (hidden.length > 0) {
+    throw new CatalogError(
+      shown,
+      `${shown} has column(s) ${hidden.join(', ')} named as the object layout's folders (${folders.map((name) => `${name}=`).join(', ')}): ` +
+        `Athena, Glue and DuckDB's hive_partitioning read those folders as columns of the same names (without regard to case), so readers would see the folder's value instead. ` +
+        `Rename the column(s), or archive to a table. Nothing was moved`,
+    );
+  }
   const { rows: keyTypes } = await client.query<{ type: string }>(
     sql`SELECT format_type(a.atttypid, a.atttypmod) AS type FROM unnest(${catalog.keyColumns}::text[]) WITH ORDINALITY AS k(name, ord)
      JOIN pg_attribute a ON a.attrelid = to_regclass(${quoteQualified(source)}) AND a.attname = k.name ORDER BY k.ord`,

@@ -22,6 +22,8 @@ export interface ColumnPlan {
   array: boolean;
   /** NOT NULL in Postgres: REQUIRED in Parquet (no definition levels; readers know it has no NULLs). */
   notNull?: boolean;
+  /** A stored generated column: archived with its value, but restore lets the table compute it. */
+  generated?: boolean;
   precision?: number;
   scale?: number;
   /** SQL over alias `t` giving the canonical text (NULL for NULL). */
@@ -29,7 +31,8 @@ export interface ColumnPlan {
   /**
    * SQL over alias `t` giving the value as binary COPY sends it to the writer: the column itself,
    * or its text where the binary form is not the canonical text's (jsonb has a version byte,
-   * char(n) keeps the padding its text drops).
+   * char(n) keeps the padding its text drops; a `bpchar` without a length has no padding, only
+   * the spaces it was given, which are its value and stay).
    */
   copySelect: string;
 }
@@ -103,10 +106,12 @@ export async function planColumns(client: pg.ClientBase, source: QualifiedName):
     ndims: number;
     is_array: boolean;
     not_null: boolean;
+    generated: boolean;
   }>(
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, format_type(a.atttypid, NULL) AS base,
             CASE WHEN t.typcategory = 'A' THEN format_type(t.typelem, NULL) END AS element_base,
-            a.atttypmod AS typmod, a.attndims AS ndims, t.typcategory = 'A' AS is_array, a.attnotnull AS not_null
+            a.atttypmod AS typmod, a.attndims AS ndims, t.typcategory = 'A' AS is_array, a.attnotnull AS not_null,
+            a.attgenerated <> '' AS generated
      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
     [`${quoteIdent(source.schema)}.${quoteIdent(source.name)}`],
@@ -121,14 +126,20 @@ export async function planColumns(client: pg.ClientBase, source: QualifiedName):
       problems.push(`${row.name} (${row.type}): no exact Parquet type`);
       continue;
     }
+    // char(n) pads to n, and its text (what readers get) drops the padding. A bpchar without a
+    // length pads nothing: trailing spaces are part of the value, which ::text would drop too;
+    // concat() prints them, as the output function does.
+    const padded = !array && row.base === 'character' && row.typmod !== -1;
+    const spaced = !array && row.base === 'character' && row.typmod === -1;
     const plan: ColumnPlan = {
       name: row.name,
       pgType: row.type,
       kind,
       array,
       notNull: row.not_null,
-      select: array ? `${column}::text` : scalarSelect(kind, column),
-      copySelect: !array && (kind === 'json' || row.base === 'character') ? `${column}::text` : column,
+      ...(row.generated ? { generated: true } : {}),
+      select: array ? `${column}::text` : spaced ? `CASE WHEN ${column} IS NOT NULL THEN concat(${column}) END` : scalarSelect(kind, column),
+      copySelect: !array && (kind === 'json' || padded) ? `${column}::text` : column,
     };
     if (kind === 'decimal') {
       if (row.typmod === -1) {

@@ -95,23 +95,34 @@ export async function restoreArchived(
 
   const keyIndexes = options.keyColumns.map((k) => plans.findIndex((p) => p.name === k));
   if (keyIndexes.some((i) => i < 0)) throw new CatalogError(shown, `${shown} lacks a key column (${options.keyColumns.join(', ')})`);
-  const cols = plans.map((p) => quoteIdent(p.name)).join(', ');
+  // A stored generated column is computed by `into` itself (it refuses any other value); what it
+  // computes must still equal the archived value, which the digest comparison below checks.
+  const inserted = plans.flatMap((p, i) => (p.generated ? [] : [i]));
+  const cols = inserted.map((i) => quoteIdent(plans[i]!.name)).join(', ');
   const unnest = `unnest(${plans.map((_, i) => `$${i + 1}::text[]`).join(', ')}) AS v(${plans.map((_, i) => `c${i}`).join(', ')})`;
-  const keyMatch = (alias: string) =>
-    options.keyColumns.map((k, i) => `${alias}.${quoteIdent(k)} = ${fromCanonical(plans[keyIndexes[i]!]!, `v.c${keyIndexes[i]}`)}`).join(' AND ');
+  // Equal by the key's own operator (what an index finds), and the same canonical text byte for
+  // byte: under a non-deterministic collation 'c' = 'C', and a table unique on the bytes holds both.
+  // Over alias `t` (`into`), as ColumnPlan.select is.
+  const keyMatch = options.keyColumns
+    .map((k, i) => {
+      const plan = plans[keyIndexes[i]!]!;
+      const value = `v.c${keyIndexes[i]}`;
+      return `t.${quoteIdent(k)} = ${fromCanonical(plan, value)} AND ${plan.select} = ${value} COLLATE "C"`;
+    })
+    .join(' AND ');
   const insert =
-    `INSERT INTO ${quoteQualified(into)} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${plans.map((p, i) => fromCanonical(p, `v.c${i}`)).join(', ')} FROM ${unnest} ` +
-    `WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(into)} AS t WHERE ${keyMatch('t')}) ON CONFLICT DO NOTHING`;
+    `INSERT INTO ${quoteQualified(into)} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${inserted.map((i) => fromCanonical(plans[i]!, `v.c${i}`)).join(', ')} FROM ${unnest} ` +
+    `WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(into)} AS t WHERE ${keyMatch}) ON CONFLICT DO NOTHING`;
   // Rows of `into` under the object's keys whose canonical digest differs from the object's row.
   const canonical = plans.map((p, i) => `${p.select} AS c${i}`).join(', ');
   const differing =
-    `SELECT ${options.keyColumns.map((_, i) => `v.c${keyIndexes[i]}`).join(` || ', ' || `)} AS key FROM ${unnest} JOIN ${quoteQualified(into)} AS t ON ${keyMatch('t')} ` +
+    `SELECT ${options.keyColumns.map((_, i) => `v.c${keyIndexes[i]}`).join(` || ', ' || `)} AS key FROM ${unnest} JOIN ${quoteQualified(into)} AS t ON ${keyMatch} ` +
     `WHERE ${digestSql(plans.map((_, i) => `v.c${i}`))} <> (SELECT ${digestSql(plans.map((_, i) => `w.c${i}`))} FROM (SELECT ${canonical}) AS w) ORDER BY 1 LIMIT 11`;
   // Rows of the object whose key `into` still lacks after the insert: another unique constraint of
   // `into` (or a concurrent writer) kept them out. Counting them present would lose them silently.
   const missing =
     `SELECT ${options.keyColumns.map((_, i) => `v.c${keyIndexes[i]}`).join(` || ', ' || `)} AS key FROM ${unnest} ` +
-    `WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(into)} AS t WHERE ${keyMatch('t')}) ORDER BY 1 LIMIT 11`;
+    `WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(into)} AS t WHERE ${keyMatch}) ORDER BY 1 LIMIT 11`;
 
   const wanted = describeColumns(plans);
   for (const object of objects) {

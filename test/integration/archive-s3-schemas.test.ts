@@ -1,0 +1,133 @@
+import type pg from 'pg';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { restoreFromCli } from '../../scripts/cli';
+import { runArchive } from '../support/archive';
+import { captureS3Invariant, postgresRows } from '../support/archive-s3';
+import { createTestDatabase, type TestDatabase } from '../support/db';
+import { duckdb, startTestS3, type TestS3 } from '../support/s3';
+
+/**
+ * Schemas users have, through archive and back through restore: keys under a case-insensitive
+ * collation, stored generated columns, bpchar's own spaces, and columns named like the layout's
+ * folders. Found by an adversarial review; each restore is compared row for row with the source.
+ */
+let db: TestDatabase;
+let sql: pg.Client;
+let s3: TestS3;
+
+const target = (source: string, extra: Record<string, unknown> = {}, s3Options: Record<string, unknown> = {}) => ({
+  source,
+  destination: { s3: { bucket: 'hk-archive', prefix: 'sc', rowsPerObject: 100, rowGroupRows: 100, ...s3Options } },
+  ageColumn: 'created_at',
+  retention: '30 days',
+  ...extra,
+});
+const JUNE_FIRST = { from: '2025-06-01', to: '2025-06-01' };
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  sql = await db.connect();
+  s3 = await startTestS3();
+});
+
+beforeEach(async () => {
+  await sql.query(`DROP SCHEMA IF EXISTS sc CASCADE; CREATE SCHEMA sc;`);
+  await sql.query(`TRUNCATE housekeeping.archive_restores, housekeeping.archive_objects`).catch(() => {});
+  await s3.empty();
+});
+
+describe('restore', () => {
+  it('restores both c and C of a key that compares case-insensitively but is unique byte for byte; twice is once', async () => {
+    await sql.query(`
+      CREATE COLLATION sc.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+      CREATE TABLE sc.named (name text COLLATE sc.ci NOT NULL, created_at timestamptz NOT NULL, body text);
+      CREATE UNIQUE INDEX named_name ON sc.named (name COLLATE "C");
+      INSERT INTO sc.named VALUES ('b', '2025-06-01', 'b'), ('c', '2025-06-01', 'lower c'), ('C', '2025-06-01', 'upper C');`);
+    const before = await postgresRows(sql, 'sc.named');
+    const invariant = await captureS3Invariant(sql, s3, { source: 'sc.named', folder: 'sc/table=sc.named' });
+    const config = { targets: [target('sc.named', { key: 'name' })] };
+    expect((await runArchive(db.url, config)).targets[0]!.detail).toBeUndefined();
+    expect(await invariant.verify()).toMatchObject({ left: 0, archived: 3 });
+    await sql.query(`CREATE TABLE sc.named_back (LIKE sc.named INCLUDING ALL)`);
+    const into = { ...JUNE_FIRST, into: 'sc.named_back' };
+    expect(await restoreFromCli(config, db.url, into)).toMatchObject({ rowsInserted: 3, rowsAlreadyPresent: 0 });
+    expect(await restoreFromCli(config, db.url, into)).toMatchObject({ rowsInserted: 0, rowsAlreadyPresent: 3 });
+    expect(await postgresRows(sql, 'sc.named_back')).toEqual(before);
+    // A table unique under the case-insensitive collation cannot hold both: refused, naming the key, nothing of the object restored.
+    await sql.query(`CREATE TABLE sc.named_ci (LIKE sc.named); CREATE UNIQUE INDEX ON sc.named_ci (name)`);
+    await expect(restoreFromCli(config, db.url, { ...JUNE_FIRST, into: 'sc.named_ci' })).rejects.toThrow(/refused 1 row\(s\) of .* \(name = [cC]\)/);
+    expect(await postgresRows(sql, 'sc.named_ci')).toEqual([]);
+  });
+
+  it('restores a table with a stored generated column into LIKE ... INCLUDING ALL; another generation expression is refused', async () => {
+    await sql.query(`
+      CREATE TABLE sc.priced (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, net numeric(12, 2),
+        gross numeric(14, 2) GENERATED ALWAYS AS (net * 1.2) STORED);
+      INSERT INTO sc.priced (id, created_at, net) SELECT i, '2025-06-01'::timestamptz + i * interval '1 minute', i * 10.05 FROM generate_series(1, 5) AS i;`);
+    const before = await postgresRows(sql, 'sc.priced');
+    const config = { targets: [target('sc.priced')] };
+    expect((await runArchive(db.url, config)).targets[0]!.counts).toMatchObject({ rowsMoved: 5 });
+    // The archived objects hold the generated values as the source had them.
+    const dir = await s3.download('sc/table=sc.priced/');
+    const gross = await duckdb(`SELECT CAST(gross AS VARCHAR) AS g FROM read_parquet('${dir}/sc/table=sc.priced/*/*.parquet') ORDER BY id`);
+    expect(gross.map((r) => r.g)).toEqual(['12.06', '24.12', '36.18', '48.24', '60.30']);
+    await sql.query(`CREATE TABLE sc.priced_back (LIKE sc.priced INCLUDING ALL)`);
+    expect(await restoreFromCli(config, db.url, { ...JUNE_FIRST, into: 'sc.priced_back' })).toMatchObject({ rowsInserted: 5 });
+    expect(await postgresRows(sql, 'sc.priced_back')).toEqual(before);
+    await sql.query(`CREATE TABLE sc.priced_other (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, net numeric(12, 2),
+        gross numeric(14, 2) GENERATED ALWAYS AS (net * 1.25) STORED)`);
+    await expect(restoreFromCli(config, db.url, { ...JUNE_FIRST, into: 'sc.priced_other' })).rejects.toThrow(
+      /with different contents under the same key/,
+    );
+    expect(await postgresRows(sql, 'sc.priced_other')).toEqual([]);
+  });
+});
+
+describe('values', () => {
+  it("keeps a bpchar's own trailing spaces (no length, so no padding) in the object and through restore; char(n) drops its padding", async () => {
+    await sql.query(`
+      CREATE TABLE sc.codes (id int PRIMARY KEY, created_at timestamptz NOT NULL, loose bpchar, fixed char(5), fixed_list char(4)[]);
+      INSERT INTO sc.codes VALUES (1, '2025-06-01', 'ab  ', 'ab', '{ab,"c  "}'), (2, '2025-06-01', '', '', '{}'), (3, '2025-06-01', NULL, NULL, NULL), (4, '2025-06-01', ' x', ' x', '{" x"}');`);
+    const lengths = `SELECT id, octet_length(loose) AS loose, octet_length(fixed::text) AS fixed, fixed_list::text AS list FROM sc.codes ORDER BY id`;
+    const { rows: before } = await sql.query(lengths);
+    const config = { targets: [target('sc.codes')] };
+    expect((await runArchive(db.url, config)).targets[0]!.counts).toMatchObject({ rowsMoved: 4 });
+    const dir = await s3.download('sc/table=sc.codes/');
+    const stored = await duckdb(
+      `SELECT id, octet_length(CAST(loose AS BLOB))::INTEGER AS loose, octet_length(CAST(fixed AS BLOB))::INTEGER AS fixed FROM read_parquet('${dir}/sc/table=sc.codes/*/*.parquet') ORDER BY id`,
+    );
+    expect(stored).toEqual([
+      { id: 1, loose: 4, fixed: 2 },
+      { id: 2, loose: 0, fixed: 0 },
+      { id: 3, loose: null, fixed: null },
+      { id: 4, loose: 2, fixed: 2 },
+    ]);
+    await sql.query(`CREATE TABLE sc.codes_back (LIKE sc.codes INCLUDING ALL)`);
+    const into = { ...JUNE_FIRST, into: 'sc.codes_back' };
+    expect(await restoreFromCli(config, db.url, into)).toMatchObject({ rowsInserted: 4 });
+    // Twice is once: the rows already there compare equal, spaces included.
+    expect(await restoreFromCli(config, db.url, into)).toMatchObject({ rowsInserted: 0, rowsAlreadyPresent: 4 });
+    expect((await sql.query(lengths.replace('sc.codes', 'sc.codes_back'))).rows).toEqual(before);
+  });
+});
+
+describe('column names', () => {
+  it('refuses, before anything moves, columns named as the layout folders (dt, table, and the prefix’s own name=value), without regard to case', async () => {
+    await sql.query(`CREATE TABLE sc.ev (id int PRIMARY KEY, created_at timestamptz NOT NULL, "DT" text, "table" text, env text, note text);
+      INSERT INTO sc.ev VALUES (1, '2025-06-01 10:00+00', 'mine', 't1', 'prod', 'n');`);
+    const before = await postgresRows(sql, 'sc.ev');
+    const summary = await runArchive(db.url, { targets: [target('sc.ev', {}, { prefix: 'sc/env=prod' })] });
+    expect(summary.targets[0]!.state).toBe('failed');
+    expect(summary.targets[0]!.detail).toContain('has column(s) DT, table, env named as the object layout');
+    expect(summary.targets[0]!.detail).toContain('Nothing was moved');
+    expect(await postgresRows(sql, 'sc.ev')).toEqual(before);
+    expect(await s3.keys()).toEqual([]);
+    // Without those names the same table moves.
+    await sql.query(
+      `ALTER TABLE sc.ev RENAME "DT" TO label; ALTER TABLE sc.ev RENAME "table" TO source_table; ALTER TABLE sc.ev RENAME env TO environment`,
+    );
+    expect((await runArchive(db.url, { targets: [target('sc.ev', {}, { prefix: 'sc/env=prod' })] })).targets[0]!.counts).toMatchObject({
+      rowsMoved: 1,
+    });
+  });
+});
