@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { relationExists } from './db';
+import { SQLSTATE, sqlState } from './postgres';
 
 export type RunState = 'started' | 'succeeded' | 'failed' | 'skipped';
 
@@ -33,28 +34,38 @@ export async function recordRunState(client: pg.ClientBase, record: RunRecord): 
 export async function recordRunStates(client: pg.ClientBase, records: readonly RunRecord[]): Promise<void> {
   if (records.length === 0) return;
   const column = <T>(value: (record: RunRecord) => T) => records.map(value);
-  await client.query(
-    `INSERT INTO housekeeping.job_runs
+  const insert = () =>
+    client.query(
+      `INSERT INTO housekeeping.job_runs
        (run_id, job, target, state, started_at, duration_ms, counts, policy, detail, chain_id, hop)
      SELECT run_id, job, target, state, started_at, duration_ms, counts, policy, detail, chain_id, hop
      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[], $7::jsonb[], $8::jsonb[],
                  $9::text[], $10::uuid[], $11::integer[])
           WITH ORDINALITY AS r(run_id, job, target, state, started_at, duration_ms, counts, policy, detail, chain_id, hop, n)
      ORDER BY n`,
-    [
-      column((r) => r.runId),
-      column((r) => r.job),
-      column((r) => r.target),
-      column((r) => r.state),
-      column((r) => r.startedAt),
-      column((r) => r.durationMs ?? null),
-      column((r) => JSON.stringify(r.counts ?? {})),
-      column((r) => (r.policy === undefined ? null : JSON.stringify(r.policy))),
-      column((r) => r.detail ?? null),
-      column((r) => r.chainId ?? null),
-      column((r) => (r.chainId === undefined ? null : (r.hop ?? 0))),
-    ],
-  );
+      [
+        column((r) => r.runId),
+        column((r) => r.job),
+        column((r) => r.target),
+        column((r) => r.state),
+        column((r) => r.startedAt),
+        column((r) => r.durationMs ?? null),
+        column((r) => JSON.stringify(r.counts ?? {})),
+        column((r) => (r.policy === undefined ? null : JSON.stringify(r.policy))),
+        column((r) => r.detail ?? null),
+        column((r) => r.chainId ?? null),
+        column((r) => (r.chainId === undefined ? null : (r.hop ?? 0))),
+      ],
+    );
+  try {
+    await insert();
+  } catch (error) {
+    // Routed to DEFAULT while the partition job attached the month it belongs to (the attach
+    // locks DEFAULT; the insert waited, then Postgres refused the row DEFAULT no longer takes).
+    // A new statement routes it again, to the month's partition.
+    if (sqlState(error) !== SQLSTATE.checkViolation) throw error;
+    await insert();
+  }
 }
 
 export interface LatestRun {

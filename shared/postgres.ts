@@ -9,6 +9,7 @@ import type { Sql } from './sql';
 /** SQLSTATE codes we act on (https://www.postgresql.org/docs/current/errcodes-appendix.html). */
 export const SQLSTATE = {
   uniqueViolation: '23505',
+  checkViolation: '23514',
   lockNotAvailable: '55P03',
   deadlockDetected: '40P01',
   invalidPassword: '28P01',
