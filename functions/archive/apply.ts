@@ -193,12 +193,14 @@ export async function moveBatches(
       }
       if (policy.pauseMs > 0) await sleep(policy.pauseMs);
     }
+  } finally {
+    // Also when the loop itself threw: what the destination left running ends, and what it opened
+    // (the S3 destination's reading session) is closed.
     try {
       await destination.finish?.();
     } catch (error) {
       failure ??= errorMessage(error);
     }
-  } finally {
     await client.query(`SELECT set_config('lock_timeout', $1, false)`, [`${options.lockTimeoutMs}ms`]);
   }
 

@@ -204,7 +204,7 @@ function hookUploads(onPut: (key: string, body: Uint8Array, count: number) => Pr
 
 describe('the session that reads batches', () => {
   /** A run whose sessions are recorded: what each one ran, and whether it was closed. */
-  async function recordedRun(connectReader: () => Promise<pg.Client>) {
+  async function recordedRun(connectReader: () => Promise<pg.Client>, more: Partial<Parameters<typeof runJob>[2]> = {}) {
     const sessions: Array<{ statements: string[]; ended: boolean }> = [];
     const connect = async () => {
       const client = sessions.length === 0 ? await openSession({ kind: 'url', url: db.url }, SESSION) : await connectReader();
@@ -224,7 +224,7 @@ describe('the session that reads batches', () => {
       return client;
     };
     const event = parseJobEvent(JOBS.archive, { targets: [target()] }, 'event');
-    const summary = await runJob(JOBS.archive, event, { jobs: JOBS, connect, logger: quietLogger(), budget: TimeBudget.unlimited() });
+    const summary = await runJob(JOBS.archive, event, { jobs: JOBS, connect, logger: quietLogger(), budget: TimeBudget.unlimited(), ...more });
     return { summary, sessions };
   }
   const SESSION = { job: 'archive', lockTimeoutMs: 3000, statementTimeoutMs: 60_000 };
@@ -245,6 +245,17 @@ describe('the session that reads batches', () => {
     expect(reader.statements.filter((text) => !text.startsWith('COPY (') && /DELETE|INSERT|UPDATE/.test(text))).toEqual([]);
     // It waits for locks as briefly as the batches do.
     expect(reader.statements[0]).toContain("set_config('lock_timeout'");
+    expect(sessions.map((session) => session.ended)).toEqual([true, true]);
+  });
+
+  it('closes the reading session when the batch loop itself throws (a progress callback that fails)', async () => {
+    const { summary, sessions } = await recordedRun(() => openSession({ kind: 'url', url: db.url }, SESSION), {
+      onProgress: () => {
+        throw new Error('progress display broke');
+      },
+    });
+    expect(summary.targets[0]!.state).toBe('failed');
+    expect(summary.targets[0]!.detail).toContain('progress display broke');
     expect(sessions.map((session) => session.ended)).toEqual([true, true]);
   });
 
