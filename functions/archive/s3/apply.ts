@@ -362,9 +362,12 @@ export async function s3Destination(options: {
    */
   let removals: Promise<void> = Promise.resolve();
   const start = (request: BatchRequest, after: Promise<unknown> = Promise.resolve()): BatchInFlight => {
+    // The removals begun before this batch, taken now: a batch dropped while it is still being
+    // read adds its own removal, which waits for its upload; awaiting that would wait for itself.
+    const removedBefore = removals;
     const written = after.then(() => write(request));
     const uploaded = written.then(async (batch) => {
-      await removals;
+      await removedBefore;
       if (batch.picked > 0) await upload(batch.objects);
       return batch;
     });
