@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
+import { setObjectStoreFactory } from '../../functions/archive/s3/store';
 import { JOBS } from '../../functions/registry';
 import { openSession } from '../../shared/db';
 import { parseJobEvent, runJob } from '../../shared/run-job';
 import { TimeBudget } from '../../shared/time-budget';
-import { captureS3Invariant } from '../support/archive-s3';
+import { captureS3Invariant, hookUploads } from '../support/archive-s3';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { quietLogger } from '../support/jobs';
 import { startTestS3, type TestS3 } from '../support/s3';
@@ -88,16 +88,9 @@ describe('a batch written ahead, still being read when the batch before it ends'
   it('is dropped when the batch before is redone (a row updated, a new version, during its upload); the run moves every row', async () => {
     const invariant = await captureS3Invariant(sql, s3, { source: 'ah.events', folder: FOLDER });
     const writer = await db.connect('writer');
-    let puts = 0;
-    setObjectStoreFactory(async (options) => {
-      const store: ObjectStore = await sdkObjectStore(options);
-      return {
-        ...store,
-        put: async (key, body, metadata) => {
-          if (++puts === 1) await writer.query(`UPDATE ah.events SET body = body WHERE id = 10`);
-          return store.put(key, body, metadata);
-        },
-      };
+    hookUploads(async (_key, _body, count) => {
+      if (count === 1) await writer.query(`UPDATE ah.events SET body = body WHERE id = 10`);
+      return undefined;
     });
     const summary = await runWithSlowPick([target()]);
     expect(summary.detail).toBeUndefined();

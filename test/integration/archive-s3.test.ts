@@ -5,14 +5,14 @@ import { s3DestinationSchema } from '../../functions/archive/policy';
 import { readS3Catalog } from '../../functions/archive/s3/catalog';
 import { CopyReader, copyRows, copyStatement } from '../../functions/archive/s3/copy';
 import { renderS3Sql } from '../../functions/archive/s3/sql';
-import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
+import { sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
 import { JOBS } from '../../functions/registry';
 import { restoreFromCli } from '../../scripts/cli';
 import { openSession } from '../../shared/db';
 import { parseJobEvent, runJob } from '../../shared/run-job';
 import { TimeBudget } from '../../shared/time-budget';
 import { runArchive } from '../support/archive';
-import { captureS3Invariant, objectRows, postgresRows } from '../support/archive-s3';
+import { captureS3Invariant, hookUploads, objectRows, postgresRows } from '../support/archive-s3';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { quietLogger } from '../support/jobs';
 import { duckdb, startTestS3, type TestS3 } from '../support/s3';
@@ -192,15 +192,6 @@ describe('archive to S3 as Parquet', () => {
     }
   });
 });
-
-/** The real store, with a hook on each upload (to corrupt it, or to change the source while the batch is in flight). */
-function hookUploads(onPut: (key: string, body: Uint8Array, count: number) => Promise<Uint8Array | undefined>) {
-  let count = 0;
-  setObjectStoreFactory(async (options) => {
-    const store: ObjectStore = await sdkObjectStore(options);
-    return { ...store, put: async (key, body, metadata) => store.put(key, (await onPut(key, body, ++count)) ?? body, metadata) };
-  });
-}
 
 describe('the session that reads batches', () => {
   /** A run whose sessions are recorded: what each one ran, and whether it was closed. */

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { expect } from 'vitest';
+import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
 import { duckdb, type TestS3 } from './s3';
 
 /**
@@ -140,4 +141,13 @@ async function rowsOfObjects(s3: TestS3, keys: string[], columns: Array<{ name: 
   const files = keys.map((k) => `'${dir}/${k}'`).join(', ');
   const rows = await duckdb(`SELECT ${columns.map((c) => `${c.duck} AS "${c.name}"`).join(', ')} FROM read_parquet([${files}])`);
   return rows.map((r) => JSON.stringify(columns.map((c) => r[c.name] ?? null)));
+}
+
+/** The real store, with a hook on each upload (to corrupt it, or to change the source while the batch is in flight). */
+export function hookUploads(onPut: (key: string, body: Uint8Array, count: number) => Promise<Uint8Array | undefined>) {
+  let count = 0;
+  setObjectStoreFactory(async (options) => {
+    const store: ObjectStore = await sdkObjectStore(options);
+    return { ...store, put: async (key, body, metadata) => store.put(key, (await onPut(key, body, ++count)) ?? body, metadata) };
+  });
 }
