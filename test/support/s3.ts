@@ -98,6 +98,8 @@ export async function duckdb(query: string): Promise<Array<Record<string, unknow
   const instance = await DuckDBInstance.create(':memory:');
   const connection = await instance.connect();
   try {
+    // DuckDB renders timestamptz in the process's zone; the evidence compares them in UTC, as Postgres's side does.
+    await connection.run(`SET TimeZone = 'UTC'`);
     const result = await connection.runAndReadAll(query);
     return result.getRowObjectsJson() as Array<Record<string, unknown>>;
   } finally {
