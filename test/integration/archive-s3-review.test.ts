@@ -236,6 +236,78 @@ describe('S3 archive: two databases archiving a table of the same name into one 
   });
 });
 
+describe('S3 archive: the listing before publishing, one per batch', () => {
+  it('lists exactly the keys from the first to the last, both included, on an S3-compatible server', async () => {
+    const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const keys = ['r/a/k1', 'r/a/k10', 'r/a/k2', 'r/a/k20', 'r/a/k3', 'r/a/k30', 'r/a/k4', 'r/a/k', 'r/a/j9', 'r/b/k2'];
+    for (const Key of keys) await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key, Body: new Uint8Array([1]) }));
+    const store = await sdkObjectStore({ bucket: s3.bucket });
+    expect(await store.list('r/a/k', { from: 'r/a/k2', to: 'r/a/k3' })).toEqual(['r/a/k2', 'r/a/k20', 'r/a/k3']);
+    expect(await store.list('r/a/k2', { from: 'r/a/k2', to: 'r/a/k2' })).toEqual(['r/a/k2']);
+    expect(await store.list('r/', { from: 'r/a/k30', to: 'r/b/k2' })).toEqual(['r/a/k30', 'r/a/k4', 'r/b/k2']);
+    expect(await store.list('r/a/')).toEqual(['r/a/j9', 'r/a/k', 'r/a/k1', 'r/a/k10', 'r/a/k2', 'r/a/k20', 'r/a/k3', 'r/a/k30', 'r/a/k4']);
+  });
+
+  it('finds an object already at the key of a middle day of the batch, and lists the batch once however many days it spans', async () => {
+    // Fifteen rows over five days, three a day: one batch, five objects.
+    await sql.query(`CREATE TABLE rv.days (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, body text);
+      INSERT INTO rv.days SELECT i, '2025-06-01 00:00:00+00'::timestamptz + (i - 1) / 3 * interval '1 day' + interval '1 hour', 'day row ' || i FROM generate_series(1, 15) AS i`);
+    const folder = 'rv/table=rv.days';
+    const middle = `${folder}/dt=2025-06-03/part-7-9.parquet`;
+    // Objects around the batch's keys that are not its own: listed, and left alone.
+    const bystanders = [
+      `${folder}/dt=2025-06-01/part-0-0.parquet`,
+      `${folder}/dt=2025-06-02/part-100-200.parquet`,
+      `${folder}/dt=2025-06-06/part-1-1.parquet`,
+    ];
+    const { PutObjectCommand, GetObjectCommand } = await import('@aws-sdk/client-s3');
+    for (const key of [middle, ...bystanders]) {
+      await s3.client.send(
+        new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: new Uint8Array([1, 2, 3]), Metadata: { checksum: 'someone else' } }),
+      );
+    }
+    const listings: Array<{ prefix: string; range?: { from: string; to: string } }> = [];
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        list: async (prefix, range) => {
+          listings.push({ prefix, ...(range ? { range } : {}) });
+          return store.list(prefix, range);
+        },
+      };
+    });
+    const days = { ...target(), source: 'rv.days' };
+    const failed = await runArchive(db.url, { targets: [days] });
+    expect(failed.targets[0]!.state).toBe('failed');
+    expect(failed.targets[0]!.detail).toContain(`${middle} already exists with other contents (3 bytes, checksum someone else`);
+    // S3 would refuse the copy (If-None-Match); our test server ignores the header, so only the listing kept it.
+    for (const key of [middle, ...bystanders]) {
+      const kept = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }));
+      expect([...(await kept.Body!.transformToByteArray())], key).toEqual([1, 2, 3]);
+    }
+    const published = (await s3.keys(`${folder}/`)).filter((key) => ![middle, ...bystanders].includes(key));
+    expect(published).toEqual(
+      ['01', '02', '04', '05'].map((day, i) => `${folder}/dt=2025-06-${day}/part-${[1, 4, 10, 13][i]}-${[3, 6, 12, 15][i]}.parquet`),
+    );
+    const publishing = listings.filter((listing) => listing.range);
+    expect(publishing).toEqual([
+      {
+        prefix: `${folder}/dt=2025-06-0`,
+        range: { from: `${folder}/dt=2025-06-01/part-1-3.parquet`, to: `${folder}/dt=2025-06-05/part-13-15.parquet` },
+      },
+    ]);
+    // The batch's rows left the source with its commit; its objects stay committed (publishing is
+    // all or nothing per batch), each pending copy kept, until the stray object is gone.
+    const { rows: committed } = await sql.query(
+      `SELECT object_key, pending_key FROM housekeeping.archive_objects WHERE state = 'committed' ORDER BY object_key`,
+    );
+    expect(committed.map((row) => row.object_key)).toEqual([published[0], published[1], middle, published[2], published[3]]);
+    for (const { pending_key } of committed) expect(await s3.keys(pending_key)).toEqual([pending_key]);
+    expect((await sql.query(`SELECT count(*)::int AS n FROM rv.days`)).rows[0].n).toBe(0);
+  });
+});
+
 describe('S3 archive: an object written at the final key after the listing', () => {
   afterEach(() => setObjectStoreFactory(undefined));
 

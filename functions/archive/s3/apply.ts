@@ -16,7 +16,7 @@ import { crashPoint } from './faults';
 import { describeColumns, readBackChecksum } from './parquet';
 import { dayText, objectKeys, pendingFolder, tableFolder } from './plan';
 import { renderS3Sql } from './sql';
-import { type ObjectStore, openObjectStore } from './store';
+import { commonPrefix, keyOrder, type ObjectStore, openObjectStore } from './store';
 import { ObjectWriter } from './writer';
 
 /** How many times a batch whose rows changed (or were held) while it was written is redone before the target fails. */
@@ -321,6 +321,13 @@ export async function s3Destination(options: {
    * object's rows stay in its pending copy, committed.
    */
   const publish = async (objects: Array<{ key: string; pendingKey: string; size: number; checksum: string }>, ids: string[]) => {
+    // Listed, not HEADed: without ListBucket on a key, S3 answers a HEAD of a missing object 403,
+    // not 404. One listing over the batch's keys, not one per object (a batch over 30 days has 30).
+    const finals = objects.map((object) => object.key).sort(keyOrder);
+    const listed =
+      finals.length === 0
+        ? new Set<string>()
+        : new Set(await store.list(commonPrefix(finals[0]!, finals.at(-1)!), { from: finals[0]!, to: finals.at(-1)! }));
     await eachAtMost(S3_CONCURRENCY, objects, async (object) => {
       const keepFinal = async () => {
         const final = await store.head(object.key);
@@ -331,8 +338,7 @@ export async function s3Destination(options: {
             `so it was not overwritten. Is another database archiving a table of the same name into this prefix? The rows stay in ${object.pendingKey}, committed in the manifest`,
         );
       };
-      // Listed, not HEADed: without ListBucket on a key, S3 answers a HEAD of a missing object 403, not 404.
-      if ((await store.list(object.key)).includes(object.key)) return keepFinal();
+      if (listed.has(object.key)) return keepFinal();
       // The copy itself refuses to overwrite (If-None-Match) where the store supports it, as S3
       // does: an object written there since the listing is kept, and judged like a listed one.
       if ((await store.copy(object.pendingKey, object.key)) === 'exists') return keepFinal();

@@ -16,10 +16,32 @@ export interface ObjectStore {
    * header copies over it, which is why callers list first).
    */
   copy(from: string, to: string): Promise<'copied' | 'exists'>;
-  /** Every key under `prefix`. */
-  list(prefix: string): Promise<string[]>;
+  /**
+   * Every key under `prefix`; with a range, only the keys from `range.from` to `range.to` (both
+   * included, S3's byte order), listed from the first on and no further than the last: one
+   * request for a batch's objects however many day folders they span.
+   */
+  list(prefix: string, range?: KeyRange): Promise<string[]>;
   /** Deletes every key given (a missing one is no error), in as few requests as S3 allows. */
   deleteMany(keys: string[]): Promise<void>;
+}
+
+interface KeyRange {
+  from: string;
+  to: string;
+}
+
+/** S3 lists keys in the byte order of their UTF-8, which JavaScript's string order is not beyond ASCII. */
+export function keyOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/** The longest prefix two keys share, never ending inside a surrogate pair (it is sent as UTF-8). */
+export function commonPrefix(a: string, b: string): string {
+  let at = 0;
+  while (at < a.length && at < b.length && a[at] === b[at]) at++;
+  if (at > 0 && /[\uD800-\uDBFF]/.test(a[at - 1]!)) at--;
+  return a.slice(0, at);
 }
 
 /** Tries of a copy S3 answered 409 ConditionalRequestConflict (a concurrent write to the key). */
@@ -127,13 +149,25 @@ export async function sdkObjectStore({ bucket, kmsKeyId }: StoreOptions): Promis
         }
       }
     },
-    async list(prefix) {
+    async list(prefix, range) {
       const keys: string[] = [];
+      // StartAfter excludes the key it names: start after the first key less its last character,
+      // which sorts just before it (keys in between are filtered out below).
+      const StartAfter = range ? range.from.slice(0, -1) : undefined;
       let token: string | undefined;
       do {
-        const out = await client.send(new sdk.ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-        for (const object of out.Contents ?? []) if (object.Key) keys.push(object.Key);
+        const out = await client.send(
+          new sdk.ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : { StartAfter }) }),
+        );
         token = out.IsTruncated ? out.NextContinuationToken : undefined;
+        for (const { Key } of out.Contents ?? []) {
+          if (!Key) continue;
+          if (range && keyOrder(Key, range.to) > 0) {
+            token = undefined;
+            break;
+          }
+          if (!range || keyOrder(Key, range.from) >= 0) keys.push(Key);
+        }
       } while (token);
       return keys;
     },
