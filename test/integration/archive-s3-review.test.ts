@@ -534,8 +534,8 @@ describe('S3 archive: what a run holds in memory', () => {
     const gc = runInNewContext('gc') as () => void;
     // Every object encoded, weakly: its name and when it was made.
     const encoded: Array<{ name: string; first: string; bytes: WeakRef<Uint8Array> }> = [];
-    ObjectWriter.prototype.finish = function (this: ObjectWriter) {
-      const bytes = originalFinish.call(this);
+    ObjectWriter.prototype.finish = async function (this: ObjectWriter) {
+      const bytes = await originalFinish.call(this);
       encoded.push({
         name: `part-${this.firstKey.join('_')}-${this.lastKey.join('_')}.parquet`,
         first: this.firstKey.join('_'),

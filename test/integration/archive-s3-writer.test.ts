@@ -1,8 +1,10 @@
+import { gunzipSync } from 'node:zlib';
+import { parquetMetadata, parquetRead } from 'hyparquet';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planColumns, UnrepresentableValue } from '../../functions/archive/s3/columns';
 import { CopyReader, copyRows } from '../../functions/archive/s3/copy';
-import { canonicalRows, parquetSchema, readBackChecksum } from '../../functions/archive/s3/parquet';
+import { canonicalRows, gzipSections, inflateAhead, parquetSchema, readBackChecksum } from '../../functions/archive/s3/parquet';
 import { ObjectWriter } from '../../functions/archive/s3/writer';
 import { raw, sql as statement, typed } from '../../shared/sql';
 import { createTestDatabase, type TestDatabase } from '../support/db';
@@ -64,7 +66,7 @@ async function write(table: string, rowGroupRows: number) {
     reader.row(row);
     writer.add(reader.bytes, reader.starts, reader.lengths, { text: () => String(row) }, row);
   }
-  const object = writer.finish();
+  const object = await writer.finish();
   return { plans, writer, object };
 }
 
@@ -82,6 +84,44 @@ describe('S3 writer: Postgres binary values to Parquet', () => {
     const whole = await write('edges', 1000);
     expect(whole.writer.checksum).toBe(writer.checksum);
     expect(whole.object.byteLength).not.toBe(object.byteLength);
+  });
+
+  it('the read-back inflates ahead exactly the page sections hyparquet asks for, and hands one over only for the same bytes', async () => {
+    // Three row groups, and a text over a page's 1 MB: pages of every kind the writer makes.
+    const { plans, object } = await write('edges', 2);
+    const file = object.buffer.slice(object.byteOffset, object.byteOffset + object.byteLength) as ArrayBuffer;
+    const metadata = parquetMetadata(file);
+    const asked: Uint8Array[] = [];
+    await parquetRead({
+      file,
+      columns: plans.map((plan) => plan.name),
+      compressors: {
+        GZIP: (input: Uint8Array) => {
+          asked.push(input.slice());
+          return new Uint8Array(gunzipSync(input));
+        },
+      },
+    });
+    const sections = gzipSections(file, metadata);
+    expect(asked.length).toBeGreaterThan(3 * plans.length);
+    expect(sections.map(({ input }) => Buffer.from(input).toString('hex'))).toEqual(asked.map((input) => Buffer.from(input).toString('hex')));
+    const inflated = await inflateAhead(file, metadata);
+    const longest = asked.reduce((a, b) => (b.length > a.length ? b : a));
+    const lookalike = longest.slice();
+    lookalike[lookalike.length >> 1]! ^= 1;
+    expect(inflated.take(lookalike)).toBeUndefined();
+    expect(Buffer.from(inflated.take(longest)!).equals(gunzipSync(longest))).toBe(true);
+    expect(inflated.take(longest), 'each inflated section is handed over once').toBeUndefined();
+    // A walk that cannot make out the pages inflates nothing ahead; the read-back is hyparquet's alone, and still right.
+    expect(
+      gzipSections(file, {
+        ...metadata,
+        row_groups: metadata.row_groups.map((g) => ({
+          ...g,
+          columns: g.columns.map((c) => ({ ...c, meta_data: { ...c.meta_data!, data_page_offset: c.meta_data!.data_page_offset + 1n } })),
+        })),
+      }),
+    ).toEqual([]);
   });
 
   it('NOT NULL columns are REQUIRED (no definition levels), lists too, and read back the same; a NULL there is refused', async () => {

@@ -152,11 +152,13 @@ export async function s3Destination(options: {
       pending?.catch(() => {});
       throw error;
     }
-    const objects: WrittenObject[] = [...writers].map(([day, writer]) => {
-      const bytes = writer.finish();
-      const { key, pendingKey } = objectKeys(s3, source, runId, day, writer.firstKey, writer.lastKey);
-      return { day, writer, bytes, checksum: writer.checksum, key, pendingKey };
-    });
+    const objects: WrittenObject[] = await Promise.all(
+      [...writers].map(async ([day, writer]) => {
+        const bytes = await writer.finish();
+        const { key, pendingKey } = objectKeys(s3, source, runId, day, writer.firstKey, writer.lastKey);
+        return { day, writer, bytes, checksum: writer.checksum, key, pendingKey };
+      }),
+    );
     stageMs.pickWaitMs += waited;
     stageMs.encodeMs += performance.now() - started - waited;
     return { objects, picked, firstKey, lastKey };

@@ -1,12 +1,21 @@
 import { endianness } from 'node:os';
-import { constants, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { constants, deflateRawSync, gunzip, gunzipSync, gzip } from 'node:zlib';
 import { type ColumnData, type FileMetaData, parquetMetadata, parquetRead, type SchemaElement } from 'hyparquet';
+import { parquetHeader } from 'hyparquet/src/column.js';
 import { GatheredHash, ObjectDigest } from './checksum';
 import { type ColumnPlan, decimalBytes, fromParquet, type ScalarKind } from './columns';
 
 export type Compression = 'snappy' | 'gzip' | 'none';
 
 const PROBE_BYTES = 8192;
+const gzipAsync = promisify(gzip);
+const gunzipAsync = promisify(gunzip);
+/**
+ * zlib's async calls come back to this thread once per output chunk (16 KB unless told): one
+ * chunk the size of the whole output makes a page one trip to libuv's threads and back.
+ */
+const wholeChunk = (outputBytes: number) => Math.max(1024, outputBytes + 1024);
 const LEVEL_1 = { level: 1 };
 const HUFFMAN_ONLY = { level: 1, strategy: constants.Z_HUFFMAN_ONLY };
 
@@ -16,12 +25,12 @@ const HUFFMAN_ONLY = { level: 1, strategy: constants.Z_HUFFMAN_ONLY };
  * to come out a little larger. Which one is decided on the page's first 8 KB; both are plain
  * gzip to any reader, so the choice only costs or saves time and bytes.
  */
-export function gzipPage(input: Uint8Array): Uint8Array {
-  if (input.byteLength < 4 * PROBE_BYTES) return gzipSync(input, LEVEL_1);
+export async function gzipPage(input: Uint8Array): Promise<Uint8Array> {
+  if (input.byteLength < 4 * PROBE_BYTES) return gzipAsync(input, { ...LEVEL_1, chunkSize: wholeChunk(input.byteLength) });
   const probe = input.subarray(0, PROBE_BYTES);
   const matched = deflateRawSync(probe, LEVEL_1).byteLength;
   const huffman = deflateRawSync(probe, HUFFMAN_ONLY).byteLength;
-  return gzipSync(input, huffman <= matched * 1.02 ? HUFFMAN_ONLY : LEVEL_1);
+  return gzipAsync(input, { ...(huffman <= matched * 1.02 ? HUFFMAN_ONLY : LEVEL_1), chunkSize: wholeChunk(input.byteLength) });
 }
 
 function leaf(name: string, kind: ScalarKind, plan: ColumnPlan, repetition: 'OPTIONAL' | 'REQUIRED'): SchemaElement {
@@ -105,12 +114,13 @@ async function storedColumns(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ 
     schema: metadata.schema.map((element) => (element.num_children ? element : { ...element, converted_type: undefined, logical_type: undefined })),
   };
   const chunks = new Map<string, ColumnData[]>(plans.map((plan) => [plan.name, []]));
+  const inflated = await inflateAhead(file, metadata);
   await parquetRead({
     file,
     metadata: raw,
     columns: plans.map((plan) => plan.name),
     utf8: false,
-    compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gunzipSync(input)) },
+    compressors: { GZIP: (input: Uint8Array) => new Uint8Array(inflated.take(input) ?? gunzipSync(input)) },
     onChunk: (chunk) => chunks.get(chunk.columnName)?.push(chunk),
   });
   const rows = Number(metadata.num_rows);
@@ -126,6 +136,76 @@ async function storedColumns(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ 
     return parts.map((part) => part.columnData as ArrayLike<unknown>);
   });
   return { rows, columns };
+}
+
+/**
+ * Where each gzip-compressed page section of an object lies (a V2 data page's values, after its
+ * levels; a V1 or dictionary page's whole body), found by reading the footer and each page header.
+ * Stops at anything it cannot make out: what it leaves, hyparquet inflates as it reads.
+ */
+export function gzipSections(file: ArrayBuffer, metadata: FileMetaData): Array<{ input: Uint8Array; outputBytes: number }> {
+  const sections: Array<{ input: Uint8Array; outputBytes: number }> = [];
+  const view = new DataView(file);
+  try {
+    for (const group of metadata.row_groups) {
+      for (const { meta_data: chunk } of group.columns) {
+        if (chunk?.codec !== 'GZIP') continue;
+        let at = Number(chunk.dictionary_page_offset ?? chunk.data_page_offset);
+        const end = at + Number(chunk.total_compressed_size);
+        while (at < end) {
+          const reader = { view, offset: at };
+          const header = parquetHeader(reader);
+          const levels = header.data_page_header_v2;
+          const skip = levels ? levels.definition_levels_byte_length + levels.repetition_levels_byte_length : 0;
+          const next = reader.offset + header.compressed_page_size;
+          if (!(header.compressed_page_size >= skip && next <= end)) return sections;
+          if (levels?.is_compressed !== false) {
+            sections.push({
+              input: new Uint8Array(file, reader.offset + skip, header.compressed_page_size - skip),
+              outputBytes: header.uncompressed_page_size - skip,
+            });
+          }
+          at = next;
+        }
+      }
+    }
+  } catch {
+    // A page header this walk cannot read: hyparquet reads it, and says what is wrong.
+  }
+  return sections;
+}
+
+/**
+ * The object's gzip page sections, inflated on libuv's threads (zlib's async API) before hyparquet
+ * reads the object, whose decompression callback must answer at once: the inflating is off the
+ * thread that encodes the next batch. hyparquet still finds and parses every page itself; it is
+ * handed an inflated section only for input bytes equal to the ones inflated (once), and inflates
+ * anything else as it would have.
+ */
+export async function inflateAhead(file: ArrayBuffer, metadata: FileMetaData): Promise<{ take(input: Uint8Array): Uint8Array | undefined }> {
+  const byLength = new Map<number, Array<{ input: Uint8Array; output: Uint8Array }>>();
+  await Promise.all(
+    gzipSections(file, metadata).map(({ input, outputBytes }) =>
+      gunzipAsync(input, { chunkSize: wholeChunk(outputBytes) }).then(
+        (output) => {
+          const same = byLength.get(input.length) ?? [];
+          same.push({ input, output });
+          byLength.set(input.length, same);
+        },
+        () => {}, // hyparquet inflates it again and reports what is wrong with it
+      ),
+    ),
+  );
+  return {
+    take(input) {
+      const same = byLength.get(input.length);
+      const found = same?.findIndex((candidate) =>
+        Buffer.from(candidate.input.buffer, candidate.input.byteOffset, candidate.input.length).equals(input),
+      );
+      if (!same || found === undefined || found < 0) return undefined;
+      return same.splice(found, 1)[0]!.output;
+    },
+  };
 }
 
 /**

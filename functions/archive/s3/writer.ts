@@ -32,7 +32,31 @@ const OFFSET_LOW = MICROS_1970_TO_2000 - OFFSET_HIGH * TWO_32;
 /** High words whose 64-bit value a double holds exactly (|value| < 2^53). */
 const SAFE_HIGH = 0x200000;
 const CODEC = { snappy: 'SNAPPY', gzip: 'GZIP', none: 'UNCOMPRESSED' } as const;
-const COMPRESS: Record<Compression, (bytes: Uint8Array) => Uint8Array> = { snappy: snappyCompress, gzip: gzipPage, none: (bytes) => bytes };
+/** gzip runs on libuv's threads (zlib's async API), off the thread that reads and encodes rows; snappy is JavaScript. */
+const COMPRESS: Record<Compression, (bytes: Uint8Array) => Promise<Uint8Array>> = {
+  snappy: async (bytes) => snappyCompress(bytes),
+  gzip: gzipPage,
+  none: async (bytes) => bytes,
+};
+
+/** A closed page: its levels, and its values being compressed; laid out (header, offsets) when the object is finished. */
+interface ClosedPage {
+  entries: number;
+  nulls: number;
+  rows: number;
+  levels: Uint8Array;
+  definitionBytes: number;
+  repetitionBytes: number;
+  plainBytes: number;
+  compressed: Promise<Uint8Array>;
+}
+
+/** A row group's column: its pages and what its chunk's metadata says, before the object's layout gives it offsets. */
+interface ClosedChunk {
+  pages: ClosedPage[];
+  entries: number;
+  statistics: Statistics;
+}
 
 /** A growable byte buffer. */
 class Bytes {
@@ -241,8 +265,7 @@ class ColumnBuilder {
   private entries = 0;
   private pageRows = 0;
   private pageNulls = 0;
-  private readonly pages: Uint8Array[] = [];
-  private uncompressed = 0;
+  private pages: ClosedPage[] = [];
   private chunkEntries = 0;
   private chunkNulls = 0;
   private min = Number.POSITIVE_INFINITY;
@@ -357,28 +380,21 @@ class ColumnBuilder {
     const levels = new ByteWriter();
     const repetitionBytes = this.plan.array ? writeRleBitPackedHybrid(levels, this.repetitions.subarray(0, this.entries), 1) : 0;
     const definitionBytes = definitions ? writeRleBitPackedHybrid(levels, definitions, Math.ceil(Math.log2(this.maxDefinition + 1))) : 0;
-    const plain = this.plan.kind === 'bool' ? packBooleans(this.values.view()) : this.values.view();
+    // The values buffer is filled again while the page compresses: compress a copy.
+    const plain = this.plan.kind === 'bool' ? packBooleans(this.values.view()) : Uint8Array.prototype.slice.call(this.values.view());
     const compressed = COMPRESS[this.compression](plain);
-    const page = new ByteWriter();
-    writePageHeader(page, {
-      type: 'DATA_PAGE_V2',
-      uncompressed_page_size: levels.offset + plain.length,
-      compressed_page_size: levels.offset + compressed.length,
-      data_page_header_v2: {
-        num_values: this.entries,
-        num_nulls: this.pageNulls,
-        num_rows: this.pageRows,
-        encoding: 'PLAIN',
-        definition_levels_byte_length: definitionBytes,
-        repetition_levels_byte_length: repetitionBytes,
-        is_compressed: this.compression !== 'none',
-      },
+    // Awaited when the object is finished; a batch let go before that never awaits it.
+    compressed.catch(() => {});
+    this.pages.push({
+      entries: this.entries,
+      nulls: this.pageNulls,
+      rows: this.pageRows,
+      levels: levels.getBytes(),
+      definitionBytes,
+      repetitionBytes,
+      plainBytes: plain.length,
+      compressed,
     });
-    const header = page.offset;
-    page.appendBytes(levels.getBytes());
-    page.appendBytes(compressed);
-    this.pages.push(page.getBytes());
-    this.uncompressed += header + levels.offset + plain.length;
     this.chunkEntries += this.entries;
     this.chunkNulls += this.pageNulls;
     this.entries = 0;
@@ -387,39 +403,64 @@ class ColumnBuilder {
     this.values.length = 0;
   }
 
-  /** Writes the row group's column chunk (its pages) at the end of `out`; starts the next. */
-  writeChunk(out: ByteWriter): ColumnChunk {
+  /** Closes the row group's column chunk (its pages, compressing); starts the next. */
+  closeChunk(): ClosedChunk {
     this.closePage();
-    const start = out.offset;
-    for (const page of this.pages) out.appendBytes(page);
     const statistics: Statistics = { null_count: BigInt(this.chunkNulls) };
     if (this.exactStatistics && this.min <= this.max && !this.plan.array) {
       const decimal = this.plan.kind === 'decimal';
       statistics.min_value = decimal ? BigInt(this.min) : this.min;
       statistics.max_value = decimal ? BigInt(this.max) : this.max;
     }
-    const chunk: ColumnChunk = {
-      file_offset: BigInt(start),
-      meta_data: {
-        type: this.leaf.type!,
-        encodings: ['PLAIN', 'RLE'],
-        path_in_schema: this.plan.array ? [this.plan.name, 'list', 'element'] : [this.plan.name],
-        codec: CODEC[this.compression],
-        num_values: BigInt(this.chunkEntries),
-        total_uncompressed_size: BigInt(this.uncompressed),
-        total_compressed_size: BigInt(out.offset - start),
-        data_page_offset: BigInt(start),
-        statistics,
-      },
-    };
-    this.pages.length = 0;
-    this.uncompressed = 0;
+    const chunk = { pages: this.pages, entries: this.chunkEntries, statistics };
+    this.pages = [];
     this.chunkEntries = 0;
     this.chunkNulls = 0;
     this.min = Number.POSITIVE_INFINITY;
     this.max = Number.NEGATIVE_INFINITY;
     this.exactStatistics = true;
     return chunk;
+  }
+
+  /** The chunk's pages, compressed, appended to `out` from `offset` on; its metadata. */
+  async layOut(chunk: ClosedChunk, out: Uint8Array[], offset: number): Promise<ColumnChunk> {
+    let at = offset;
+    let uncompressed = 0;
+    for (const page of chunk.pages) {
+      const compressed = await page.compressed;
+      const header = new ByteWriter(64);
+      writePageHeader(header, {
+        type: 'DATA_PAGE_V2',
+        uncompressed_page_size: page.levels.length + page.plainBytes,
+        compressed_page_size: page.levels.length + compressed.length,
+        data_page_header_v2: {
+          num_values: page.entries,
+          num_nulls: page.nulls,
+          num_rows: page.rows,
+          encoding: 'PLAIN',
+          definition_levels_byte_length: page.definitionBytes,
+          repetition_levels_byte_length: page.repetitionBytes,
+          is_compressed: this.compression !== 'none',
+        },
+      });
+      out.push(header.getBytes(), page.levels, compressed);
+      at += header.offset + page.levels.length + compressed.length;
+      uncompressed += header.offset + page.levels.length + page.plainBytes;
+    }
+    return {
+      file_offset: BigInt(offset),
+      meta_data: {
+        type: this.leaf.type!,
+        encodings: ['PLAIN', 'RLE'],
+        path_in_schema: this.plan.array ? [this.plan.name, 'list', 'element'] : [this.plan.name],
+        codec: CODEC[this.compression],
+        num_values: BigInt(chunk.entries),
+        total_uncompressed_size: BigInt(uncompressed),
+        total_compressed_size: BigInt(at - offset),
+        data_page_offset: BigInt(offset),
+        statistics: chunk.statistics,
+      },
+    };
   }
 }
 
@@ -436,9 +477,8 @@ function packBooleans(values: Uint8Array): Uint8Array {
  * stay in memory (objects are at most rowsPerObject rows).
  */
 export class ObjectWriter {
-  private readonly out = new ByteWriter();
   private readonly columns: ColumnBuilder[];
-  private readonly rowGroups: RowGroup[] = [];
+  private readonly rowGroups: Array<{ rows: number; chunks: ClosedChunk[] }> = [];
   /** Rows added and not yet in a written row group. */
   buffered = 0;
   rows = 0;
@@ -462,7 +502,6 @@ export class ObjectWriter {
     this.columns = plans.map((plan, i) => new ColumnBuilder(plan, compression, this.digest.column(i)));
     this.firstKey = firstKey;
     this.keyColumns = firstKey.map(() => []);
-    this.out.appendUint32(PAR1);
   }
 
   /**
@@ -490,35 +529,57 @@ export class ObjectWriter {
     return this.keyColumns.map((column) => column[column.length - 1]!);
   }
 
-  /** Writes the buffered rows as one row group. */
+  /** Closes the buffered rows' row group (its pages compress meanwhile). */
   flush(): void {
     if (this.buffered === 0) return;
-    const start = this.out.offset;
-    const chunks = this.columns.map((column) => column.writeChunk(this.out));
-    this.rowGroups.push({
-      columns: chunks,
-      total_byte_size: chunks.reduce((n, c) => n + c.meta_data!.total_uncompressed_size, 0n),
-      num_rows: BigInt(this.buffered),
-      file_offset: BigInt(start),
-      total_compressed_size: BigInt(this.out.offset - start),
-    });
+    this.rowGroups.push({ rows: this.buffered, chunks: this.columns.map((column) => column.closeChunk()) });
     this.buffered = 0;
   }
 
-  /** The finished object. */
-  finish(): Uint8Array {
+  /** The finished object: its row groups laid out once their pages are compressed, then the footer. */
+  async finish(): Promise<Uint8Array> {
     this.flush();
     this.checksum = this.digest.digest(this.rows);
-    writeMetadata(this.out, {
+    const magic = new Uint8Array(new Uint32Array([PAR1]).buffer);
+    const out: Uint8Array[] = [magic];
+    let offset = magic.length;
+    const rowGroups: RowGroup[] = [];
+    for (const group of this.rowGroups) {
+      const start = offset;
+      const chunks: ColumnChunk[] = [];
+      for (let i = 0; i < this.columns.length; i++) {
+        const chunk = await this.columns[i]!.layOut(group.chunks[i]!, out, offset);
+        chunks.push(chunk);
+        offset += Number(chunk.meta_data!.total_compressed_size);
+      }
+      rowGroups.push({
+        columns: chunks,
+        total_byte_size: chunks.reduce((n, c) => n + c.meta_data!.total_uncompressed_size, 0n),
+        num_rows: BigInt(group.rows),
+        file_offset: BigInt(start),
+        total_compressed_size: BigInt(offset - start),
+      });
+    }
+    this.rowGroups.length = 0;
+    const footer = new ByteWriter(1 << 14);
+    writeMetadata(footer, {
       version: 2,
       created_by: 'pg-housekeeper',
       schema: parquetSchema(this.plans),
       num_rows: BigInt(this.rows),
-      row_groups: this.rowGroups,
+      row_groups: rowGroups,
       key_value_metadata: this.metadata,
       metadata_length: 0,
     });
-    this.out.appendUint32(PAR1);
-    return new Uint8Array(this.out.getBuffer());
+    footer.appendUint32(PAR1);
+    out.push(footer.getBytes());
+    // One copy into an object of its exact size.
+    const object = new Uint8Array(offset + footer.offset);
+    let at = 0;
+    for (const part of out) {
+      object.set(part, at);
+      at += part.length;
+    }
+    return object;
   }
 }
