@@ -131,3 +131,61 @@ describe('column names', () => {
     });
   });
 });
+
+describe('rows another session holds', () => {
+  const holding = async (statement: string, work: () => Promise<void>) => {
+    const holder = await db.connect('holder');
+    await holder.query('BEGIN');
+    await holder.query(statement);
+    try {
+      await work();
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+  };
+
+  it('leaves only the held key of a key that compares case-insensitively: c held, C and b moved', async () => {
+    await sql.query(`
+      CREATE COLLATION sc.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+      CREATE TABLE sc.named (name text COLLATE sc.ci NOT NULL, created_at timestamptz NOT NULL, body text);
+      CREATE UNIQUE INDEX named_name ON sc.named (name COLLATE "C");
+      INSERT INTO sc.named VALUES ('b', '2025-06-01', 'b'), ('c', '2025-06-01', 'lower c'), ('C', '2025-06-01', 'upper C');`);
+    const invariant = await captureS3Invariant(sql, s3, { source: 'sc.named', folder: 'sc/table=sc.named' });
+    const config = { targets: [target('sc.named', { key: 'name' })] };
+    await holding(`SELECT * FROM sc.named WHERE name = 'c' COLLATE "C" FOR UPDATE`, async () => {
+      const summary = await runArchive(db.url, config);
+      expect(summary.targets[0]!.detail).toBeUndefined();
+      expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 2, lockedRowBatches: 1 });
+      expect((await sql.query(`SELECT body FROM sc.named`)).rows).toEqual([{ body: 'lower c' }]);
+      expect(await invariant.verify()).toMatchObject({ left: 1, archived: 2 });
+    });
+    expect((await runArchive(db.url, config)).targets[0]!.counts).toMatchObject({ rowsMoved: 1 });
+    expect(await invariant.verify()).toMatchObject({ left: 0, archived: 3 });
+  });
+
+  it('in a partitioned source with a composite key of awkward texts, leaves the held row and moves every other, from every partition', async () => {
+    await sql.query(`
+      CREATE TABLE sc.parts (n int NOT NULL, region text NOT NULL, id int NOT NULL, created_at timestamptz NOT NULL, body text, PRIMARY KEY (region, id, created_at)) PARTITION BY RANGE (created_at);
+      CREATE TABLE sc.parts_may PARTITION OF sc.parts FOR VALUES FROM ('2025-05-01') TO ('2025-06-01');
+      CREATE TABLE sc.parts_june PARTITION OF sc.parts FOR VALUES FROM ('2025-06-01') TO ('2025-07-01');
+      INSERT INTO sc.parts SELECT row_number() OVER (), r, i, '2025-05-20'::timestamptz + i * interval '1 day', r || i
+        FROM unnest(ARRAY['a"b\\', 'a"b', 'x,y', 'NULL']) AS r, generate_series(1, 20) AS i;`);
+    // n, the first column, numbers the rows: the invariant's check that no row is in two objects.
+    const invariant = await captureS3Invariant(sql, s3, { source: 'sc.parts', folder: 'sc/table=sc.parts' });
+    const config = { targets: [target('sc.parts', { key: ['region', 'id', 'created_at'] })] };
+    // Held in each partition: (a"b\, 2) in May and (a"b\, 20) in June; (a"b, 2) and (a"b, 20) are not held.
+    await holding(`SELECT * FROM sc.parts WHERE region = 'a"b\\' AND id IN (2, 20) FOR UPDATE`, async () => {
+      const summary = await runArchive(db.url, config);
+      expect(summary.targets[0]!.detail).toBeUndefined();
+      expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 78 });
+      expect((await sql.query(`SELECT region, id FROM sc.parts ORDER BY id`)).rows).toEqual([
+        { region: 'a"b\\', id: 2 },
+        { region: 'a"b\\', id: 20 },
+      ]);
+      expect(await invariant.verify()).toMatchObject({ left: 2, archived: 78 });
+    });
+    expect((await runArchive(db.url, config)).targets[0]!.counts).toMatchObject({ rowsMoved: 2 });
+    expect(await invariant.verify()).toMatchObject({ left: 0, archived: 80 });
+  });
+});

@@ -21,6 +21,8 @@ import { ObjectWriter } from './writer';
 
 /** How many times a batch whose rows changed (or were held) while it was written is redone before the target fails. */
 const BATCH_ATTEMPTS = 3;
+/** Retries of one batch that each left out rows they could not take: more means rows are being locked faster than the batch can step around them. */
+const HELD_RETRIES = 5;
 
 interface WrittenObject {
   day: string;
@@ -38,7 +40,17 @@ interface WrittenBatch {
   lastKey: string[] | undefined;
 }
 
-class BatchConflict extends Error {}
+class BatchConflict extends Error {
+  constructor(
+    message: string,
+    /** The written rows the delete could not take (held by another session, changed or gone): left for a later run. */
+    readonly left: string[][] = [],
+    /** The delete waited out its lock patience on a row another session holds. */
+    readonly held = false,
+  ) {
+    super(message);
+  }
+}
 
 const sameKey = (a: string[] | undefined, b: string[] | undefined) =>
   a === b || (a !== undefined && b !== undefined && a.length === b.length && a.every((v, i) => v === b[i]));
@@ -102,7 +114,12 @@ export async function s3Destination(options: {
   const shown = displayName(source);
   const name = `s3://${s3.bucket}/${tableFolder(s3, source)}`;
   const columnsJson = JSON.stringify(describeColumns(catalog.columns));
-  const stats = { objectsWritten: 0, bytesWritten: 0, batchesRedone: 0 };
+  const stats = { objectsWritten: 0, bytesWritten: 0, batchesRedone: 0, lockedRowBatches: 0 };
+  /**
+   * Rows of this run's batches that another session held (or that changed) while a batch retried
+   * without them: no later pick of the run takes them; the next run does.
+   */
+  const leftHeld: string[][] = [];
   /**
    * Milliseconds in each stage, summed over the batches: where an S3 run spends its time, in its
    * summary. Stages of consecutive batches overlap (the next batch is picked and encoded while
@@ -141,7 +158,7 @@ export async function s3Destination(options: {
     let lastKey: string[] | undefined;
     const fetch = async (chunk: number, from: string[] | undefined) => ({
       chunk,
-      reader: new CopyReader(await copyRows(await readerSession(), statements.pick(chunk, from)), fields),
+      reader: new CopyReader(await copyRows(await readerSession(), statements.pick(chunk, from, leftHeld)), fields),
     });
     // The next chunk is fetched while this one is encoded: Postgres reads while node writes.
     let pending: ReturnType<typeof fetch> | undefined = fetch(Math.min(s3.rowGroupRows, limit), after);
@@ -270,7 +287,7 @@ export async function s3Destination(options: {
    * One transaction: a manifest row per object (state committed; one INSERT for all) and the
    * delete of exactly the rows written, unchanged. Returns the manifest rows' ids.
    */
-  const commit = async (objects: WrittenObject[], picked: number, first: string[], last: string[]): Promise<string[]> => {
+  const commit = async (objects: WrittenObject[], picked: number, first: string[], last: string[], skipHeld: boolean): Promise<string[]> => {
     // Rows by key and version: one entry per row of every object (objects hold disjoint rows).
     const keyArrays = catalog.keyColumns.map((_, i) => ([] as string[]).concat(...objects.map(({ writer }) => writer.keyColumns[i]!)));
     const versions = ([] as number[]).concat(...objects.map(({ writer }) => writer.versions));
@@ -297,6 +314,22 @@ export async function s3Destination(options: {
            FROM jsonb_to_recordset(${manifest}::jsonb) AS o(object_key text, pending_key text, dt date, first_key jsonb, last_key jsonb, row_count bigint, checksum text, size_bytes bigint)
            RETURNING id::text`,
         );
+        if (skipHeld) {
+          const { rows: gone } = await client.query<Record<string, string>>(statements.removeUnheld(keyArrays, versions, first, last));
+          if (gone.length !== picked) {
+            const taken = new Set(gone.map((row) => JSON.stringify(keyArrays.map((_, i) => row[`k${i}`]))));
+            const left: string[][] = [];
+            for (let row = 0; row < picked; row++) {
+              const key = keyArrays.map((column) => column[row]!);
+              if (!taken.has(JSON.stringify(key))) left.push(key);
+            }
+            throw new BatchConflict(
+              `${picked - gone.length} of ${picked} row(s) were held by another session, changed or went since they were written`,
+              left,
+            );
+          }
+          return rows.map((r) => r.id);
+        }
         const { n } = await queryOne<{ n: number }>(client, statements.remove(keyArrays, versions, first, last));
         if (n !== picked)
           throw new BatchConflict(`${picked - n} of ${picked} row(s) changed, went or were no longer expired since they were written`);
@@ -305,7 +338,7 @@ export async function s3Destination(options: {
       crashPoint('after-commit');
       return ids;
     } catch (error) {
-      if (sqlState(error) === SQLSTATE.lockNotAvailable) throw new BatchConflict('another session holds some of its rows');
+      if (sqlState(error) === SQLSTATE.lockNotAvailable) throw new BatchConflict('another session holds some of its rows', [], true);
       if (sqlState(error) === SQLSTATE.uniqueViolation) {
         throw new ArchiveBatchRefused(
           `an object of this batch already exists in the manifest (${errorMessage(error)}): rows with these keys were archived before (restored and archived again?). Nothing of this batch was moved`,
@@ -502,6 +535,10 @@ export async function s3Destination(options: {
       return counts;
     },
     async moveBatch(request) {
+      // After a held row, the batch's delete skips held rows (and reports them), and the batch is
+      // written again without them: a row another session keeps for hours does not stop the target.
+      let skipHeld = false;
+      let heldRetries = 0;
       for (let attempt = 1; ; attempt++) {
         const inFlight = takeBatch(request);
         const batch = await inFlight.written;
@@ -516,7 +553,7 @@ export async function s3Destination(options: {
         await publishingDone();
         let ids: string[];
         try {
-          ids = await timed('commitMs', () => commit(objects, picked, firstKey!, lastKey!));
+          ids = await timed('commitMs', () => commit(objects, picked, firstKey!, lastKey!, skipHeld));
         } catch (error) {
           // Only a batch known to have rolled back may lose its pending copies. Any other error may
           // have come from a COMMIT that succeeded on the server (the client saw the connection
@@ -529,12 +566,31 @@ export async function s3Destination(options: {
           // run holds two batches at most.
           await removals;
           stats.batchesRedone++;
-          if (attempt >= BATCH_ATTEMPTS) {
+          if (!skipHeld && error.held) {
+            skipHeld = true;
+            stats.lockedRowBatches++;
+          }
+          // A retry that left rows out made progress: it does not count against the batch's tries.
+          if (error.left.length > 0) {
+            leftHeld.push(...error.left);
+            attempt--;
+            heldRetries++;
+          }
+          if (attempt >= BATCH_ATTEMPTS || heldRetries > HELD_RETRIES) {
             throw new ArchiveBatchRefused(
-              `a batch of ${shown} was redone ${BATCH_ATTEMPTS} times and each time ${error.message}; nothing of it was moved (batches before it stay moved). The next run tries again`,
+              `a batch of ${shown} was redone ${attempt + heldRetries} times and each time ${error.message}; nothing of it was moved (batches before it stay moved). The next run tries again`,
             );
           }
-          logger.info('archive batch redone: its rows changed while it was written', { attempt, reason: error.message });
+          logger.info(
+            error.left.length > 0
+              ? 'archive batch redone without the rows it could not take'
+              : 'archive batch redone: its rows changed while it was written',
+            {
+              attempt,
+              reason: error.message,
+              ...(error.left.length > 0 ? { rowsLeft: error.left.length } : {}),
+            },
+          );
           continue;
         }
         stats.objectsWritten += objects.length;

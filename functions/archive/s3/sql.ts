@@ -11,7 +11,7 @@ export interface S3Statements {
    * the writer takes it (`ColumnPlan.copySelect`). Read as binary COPY (copy.ts): every bind
    * value is cast to its type here, because COPY takes none and they arrive as settings' texts.
    */
-  pick(limit: number, afterKey: string[] | undefined): Sql;
+  pick(limit: number, afterKey: string[] | undefined, excluded?: ReadonlyArray<string[]>): Sql;
   /**
    * Deletes the written rows, found by key (one array per key column), each only if it is still
    * the version written (same xmin: any UPDATE makes a new version) and still expired: a row
@@ -20,6 +20,12 @@ export interface S3Statements {
    * range of the key index, not by scanning (and hashing) the whole table on every batch.
    */
   remove(keys: string[][], versions: number[], first: string[], last: string[]): Sql;
+  /**
+   * As `remove`, but each row only if no other session holds it (`FOR UPDATE SKIP LOCKED`):
+   * returns the deleted rows' key texts (`k0`, `k1`...), so the caller sees which rows it could
+   * not take. Only for a batch that already met a held row: the lock writes a WAL record per row.
+   */
+  removeUnheld(keys: string[][], versions: number[], first: string[], last: string[]): Sql;
 }
 
 const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
@@ -52,29 +58,49 @@ export function renderS3Sql(catalog: S3Catalog, cutoffs: ArchiveCutoffs): S3Stat
   const orderBy = join(keys);
 
   const bound = (key: string[]) => tuple(key.map((value, i) => sql`${typed(value, catalog.keyTypes[i]!)}`));
-  const pick = (limit: number, afterKey: string[] | undefined) => {
-    const after = afterKey === undefined ? raw('') : sql` AND ${tuple(keys)} > ${bound(afterKey)}`;
+  // Equal by the key's own operator (what the index finds), and the same text byte for byte
+  // (COLLATE "C"): a key whose collation compares 'c' = 'C' may still hold both when its unique
+  // index has another collation, and the batch wrote only one of them.
+  const sameKey = (text: (i: number) => string) =>
+    raw(
+      catalog.keyColumns
+        .map((k, i) => `t.${quoteIdent(k)} = ${text(i)}::${catalog.keyTypes[i]} AND t.${quoteIdent(k)}::text = ${text(i)} COLLATE "C"`)
+        .join(' AND '),
+    );
+  const pick = (limit: number, afterKey: string[] | undefined, excluded: ReadonlyArray<string[]> = []) => {
+    let after = afterKey === undefined ? raw('') : sql` AND ${tuple(keys)} > ${bound(afterKey)}`;
+    // Rows this run left because another session held them: one JSON array of keys (COPY takes
+    // values only as settings' texts), absent from the statement when there are none.
+    if (excluded.length > 0) {
+      after = sql`${after} AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(${typed(JSON.stringify(excluded), 'jsonb')}) AS x(k) WHERE ${sameKey((i) => `(x.k->>${i})`)})`;
+    }
     // The rows are picked first (a subquery with the limit, so by the key index), then their values
     // are selected. The version (xmin, a name no column can have) crosses the subquery beside the row.
     return sql`SELECT ${keyTexts}, ${catalog.day} AS day, t.xmin AS version, ${values} FROM (SELECT t.*, t.xmin FROM ${src} AS t WHERE ${predicate}${after} ORDER BY ${orderBy} LIMIT ${typed(limit, 'bigint')}) AS t ORDER BY ${orderBy}`;
   };
 
-  const remove = (keyValues: string[][], versions: number[], first: string[], last: string[]) => {
+  /** The written rows as a relation `e` (k0..., x: the version), how a source row `t` matches one, and the batch's key range. */
+  const written = (keyValues: string[][], versions: number[], first: string[], last: string[]) => {
     const arrays = join([
       ...keyValues.map((column, i) => sql`${INTEGER_TYPES.has(catalog.keyTypes[i]!) ? digitsArray(column) : column}::text[]`),
       sql`${digitsArray(versions)}::text[]`,
     ]);
     const names = raw([...catalog.keyColumns.map((_, i) => `k${i}`), 'x'].join(', '));
-    // Equal by the key's own operator (what the index finds), and the same text byte for byte
-    // (COLLATE "C"): a key whose collation compares 'c' = 'C' may still hold both when its unique
-    // index has another collation, and the batch wrote only one of them.
-    const match = join(
-      catalog.keyColumns.map((k, i) =>
-        raw(`t.${quoteIdent(k)} = e.k${i}::${catalog.keyTypes[i]} AND t.${quoteIdent(k)}::text = e.k${i} COLLATE "C"`),
-      ),
-      ' AND ',
-    );
-    return sql`WITH gone AS (DELETE FROM ${src} AS t USING unnest(${arrays}) AS e(${names}) WHERE ${tuple(keys)} >= ${bound(first)} AND ${tuple(keys)} <= ${bound(last)} AND ${match} AND t.xmin = e.x::xid AND ${predicate} RETURNING 1) SELECT count(*)::int AS n FROM gone`;
+    const match = sameKey((i) => `e.k${i}`);
+    const within = sql`${tuple(keys)} >= ${bound(first)} AND ${tuple(keys)} <= ${bound(last)}`;
+    return { rows: sql`unnest(${arrays}) AS e(${names})`, match, within };
   };
-  return { pick, remove };
+  const remove = (keyValues: string[][], versions: number[], first: string[], last: string[]) => {
+    const { rows, match, within } = written(keyValues, versions, first, last);
+    return sql`WITH gone AS (DELETE FROM ${src} AS t USING ${rows} WHERE ${within} AND ${match} AND t.xmin = e.x::xid AND ${predicate} RETURNING 1) SELECT count(*)::int AS n FROM gone`;
+  };
+  const removeUnheld = (keyValues: string[][], versions: number[], first: string[], last: string[]) => {
+    const { rows, match, within } = written(keyValues, versions, first, last);
+    // The rows are locked first, skipping any another session holds, then deleted by their
+    // address (tableoid too: in a partitioned source a ctid is unique only within its partition).
+    return sql`WITH free AS (SELECT t.tableoid AS rel, t.ctid AS address FROM ${src} AS t JOIN ${rows} ON ${match} AND t.xmin = e.x::xid WHERE ${within} AND ${predicate} FOR UPDATE OF t SKIP LOCKED),
+      gone AS (DELETE FROM ${src} AS t USING free WHERE t.tableoid = free.rel AND t.ctid = free.address RETURNING ${keyTexts})
+      SELECT * FROM gone`;
+  };
+  return { pick, remove, removeUnheld };
 }
