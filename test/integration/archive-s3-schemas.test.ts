@@ -164,6 +164,31 @@ describe('rows another session holds', () => {
     expect(await invariant.verify()).toMatchObject({ left: 0, archived: 3 });
   });
 
+  it('moves past a long range of held rows and around densely held ones, every batch moving what it can', async () => {
+    await sql.query(`CREATE TABLE sc.r (id int PRIMARY KEY, created_at timestamptz NOT NULL, body text);
+      INSERT INTO sc.r SELECT i, '2025-06-01'::timestamptz + i * interval '1 minute', 'b' || i FROM generate_series(1, 3000) AS i`);
+    const invariant = await captureS3Invariant(sql, s3, { source: 'sc.r', folder: 'sc/table=sc.r' });
+    // An uncommitted backfill holding ten batches' worth of rows in a row.
+    await holding(`SELECT * FROM sc.r WHERE id BETWEEN 501 AND 1500 FOR UPDATE`, async () => {
+      const summary = await runArchive(db.url, { targets: [target('sc.r')] });
+      expect(summary.targets[0]!.detail).toBeUndefined();
+      expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 2000 });
+      expect((await sql.query(`SELECT min(id)::int AS lo, max(id)::int AS hi, count(*)::int AS n FROM sc.r`)).rows).toEqual([
+        { lo: 501, hi: 1500, n: 1000 },
+      ]);
+      expect(await invariant.verify()).toMatchObject({ left: 1000, archived: 2000 });
+    });
+    // Three rows in four held, all over the table.
+    await holding(`SELECT * FROM sc.r WHERE id % 4 <> 0 FOR UPDATE`, async () => {
+      const summary = await runArchive(db.url, { targets: [target('sc.r', {}, { rowsPerObject: 400 })] });
+      expect(summary.targets[0]!.detail).toBeUndefined();
+      expect(summary.targets[0]!.counts).toMatchObject({ rowsMoved: 250 });
+      expect(await invariant.verify()).toMatchObject({ left: 750, archived: 2250 });
+    });
+    expect((await runArchive(db.url, { targets: [target('sc.r')] })).targets[0]!.counts).toMatchObject({ rowsMoved: 750 });
+    expect(await invariant.verify()).toMatchObject({ left: 0, archived: 3000 });
+  });
+
   it('in a partitioned source with a composite key of awkward texts, leaves the held row and moves every other, from every partition', async () => {
     await sql.query(`
       CREATE TABLE sc.parts (n int NOT NULL, region text NOT NULL, id int NOT NULL, created_at timestamptz NOT NULL, body text, PRIMARY KEY (region, id, created_at)) PARTITION BY RANGE (created_at);

@@ -21,8 +21,15 @@ import { ObjectWriter } from './writer';
 
 /** How many times a batch whose rows changed (or were held) while it was written is redone before the target fails. */
 const BATCH_ATTEMPTS = 3;
-/** Retries of one batch that each left out rows they could not take: more means rows are being locked faster than the batch can step around them. */
+/** Retries of one batch that each left out rows they could not take (within its first range, so a handful at most ever happen: more means rows are being locked faster than it can step around them). */
 const HELD_RETRIES = 5;
+
+/** A batch written again over its first key range, without the rows its delete could not take. */
+interface HeldRedo {
+  /** The last key the batch first picked. */
+  through: string[];
+  excluded: string[][];
+}
 
 interface WrittenObject {
   day: string;
@@ -116,11 +123,6 @@ export async function s3Destination(options: {
   const columnsJson = JSON.stringify(describeColumns(catalog.columns));
   const stats = { objectsWritten: 0, bytesWritten: 0, batchesRedone: 0, lockedRowBatches: 0 };
   /**
-   * Rows of this run's batches that another session held (or that changed) while a batch retried
-   * without them: no later pick of the run takes them; the next run does.
-   */
-  const leftHeld: string[][] = [];
-  /**
    * Milliseconds in each stage, summed over the batches: where an S3 run spends its time, in its
    * summary. Stages of consecutive batches overlap (the next batch is picked and encoded while
    * this one travels to S3 and back, and published while the next is written), so they may add up
@@ -148,7 +150,7 @@ export async function s3Destination(options: {
   const dayTexts = new Map<number, string>();
 
   /** Streams up to `limit` rows into one object per day, encoded and checksummed; nothing is uploaded yet. */
-  const write = async ({ limit, afterKey }: BatchRequest): Promise<WrittenBatch> => {
+  const write = async ({ limit, afterKey, through, excluded }: BatchRequest & Partial<HeldRedo>): Promise<WrittenBatch> => {
     const started = performance.now();
     let waited = 0;
     const writers = new Map<string, ObjectWriter>();
@@ -158,7 +160,7 @@ export async function s3Destination(options: {
     let lastKey: string[] | undefined;
     const fetch = async (chunk: number, from: string[] | undefined) => ({
       chunk,
-      reader: new CopyReader(await copyRows(await readerSession(), statements.pick(chunk, from, leftHeld)), fields),
+      reader: new CopyReader(await copyRows(await readerSession(), statements.pick(chunk, from, excluded, through)), fields),
     });
     // The next chunk is fetched while this one is encoded: Postgres reads while node writes.
     let pending: ReturnType<typeof fetch> | undefined = fetch(Math.min(s3.rowGroupRows, limit), after);
@@ -536,18 +538,23 @@ export async function s3Destination(options: {
     },
     async moveBatch(request) {
       // After a held row, the batch's delete skips held rows (and reports them), and the batch is
-      // written again without them: a row another session keeps for hours does not stop the target.
+      // written again without them, over the same key range: however many rows another session
+      // keeps, and for however long, the batch moves the others and the run goes on after it.
       let skipHeld = false;
-      let heldRetries = 0;
+      let redo: HeldRedo | undefined;
+      let redos = 0;
       for (let attempt = 1; ; attempt++) {
-        const inFlight = takeBatch(request);
+        const inFlight = takeBatch(redo ? { ...request, ...redo } : request);
         const batch = await inFlight.written;
-        if (batch.picked === 0) return { ...EMPTY_BATCH };
+        if (batch.picked === 0) {
+          // Every row of the range was left: the run goes on after it.
+          return redo ? { ...EMPTY_BATCH, picked: redo.excluded.length, last_key: redo.through } : { ...EMPTY_BATCH };
+        }
         const { objects, picked, firstKey, lastKey } = batch;
         // The next batch (the rows after this one's last key) is picked and encoded while this one
         // travels to S3 and back, then travels itself while this one commits. Until its own turn it
         // is only rows in memory and uncommitted pending copies: dropped, it leaves nothing.
-        if (picked === request.limit) prefetch({ limit: request.limit, afterKey: lastKey! });
+        if (picked === request.limit && !redo) prefetch({ limit: request.limit, afterKey: lastKey! });
         await inFlight.uploaded;
         // The publishing of the batch before (its UPDATE) ends before this one commits: never inside its transaction.
         await publishingDone();
@@ -566,19 +573,20 @@ export async function s3Destination(options: {
           // run holds two batches at most.
           await removals;
           stats.batchesRedone++;
+          redos++;
           if (!skipHeld && error.held) {
             skipHeld = true;
             stats.lockedRowBatches++;
           }
-          // A retry that left rows out made progress: it does not count against the batch's tries.
+          // A retry that left rows out made progress (its range has that many rows fewer to take):
+          // it does not count against the batch's tries.
           if (error.left.length > 0) {
-            leftHeld.push(...error.left);
+            redo = { through: redo?.through ?? lastKey!, excluded: [...(redo?.excluded ?? []), ...error.left] };
             attempt--;
-            heldRetries++;
           }
-          if (attempt >= BATCH_ATTEMPTS || heldRetries > HELD_RETRIES) {
+          if (attempt >= BATCH_ATTEMPTS || redos > BATCH_ATTEMPTS + HELD_RETRIES) {
             throw new ArchiveBatchRefused(
-              `a batch of ${shown} was redone ${attempt + heldRetries} times and each time ${error.message}; nothing of it was moved (batches before it stay moved). The next run tries again`,
+              `a batch of ${shown} was redone ${redos} times, the last time because ${error.message}; nothing of it was moved (batches before it stay moved). The next run tries again`,
             );
           }
           logger.info(
@@ -601,7 +609,18 @@ export async function s3Destination(options: {
           objects.map((o) => ({ key: o.key, pendingKey: o.pendingKey, size: o.bytes.byteLength, checksum: o.checksum })),
           ids,
         );
-        return { picked, moved: picked, inserted: picked, identical: 0, altered: 0, collisions: [], collision_count: 0, last_key: lastKey ?? null };
+        // A batch written again without rows it left ends where it first ended: the rows it left
+        // are not picked again by this run.
+        return {
+          picked,
+          moved: picked,
+          inserted: picked,
+          identical: 0,
+          altered: 0,
+          collisions: [],
+          collision_count: 0,
+          last_key: redo?.through ?? lastKey ?? null,
+        };
       }
     },
     async finish() {

@@ -11,7 +11,8 @@ export interface S3Statements {
    * the writer takes it (`ColumnPlan.copySelect`). Read as binary COPY (copy.ts): every bind
    * value is cast to its type here, because COPY takes none and they arrive as settings' texts.
    */
-  pick(limit: number, afterKey: string[] | undefined, excluded?: ReadonlyArray<string[]>): Sql;
+  /** `excluded` keys are not picked; `through` bounds the keys from above (a batch written again over its first range). */
+  pick(limit: number, afterKey: string[] | undefined, excluded?: ReadonlyArray<string[]>, through?: string[]): Sql;
   /**
    * Deletes the written rows, found by key (one array per key column), each only if it is still
    * the version written (same xmin: any UPDATE makes a new version) and still expired: a row
@@ -67,9 +68,10 @@ export function renderS3Sql(catalog: S3Catalog, cutoffs: ArchiveCutoffs): S3Stat
         .map((k, i) => `t.${quoteIdent(k)} = ${text(i)}::${catalog.keyTypes[i]} AND t.${quoteIdent(k)}::text = ${text(i)} COLLATE "C"`)
         .join(' AND '),
     );
-  const pick = (limit: number, afterKey: string[] | undefined, excluded: ReadonlyArray<string[]> = []) => {
+  const pick = (limit: number, afterKey: string[] | undefined, excluded: ReadonlyArray<string[]> = [], through?: string[]) => {
     let after = afterKey === undefined ? raw('') : sql` AND ${tuple(keys)} > ${bound(afterKey)}`;
-    // Rows this run left because another session held them: one JSON array of keys (COPY takes
+    if (through !== undefined) after = sql`${after} AND ${tuple(keys)} <= ${bound(through)}`;
+    // Rows this batch left because another session held them: one JSON array of keys (COPY takes
     // values only as settings' texts), absent from the statement when there are none.
     if (excluded.length > 0) {
       after = sql`${after} AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(${typed(JSON.stringify(excluded), 'jsonb')}) AS x(k) WHERE ${sameKey((i) => `(x.k->>${i})`)})`;
