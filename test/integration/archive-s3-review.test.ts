@@ -242,9 +242,12 @@ describe('S3 archive: the listing before publishing, one per batch', () => {
     const keys = ['r/a/k1', 'r/a/k10', 'r/a/k2', 'r/a/k20', 'r/a/k3', 'r/a/k30', 'r/a/k4', 'r/a/k', 'r/a/j9', 'r/b/k2'];
     for (const Key of keys) await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key, Body: new Uint8Array([1]) }));
     const store = await sdkObjectStore({ bucket: s3.bucket });
-    expect(await store.list('r/a/k', { from: 'r/a/k2', to: 'r/a/k3' })).toEqual(['r/a/k2', 'r/a/k20', 'r/a/k3']);
-    expect(await store.list('r/a/k2', { from: 'r/a/k2', to: 'r/a/k2' })).toEqual(['r/a/k2']);
-    expect(await store.list('r/', { from: 'r/a/k30', to: 'r/b/k2' })).toEqual(['r/a/k30', 'r/a/k4', 'r/b/k2']);
+    expect(await store.listRange('r/a/k', { from: 'r/a/k2', to: 'r/a/k3' }, 10)).toEqual(['r/a/k2', 'r/a/k20', 'r/a/k3']);
+    expect(await store.listRange('r/a/k2', { from: 'r/a/k2', to: 'r/a/k2' }, 10)).toEqual(['r/a/k2']);
+    expect(await store.listRange('r/', { from: 'r/a/k30', to: 'r/b/k2' }, 10)).toEqual(['r/a/k30', 'r/a/k4', 'r/b/k2']);
+    // More keys in the range than asked for: none listed, the caller asks for each key instead.
+    expect(await store.listRange('r/', { from: 'r/a/k30', to: 'r/b/k2' }, 3)).toEqual(['r/a/k30', 'r/a/k4', 'r/b/k2']);
+    expect(await store.listRange('r/', { from: 'r/a/k30', to: 'r/b/k2' }, 2)).toBeUndefined();
     expect(await store.list('r/a/')).toEqual(['r/a/j9', 'r/a/k', 'r/a/k1', 'r/a/k10', 'r/a/k2', 'r/a/k20', 'r/a/k3', 'r/a/k30', 'r/a/k4']);
   });
 
@@ -266,14 +269,14 @@ describe('S3 archive: the listing before publishing, one per batch', () => {
         new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: new Uint8Array([1, 2, 3]), Metadata: { checksum: 'someone else' } }),
       );
     }
-    const listings: Array<{ prefix: string; range?: { from: string; to: string } }> = [];
+    const listings: Array<{ prefix: string; range: { from: string; to: string } }> = [];
     setObjectStoreFactory(async (options) => {
       const store: ObjectStore = await sdkObjectStore(options);
       return {
         ...store,
-        list: async (prefix, range) => {
-          listings.push({ prefix, ...(range ? { range } : {}) });
-          return store.list(prefix, range);
+        listRange: async (prefix, range, atMost) => {
+          listings.push({ prefix, range });
+          return store.listRange(prefix, range, atMost);
         },
       };
     });
@@ -290,8 +293,7 @@ describe('S3 archive: the listing before publishing, one per batch', () => {
     expect(published).toEqual(
       ['01', '02', '04', '05'].map((day, i) => `${folder}/dt=2025-06-${day}/part-${[1, 4, 10, 13][i]}-${[3, 6, 12, 15][i]}.parquet`),
     );
-    const publishing = listings.filter((listing) => listing.range);
-    expect(publishing).toEqual([
+    expect(listings).toEqual([
       {
         prefix: `${folder}/dt=2025-06-0`,
         range: { from: `${folder}/dt=2025-06-01/part-1-3.parquet`, to: `${folder}/dt=2025-06-05/part-13-15.parquet` },
@@ -305,6 +307,46 @@ describe('S3 archive: the listing before publishing, one per batch', () => {
     expect(committed.map((row) => row.object_key)).toEqual([published[0], published[1], middle, published[2], published[3]]);
     for (const { pending_key } of committed) expect(await s3.keys(pending_key)).toEqual([pending_key]);
     expect((await sql.query(`SELECT count(*)::int AS n FROM rv.days`)).rows[0].n).toBe(0);
+  });
+});
+
+describe('S3 archive: a crowded range of final keys', () => {
+  it('is not listed whole: each final key is listed on its own, and an object already at one is still found', async () => {
+    await sql.query(`CREATE TABLE rv.days (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, body text);
+      INSERT INTO rv.days SELECT i, '2025-06-01 00:00:00+00'::timestamptz + (i - 1) / 3 * interval '1 day' + interval '1 hour', 'day row ' || i FROM generate_series(1, 6) AS i`);
+    const folder = 'rv/table=rv.days';
+    const middle = `${folder}/dt=2025-06-01/part-1-3.parquet`;
+    const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+    // Nine other objects between the batch's two final keys: more than four per object.
+    const crowd = Array.from({ length: 9 }, (_, i) => `${folder}/dt=2025-06-01/part-${i + 5}0-${i + 5}1.parquet`);
+    for (const key of [middle, ...crowd]) {
+      await s3.client.send(
+        new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: new Uint8Array([1, 2, 3]), Metadata: { checksum: 'someone else' } }),
+      );
+    }
+    const asked: string[] = [];
+    setObjectStoreFactory(async (options) => {
+      const store: ObjectStore = await sdkObjectStore(options);
+      return {
+        ...store,
+        listRange: async (prefix, range, atMost) => {
+          const found = await store.listRange(prefix, range, atMost);
+          asked.push(`range ${found ? found.length : 'too many'}`);
+          return found;
+        },
+        list: async (prefix) => {
+          asked.push(`key ${prefix}`);
+          return store.list(prefix);
+        },
+      };
+    });
+    const failed = await runArchive(db.url, { targets: [{ ...target(), source: 'rv.days' }] });
+    expect(failed.targets[0]!.detail).toContain(`${middle} already exists with other contents (3 bytes, checksum someone else`);
+    expect(asked.filter((a) => !a.startsWith('key rv/_pending/'))).toEqual([
+      'range too many',
+      `key ${folder}/dt=2025-06-01/part-1-3.parquet`,
+      `key ${folder}/dt=2025-06-02/part-4-6.parquet`,
+    ]);
   });
 });
 

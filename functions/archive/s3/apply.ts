@@ -64,6 +64,8 @@ const sameKey = (a: string[] | undefined, b: string[] | undefined) =>
 
 /** S3 requests of one batch in flight at once (a batch writes one object per day it spans). */
 const S3_CONCURRENCY = 8;
+/** A batch's final keys are listed as one range while it holds at most this many keys per object (then one listing per key). */
+const RANGE_LISTING_KEYS_PER_OBJECT = 4;
 
 /** `work` on every item, at most `limit` at a time; the results in item order. */
 async function eachAtMost<T, R>(limit: number, items: readonly T[], work: (item: T) => Promise<R>): Promise<R[]> {
@@ -359,12 +361,20 @@ export async function s3Destination(options: {
    */
   const publish = async (objects: Array<{ key: string; pendingKey: string; size: number; checksum: string }>, ids: string[]) => {
     // Listed, not HEADed: without ListBucket on a key, S3 answers a HEAD of a missing object 403,
-    // not 404. One listing over the batch's keys, not one per object (a batch over 30 days has 30).
+    // not 404. One listing over the batch's keys, not one per object (a batch over 30 days has
+    // 30), unless other objects crowd the range (a key unrelated to the age spreads a batch over
+    // the whole retention): then one listing per key, as the range would cost more.
     const finals = objects.map((object) => object.key).sort(keyOrder);
-    const listed =
-      finals.length === 0
-        ? new Set<string>()
-        : new Set(await store.list(commonPrefix(finals[0]!, finals.at(-1)!), { from: finals[0]!, to: finals.at(-1)! }));
+    const ranged =
+      finals.length > 1
+        ? await store.listRange(
+            commonPrefix(finals[0]!, finals.at(-1)!),
+            { from: finals[0]!, to: finals.at(-1)! },
+            RANGE_LISTING_KEYS_PER_OBJECT * finals.length,
+          )
+        : undefined;
+    const listed = new Set(ranged ?? []);
+    const isListed = async (key: string) => (ranged ? listed.has(key) : (await store.list(key)).includes(key));
     await eachAtMost(S3_CONCURRENCY, objects, async (object) => {
       const keepFinal = async () => {
         const final = await store.head(object.key);
@@ -375,7 +385,7 @@ export async function s3Destination(options: {
             `so it was not overwritten. Is another database archiving a table of the same name into this prefix? The rows stay in ${object.pendingKey}, committed in the manifest`,
         );
       };
-      if (listed.has(object.key)) return keepFinal();
+      if (await isListed(object.key)) return keepFinal();
       // The copy itself refuses to overwrite (If-None-Match) where the store supports it, as S3
       // does: an object written there since the listing is kept, and judged like a listed one.
       if ((await store.copy(object.pendingKey, object.key)) === 'exists') return keepFinal();

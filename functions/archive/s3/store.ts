@@ -16,12 +16,15 @@ export interface ObjectStore {
    * header copies over it, which is why callers list first).
    */
   copy(from: string, to: string): Promise<'copied' | 'exists'>;
+  /** Every key under `prefix`. */
+  list(prefix: string): Promise<string[]>;
   /**
-   * Every key under `prefix`; with a range, only the keys from `range.from` to `range.to` (both
-   * included, S3's byte order), listed from the first on and no further than the last: one
-   * request for a batch's objects however many day folders they span.
+   * The keys under `prefix` from `range.from` to `range.to` (both included, S3's byte order),
+   * listed from the first on and no further than the last: one request for a batch's objects
+   * however many day folders they span. Undefined once more than `atMost` keys are in the range
+   * (listing it would cost more than asking for each key).
    */
-  list(prefix: string, range?: KeyRange): Promise<string[]>;
+  listRange(prefix: string, range: KeyRange, atMost: number): Promise<string[] | undefined>;
   /** Deletes every key given (a missing one is no error), in as few requests as S3 allows. */
   deleteMany(keys: string[]): Promise<void>;
 }
@@ -149,11 +152,21 @@ export async function sdkObjectStore({ bucket, kmsKeyId }: StoreOptions): Promis
         }
       }
     },
-    async list(prefix, range) {
+    async list(prefix) {
+      const keys: string[] = [];
+      let token: string | undefined;
+      do {
+        const out = await client.send(new sdk.ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+        for (const object of out.Contents ?? []) if (object.Key) keys.push(object.Key);
+        token = out.IsTruncated ? out.NextContinuationToken : undefined;
+      } while (token);
+      return keys;
+    },
+    async listRange(prefix, range, atMost) {
       const keys: string[] = [];
       // StartAfter excludes the key it names: start after the first key less its last character,
       // which sorts just before it (keys in between are filtered out below).
-      const StartAfter = range ? range.from.slice(0, -1) : undefined;
+      const StartAfter = range.from.slice(0, -1);
       let token: string | undefined;
       do {
         const out = await client.send(
@@ -162,11 +175,10 @@ export async function sdkObjectStore({ bucket, kmsKeyId }: StoreOptions): Promis
         token = out.IsTruncated ? out.NextContinuationToken : undefined;
         for (const { Key } of out.Contents ?? []) {
           if (!Key) continue;
-          if (range && keyOrder(Key, range.to) > 0) {
-            token = undefined;
-            break;
-          }
-          if (!range || keyOrder(Key, range.from) >= 0) keys.push(Key);
+          if (keyOrder(Key, range.to) > 0) return keys;
+          if (keyOrder(Key, range.from) < 0) continue;
+          if (keys.length === atMost) return undefined;
+          keys.push(Key);
         }
       } while (token);
       return keys;
