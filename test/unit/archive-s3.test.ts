@@ -127,13 +127,34 @@ describe('S3 statements', () => {
     expect(pick.values).toEqual(['UTC', '2026-01-01 00:00:00.000+00', '41', 100]);
   });
 
-  it('the delete: within the batch key range, by key (its operator and its text byte for byte), the version written (an updated row is another version), still expired; counts what it deleted', () => {
+  it('the delete: within the batch key range, by key (an integer key as an integer), the version written (an updated row is another version), still expired; counts what it deleted', () => {
     const remove = statements.remove([['1', '2']], [901, 902], ['1'], ['2']);
     expect(remove.text).toBe(
-      `WITH gone AS (DELETE FROM "app"."orders" AS t USING unnest($1::text[], $2::text[]) AS e(k0, x) WHERE t."id" >= $3::bigint AND t."id" <= $4::bigint ` +
-        `AND t."id" = e.k0::bigint AND t."id"::text = e.k0 COLLATE "C" AND t.xmin = e.x::xid AND t."completed_at" < $5::timestamptz RETURNING 1) SELECT count(*)::int AS n FROM gone`,
+      `WITH gone AS (DELETE FROM "app"."orders" AS t USING unnest($1::bigint[], $2::xid[]) AS e(k0, x) WHERE t."id" >= $3::bigint AND t."id" <= $4::bigint ` +
+        `AND t."id" = e.k0 AND t.xmin = e.x AND t."completed_at" < $5::timestamptz RETURNING 1) SELECT count(*)::int AS n FROM gone`,
     );
     // Integer keys and xids go as one array literal each (no element needs quoting).
     expect(remove.values).toEqual(['{1,2}', '{901,902}', '1', '2', '2026-01-01 00:00:00.000+00']);
+  });
+
+  it('the delete by any other key: by its operator and its text byte for byte (a case-insensitive key may hold both of two spellings)', () => {
+    const byCode = renderS3Sql(
+      { ...catalog, keyColumns: ['code', 'id'], keyTypes: ['citext', 'integer'] },
+      { primary: '2026-01-01 00:00:00.000+00' },
+    );
+    const remove = byCode.remove(
+      [
+        ['a', 'B'],
+        ['1', '2'],
+      ],
+      [901, 902],
+      ['a', '1'],
+      ['B', '2'],
+    );
+    expect(remove.text).toContain(
+      `unnest($1::text[], $2::integer[], $3::xid[]) AS e(k0, k1, x) WHERE (t."code", t."id") >= ($4::citext, $5::integer) AND (t."code", t."id") <= ($6::citext, $7::integer) ` +
+        `AND t."code" = e.k0::citext AND t."code"::text = e.k0 COLLATE "C" AND t."id" = e.k1 AND t.xmin = e.x AND`,
+    );
+    expect(remove.values.slice(0, 3)).toEqual([['a', 'B'], '{1,2}', '{901,902}']);
   });
 });

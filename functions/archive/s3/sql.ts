@@ -62,10 +62,16 @@ export function renderS3Sql(catalog: S3Catalog, cutoffs: ArchiveCutoffs): S3Stat
   // Equal by the key's own operator (what the index finds), and the same text byte for byte
   // (COLLATE "C"): a key whose collation compares 'c' = 'C' may still hold both when its unique
   // index has another collation, and the batch wrote only one of them.
-  const sameKey = (text: (i: number) => string) =>
+  // An integer key written as an integer array is compared as one: its text is the same whenever
+  // its value is, and the delete then takes no text of a batch's 100,000 rows.
+  const sameKey = (text: (i: number) => string, integersTyped = false) =>
     raw(
       catalog.keyColumns
-        .map((k, i) => `t.${quoteIdent(k)} = ${text(i)}::${catalog.keyTypes[i]} AND t.${quoteIdent(k)}::text = ${text(i)} COLLATE "C"`)
+        .map((k, i) =>
+          integersTyped && INTEGER_TYPES.has(catalog.keyTypes[i]!)
+            ? `t.${quoteIdent(k)} = ${text(i)}`
+            : `t.${quoteIdent(k)} = ${text(i)}::${catalog.keyTypes[i]} AND t.${quoteIdent(k)}::text = ${text(i)} COLLATE "C"`,
+        )
         .join(' AND '),
     );
   const pick = (limit: number, afterKey: string[] | undefined, excluded: ReadonlyArray<string[]> = [], through?: string[]) => {
@@ -84,23 +90,26 @@ export function renderS3Sql(catalog: S3Catalog, cutoffs: ArchiveCutoffs): S3Stat
   /** The written rows as a relation `e` (k0..., x: the version), how a source row `t` matches one, and the batch's key range. */
   const written = (keyValues: string[][], versions: number[], first: string[], last: string[]) => {
     const arrays = join([
-      ...keyValues.map((column, i) => sql`${INTEGER_TYPES.has(catalog.keyTypes[i]!) ? digitsArray(column) : column}::text[]`),
-      sql`${digitsArray(versions)}::text[]`,
+      ...keyValues.map((column, i) => {
+        const type = catalog.keyTypes[i]!;
+        return INTEGER_TYPES.has(type) ? sql`${digitsArray(column)}::${raw(type)}[]` : sql`${column}::text[]`;
+      }),
+      sql`${digitsArray(versions)}::xid[]`,
     ]);
     const names = raw([...catalog.keyColumns.map((_, i) => `k${i}`), 'x'].join(', '));
-    const match = sameKey((i) => `e.k${i}`);
+    const match = sameKey((i) => `e.k${i}`, true);
     const within = sql`${tuple(keys)} >= ${bound(first)} AND ${tuple(keys)} <= ${bound(last)}`;
     return { rows: sql`unnest(${arrays}) AS e(${names})`, match, within };
   };
   const remove = (keyValues: string[][], versions: number[], first: string[], last: string[]) => {
     const { rows, match, within } = written(keyValues, versions, first, last);
-    return sql`WITH gone AS (DELETE FROM ${src} AS t USING ${rows} WHERE ${within} AND ${match} AND t.xmin = e.x::xid AND ${predicate} RETURNING 1) SELECT count(*)::int AS n FROM gone`;
+    return sql`WITH gone AS (DELETE FROM ${src} AS t USING ${rows} WHERE ${within} AND ${match} AND t.xmin = e.x AND ${predicate} RETURNING 1) SELECT count(*)::int AS n FROM gone`;
   };
   const removeUnheld = (keyValues: string[][], versions: number[], first: string[], last: string[]) => {
     const { rows, match, within } = written(keyValues, versions, first, last);
     // The rows are locked first, skipping any another session holds, then deleted by their
     // address (tableoid too: in a partitioned source a ctid is unique only within its partition).
-    return sql`WITH free AS (SELECT t.tableoid AS rel, t.ctid AS address FROM ${src} AS t JOIN ${rows} ON ${match} AND t.xmin = e.x::xid WHERE ${within} AND ${predicate} FOR UPDATE OF t SKIP LOCKED),
+    return sql`WITH free AS (SELECT t.tableoid AS rel, t.ctid AS address FROM ${src} AS t JOIN ${rows} ON ${match} AND t.xmin = e.x WHERE ${within} AND ${predicate} FOR UPDATE OF t SKIP LOCKED),
       gone AS (DELETE FROM ${src} AS t USING free WHERE t.tableoid = free.rel AND t.ctid = free.address RETURNING ${keyTexts})
       SELECT * FROM gone`;
   };
