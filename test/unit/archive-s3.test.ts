@@ -113,7 +113,7 @@ describe('S3 statements', () => {
     ],
     keyColumns: ['id'],
     keyTypes: ['bigint'],
-    day: sql`(t."completed_at" AT TIME ZONE ${'UTC'})::date - DATE '1970-01-01'`,
+    ageDate: sql`(t."completed_at" AT TIME ZONE ${'UTC'})::date`,
     ageTypes: { primary: 'timestamptz' },
     ageColumn: 'completed_at',
   };
@@ -121,8 +121,8 @@ describe('S3 statements', () => {
   it('the pick: the rows first (by the key index), then their key, day, version and values; every value bound and cast to its type (COPY reads them as texts)', () => {
     const pick = statements.pick(100, ['41']);
     expect(pick.text).toBe(
-      `SELECT t."id"::text AS k0, (t."completed_at" AT TIME ZONE $1)::date - DATE '1970-01-01' AS day, t.xmin AS version, t."id" AS c0, t."note" AS c1 ` +
-        `FROM (SELECT t.*, t.xmin FROM "app"."orders" AS t WHERE t."completed_at" < $2::timestamptz AND t."id" > $3::bigint ORDER BY t."id" LIMIT $4::bigint) AS t ORDER BY t."id"`,
+      `SELECT t."id"::text AS k0, CASE WHEN isfinite(t.xmax) AND t.xmax >= DATE '0001-01-01' THEN t.xmax - DATE '1970-01-01' END AS day, t.xmin AS version, t."id" AS c0, t."note" AS c1 ` +
+        `FROM (SELECT t.*, t.xmin, (t."completed_at" AT TIME ZONE $1)::date AS xmax FROM "app"."orders" AS t WHERE t."completed_at" < $2::timestamptz AND t."id" > $3::bigint ORDER BY t."id" LIMIT $4::bigint) AS t ORDER BY t."id"`,
     );
     expect(pick.values).toEqual(['UTC', '2026-01-01 00:00:00.000+00', '41', 100]);
   });

@@ -15,8 +15,8 @@ export interface S3Catalog {
   keyColumns: string[];
   /** format_type of each key column with its typmod, for the casts that find rows by key (`character` alone is char(1)). */
   keyTypes: string[];
-  /** Over alias `t`: the row's day by its age, as days since 1970-01-01 (an integer), or NULL for an age before year 1 or infinite. */
-  day: Sql;
+  /** Over alias `t`: the date of the row's age in the policy's zone (the fallback's where the age is NULL). */
+  ageDate: Sql;
   /** The age columns' types: the pick casts its cutoffs to them. */
   ageTypes: ArchiveCatalog['ageTypes'];
   ageColumn: string;
@@ -64,7 +64,7 @@ export async function readS3Catalog(
   const zone = param(policy.timeZone);
   const dayOf = (column: string, type: 'timestamptz' | 'timestamp' | 'date') =>
     type === 'timestamptz' ? sql`(t.${ident(column)} AT TIME ZONE ${zone})::date` : sql`t.${ident(column)}::date`;
-  const day = policy.ageFallbackColumn
+  const ageDate = policy.ageFallbackColumn
     ? sql`COALESCE(${dayOf(policy.ageColumn, catalog.ageTypes.primary)}, ${dayOf(policy.ageFallbackColumn, catalog.ageTypes.fallback!)})`
     : dayOf(policy.ageColumn, catalog.ageTypes.primary);
   return {
@@ -73,10 +73,7 @@ export async function readS3Catalog(
     columns,
     keyColumns: catalog.keyColumns,
     keyTypes: keyTypes.map((k) => k.type),
-    // Days before year 1 or infinite ages have no dt= folder: NULL, and the batch is refused naming the row.
-    // Written out three times rather than named in a subquery: a correlated subquery is a
-    // subplan run for every row, which cost a third of the pick.
-    day: sql`CASE WHEN isfinite(${day}) AND ${day} >= DATE '0001-01-01' THEN ${day} - DATE '1970-01-01' END`,
+    ageDate,
     ageTypes: catalog.ageTypes,
     ageColumn: policy.ageColumn,
     ...(policy.ageFallbackColumn ? { ageFallbackColumn: policy.ageFallbackColumn } : {}),

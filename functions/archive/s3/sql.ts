@@ -83,8 +83,13 @@ export function renderS3Sql(catalog: S3Catalog, cutoffs: ArchiveCutoffs): S3Stat
       after = sql`${after} AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(${typed(JSON.stringify(excluded), 'jsonb')}) AS x(k) WHERE ${sameKey((i) => `(x.k->>${i})`)})`;
     }
     // The rows are picked first (a subquery with the limit, so by the key index), then their values
-    // are selected. The version (xmin, a name no column can have) crosses the subquery beside the row.
-    return sql`SELECT ${keyTexts}, ${catalog.day} AS day, t.xmin AS version, ${values} FROM (SELECT t.*, t.xmin FROM ${src} AS t WHERE ${predicate}${after} ORDER BY ${orderBy} LIMIT ${typed(limit, 'bigint')}) AS t ORDER BY ${orderBy}`;
+    // are selected. The version (xmin) and the age's date cross the subquery beside the row, under
+    // system columns' names no column can have: the date once per row (a zone's conversion is
+    // the pick's dearest part), then checked. An age before year 1 or infinite has no dt= folder:
+    // its day is NULL, and the batch is refused naming the row.
+    const date = raw('t.xmax');
+    const day = sql`CASE WHEN isfinite(${date}) AND ${date} >= DATE '0001-01-01' THEN ${date} - DATE '1970-01-01' END`;
+    return sql`SELECT ${keyTexts}, ${day} AS day, t.xmin AS version, ${values} FROM (SELECT t.*, t.xmin, ${catalog.ageDate} AS xmax FROM ${src} AS t WHERE ${predicate}${after} ORDER BY ${orderBy} LIMIT ${typed(limit, 'bigint')}) AS t ORDER BY ${orderBy}`;
   };
 
   /** The written rows as a relation `e` (k0..., x: the version), how a source row `t` matches one, and the batch's key range. */
