@@ -185,8 +185,9 @@ export async function s3Destination(options: {
     return { objects, picked, firstKey, lastKey };
 
     async function streamChunks() {
-      const columnStarts = new Int32Array(catalog.columns.length);
-      const columnLengths = new Int32Array(catalog.columns.length);
+      // The row's day and its writer, while the rows (in key order) stay on one day.
+      let lastDayNumber = Number.NaN;
+      let writer: ObjectWriter | undefined;
       while (pending) {
         const waitStarted = performance.now();
         const { chunk, reader } = await pending;
@@ -199,6 +200,9 @@ export async function s3Destination(options: {
         }
         const more = limit - picked - rows;
         if (rows === chunk && more > 0) pending = fetch(Math.min(s3.rowGroupRows, more), after);
+        // The values' fields, as views the reader refills for every row.
+        const columnStarts = reader.starts.subarray(keyWidth + 2);
+        const columnLengths = reader.lengths.subarray(keyWidth + 2);
         for (let row = 0; row < rows; row++) {
           reader.row(row);
           firstKey ??= keyOf(reader);
@@ -209,21 +213,22 @@ export async function s3Destination(options: {
             );
           }
           const dayNumber = reader.bytes.readInt32BE(reader.starts[keyWidth]!);
-          let day = dayTexts.get(dayNumber);
-          if (day === undefined) {
-            day = dayText(dayNumber);
-            dayTexts.set(dayNumber, day);
-          }
           const version = reader.bytes.readUInt32BE(reader.starts[keyWidth + 1]!);
-          columnStarts.set(reader.starts.subarray(keyWidth + 2));
-          columnLengths.set(reader.lengths.subarray(keyWidth + 2));
-          let writer = writers.get(day);
-          if (!writer) {
-            writer = new ObjectWriter(catalog.columns, s3.rowGroupRows, s3.compression, keyOf(reader), [
-              { key: 'pg-housekeeper.source', value: shown },
-              { key: 'pg-housekeeper.columns', value: columnsJson },
-            ]);
-            writers.set(day, writer);
+          if (dayNumber !== lastDayNumber || writer === undefined) {
+            let day = dayTexts.get(dayNumber);
+            if (day === undefined) {
+              day = dayText(dayNumber);
+              dayTexts.set(dayNumber, day);
+            }
+            writer = writers.get(day);
+            if (!writer) {
+              writer = new ObjectWriter(catalog.columns, s3.rowGroupRows, s3.compression, keyOf(reader), [
+                { key: 'pg-housekeeper.source', value: shown },
+                { key: 'pg-housekeeper.columns', value: columnsJson },
+              ]);
+              writers.set(day, writer);
+            }
+            lastDayNumber = dayNumber;
           }
           try {
             writer.add(reader.bytes, columnStarts, columnLengths, reader, version);

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { constants, deflateRawSync, gunzip, gunzipSync, gzip } from 'node:zlib';
 import { type ColumnData, type FileMetaData, parquetMetadata, parquetRead, type SchemaElement } from 'hyparquet';
 import { parquetHeader } from 'hyparquet/src/column.js';
-import { GatheredHash, ObjectDigest } from './checksum';
+import { GATHER, GatheredHash, ObjectDigest } from './checksum';
 import { type ColumnPlan, decimalBytes, fromParquet, type ScalarKind } from './columns';
 
 export type Compression = 'snappy' | 'gzip' | 'none';
@@ -259,15 +259,18 @@ function plainWriter(type: SchemaElement['type']): (plain: GatheredHash, value: 
 /** Typed arrays hold their numbers little-endian here: their bytes are the PLAIN bytes as they are. */
 const LITTLE_ENDIAN = endianness() === 'LE';
 
+/** Lent to every column's streams in turn: hashColumn runs start to end without awaiting. */
+const HASH_SCRATCH = [Buffer.allocUnsafe(GATHER), Buffer.allocUnsafe(GATHER), Buffer.allocUnsafe(GATHER)] as const;
+
 /**
  * One column's three checksum streams, from the values hyparquet decoded, part by part (as the
  * writer fed them from its pages): definition levels only where the column has them (OPTIONAL
  * columns, and lists), counted from the column's own base (a REQUIRED list has no level for NULL).
  */
 function hashColumn(plan: ColumnPlan, parts: ArrayLike<unknown>[], streams: ReturnType<ObjectDigest['column']>): void {
-  const definitions = new GatheredHash(streams.definitions);
-  const repetitions = new GatheredHash(streams.repetitions);
-  const plain = new GatheredHash(streams.values);
+  const definitions = new GatheredHash(streams.definitions, HASH_SCRATCH[0]);
+  const repetitions = new GatheredHash(streams.repetitions, HASH_SCRATCH[1]);
+  const plain = new GatheredHash(streams.values, HASH_SCRATCH[2]);
   const schema = parquetSchema([plan]);
   const type = schema[schema.length - 1]!.type;
   const write = plainWriter(type);

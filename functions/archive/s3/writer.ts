@@ -105,6 +105,12 @@ function timestampText(high: number, low: number, zoned: boolean): string {
   return `${dayText(Number(days) + DAYS_1970_TO_2000)} ${clock}.${String(rest % 1_000_000n).padStart(6, '0')}${zoned ? '+00' : ''}`;
 }
 
+/** Copies `length` bytes: a call into the Buffer bindings costs more than copying a short value here. */
+function copyBytes(from: Buffer, at: number, length: number, to: Buffer, toAt: number): void {
+  if (length > 64) from.copy(to, toAt, at, at + length);
+  else for (let i = 0; i < length; i++) to[toAt + i] = from[at + i]!;
+}
+
 /** Writes a 64-bit integer (number within 2^53, or bigint) little-endian. */
 function writeInt64(column: ColumnBuilder, value: number | bigint): void {
   const values = column.values;
@@ -236,22 +242,16 @@ function encoderFor(plan: ColumnPlan): Encode {
       };
     case 'uuid':
       return (column, bytes, at) => {
-        bytes.copy(column.values.buffer, column.values.reserve(16), at, at + 16);
+        copyBytes(bytes, at, 16, column.values.buffer, column.values.reserve(16));
       };
     case 'bytea':
-      return (column, bytes, at, length) => {
-        const values = column.values;
-        const to = values.reserve(4 + length);
-        values.buffer.writeUInt32LE(length, to);
-        bytes.copy(values.buffer, to + 4, at, at + length);
-      };
     case 'text':
     case 'json':
       return (column, bytes, at, length) => {
         const values = column.values;
         const to = values.reserve(4 + length);
         values.buffer.writeUInt32LE(length, to);
-        bytes.copy(values.buffer, to + 4, at, at + length);
+        copyBytes(bytes, at, length, values.buffer, to + 4);
       };
   }
 }
