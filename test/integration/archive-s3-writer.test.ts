@@ -86,6 +86,30 @@ describe('S3 writer: Postgres binary values to Parquet', () => {
     expect(whole.object.byteLength).not.toBe(object.byteLength);
   });
 
+  it('values past the first 64 KB of a page (its buffer grows under them) read back as Postgres prints them: every fixed-width kind and its lists', async () => {
+    // 17,000 rows in one row group: uuids pass 64 KB at row 4,097, integers and dates at 16,385
+    // (values or list elements), booleans at 65,537 list elements; the uuid lists pass a page's 1 MB too.
+    await sql.query(`CREATE TABLE w.wide (id int PRIMARY KEY, i2 smallint, i4 integer, d date, b boolean, u uuid,
+        i2s smallint[], i4s integer[], bs boolean[], us uuid[]);
+      INSERT INTO w.wide
+      SELECT i, (i % 65536 - 32768)::smallint, (i::bigint * 214013 % 2147483647)::int, DATE '2000-01-01' + i, i % 3 = 0, md5(i::text)::uuid,
+             ARRAY[i % 32768, -(i % 32768), 7, 8, 9, 10, 11, 12]::smallint[], ARRAY[i, -i, i * 3, 4, 5, 6, 7, i % 17]::int[],
+             ARRAY[i % 2 = 0, i % 3 = 0, i % 5 = 0, true, false, NULL, i % 7 = 0, i % 11 = 0],
+             ARRAY[md5((i * 2)::text)::uuid, md5((i * 3)::text)::uuid, NULL, md5((i * 5)::text)::uuid, md5((i * 7)::text)::uuid,
+                   md5((i * 11)::text)::uuid, md5((i * 13)::text)::uuid, md5((i * 17)::text)::uuid]
+      FROM generate_series(1, 17000) AS i`);
+    const { plans, writer, object } = await write('wide', 20_000);
+    const { rows: printed } = await sql.query({
+      text: `SELECT ${plans.map((p) => p.select).join(', ')} FROM w.wide AS t ORDER BY t.id`,
+      rowMode: 'array',
+    });
+    expect(printed).toHaveLength(17_000);
+    const read = await canonicalRows(object, plans);
+    for (const row of [4095, 4096, 4097, 16384, 16385, 16999]) expect(read[row], `row ${row + 1}`).toEqual(printed[row]);
+    expect(read).toEqual(printed);
+    expect(await readBackChecksum(object, plans)).toEqual({ rows: 17_000, checksum: writer.checksum });
+  });
+
   it('the read-back inflates ahead exactly the page sections hyparquet asks for, and hands one over only for the same bytes', async () => {
     // Three row groups, and a text over a page's 1 MB: pages of every kind the writer makes.
     const { plans, object } = await write('edges', 2);

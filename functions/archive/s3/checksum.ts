@@ -55,7 +55,7 @@ export class GatheredHash {
     this.buffer = scratch;
   }
 
-  /** Room for `bytes` more; returns where they go. */
+  /** Room for `bytes` more; returns where they go. It may replace `bytes`: read that after calling it. */
   reserve(bytes: number): number {
     if (this.at + bytes > this.buffer.length) {
       this.hash.update(this.buffer.subarray(0, this.at));
@@ -72,7 +72,8 @@ export class GatheredHash {
   }
 
   byte(value: number): void {
-    this.buffer[this.reserve(1)] = value;
+    const at = this.reserve(1);
+    this.buffer[at] = value;
   }
 
   end(): void {

@@ -227,7 +227,10 @@ const int64Bytes = new Uint8Array(int64.buffer);
 function plainWriter(type: SchemaElement['type']): (plain: GatheredHash, value: unknown) => void {
   switch (type) {
     case 'INT32':
-      return (plain, value) => plain.bytes.writeInt32LE(value as number, plain.reserve(4));
+      return (plain, value) => {
+        const at = plain.reserve(4);
+        plain.bytes.writeInt32LE(value as number, at);
+      };
     case 'INT64':
       return (plain, value) => {
         int64[0] = typeof value === 'bigint' ? value : BigInt(value as number);
@@ -251,7 +254,8 @@ function plainWriter(type: SchemaElement['type']): (plain: GatheredHash, value: 
     default:
       return (plain, value) => {
         const bytes = value as Uint8Array;
-        plain.bytes.set(bytes, plain.reserve(bytes.length));
+        const at = plain.reserve(bytes.length);
+        plain.bytes.set(bytes, at);
       };
   }
 }

@@ -63,7 +63,11 @@ class Bytes {
   buffer = Buffer.allocUnsafe(1 << 16);
   length = 0;
 
-  /** Makes room for `bytes` more; returns where they go. */
+  /**
+   * Makes room for `bytes` more; returns where they go. It may replace `buffer`: read `buffer`
+   * after calling it, never in the same expression before it (`buffer[reserve(1)]` writes into
+   * the buffer it replaced, and the value is lost without an error).
+   */
   reserve(bytes: number): number {
     const at = this.length;
     if (at + bytes > this.buffer.length) {
@@ -168,7 +172,8 @@ function encoderFor(plan: ColumnPlan): Encode {
     case 'int32':
       return (column, bytes, at, length) => {
         const value = length === 2 ? bytes.readInt16BE(at) : bytes.readInt32BE(at);
-        column.values.buffer.writeInt32LE(value, column.values.reserve(4));
+        const to = column.values.reserve(4);
+        column.values.buffer.writeInt32LE(value, to);
         column.statistic(value);
       };
     case 'int64':
@@ -183,7 +188,8 @@ function encoderFor(plan: ColumnPlan): Encode {
         if (days === 0x7fffffff || days === -0x80000000) throw new UnrepresentableValue(`${days > 0 ? '' : '-'}infinity is not a finite date`);
         const value = days + DAYS_1970_TO_2000;
         if (value > 0x7fffffff) throw new UnrepresentableValue('a date this late is beyond INT32 days since 1970');
-        column.values.buffer.writeInt32LE(value, column.values.reserve(4));
+        const to = column.values.reserve(4);
+        column.values.buffer.writeInt32LE(value, to);
         column.statistic(value);
       };
     case 'timestamp':
@@ -238,11 +244,13 @@ function encoderFor(plan: ColumnPlan): Encode {
     case 'bool':
       return (column, bytes, at) => {
         const value = bytes[at] !== 0;
-        column.values.buffer[column.values.reserve(1)] = value ? 1 : 0;
+        const to = column.values.reserve(1);
+        column.values.buffer[to] = value ? 1 : 0;
       };
     case 'uuid':
       return (column, bytes, at) => {
-        copyBytes(bytes, at, 16, column.values.buffer, column.values.reserve(16));
+        const to = column.values.reserve(16);
+        copyBytes(bytes, at, 16, column.values.buffer, to);
       };
     case 'bytea':
     case 'text':
