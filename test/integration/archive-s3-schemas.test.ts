@@ -36,13 +36,18 @@ beforeEach(async () => {
   await s3.empty();
 });
 
+/** sc.named: a key that compares without case (c = C) but is unique byte for byte, holding b, c and C. */
+async function createCaseInsensitiveKeys() {
+  await sql.query(`
+    CREATE COLLATION sc.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+    CREATE TABLE sc.named (name text COLLATE sc.ci NOT NULL, created_at timestamptz NOT NULL, body text);
+    CREATE UNIQUE INDEX named_name ON sc.named (name COLLATE "C");
+    INSERT INTO sc.named VALUES ('b', '2025-06-01', 'b'), ('c', '2025-06-01', 'lower c'), ('C', '2025-06-01', 'upper C');`);
+}
+
 describe('restore', () => {
   it('restores both c and C of a key that compares case-insensitively but is unique byte for byte; twice is once', async () => {
-    await sql.query(`
-      CREATE COLLATION sc.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
-      CREATE TABLE sc.named (name text COLLATE sc.ci NOT NULL, created_at timestamptz NOT NULL, body text);
-      CREATE UNIQUE INDEX named_name ON sc.named (name COLLATE "C");
-      INSERT INTO sc.named VALUES ('b', '2025-06-01', 'b'), ('c', '2025-06-01', 'lower c'), ('C', '2025-06-01', 'upper C');`);
+    await createCaseInsensitiveKeys();
     const before = await postgresRows(sql, 'sc.named');
     const invariant = await captureS3Invariant(sql, s3, { source: 'sc.named', folder: 'sc/table=sc.named' });
     const config = { targets: [target('sc.named', { key: 'name' })] };
@@ -146,11 +151,7 @@ describe('rows another session holds', () => {
   };
 
   it('leaves only the held key of a key that compares case-insensitively: c held, C and b moved', async () => {
-    await sql.query(`
-      CREATE COLLATION sc.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
-      CREATE TABLE sc.named (name text COLLATE sc.ci NOT NULL, created_at timestamptz NOT NULL, body text);
-      CREATE UNIQUE INDEX named_name ON sc.named (name COLLATE "C");
-      INSERT INTO sc.named VALUES ('b', '2025-06-01', 'b'), ('c', '2025-06-01', 'lower c'), ('C', '2025-06-01', 'upper C');`);
+    await createCaseInsensitiveKeys();
     const invariant = await captureS3Invariant(sql, s3, { source: 'sc.named', folder: 'sc/table=sc.named' });
     const config = { targets: [target('sc.named', { key: 'name' })] };
     await holding(`SELECT * FROM sc.named WHERE name = 'c' COLLATE "C" FOR UPDATE`, async () => {
