@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { parquetMetadata, parquetRead } from 'hyparquet';
 import type pg from 'pg';
@@ -8,6 +11,7 @@ import { canonicalRows, gzipSections, inflateAhead, parquetSchema, readBackCheck
 import { ObjectWriter } from '../../functions/archive/s3/writer';
 import { raw, sql as statement, typed } from '../../shared/sql';
 import { createTestDatabase, type TestDatabase } from '../support/db';
+import { duckdb } from '../support/s3';
 
 /**
  * The writer takes Postgres's binary values; what a reader gets back must be what Postgres itself
@@ -221,6 +225,12 @@ describe('S3 writer: Postgres binary values to Parquet', () => {
       [`NULL, NULL, NULL, '{{1,2},{3,4}}', NULL`, 'a', 'an array of 2 dimensions is not a one-dimensional array starting at index 1'],
       [`NULL, NULL, NULL, '[0:1]={1,2}', NULL`, 'a', 'an array starting at index 0 is not a one-dimensional array starting at index 1'],
       [`NULL, NULL, NULL, NULL, '294247-01-10 04:00:54.775808'`, 'late', '294247-01-10 04:00:54.775808 is past year 294246'],
+      [
+        `NULL, NULL, NULL, NULL, '294247-01-10 04:00:54.775807'`,
+        'late',
+        "294247-01-10 04:00:54.775807 is INT64's last microsecond since 1970, which DuckDB reads as infinity",
+      ],
+      [`'294247-01-10 04:00:54.775807+00', NULL, NULL, NULL, NULL`, 'at', "294247-01-10 04:00:54.775807+00 is INT64's last microsecond"],
     ] as const) {
       await sql.query(`TRUNCATE w.odd; INSERT INTO w.odd VALUES (1, ${values})`);
       const refusal = await write('odd', 10).then(
@@ -231,9 +241,19 @@ describe('S3 writer: Postgres binary values to Parquet', () => {
       expect((refusal as UnrepresentableValue).column?.name).toBe(column);
       expect((refusal as Error).message).toContain(message);
     }
-    // The last microsecond INT64 holds is kept, exactly (Postgres's own extract(epoch) rounds it).
-    await sql.query(`TRUNCATE w.odd; INSERT INTO w.odd (id, late) VALUES (1, '294247-01-10 04:00:54.775807')`);
+    // The microsecond before it is kept, exactly (Postgres's own extract(epoch) rounds it), and DuckDB reads it as that instant.
+    await sql.query(`TRUNCATE w.odd; INSERT INTO w.odd (id, late) VALUES (1, '294247-01-10 04:00:54.775806')`);
     const { plans, object } = await write('odd', 10);
-    expect((await canonicalRows(object, plans))[0]![5]).toBe('9223372036854775807');
+    expect((await canonicalRows(object, plans))[0]![5]).toBe('9223372036854775806');
+    const folder = mkdtempSync(join(tmpdir(), 'hk-writer-'));
+    try {
+      writeFileSync(join(folder, 'late.parquet'), object);
+      const [read] = await duckdb(
+        `SELECT isinf(late) AS infinite, epoch_us(late)::text AS micros FROM read_parquet('${join(folder, 'late.parquet')}')`,
+      );
+      expect(read).toEqual({ infinite: false, micros: '9223372036854775806' });
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
   });
 });

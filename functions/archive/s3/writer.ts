@@ -212,6 +212,12 @@ function encoderFor(plan: ColumnPlan): Encode {
             `${timestampText(high, low, plan.kind === 'timestamptz')} is past year 294246, not within INT64 microseconds since 1970`,
           );
         }
+        // INT64's last microsecond is how DuckDB (and so readers built on it) store infinity.
+        if (sumHigh === 0x7fffffff && sumLow === 0xffffffff) {
+          throw new UnrepresentableValue(
+            `${timestampText(high, low, plan.kind === 'timestamptz')} is INT64's last microsecond since 1970, which DuckDB reads as infinity`,
+          );
+        }
         const values = column.values;
         const to = values.reserve(8);
         values.buffer.writeUInt32LE(sumLow, to);
