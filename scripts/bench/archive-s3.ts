@@ -27,14 +27,17 @@ function s3LatencyMs(): number {
   return value;
 }
 
-/** CPU seconds used so far by every `postgres` process (server, backends, walwriter...), from /proc. */
-function postgresCpuSeconds(): number {
+/**
+ * CPU seconds used so far by the bench's Postgres server: its postmaster and every process it
+ * started (backends, walwriter...), from /proc; other servers on the machine do not count.
+ */
+function postgresCpuSeconds(postmaster: number): number {
   let ticks = 0;
   for (const pid of readdirSync('/proc').filter((name) => /^[0-9]+$/.test(name))) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      if (!stat.includes('(postgres)')) continue;
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(pid) !== postmaster && Number(fields[1]) !== postmaster) continue;
       // Own time, and that of exited children (a backend that ended, counted in the postmaster).
       ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
     } catch {
@@ -56,7 +59,7 @@ interface S3Run {
 }
 
 /** One S3 run in a process of its own (its CPU and peak memory are the run's alone); `BENCH_CPU_PROF` profiles it. */
-async function s3Run(url: string, bucket: string, env: NodeJS.ProcessEnv, latencyMs: number, round: number): Promise<S3Run> {
+async function s3Run(url: string, bucket: string, env: NodeJS.ProcessEnv, latencyMs: number, round: number, postmaster: number): Promise<S3Run> {
   const policy = {
     targets: [
       {
@@ -69,7 +72,7 @@ async function s3Run(url: string, bucket: string, env: NodeJS.ProcessEnv, latenc
     ],
     statementTimeoutMs: 600_000,
   };
-  const postgresBefore = postgresCpuSeconds();
+  const postgresBefore = postgresCpuSeconds(postmaster);
   const serverBefore = process.cpuUsage();
   const profile = process.env.BENCH_CPU_PROF;
   const { stdout } = await run(
@@ -86,7 +89,7 @@ async function s3Run(url: string, bucket: string, env: NodeJS.ProcessEnv, latenc
     { env, maxBuffer: 1 << 20 },
   );
   const serverCpu = process.cpuUsage(serverBefore);
-  const postgresSeconds = postgresCpuSeconds() - postgresBefore;
+  const postgresSeconds = postgresCpuSeconds(postmaster) - postgresBefore;
   const child = JSON.parse(stdout.trim().split('\n').pop()!) as {
     summary: { state: string; detail?: string; counts: Record<string, number> };
     maxRssKb: number;
@@ -125,6 +128,10 @@ export async function benchArchiveS3(url: string): Promise<string[]> {
     credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
   });
   try {
+    // The server's postmaster: the parent of this session's backend.
+    const { rows: backend } = await sql.query('SELECT pg_backend_pid() AS pid');
+    const backendStat = readFileSync(`/proc/${backend[0].pid}/stat`, 'utf8');
+    const postmaster = Number(backendStat.slice(backendStat.lastIndexOf(')') + 2).split(' ')[1]);
     await seed(sql);
     // Alternating rounds, the best of each: either run alone swings ±30% on a shared machine.
     let table = { rows: 0, ms: Number.POSITIVE_INFINITY };
@@ -149,7 +156,7 @@ export async function benchArchiveS3(url: string): Promise<string[]> {
       await sql.query(
         `DO $$ BEGIN IF to_regclass('housekeeping.archive_objects') IS NOT NULL THEN DELETE FROM housekeeping.archive_objects; END IF; END $$`,
       );
-      const s = await s3Run(url, bucket, env, latencyMs, round);
+      const s = await s3Run(url, bucket, env, latencyMs, round, postmaster);
       if (s.counts.rowsMoved !== a.rows) throw new Error(`the S3 run moved ${s.counts.rowsMoved} rows, the table's ${a.rows}`);
       ratios.push(a.ms / s.counts.durationMs!);
       maxRssKb = Math.max(maxRssKb, s.maxRssKb);
