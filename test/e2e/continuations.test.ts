@@ -146,7 +146,7 @@ describe('a backlog bigger than one invocation', () => {
       INSERT INTO app.${name} SELECT i, now() - interval '200 days', CASE WHEN i % 10 = 0 THEN now() - interval '1 day' ELSE now() - interval '150 days' END, 'row ' || i
       FROM generate_series(1, 3000) AS i; ANALYZE app.${name};`;
     await sql.query(
-      `DROP TABLE IF EXISTS app.orders, app.orders_archive, app.orders_single, app.orders_single_archive; ${ddl('orders')} ${ddl('orders_single')}`,
+      `CREATE SCHEMA IF NOT EXISTS app; DROP TABLE IF EXISTS app.orders, app.orders_archive, app.orders_single, app.orders_single_archive; ${ddl('orders')} ${ddl('orders_single')}`,
     );
 
     const { hops, sent } = await runChain('archive', {});
@@ -154,11 +154,14 @@ describe('a backlog bigger than one invocation', () => {
     expect(sent.map((c) => c.payload.continuation.hop)).toEqual(sent.map((_, i) => i + 1));
     expect(hops.at(-1)!.result.targets[0]).toMatchObject({ state: 'succeeded', stopReason: 'done' });
     // Each continuing hop says what remains (the planner's estimate: not exact, so not monotone under
-    // a busy autovacuum), and every hop made progress of its own.
+    // a busy autovacuum), and every continuing hop made progress of its own. The last hop may move
+    // none: a run is done only when a pick comes back empty, so when the budget ran out just after
+    // the backlog's last batch, the next hop's first pick is the one that finds nothing left.
     const remaining = hops.slice(0, -1).map((hop) => hop.lines.find((l) => l.message === 'continuing')!.targets[0].estimatedRemaining);
     for (const estimate of remaining) expect(estimate).toBeGreaterThanOrEqual(0);
-    for (const hop of hops) expect(hop.result.targets[0].counts.rowsMoved).toBeGreaterThan(0);
-    expect(hops.reduce((sum, hop) => sum + (hop.result.targets[0].counts.rowsMoved as number), 0)).toBe(2700);
+    const movedPerHop = hops.map((hop) => hop.result.targets[0].counts.rowsMoved as number);
+    for (const moved of movedPerHop.slice(0, -1)) expect(moved, `rows moved per hop: ${movedPerHop.join(', ')}`).toBeGreaterThan(0);
+    expect(movedPerHop.reduce((sum, moved) => sum + moved, 0)).toBe(2700);
 
     // Pacing changes when rows move, not which: the unbounded run needs no pause.
     const single = await runArchive(
