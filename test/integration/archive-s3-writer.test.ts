@@ -1,10 +1,11 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { parquetMetadata, parquetRead } from 'hyparquet';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { planColumns, UnrepresentableValue } from '../../functions/archive/s3/columns';
 import { CopyReader, copyRows } from '../../functions/archive/s3/copy';
 import { canonicalRows, gzipSections, inflateAhead, parquetSchema, readBackChecksum } from '../../functions/archive/s3/parquet';
@@ -88,6 +89,51 @@ describe('S3 writer: Postgres binary values to Parquet', () => {
     const whole = await write('edges', 1000);
     expect(whole.writer.checksum).toBe(writer.checksum);
     expect(whole.object.byteLength).not.toBe(object.byteLength);
+  });
+
+  it('the checksum is of the fields Postgres sent, not of what the writer encoded: a wrong value encoded reads back as another checksum', async () => {
+    await sql.query(`CREATE TABLE w.encoded (id int PRIMARY KEY, n integer, tags integer[], note text);
+      INSERT INTO w.encoded VALUES (1, 7, '{1,NULL}', 'a'), (2, 424242, '{}', NULL), (3, NULL, NULL, 'c')`);
+    const honest = await write('encoded', 10);
+    // From Postgres's COPY fields alone: each framed by its length (-1 for NULL), an array without
+    // its has-nulls flag and element type; row by row.
+    const plans = honest.plans;
+    const copied = new CopyReader(
+      await copyRows(sql, statement`SELECT ${raw(plans.map((p) => p.copySelect).join(', '))} FROM w.encoded AS t ORDER BY t.id`),
+      plans.length,
+    );
+    const fields: Buffer[] = [];
+    for (let row = 0; row < copied.rows; row++) {
+      copied.row(row);
+      plans.forEach((plan, i) => {
+        const [start, length] = [copied.starts[i]!, copied.lengths[i]!];
+        const field = length < 0 ? Buffer.alloc(0) : copied.bytes.subarray(start, start + length);
+        const kept = plan.array && length >= 0 ? Buffer.concat([field.subarray(0, 4), field.subarray(12)]) : field;
+        const framed = Buffer.alloc(4);
+        framed.writeInt32BE(length < 0 ? -1 : kept.length);
+        fields.push(framed, kept);
+      });
+    }
+    const sha256 = (...parts: Array<string | Buffer>) => parts.reduce((hash, part) => hash.update(part), createHash('sha256'));
+    const expected = sha256('3\n', sha256(Buffer.concat(fields)).digest()).digest('hex');
+    expect(honest.writer.checksum).toBe(expected);
+    expect(await readBackChecksum(honest.object, plans)).toEqual({ rows: 3, checksum: expected });
+
+    // An encoder that writes a wrong integer: the object is well-formed and reads back, as 424243.
+    const writeInt32LE = Buffer.prototype.writeInt32LE;
+    const planted = vi.spyOn(Buffer.prototype, 'writeInt32LE').mockImplementation(function (this: Buffer, ...args: unknown[]) {
+      const [value, offset] = args as [number, number | undefined];
+      return writeInt32LE.call(this, value === 424242 ? 424243 : value, offset);
+    });
+    let broken: Awaited<ReturnType<typeof write>>;
+    try {
+      broken = await write('encoded', 10);
+    } finally {
+      planted.mockRestore();
+    }
+    expect((await canonicalRows(broken.object, plans))[1]).toEqual(['2', '424243', '{}', null]);
+    expect(broken.writer.checksum).toBe(expected);
+    expect((await readBackChecksum(broken.object, plans)).checksum).not.toBe(expected);
   });
 
   it('values past the first 64 KB of a page (its buffer grows under them) read back as Postgres prints them: every fixed-width kind and its lists', async () => {

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import type pg from 'pg';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { s3DestinationSchema } from '../../functions/archive/policy';
 import { readS3Catalog } from '../../functions/archive/s3/catalog';
 import { CopyReader, copyRows, copyStatement } from '../../functions/archive/s3/copy';
@@ -286,6 +286,29 @@ describe('archive to S3 beside failures and other sessions', () => {
     expect(await postgresRows(sql, 'app.typed')).toEqual(before);
     expect(await s3.keys()).toEqual([]);
     setObjectStoreFactory(undefined);
+    const retry = await runArchive(db.url, { targets: [target()] });
+    expect(retry.targets[0]!.counts).toMatchObject({ rowsMoved: 253 });
+  });
+
+  it('checks the encoding against the source: a value the writer encodes wrongly fails the read-back, and nothing moves', async () => {
+    const before = await postgresRows(sql, 'app.typed');
+    // An encoder bug planted: row 1's integer -2147483648 goes into its page as -2147483647, a
+    // valid value in a well-formed object that reads back without complaint.
+    const writeInt32LE = Buffer.prototype.writeInt32LE;
+    const planted = vi.spyOn(Buffer.prototype, 'writeInt32LE').mockImplementation(function (this: Buffer, ...args: unknown[]) {
+      const [value, offset] = args as [number, number | undefined];
+      return writeInt32LE.call(this, value === -2147483648 ? -2147483647 : value, offset);
+    });
+    let summary: Awaited<ReturnType<typeof runArchive>>;
+    try {
+      summary = await runArchive(db.url, { targets: [target()] });
+    } finally {
+      planted.mockRestore();
+    }
+    expect(summary.targets[0]!.state).toBe('failed');
+    expect(summary.targets[0]!.detail).toMatch(/did not read back as written \(its values differ from the source's/);
+    expect(await postgresRows(sql, 'app.typed')).toEqual(before);
+    expect(await s3.keys()).toEqual([]);
     const retry = await runArchive(db.url, { targets: [target()] });
     expect(retry.targets[0]!.counts).toMatchObject({ rowsMoved: 253 });
   });

@@ -205,7 +205,7 @@ export function decimalBytes(precision: number): number {
 }
 
 /** Bytes of a FIXED_LEN_BYTE_ARRAY decimal: big-endian two's complement. */
-function bytesToBigInt(bytes: Uint8Array): bigint {
+export function bytesToBigInt(bytes: Uint8Array): bigint {
   let value = 0n;
   for (const byte of bytes) value = (value << 8n) | BigInt(byte);
   if (bytes.length > 0 && bytes[0]! & 0x80) value -= 1n << BigInt(bytes.length * 8);

@@ -1,9 +1,8 @@
-import { endianness } from 'node:os';
 import { promisify } from 'node:util';
 import { constants, deflateRawSync, gunzip, gunzipSync, gzip } from 'node:zlib';
 import { type ColumnData, type FileMetaData, parquetMetadata, parquetRead, type SchemaElement } from 'hyparquet';
 import { parquetHeader } from 'hyparquet/src/column.js';
-import { GATHER, GatheredHash, ObjectDigest } from './checksum';
+import { SourceDigest, sourceFieldWriter } from './checksum';
 import { type ColumnPlan, decimalBytes, fromParquet, type ScalarKind } from './columns';
 
 export type Compression = 'snappy' | 'gzip' | 'none';
@@ -219,123 +218,28 @@ export async function canonicalRows(bytes: Uint8Array, plans: ColumnPlan[]): Pro
   return out;
 }
 
-/** A bigint's 8 little-endian bytes, through a typed array (Buffer's writeBigInt64LE splits it with bigint arithmetic). */
-const int64 = new BigInt64Array(1);
-const int64Bytes = new Uint8Array(int64.buffer);
-
-/** Appends one decoded value's PLAIN bytes (checksum.ts) for a leaf of this physical type. */
-function plainWriter(type: SchemaElement['type']): (plain: GatheredHash, value: unknown) => void {
-  switch (type) {
-    case 'INT32':
-      return (plain, value) => {
-        const at = plain.reserve(4);
-        plain.bytes.writeInt32LE(value as number, at);
-      };
-    case 'INT64':
-      return (plain, value) => {
-        int64[0] = typeof value === 'bigint' ? value : BigInt(value as number);
-        const at = plain.reserve(8);
-        const bytes = plain.bytes;
-        for (let i = 0; i < 8; i++) bytes[at + i] = int64Bytes[i]!;
-      };
-    case 'BOOLEAN':
-      return (plain, value) => plain.byte(value ? 1 : 0);
-    case 'BYTE_ARRAY':
-      return (plain, value) => {
-        const bytes = value as Uint8Array;
-        const length = bytes.length;
-        const at = plain.reserve(4 + length);
-        const gathered = plain.bytes;
-        gathered.writeUInt32LE(length, at);
-        // A call into the Buffer bindings costs more than copying a short value here.
-        if (length > 32) gathered.set(bytes, at + 4);
-        else for (let i = 0; i < length; i++) gathered[at + 4 + i] = bytes[i]!;
-      };
-    default:
-      return (plain, value) => {
-        const bytes = value as Uint8Array;
-        const at = plain.reserve(bytes.length);
-        plain.bytes.set(bytes, at);
-      };
-  }
-}
-
-/** Typed arrays hold their numbers little-endian here: their bytes are the PLAIN bytes as they are. */
-const LITTLE_ENDIAN = endianness() === 'LE';
-
-/** Lent to every column's streams in turn: hashColumn runs start to end without awaiting. */
-const HASH_SCRATCH = [Buffer.allocUnsafe(GATHER), Buffer.allocUnsafe(GATHER), Buffer.allocUnsafe(GATHER)] as const;
-
-/**
- * One column's three checksum streams, from the values hyparquet decoded, part by part (as the
- * writer fed them from its pages): definition levels only where the column has them (OPTIONAL
- * columns, and lists), counted from the column's own base (a REQUIRED list has no level for NULL).
- */
-function hashColumn(plan: ColumnPlan, parts: ArrayLike<unknown>[], streams: ReturnType<ObjectDigest['column']>): void {
-  const definitions = new GatheredHash(streams.definitions, HASH_SCRATCH[0]);
-  const repetitions = new GatheredHash(streams.repetitions, HASH_SCRATCH[1]);
-  const plain = new GatheredHash(streams.values, HASH_SCRATCH[2]);
-  const schema = parquetSchema([plan]);
-  const type = schema[schema.length - 1]!.type;
-  const write = plainWriter(type);
-  const base = plan.notNull ? 0 : 1;
-  for (const values of parts) {
-    if (!plan.array && plan.notNull) {
-      // A REQUIRED number column comes back as a typed array: its bytes are its PLAIN values.
-      if (LITTLE_ENDIAN && ((type === 'INT64' && values instanceof BigInt64Array) || (type === 'INT32' && values instanceof Int32Array))) {
-        plain.end();
-        streams.values.update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
-        continue;
-      }
-      for (let i = 0; i < values.length; i++) {
-        const value = values[i];
-        if (value === null || value === undefined) throw new Error(`column ${plan.name} is REQUIRED and holds a NULL`);
-        write(plain, value);
-      }
-      continue;
-    }
-    for (let row = 0; row < values.length; row++) {
-      const value = values[row];
-      if (value === null || value === undefined) {
-        if (plan.notNull) throw new Error(`column ${plan.name} is REQUIRED and holds a NULL`);
-        definitions.byte(0);
-        if (plan.array) repetitions.byte(0);
-      } else if (!plan.array) {
-        definitions.byte(1);
-        write(plain, value);
-      } else {
-        const list = value as unknown[];
-        if (list.length === 0) {
-          definitions.byte(base);
-          repetitions.byte(0);
-        }
-        for (let i = 0; i < list.length; i++) {
-          repetitions.byte(i === 0 ? 0 : 1);
-          const element = list[i];
-          if (element === null || element === undefined) definitions.byte(base + 1);
-          else {
-            definitions.byte(base + 2);
-            write(plain, element);
-          }
-        }
-      }
-    }
-  }
-  definitions.end();
-  repetitions.end();
-  plain.end();
-}
-
 /**
  * The object read back by an independent reader (hyparquet): its row count and its content
- * checksum (checksum.ts), to compare with what the writer encoded. Any value decoded differently,
- * moved, lost or added changes the checksum.
+ * checksum (checksum.ts), each decoded value turned back into the field Postgres sent for it, to
+ * compare with the checksum of the source's own fields. Any value encoded wrongly, decoded
+ * differently, moved, lost or added changes it.
  */
 export async function readBackChecksum(bytes: Uint8Array, plans: ColumnPlan[]): Promise<{ rows: number; checksum: string }> {
   const { rows, columns } = await storedColumns(bytes, plans);
-  const digest = new ObjectDigest(plans.length);
-  plans.forEach((plan, i) => {
-    hashColumn(plan, columns[i]!, digest.column(i));
-  });
+  const digest = new SourceDigest();
+  const out = digest.fields;
+  const writers = plans.map(sourceFieldWriter);
+  // Row by row, as the writer hashed them; each column's decoded parts walked in turn.
+  const cursors = columns.map((parts) => ({ parts, part: 0, values: parts[0] ?? [], at: 0 }));
+  for (let row = 0; row < rows; row++) {
+    for (let c = 0; c < writers.length; c++) {
+      const cursor = cursors[c]!;
+      while (cursor.at === cursor.values.length) {
+        cursor.values = cursor.parts[++cursor.part]!;
+        cursor.at = 0;
+      }
+      writers[c]!(out, cursor.values[cursor.at++]);
+    }
+  }
   return { rows, checksum: digest.digest(rows) };
 }

@@ -1,11 +1,10 @@
-import type { Hash } from 'node:crypto';
 import type { ColumnChunk, RowGroup, SchemaElement, Statistics } from 'hyparquet';
 import { ByteWriter } from 'hyparquet-writer';
 import { writePageHeader } from 'hyparquet-writer/src/datapage.js';
 import { writeRleBitPackedHybrid } from 'hyparquet-writer/src/encoding.js';
 import { writeMetadata } from 'hyparquet-writer/src/metadata.js';
 import { snappyCompress } from 'hyparquet-writer/src/snappy.js';
-import { ObjectDigest } from './checksum';
+import { SourceDigest } from './checksum';
 import { type ColumnPlan, decimalBytes, UnrepresentableValue } from './columns';
 import { type Compression, gzipPage, parquetSchema } from './parquet';
 import { dayText } from './plan';
@@ -15,9 +14,10 @@ import { dayText } from './plan';
  * each value is decoded from its bytes once and written as its PLAIN encoding into its column's
  * page; no JS value per cell. Pages are
  * DATA_PAGE_V2 (levels RLE, values PLAIN, compressed page by page), a row group per `rowGroupRows`
- * rows, the footer by hyparquet-writer. Each page's levels and values feed the object's checksum
- * (checksum.ts) as they are, before compression. Integer-like columns carry min/max statistics (readers
- * skip row groups by them); byte arrays only their null counts.
+ * rows, the footer by hyparquet-writer. The object's checksum (checksum.ts) is of each row's
+ * fields as Postgres sent them, not of what was encoded: the read-back checks the encoding too.
+ * Integer-like columns carry min/max statistics (readers skip row groups by them); byte arrays
+ * only their null counts.
  */
 
 const PAR1 = 0x31524150;
@@ -294,7 +294,6 @@ class ColumnBuilder {
   constructor(
     readonly plan: ColumnPlan,
     private readonly compression: Compression,
-    private readonly digest: { definitions: Hash; repetitions: Hash; values: Hash },
   ) {
     this.encode = encoderFor(plan);
     this.base = plan.notNull ? 0 : 1;
@@ -388,9 +387,6 @@ class ColumnBuilder {
     if (this.entries === 0) return;
     // A REQUIRED column that is not a list has no definition levels (all would be 0).
     const definitions = this.maxDefinition > 0 ? this.definitions.subarray(0, this.entries) : undefined;
-    if (definitions) this.digest.definitions.update(definitions);
-    if (this.plan.array) this.digest.repetitions.update(this.repetitions.subarray(0, this.entries));
-    this.digest.values.update(this.values.view());
     const levels = new ByteWriter();
     const repetitionBytes = this.plan.array ? writeRleBitPackedHybrid(levels, this.repetitions.subarray(0, this.entries), 1) : 0;
     const definitionBytes = definitions ? writeRleBitPackedHybrid(levels, definitions, Math.ceil(Math.log2(this.maxDefinition + 1))) : 0;
@@ -496,13 +492,15 @@ export class ObjectWriter {
   /** Rows added and not yet in a written row group. */
   buffered = 0;
   rows = 0;
-  private readonly digest: ObjectDigest;
+  private readonly digest = new SourceDigest();
+  /** No array column: a row's value fields, one after another in the COPY row, are hashed as they lie. */
+  private readonly contiguous: boolean;
   /** The rows' keys, one array per key column (not an array per row). */
   readonly keyColumns: string[][];
   /** Each row's version (xmin) as picked: the delete takes a row only if it is still that version. */
   readonly versions: number[] = [];
   readonly firstKey: string[];
-  /** The object's content checksum (checksum.ts: what the manifest keeps and the read-back must match); after finish(). */
+  /** The object's content checksum (checksum.ts: of the source's values; what the manifest keeps and the read-back must match); after finish(). */
   checksum = '';
 
   constructor(
@@ -512,8 +510,8 @@ export class ObjectWriter {
     firstKey: string[],
     private readonly metadata: Array<{ key: string; value: string }>,
   ) {
-    this.digest = new ObjectDigest(plans.length);
-    this.columns = plans.map((plan, i) => new ColumnBuilder(plan, compression, this.digest.column(i)));
+    this.columns = plans.map((plan) => new ColumnBuilder(plan, compression));
+    this.contiguous = plans.every((plan) => !plan.array);
     this.firstKey = firstKey;
     this.keyColumns = firstKey.map(() => []);
   }
@@ -533,10 +531,40 @@ export class ObjectWriter {
         throw error;
       }
     }
+    this.hashFields(bytes, starts, lengths);
     for (let i = 0; i < this.keyColumns.length; i++) this.keyColumns[i]!.push(key.text(i)!);
     this.versions.push(version);
     this.rows++;
     if (++this.buffered >= this.rowGroupRows) this.flush();
+  }
+
+  /** The row's fields as COPY framed them, into the checksum (checksum.ts): from the source's bytes, not from what was encoded. */
+  private hashFields(bytes: Buffer, starts: Int32Array, lengths: Int32Array): void {
+    const fields = this.digest.fields;
+    const last = starts.length - 1;
+    if (this.contiguous) {
+      const from = starts[0]! - 4;
+      const to = starts[last]! + Math.max(0, lengths[last]!);
+      const at = fields.reserve(to - from);
+      copyBytes(bytes, from, to - from, fields.bytes, at);
+      return;
+    }
+    for (let i = 0; i <= last; i++) {
+      const start = starts[i]!;
+      const length = lengths[i]!;
+      if (length >= 0 && this.plans[i]!.array) {
+        // Dimensions, then (skipping the has-nulls flag and element type) sizes, bounds and elements.
+        const at = fields.reserve(length - 4);
+        const gathered = fields.bytes;
+        gathered.writeInt32BE(length - 8, at);
+        copyBytes(bytes, start, 4, gathered, at + 4);
+        copyBytes(bytes, start + 12, length - 12, gathered, at + 8);
+      } else {
+        const framed = 4 + Math.max(0, length);
+        const at = fields.reserve(framed);
+        copyBytes(bytes, start - 4, framed, fields.bytes, at);
+      }
+    }
   }
 
   get lastKey(): string[] {
