@@ -10,6 +10,7 @@ const PROCESS_ZONES = { utc: 'UTC', seoul: 'Asia/Seoul', saopaulo: 'America/Sao_
 const quiet = { POWERTOOLS_LOG_LEVEL: 'SILENT', POWERTOOLS_METRICS_DISABLED: 'true' };
 const withPostgres = {
   globalSetup: ['test/support/global-setup.ts'],
+  setupFiles: ['test/support/no-queued-queries.ts'],
   testTimeout: 60_000,
   hookTimeout: 60_000,
 };

@@ -45,7 +45,8 @@ export async function captureArchiveInvariant(client: pg.ClientBase, target: Arc
   const { source, destination, expired, mirror, allowedToChange = [] } = target;
   const sourceTree = await relationTree(client, source);
   const destinationTree = destination ? await relationTree(client, destination) : [];
-  const changeable = (await Promise.all(allowedToChange.map((table) => relationTree(client, table)))).flat();
+  const changeable: string[] = [];
+  for (const table of allowedToChange) changeable.push(...(await relationTree(client, table)));
   const policyTables = [...sourceTree, ...destinationTree, ...(mirror ? [mirror] : []), ...changeable];
   const notOurs = [...(mirror ? [mirror] : []), ...changeable];
   const everything = await tableFingerprints(client, notOurs);

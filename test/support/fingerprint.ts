@@ -16,7 +16,9 @@ export async function rowDigests(client: pg.ClientBase, table: string): Promise<
 
 /** Rows of several tables as one sorted multiset: "source ∪ archive" before and after a move. */
 export async function unionDigests(client: pg.ClientBase, tables: string[]): Promise<string[]> {
-  const all = (await Promise.all(tables.map((t) => rowDigests(client, t)))).flat();
+  // One query at a time: a client runs them in turn anyway, and queueing them is deprecated (pg 9 refuses it).
+  const all: string[] = [];
+  for (const table of tables) all.push(...(await rowDigests(client, table)));
   return all.sort();
 }
 

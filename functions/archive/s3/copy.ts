@@ -10,35 +10,33 @@ import { Param, type Sql } from '../../../shared/sql';
  * gave it (`typed`: a setting is text). No value is ever part of the COPY's text. The settings
  * are the transaction's own (BEGIN, set_config local, COPY, COMMIT): nothing stays on the
  * session, and a pooler that hands transactions to different server connections (RDS Proxy,
- * PgBouncer in transaction mode) keeps them on one. Never called inside a transaction.
+ * PgBouncer in transaction mode) keeps them on one. Never called inside a transaction, nor while
+ * another query runs on the connection.
  */
 export async function copyRows(client: pg.ClientBase, statement: Sql): Promise<Buffer> {
   const { text, settings } = copyStatement(statement);
-  // All four are queued at once (node-postgres runs a connection's queries in order): nothing else
-  // on this connection runs between them.
-  const begin = client.query('BEGIN');
-  const set =
-    settings.length > 0
-      ? client.query(`SELECT ${settings.map((_, i) => `set_config('pg_housekeeper.copy_${i + 1}', $${i + 1}, true)`).join(', ')}`, settings)
-      : undefined;
-  // The stream made here is the one read, whatever client.query returns: a wrapper of query (an
-  // instrumentation agent's, a test's) may return a promise of it instead. Left unread, a COPY
-  // holds the connection forever.
-  const stream = copyTo(`COPY (${text}) TO STDOUT (FORMAT binary)`);
-  const submitted: unknown = client.query(stream);
-  // After a failed step COMMIT ends the transaction as a rollback: the connection is idle again.
-  const commit = client.query('COMMIT');
-  for (const step of [begin, set, submitted, commit]) if (step instanceof Promise) step.catch(() => {});
-  const chunks: Buffer[] = [];
+  // One statement at a time: node-postgres runs a connection's queries one after another anyway,
+  // and queueing a second while one runs is deprecated (pg 9 refuses it).
+  await client.query('BEGIN');
   try {
+    if (settings.length > 0) {
+      await client.query(`SELECT ${settings.map((_, i) => `set_config('pg_housekeeper.copy_${i + 1}', $${i + 1}, true)`).join(', ')}`, settings);
+    }
+    // The stream made here is the one read, whatever client.query returns: a wrapper of query (an
+    // instrumentation agent's, a test's) may return a promise of it instead. Left unread, a COPY
+    // holds the connection forever.
+    const stream = copyTo(`COPY (${text}) TO STDOUT (FORMAT binary)`);
+    const submitted: unknown = client.query(stream);
+    if (submitted instanceof Promise) submitted.catch(() => {});
+    const chunks: Buffer[] = [];
     for await (const chunk of stream) chunks.push(chunk as Buffer);
-  } finally {
-    await Promise.allSettled([begin, set, commit]);
+    await client.query('COMMIT');
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  } catch (error) {
+    // The connection is idle again for the next pick (a broken one fails that pick with its own error).
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
   }
-  await begin;
-  await set;
-  await commit;
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
 /**
