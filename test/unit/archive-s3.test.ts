@@ -75,6 +75,21 @@ describe('S3 page compression', () => {
     expect((await gzipPage(random)).byteLength).toBeLessThanOrEqual(gzipSync(random, { level: 1 }).byteLength);
     expect((await gzipPage(small)).byteLength).toBe(gzipSync(small, { level: 1 }).byteLength);
   });
+
+  it('many pages at once, more than the reused streams, each come back as its own whole gzip member', async () => {
+    // Sizes around the streams' 64 KB output chunks and past them, empty ones, both strategies.
+    const pages = Array.from({ length: 60 }, (_, i) => {
+      const size = [0, 1, 65_535, 65_536, 200_000, 1_100_000][i % 6]!;
+      return i % 2 === 0 ? randomBytes(size) : Buffer.from(`row ${i};`.repeat(size / 7 + 1).slice(0, size));
+    });
+    const members = await Promise.all(pages.map((page) => gzipPage(page)));
+    members.forEach((member, i) => {
+      expect(Buffer.from(member.subarray(0, 2)).toString('hex'), `page ${i} starts a gzip member`).toBe('1f8b');
+      expect(Buffer.from(gunzipSync(member)).equals(pages[i]!), `page ${i} comes back as itself`).toBe(true);
+    });
+    // The streams are reset between pages: the same page gives the same member again.
+    expect(Buffer.from(await gzipPage(pages[3]!)).equals(Buffer.from(members[3]!))).toBe(true);
+  });
 });
 
 describe('S3 layout', () => {

@@ -1,14 +1,14 @@
 import { promisify } from 'node:util';
-import { constants, deflateRawSync, gunzip, gunzipSync, gzip } from 'node:zlib';
+import { constants, deflateRawSync, gunzip, gunzipSync } from 'node:zlib';
 import { type ColumnData, type FileMetaData, parquetMetadata, parquetRead, type SchemaElement } from 'hyparquet';
 import { parquetHeader } from 'hyparquet/src/column.js';
 import { SourceDigest, sourceFieldWriter } from './checksum';
 import { type ColumnPlan, decimalBytes, fromParquet, type ScalarKind } from './columns';
+import { gzipMember } from './gzip-pool';
 
 export type Compression = 'snappy' | 'gzip' | 'none';
 
 const PROBE_BYTES = 8192;
-const gzipAsync = promisify(gzip);
 const gunzipAsync = promisify(gunzip);
 /**
  * zlib's async calls come back to this thread once per output chunk (16 KB unless told): one
@@ -25,11 +25,11 @@ const HUFFMAN_ONLY = { level: 1, strategy: constants.Z_HUFFMAN_ONLY };
  * gzip to any reader, so the choice only costs or saves time and bytes.
  */
 export async function gzipPage(input: Uint8Array): Promise<Uint8Array> {
-  if (input.byteLength < 4 * PROBE_BYTES) return gzipAsync(input, { ...LEVEL_1, chunkSize: wholeChunk(input.byteLength) });
+  if (input.byteLength < 4 * PROBE_BYTES) return gzipMember(input);
   const probe = input.subarray(0, PROBE_BYTES);
   const matched = deflateRawSync(probe, LEVEL_1).byteLength;
   const huffman = deflateRawSync(probe, HUFFMAN_ONLY).byteLength;
-  return gzipAsync(input, { ...(huffman <= matched * 1.02 ? HUFFMAN_ONLY : LEVEL_1), chunkSize: wholeChunk(input.byteLength) });
+  return gzipMember(input, huffman <= matched * 1.02 ? constants.Z_HUFFMAN_ONLY : constants.Z_DEFAULT_STRATEGY);
 }
 
 function leaf(name: string, kind: ScalarKind, plan: ColumnPlan, repetition: 'OPTIONAL' | 'REQUIRED'): SchemaElement {
