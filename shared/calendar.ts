@@ -279,6 +279,20 @@ export class ZoneCalendar {
   }
 }
 
+/**
+ * The zone's name as Postgres must be given it to read the zone Node reads. Node's Intl (and so
+ * Luxon: every cutoff and boundary we compute) reads a name as its canonical IANA zone ("IST" is
+ * Asia/Calcutta, "CET" Europe/Brussels, "US/Pacific-New" America/Los_Angeles), but Postgres's AT
+ * TIME ZONE reads a name in its `timezone_abbreviations` list as that fixed offset first ("IST"
+ * +02:00, "CET" +01:00 all year; "EST" +10:00 under the Australia set), and knows no zone its
+ * time zone data dropped. The canonical name of a region has a slash, which no abbreviation has;
+ * UTC is Etc/UTC. Callers still check that Postgres knows the name (its data may be older).
+ */
+export function postgresZoneName(zone: string): string {
+  const canonical = new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
+  return canonical === 'UTC' ? 'Etc/UTC' : canonical;
+}
+
 const calendars = new Map<string, ZoneCalendar>();
 
 /**

@@ -13,6 +13,7 @@ export const SQLSTATE = {
   lockNotAvailable: '55P03',
   deadlockDetected: '40P01',
   invalidPassword: '28P01',
+  invalidParameterValue: '22023',
 } as const;
 
 /** SQLSTATE of a node-postgres error, if it is one. */

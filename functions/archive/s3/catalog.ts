@@ -1,7 +1,8 @@
 import type pg from 'pg';
-import { CatalogError } from '../../../shared/errors';
+import { postgresZoneName } from '../../../shared/calendar';
+import { CatalogError, errorMessage } from '../../../shared/errors';
 import { displayName, type QualifiedName, quoteQualified } from '../../../shared/identifiers';
-import { queryOne } from '../../../shared/postgres';
+import { queryOne, SQLSTATE, sqlState } from '../../../shared/postgres';
 import { ident, param, type Sql, sql } from '../../../shared/sql';
 import type { ArchiveCatalog } from '../catalog';
 import type { ArchiveTargetPolicy, S3Destination } from '../policy';
@@ -21,6 +22,37 @@ export interface S3Catalog {
   ageTypes: ArchiveCatalog['ageTypes'];
   ageColumn: string;
   ageFallbackColumn?: string;
+}
+
+/**
+ * The policy's zone as Postgres reads the zone Node reads (postgresZoneName): the dt= day of a
+ * timestamptz age is Postgres's, its cutoff Luxon's, and they must agree.
+ */
+async function postgresZone(client: pg.ClientBase, shown: string, timeZone: string): Promise<string> {
+  const name = postgresZoneName(timeZone);
+  await checkPostgresZone(client, shown, timeZone, name);
+  return name;
+}
+
+/** Refuses, before anything moves, a zone name Postgres does not know or would read as an abbreviation (a fixed offset). */
+export async function checkPostgresZone(client: pg.ClientBase, shown: string, timeZone: string, name: string): Promise<void> {
+  const refuse = (why: string) =>
+    new CatalogError(
+      shown,
+      `the policy's timeZone ${JSON.stringify(timeZone)} is the zone ${name} to Node (which computes the cutoffs), but ${why}, so its rows' dt= days would not be that zone's. ` +
+        `Name the zone by its region (e.g. "Europe/Berlin"); nothing was moved`,
+    );
+  let abbreviation: boolean;
+  try {
+    ({ abbreviation } = await queryOne<{ abbreviation: boolean }>(
+      client,
+      sql`SELECT (now() AT TIME ZONE ${name}) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_timezone_abbrevs WHERE abbrev = upper(${name})) AS abbreviation`,
+    ));
+  } catch (error) {
+    if (sqlState(error) === SQLSTATE.invalidParameterValue) throw refuse(`Postgres does not know that zone (${errorMessage(error)})`);
+    throw error;
+  }
+  if (abbreviation && !name.includes('/')) throw refuse(`Postgres reads ${JSON.stringify(name)} as a time zone abbreviation (a fixed offset)`);
 }
 
 /**
@@ -61,7 +93,7 @@ export async function readS3Catalog(
     sql`SELECT format_type(a.atttypid, a.atttypmod) AS type FROM unnest(${catalog.keyColumns}::text[]) WITH ORDINALITY AS k(name, ord)
      JOIN pg_attribute a ON a.attrelid = to_regclass(${quoteQualified(source)}) AND a.attname = k.name ORDER BY k.ord`,
   );
-  const zone = param(policy.timeZone);
+  const zone = param(await postgresZone(client, shown, policy.timeZone));
   const dayOf = (column: string, type: 'timestamptz' | 'timestamp' | 'date') =>
     type === 'timestamptz' ? sql`(t.${ident(column)} AT TIME ZONE ${zone})::date` : sql`t.${ident(column)}::date`;
   const ageDate = policy.ageFallbackColumn
