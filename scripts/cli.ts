@@ -171,6 +171,7 @@ export async function restoreFromCli(
     return await restoreArchived(client, {
       source: displayName(parseQualifiedName(target.source, 'source')),
       bucket: s3.bucket,
+      prefix: s3.prefix,
       ...(s3.kmsKeyId ? { kmsKeyId: s3.kmsKeyId } : {}),
       keyColumns: keyColumns(target),
       into: options.into,

@@ -1,13 +1,38 @@
 import type pg from 'pg';
+import { tryLockTarget, unlockTarget } from '../../../shared/advisory-lock';
 import { inTransaction } from '../../../shared/db';
-import { CatalogError, ConfigError } from '../../../shared/errors';
+import { CatalogError, ConfigError, errorMessage } from '../../../shared/errors';
 import { displayName, parseQualifiedName, type QualifiedName, quoteIdent, quoteQualified } from '../../../shared/identifiers';
 import { type ColumnPlan, digestSql, planColumns } from './columns';
 import { crashPoint } from './faults';
-import { canonicalRows, describeColumns } from './parquet';
+import { canonicalRows, describeColumns, readBackChecksum } from './parquet';
+import { tableFolder } from './plan';
 import { type ObjectStore, openObjectStore } from './store';
 
-const DAY = /^\d{4}-\d{2}-\d{2}$/;
+const DAY = /^(\d{4})-(\d{2})-(\d{2})$/;
+
+/** A day of the calendar as YYYY-MM-DD (2025-02-30 is not one). */
+function isDay(text: string): boolean {
+  const match = DAY.exec(text);
+  if (!match) return false;
+  const [year, month, day] = match.slice(1).map(Number) as [number, number, number];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+}
+
+const RELATION_KINDS: Record<string, string> = {
+  v: 'a view',
+  m: 'a materialized view',
+  f: 'a foreign table',
+  S: 'a sequence',
+  i: 'an index',
+  I: 'an index',
+  c: 'a composite type',
+  t: 'a TOAST table',
+};
+
+/** A manifest checksum of the current kind (checksum.ts, sha256 hex); older objects' md5 cannot be recomputed. */
+const CURRENT_CHECKSUM = /^[0-9a-f]{64}$/;
 
 /** SQL turning a canonical text (column `c`) back into the column's value: the inverse of `ColumnPlan.select`. */
 function fromCanonical(plan: ColumnPlan, c: string): string {
@@ -47,10 +72,25 @@ export interface RestoreSummary {
  */
 export async function restoreArchived(
   client: pg.Client,
-  options: { source: string; bucket: string; kmsKeyId?: string; keyColumns: string[]; into: string; from: string; to: string; store?: ObjectStore },
+  options: {
+    source: string;
+    bucket: string;
+    /** The destination's prefix: the range's dt= folders are listed too. */
+    prefix: string;
+    kmsKeyId?: string;
+    keyColumns: string[];
+    into: string;
+    from: string;
+    to: string;
+    store?: ObjectStore;
+  },
 ): Promise<RestoreSummary> {
-  if (!DAY.test(options.from) || !DAY.test(options.to))
-    throw new ConfigError('--from/--to', `expected days as YYYY-MM-DD (got ${options.from} and ${options.to})`);
+  for (const [option, day] of [
+    ['--from', options.from],
+    ['--to', options.to],
+  ] as const) {
+    if (!isDay(day)) throw new ConfigError(option, `expected a day of the calendar as YYYY-MM-DD, got ${JSON.stringify(day)}`);
+  }
   if (options.from > options.to) throw new ConfigError('--from', `${options.from} is after --to ${options.to}`);
   const source = parseQualifiedName(options.source, 'source');
   const into: QualifiedName = parseQualifiedName(options.into, '--into');
@@ -62,12 +102,34 @@ export async function restoreArchived(
         `Restore into another table with the same columns (CREATE TABLE ... (LIKE ${shown} INCLUDING ALL))`,
     );
   }
-  const exists = await client.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [quoteQualified(into)]);
-  if (!exists.rows[0]?.ok)
+  // By storage, not only by name: a partition of the source (or a table the source is a
+  // partition of) holds the source's rows, and a view's insert lands in its table.
+  const { rows: relations } = await client.query<{ kind: string | null; source_tree: boolean }>(
+    `SELECT c.relkind::text AS kind,
+            EXISTS (SELECT 1 FROM pg_partition_ancestors(to_regclass($2)) AS a WHERE a.relid = c.oid)
+            OR EXISTS (SELECT 1 FROM pg_partition_tree(to_regclass($2)) AS p WHERE p.relid = c.oid) AS source_tree
+     FROM (SELECT to_regclass($1) AS oid) AS r LEFT JOIN pg_class AS c ON c.oid = r.oid`,
+    [quoteQualified(into), quoteQualified(source)],
+  );
+  const relation = relations[0]!;
+  if (relation.kind === null)
     throw new CatalogError(
       shown,
       `${shown} does not exist; create it with the source's columns (CREATE TABLE ${shown} (LIKE ${displayName(source)} INCLUDING ALL))`,
     );
+  if (relation.kind !== 'r' && relation.kind !== 'p') {
+    throw new ConfigError(
+      '--into',
+      `${shown} is ${RELATION_KINDS[relation.kind] ?? `a relation of kind ${relation.kind}`}, not a table: restore into a table`,
+    );
+  }
+  if (relation.source_tree) {
+    throw new ConfigError(
+      '--into',
+      `${shown} shares its storage with the archive's source ${displayName(source)} (one is a partition of the other): the restored rows would be the source's again, ` +
+        `and its next run would archive them into new objects. Restore into another table (CREATE TABLE ... (LIKE ${displayName(source)} INCLUDING ALL))`,
+    );
+  }
   const plans = await planColumns(client, into);
 
   const { rows: pending } = await client.query<{ n: number }>(
@@ -84,9 +146,11 @@ export async function restoreArchived(
     id: string;
     object_key: string;
     row_count: string;
+    size_bytes: string;
+    checksum: string;
     columns: Array<{ name: string; postgres: string; parquet: string }>;
   }>(
-    `SELECT id::text, object_key, row_count::text, columns FROM housekeeping.archive_objects
+    `SELECT id::text, object_key, row_count::text, size_bytes::text, checksum, columns FROM housekeeping.archive_objects
      WHERE source = $1 AND bucket = $2 AND state = 'published' AND dt BETWEEN $3::date AND $4::date ORDER BY dt, id`,
     [displayName(source), options.bucket, options.from, options.to],
   );
@@ -124,64 +188,118 @@ export async function restoreArchived(
     `SELECT ${options.keyColumns.map((_, i) => `v.c${keyIndexes[i]}`).join(` || ', ' || `)} AS key FROM ${unnest} ` +
     `WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(into)} AS t WHERE ${keyMatch}) ORDER BY 1 LIMIT 11`;
 
+  // Every object's columns before anything is restored: values are decoded by `into`'s column
+  // types, so an object written with other types (another numeric scale, timestamp vs
+  // timestamptz, a narrower varchar whose cast would cut the values) is refused, naming them.
   const wanted = describeColumns(plans);
   for (const object of objects) {
     const names = object.columns.map((c) => c.name);
     if (names.join(',') !== plans.map((p) => p.name).join(',')) {
       throw new CatalogError(
         shown,
-        `${object.object_key} holds columns ${names.join(', ')}; ${shown} has ${plans.map((p) => p.name).join(', ')} (nothing of it was restored)`,
+        `${object.object_key} holds columns ${names.join(', ')}; ${shown} has ${plans.map((p) => p.name).join(', ')} (nothing was restored)`,
       );
     }
-    // Values are decoded by `into`'s column types: an object written with another type (another
-    // numeric scale, timestamp vs timestamptz) would be read as other values. Refused, naming them.
-    const changed = object.columns.filter((c, i) => c.parquet !== wanted[i]!.parquet);
+    const changed = object.columns.filter((c, i) => c.postgres !== wanted[i]!.postgres || c.parquet !== wanted[i]!.parquet);
     if (changed.length > 0) {
       throw new CatalogError(
         shown,
-        `${object.object_key} was written with column types ${shown} no longer has: ${changed
+        `${object.object_key} was written with column types ${shown} does not have: ${changed
           .map((c) => `${c.name} (${c.postgres} in the object, ${wanted[object.columns.indexOf(c)]!.postgres} in ${shown})`)
-          .join('; ')}. Restore into a table with the archived types, then convert. Nothing of it was restored`,
+          .join('; ')}. Restore into a table with the archived types, then convert. Nothing was restored`,
       );
     }
-    const bytes = await store.get(object.object_key);
-    if (!bytes) throw new CatalogError(object.object_key, `s3://${options.bucket}/${object.object_key} is listed as published but missing`);
-    const rows = await canonicalRows(bytes, plans);
-    if (rows.length !== Number(object.row_count))
-      throw new CatalogError(object.object_key, `${object.object_key} holds ${rows.length} rows, the manifest says ${object.row_count}`);
-    const columns = plans.map((_, i) => rows.map((r) => r[i]!));
-    const inserted = await inTransaction(client, async () => {
-      const count = (await client.query(insert, columns)).rowCount ?? 0;
-      crashPoint('restore-after-insert');
-      const { rows: different } = await client.query<{ key: string }>(differing, columns);
-      if (different.length > 0) {
-        throw new CatalogError(
-          shown,
-          `${shown} already holds ${different.length > 10 ? 'more than 10' : different.length} row(s) of ${object.object_key} with different contents under the same key (${options.keyColumns.join(', ')} = ${different
-            .slice(0, 10)
-            .map((d) => d.key)
-            .join('; ')}); nothing of that object was restored`,
+  }
+  // What the range's folders hold beyond the manifest: rows this database did not archive, or
+  // archived after the copy of it restore reads (a snapshot) was taken. Restore reads only what
+  // the manifest vouches for (row count, checksum), so it says so instead of leaving them out.
+  const folder = tableFolder(options, source);
+  const manifestKeys = new Set(objects.map((object) => object.object_key));
+  const UNLISTED_SHOWN = 10;
+  const inFolders = await store.listRange(
+    `${folder}/`,
+    // '0' sorts just after '/': every key of the last day's folder, none of the next day's.
+    { from: `${folder}/dt=${options.from}/`, to: `${folder}/dt=${options.to}0` },
+    objects.length + UNLISTED_SHOWN,
+  );
+  const unlisted = inFolders?.filter((key) => !manifestKeys.has(key));
+  if (unlisted === undefined || unlisted.length > 0) {
+    throw new CatalogError(
+      shown,
+      `${unlisted === undefined ? `more than ${UNLISTED_SHOWN}` : unlisted.length} object(s) in the dt= folders of ${options.from} to ${options.to} are not in this database's manifest` +
+        `${unlisted?.length ? ` (${unlisted.slice(0, UNLISTED_SHOWN).join(', ')})` : ''}: this database did not archive them, or archived them after the copy restore reads was made. ` +
+        `Restore reads what the manifest vouches for (each object's row count and checksum): restore from the database that archived them. Nothing was restored`,
+    );
+  }
+  // One restore into a table at a time: another one's rows, not yet committed, are invisible to
+  // this one's check of what is already there (a table without a unique key would get both).
+  if (!(await tryLockTarget(client, 'restore', shown))) {
+    throw new CatalogError(shown, `another restore into ${shown} is running; run this one when it has finished (nothing was restored)`);
+  }
+  try {
+    for (const object of objects) {
+      const bytes = await store.get(object.object_key);
+      if (!bytes) throw new CatalogError(object.object_key, `s3://${options.bucket}/${object.object_key} is listed as published but missing`);
+      // The object must be the one archived: its size, rows and checksum as the manifest recorded them.
+      const notArchived = (what: string) =>
+        new CatalogError(
+          object.object_key,
+          `s3://${options.bucket}/${object.object_key} is not the object archived (${what}); nothing of it was restored (objects before it in the range were). ` +
+            `Restore its archived version from the bucket's versions, then run restore again`,
         );
+      if (bytes.byteLength !== Number(object.size_bytes)) throw notArchived(`${bytes.byteLength} bytes, the manifest says ${object.size_bytes}`);
+      let rows: Array<Array<string | null>>;
+      let checksum: string | undefined;
+      try {
+        rows = await canonicalRows(bytes, plans);
+        // The checksum does not depend on NOT NULL (a NULL is framed alike): `into` may declare one the source did not.
+        if (CURRENT_CHECKSUM.test(object.checksum))
+          ({ checksum } = await readBackChecksum(
+            bytes,
+            plans.map((plan) => ({ ...plan, notNull: false })),
+          ));
+      } catch (error) {
+        throw notArchived(`it does not read as Parquet: ${errorMessage(error)}`);
       }
-      const { rows: absent } = await client.query<{ key: string }>(missing, columns);
-      if (absent.length > 0) {
-        throw new CatalogError(
-          shown,
-          `${shown} refused ${absent.length > 10 ? 'more than 10' : absent.length} row(s) of ${object.object_key} (${options.keyColumns.join(', ')} = ${absent
-            .slice(0, 10)
-            .map((d) => d.key)
-            .join('; ')}): another unique constraint holds a row with the same values under another key; nothing of that object was restored`,
+      if (rows.length !== Number(object.row_count)) throw notArchived(`${rows.length} rows, the manifest says ${object.row_count}`);
+      if (checksum !== undefined && checksum !== object.checksum)
+        throw notArchived(`its values' checksum is ${checksum}, the manifest's ${object.checksum}`);
+      const columns = plans.map((_, i) => rows.map((r) => r[i]!));
+      const inserted = await inTransaction(client, async () => {
+        const count = (await client.query(insert, columns)).rowCount ?? 0;
+        crashPoint('restore-after-insert');
+        const { rows: different } = await client.query<{ key: string }>(differing, columns);
+        if (different.length > 0) {
+          throw new CatalogError(
+            shown,
+            `${shown} already holds ${different.length > 10 ? 'more than 10' : different.length} row(s) of ${object.object_key} with different contents under the same key (${options.keyColumns.join(', ')} = ${different
+              .slice(0, 10)
+              .map((d) => d.key)
+              .join('; ')}); nothing of that object was restored`,
+          );
+        }
+        const { rows: absent } = await client.query<{ key: string }>(missing, columns);
+        if (absent.length > 0) {
+          throw new CatalogError(
+            shown,
+            `${shown} refused ${absent.length > 10 ? 'more than 10' : absent.length} row(s) of ${object.object_key} (${options.keyColumns.join(', ')} = ${absent
+              .slice(0, 10)
+              .map((d) => d.key)
+              .join('; ')}): another unique constraint holds a row with the same values under another key; nothing of that object was restored`,
+          );
+        }
+        await client.query(
+          `INSERT INTO housekeeping.archive_restores (object_id, into_table, rows_inserted, rows_present) VALUES ($1, $2, $3, $4) ON CONFLICT (object_id, into_table) DO NOTHING`,
+          [object.id, shown, count, rows.length - count],
         );
-      }
-      await client.query(
-        `INSERT INTO housekeeping.archive_restores (object_id, into_table, rows_inserted, rows_present) VALUES ($1, $2, $3, $4) ON CONFLICT (object_id, into_table) DO NOTHING`,
-        [object.id, shown, count, rows.length - count],
-      );
-      return count;
-    });
-    summary.objects++;
-    summary.rowsInserted += inserted;
-    summary.rowsAlreadyPresent += rows.length - inserted;
+        return count;
+      });
+      summary.objects++;
+      summary.rowsInserted += inserted;
+      summary.rowsAlreadyPresent += rows.length - inserted;
+    }
+  } finally {
+    await unlockTarget(client, 'restore', shown);
   }
   return summary;
 }
