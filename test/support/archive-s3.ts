@@ -55,6 +55,8 @@ export async function objectRows(
   s3: TestS3,
   folder: string,
   columns: Column[],
+  /** The source's key columns (its first column unless given). */
+  key: string[] = [columns[0]!.name],
 ): Promise<Array<{ text: string; file: string; dt: string; key: string }>> {
   const keys = await s3.keys(`${folder}/`);
   if (keys.length === 0) return [];
@@ -63,7 +65,7 @@ export async function objectRows(
     `SELECT ${columns.map((c) => `${c.duck} AS "${c.name}"`).join(', ')}, CAST(dt AS VARCHAR) AS "__dt", filename AS "__file"
      FROM read_parquet('${dir}/${folder}/*/*.parquet', hive_partitioning = 1, filename = true)`,
   );
-  return rows.map((r) => ({ text: rowText(r, columns), file: String(r.__file), dt: String(r.__dt), key: String(r[columns[0]!.name]) }));
+  return rows.map((r) => ({ text: rowText(r, columns), file: String(r.__file), dt: String(r.__dt), key: JSON.stringify(key.map((k) => r[k])) }));
 }
 
 /**
@@ -75,13 +77,13 @@ export async function objectRows(
  * rows before, whole contents compared, with nothing committed left unpublished and no pending
  * object left.
  */
-export async function captureS3Invariant(client: pg.ClientBase, s3: TestS3, target: { source: string; folder: string }) {
+export async function captureS3Invariant(client: pg.ClientBase, s3: TestS3, target: { source: string; folder: string; key?: string[] }) {
   const columns = await columnsOf(client, target.source);
   const before = await postgresRows(client, target.source, columns);
   const pendingFolder = target.folder.replace(/\/(table=[^/]+)$/, '/_pending/$1/');
   const check = async () => {
     const left = await postgresRows(client, target.source, columns);
-    const archived = await objectRows(s3, target.folder, columns);
+    const archived = await objectRows(s3, target.folder, columns, target.key);
     const published = archived.map((r) => r.text);
     const leftSet = new Set(left);
     expect(

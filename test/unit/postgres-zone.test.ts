@@ -14,7 +14,28 @@ const offsets = (zone: string, instants: number[]) => {
 describe('postgresZoneName', () => {
   // Every week of two years: each zone's summer and winter, and the days between.
   const instants = Array.from({ length: 105 }, (_, week) => Date.UTC(2025, 0, 1) + week * 7 * 86_400_000);
-  const legacy = ['IST', 'CET', 'MET', 'EET', 'WET', 'EST', 'MST', 'HST', 'ACT', 'NST', 'BST', 'AST', 'PST', 'CST', 'ART', 'EST5EDT', 'US/Pacific-New', 'UTC', 'GMT', 'Etc/UTC'];
+  const legacy = [
+    'IST',
+    'CET',
+    'MET',
+    'EET',
+    'WET',
+    'EST',
+    'MST',
+    'HST',
+    'ACT',
+    'NST',
+    'BST',
+    'AST',
+    'PST',
+    'CST',
+    'ART',
+    'EST5EDT',
+    'US/Pacific-New',
+    'UTC',
+    'GMT',
+    'Etc/UTC',
+  ];
 
   it('is the zone Node reads, with a slash, for every zone Node knows and the legacy names it accepts', () => {
     for (const zone of [...Intl.supportedValuesOf('timeZone'), ...legacy]) {
