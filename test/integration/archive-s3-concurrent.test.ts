@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runArchive } from '../support/archive';
-import { captureS3Invariant, objectRows, postgresRows } from '../support/archive-s3';
-import { createTestDatabase, type TestDatabase } from '../support/db';
-import { startTestS3, type TestS3 } from '../support/s3';
+import { captureS3Invariant, objectRows, openS3ArchiveTest, postgresRows } from '../support/archive-s3';
+import type { TestDatabase } from '../support/db';
+import type { TestS3 } from '../support/s3';
 
 /**
  * Written by an adversarial review helper: rows updated by another session all through a run of a partitioned source (with a
@@ -16,9 +16,7 @@ let sql: pg.Client;
 let s3: TestS3;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  sql = await db.connect();
-  s3 = await startTestS3();
+  ({ db, sql, s3 } = await openS3ArchiveTest());
 });
 
 describe('rows updated concurrently during S3 archive runs', () => {

@@ -3,9 +3,9 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
 import { restoreFromCli } from '../../scripts/cli';
 import { runArchive } from '../support/archive';
-import { captureS3Invariant, postgresRows } from '../support/archive-s3';
-import { createTestDatabase, type TestDatabase } from '../support/db';
-import { startTestS3, type TestS3 } from '../support/s3';
+import { captureS3Invariant, openS3ArchiveTest, postgresRows, resetS3ArchiveTest } from '../support/archive-s3';
+import type { TestDatabase } from '../support/db';
+import type { TestS3 } from '../support/s3';
 
 /**
  * S3 faults (written by an adversarial review helper) injected into publish and reconcile
@@ -42,16 +42,10 @@ const config = { targets: [target()] };
 const FOLDER = 'rf/table=rf.events';
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  sql = await db.connect();
-  s3 = await startTestS3();
+  ({ db, sql, s3 } = await openS3ArchiveTest());
 });
 
-beforeEach(async () => {
-  await sql.query(DDL);
-  await sql.query(`TRUNCATE housekeeping.archive_restores, housekeeping.archive_objects`).catch(() => {});
-  await s3.empty();
-});
+beforeEach(() => resetS3ArchiveTest(sql, s3, DDL));
 
 afterEach(() => setObjectStoreFactory(undefined));
 

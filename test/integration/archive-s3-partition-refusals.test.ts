@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runArchive } from '../support/archive';
-import { postgresRows } from '../support/archive-s3';
-import { createTestDatabase, type TestDatabase } from '../support/db';
-import { startTestS3, type TestS3 } from '../support/s3';
+import { openS3ArchiveTest, postgresRows } from '../support/archive-s3';
+import type { TestDatabase } from '../support/db';
+import type { TestS3 } from '../support/s3';
 
 /** Written by an adversarial review helper: refusals of an S3 target before anything moves, for shapes where the trigger or key sits on one partition only. */
 let db: TestDatabase;
@@ -11,9 +11,7 @@ let sql: pg.Client;
 let s3: TestS3;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  sql = await db.connect();
-  s3 = await startTestS3();
+  ({ db, sql, s3 } = await openS3ArchiveTest());
 });
 
 beforeEach(async () => {

@@ -5,9 +5,9 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { setObjectStoreFactory } from '../../functions/archive/s3/store';
 import { restoreFromCli } from '../../scripts/cli';
 import { runArchive } from '../support/archive';
-import { postgresRows } from '../support/archive-s3';
-import { createTestDatabase, type TestDatabase } from '../support/db';
-import { startTestS3, type TestS3 } from '../support/s3';
+import { openS3ArchiveTest, postgresRows, resetS3ArchiveTest } from '../support/archive-s3';
+import type { TestDatabase } from '../support/db';
+import type { TestS3 } from '../support/s3';
 
 /**
  * `housekeeper restore` against what a review found (written by a review helper; each test failed
@@ -45,16 +45,10 @@ const target = (s3Options: Record<string, unknown> = {}, extra: Record<string, u
 });
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  sql = await db.connect();
-  s3 = await startTestS3();
+  ({ db, sql, s3 } = await openS3ArchiveTest());
 });
 
-beforeEach(async () => {
-  await sql.query(DDL);
-  await sql.query(`TRUNCATE housekeeping.archive_restores, housekeeping.archive_objects`).catch(() => {});
-  await s3.empty();
-});
+beforeEach(() => resetS3ArchiveTest(sql, s3, DDL));
 
 afterEach(() => setObjectStoreFactory(undefined));
 

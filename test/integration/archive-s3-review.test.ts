@@ -6,9 +6,9 @@ import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../f
 import { ObjectWriter } from '../../functions/archive/s3/writer';
 import { restoreFromCli } from '../../scripts/cli';
 import { runArchive } from '../support/archive';
-import { captureS3Invariant, postgresRows } from '../support/archive-s3';
+import { captureS3Invariant, openS3ArchiveTest, postgresRows, resetS3ArchiveTest } from '../support/archive-s3';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { duckdb, startTestS3, type TestS3 } from '../support/s3';
+import { duckdb, type TestS3 } from '../support/s3';
 
 /**
  * Adversarial cases of the S3 destination's promises (exactly once across S3 and Postgres,
@@ -35,16 +35,10 @@ const target = (s3Options: Record<string, unknown> = {}) => ({
 });
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  sql = await db.connect();
-  s3 = await startTestS3();
+  ({ db, sql, s3 } = await openS3ArchiveTest());
 });
 
-beforeEach(async () => {
-  await sql.query(DDL);
-  await sql.query(`TRUNCATE housekeeping.archive_restores, housekeeping.archive_objects`).catch(() => {});
-  await s3.empty();
-});
+beforeEach(() => resetS3ArchiveTest(sql, s3, DDL));
 
 afterEach(() => setObjectStoreFactory(undefined));
 

@@ -2,9 +2,9 @@ import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { restoreFromCli } from '../../scripts/cli';
 import { runArchive } from '../support/archive';
-import { captureS3Invariant, objectRows, postgresRows } from '../support/archive-s3';
-import { createTestDatabase, type TestDatabase } from '../support/db';
-import { startTestS3, type TestS3 } from '../support/s3';
+import { captureS3Invariant, objectRows, openS3ArchiveTest, postgresRows, resetS3ArchiveTest } from '../support/archive-s3';
+import type { TestDatabase } from '../support/db';
+import type { TestS3 } from '../support/s3';
 
 /**
  * Source shapes and values users have (written by an adversarial review helper), run to the end over several capped runs; every row
@@ -16,15 +16,10 @@ let sql: pg.Client;
 let s3: TestS3;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  sql = await db.connect();
-  s3 = await startTestS3();
+  ({ db, sql, s3 } = await openS3ArchiveTest());
 });
 
-beforeEach(async () => {
-  await s3.empty();
-  await sql.query(`TRUNCATE housekeeping.archive_restores, housekeeping.archive_objects`).catch(() => {});
-});
+beforeEach(() => resetS3ArchiveTest(sql, s3));
 
 /** Postgres's own day of `dayExpr` for each row (by `keyExpr`), in `zone`. */
 async function postgresDays(table: string, keyExpr: string, dayExpr: string, zone: string, where = 'true'): Promise<Record<string, string>> {

@@ -2,9 +2,9 @@ import type pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { checkPostgresZone } from '../../functions/archive/s3/catalog';
 import { runArchive } from '../support/archive';
-import { captureS3Invariant, objectRows } from '../support/archive-s3';
-import { createTestDatabase, type TestDatabase } from '../support/db';
-import { startTestS3, type TestS3 } from '../support/s3';
+import { captureS3Invariant, objectRows, openS3ArchiveTest, resetS3ArchiveTest } from '../support/archive-s3';
+import type { TestDatabase } from '../support/db';
+import type { TestS3 } from '../support/s3';
 
 /**
  * The dt= day of each row under policy zones whose names Postgres and Node read differently
@@ -18,15 +18,10 @@ let sql: pg.Client;
 let s3: TestS3;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  sql = await db.connect();
-  s3 = await startTestS3();
+  ({ db, sql, s3 } = await openS3ArchiveTest());
 });
 
-beforeEach(async () => {
-  await s3.empty();
-  await sql.query(`TRUNCATE housekeeping.archive_restores, housekeeping.archive_objects`).catch(() => {});
-});
+beforeEach(() => resetS3ArchiveTest(sql, s3));
 
 /** The day Postgres gives each row under `SET TIME ZONE zone` (the IANA zone of that name), by id. */
 async function ianaDays(table: string, column: string, zone: string): Promise<Record<string, string>> {

@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { expect } from 'vitest';
 import { type ObjectStore, sdkObjectStore, setObjectStoreFactory } from '../../functions/archive/s3/store';
-import { duckdb, type TestS3 } from './s3';
+import { createTestDatabase, type TestDatabase } from './db';
+import { duckdb, startTestS3, type TestS3 } from './s3';
 
 /**
  * Whole-row evidence across Postgres and S3, read with an independent reader (DuckDB): each
@@ -152,4 +153,17 @@ export function hookUploads(onPut: (key: string, body: Uint8Array, count: number
     const store: ObjectStore = await sdkObjectStore(options);
     return { ...store, put: async (key, body, metadata) => store.put(key, (await onPut(key, body, ++count)) ?? body, metadata) };
   });
+}
+
+/** What an S3 archive test file works with: a database of its own, a session on it, the loopback S3 server. */
+export async function openS3ArchiveTest(): Promise<{ db: TestDatabase; sql: pg.Client; s3: TestS3 }> {
+  const db = await createTestDatabase();
+  return { db, sql: await db.connect(), s3: await startTestS3() };
+}
+
+/** Before each test: the file's tables made afresh (`ddl`, when given), the manifest and the bucket emptied. */
+export async function resetS3ArchiveTest(sql: pg.ClientBase, s3: TestS3, ddl?: string): Promise<void> {
+  if (ddl) await sql.query(ddl);
+  await sql.query(`TRUNCATE housekeeping.archive_restores, housekeeping.archive_objects`).catch(() => {});
+  await s3.empty();
 }
