@@ -2,9 +2,9 @@ import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { restoreFromCli } from '../../scripts/cli';
 import { runArchive } from '../support/archive';
-import { captureS3Invariant, objectRows, postgresRows } from '../support/archive-s3';
-import { createTestDatabase, type TestDatabase } from '../support/db';
-import { startTestS3, type TestS3 } from '../support/s3';
+import { captureS3Invariant, objectRows, openS3ArchiveTest, postgresRows } from '../support/archive-s3';
+import type { TestDatabase } from '../support/db';
+import type { TestS3 } from '../support/s3';
 
 /**
  * The S3 destination with the process in America/Sao_Paulo (vitest.config.ts) and the policy in
@@ -17,9 +17,7 @@ let sql: pg.Client;
 let s3: TestS3;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  sql = await db.connect();
-  s3 = await startTestS3();
+  ({ db, sql, s3 } = await openS3ArchiveTest());
   expect(Intl.DateTimeFormat().resolvedOptions().timeZone).toBe('America/Sao_Paulo');
 });
 
