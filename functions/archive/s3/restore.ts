@@ -102,12 +102,22 @@ export async function restoreArchived(
         `Restore into another table with the same columns (CREATE TABLE ... (LIKE ${shown} INCLUDING ALL))`,
     );
   }
-  // By storage, not only by name: a partition of the source (or a table the source is a
-  // partition of) holds the source's rows, and a view's insert lands in its table.
-  const { rows: relations } = await client.query<{ kind: string | null; source_tree: boolean }>(
-    `SELECT c.relkind::text AS kind,
-            EXISTS (SELECT 1 FROM pg_partition_ancestors(to_regclass($2)) AS a WHERE a.relid = c.oid)
-            OR EXISTS (SELECT 1 FROM pg_partition_tree(to_regclass($2)) AS p WHERE p.relid = c.oid) AS source_tree
+  // By storage, not only by name: a table that inherits from the source (a partition, or a child
+  // by INHERITS), or that the source inherits from, is read as the source or holds its rows, and a
+  // view's insert lands in its table. `root` is the top of `into`'s inheritance tree: restores into
+  // a table and into its partition write the same rows.
+  const { rows: relations } = await client.query<{ kind: string | null; source_tree: boolean; root: string; has_parent: boolean }>(
+    `WITH RECURSIVE ancestors (relid) AS (
+       SELECT to_regclass($1)
+       UNION SELECT i.inhparent FROM pg_inherits AS i JOIN ancestors AS a ON i.inhrelid = a.relid),
+     descendants (relid) AS (
+       SELECT to_regclass($1)
+       UNION SELECT i.inhrelid FROM pg_inherits AS i JOIN descendants AS d ON i.inhparent = d.relid)
+     SELECT c.relkind::text AS kind,
+            EXISTS (SELECT 1 FROM ancestors WHERE relid = to_regclass($2)) OR EXISTS (SELECT 1 FROM descendants WHERE relid = to_regclass($2)) AS source_tree,
+            (SELECT quote_ident(n.nspname) || '.' || quote_ident(t.relname) FROM ancestors AS a JOIN pg_class AS t ON t.oid = a.relid JOIN pg_namespace AS n ON n.oid = t.relnamespace
+             WHERE NOT EXISTS (SELECT 1 FROM pg_inherits AS i WHERE i.inhrelid = a.relid) LIMIT 1) AS root,
+            EXISTS (SELECT 1 FROM pg_inherits AS i WHERE i.inhrelid = to_regclass($1)) AS has_parent
      FROM (SELECT to_regclass($1) AS oid) AS r LEFT JOIN pg_class AS c ON c.oid = r.oid`,
     [quoteQualified(into), quoteQualified(source)],
   );
@@ -126,7 +136,7 @@ export async function restoreArchived(
   if (relation.source_tree) {
     throw new ConfigError(
       '--into',
-      `${shown} shares its storage with the archive's source ${displayName(source)} (one is a partition of the other): the restored rows would be the source's again, ` +
+      `${shown} shares its storage with the archive's source ${displayName(source)} (one is a partition or an inheriting child of the other): the restored rows would be the source's again, ` +
         `and its next run would archive them into new objects. Restore into another table (CREATE TABLE ... (LIKE ${displayName(source)} INCLUDING ALL))`,
     );
   }
@@ -231,10 +241,15 @@ export async function restoreArchived(
         `Restore reads what the manifest vouches for (each object's row count and checksum): restore from the database that archived them. Nothing was restored`,
     );
   }
-  // One restore into a table at a time: another one's rows, not yet committed, are invisible to
-  // this one's check of what is already there (a table without a unique key would get both).
-  if (!(await tryLockTarget(client, 'restore', shown))) {
-    throw new CatalogError(shown, `another restore into ${shown} is running; run this one when it has finished (nothing was restored)`);
+  // One restore into a table (and its partitions or children) at a time: another one's rows, not
+  // yet committed, are invisible to this one's check of what is already there (a table without a
+  // unique key would get both). Keyed by the top of the tree (`into` itself, without a parent).
+  const lockedTree = relation.root;
+  if (!(await tryLockTarget(client, 'restore', lockedTree))) {
+    throw new CatalogError(
+      shown,
+      `another restore into ${relation.has_parent ? lockedTree : shown} or a table of its tree is running; run this one when it has finished (nothing was restored)`,
+    );
   }
   try {
     for (const object of objects) {
@@ -299,7 +314,7 @@ export async function restoreArchived(
       summary.rowsAlreadyPresent += rows.length - inserted;
     }
   } finally {
-    await unlockTarget(client, 'restore', shown);
+    await unlockTarget(client, 'restore', lockedTree);
   }
   return summary;
 }
