@@ -6,6 +6,7 @@ import { type Sql, sql } from '../../shared/sql';
 import { moveBatches, tableDestination } from './apply';
 import { readArchiveCatalog } from './catalog';
 import archiveObjects from './migrations/0006_archive_objects';
+import archiveChecksumKind from './migrations/0007_archive_checksum_kind';
 import { planCutoffs } from './plan';
 import {
   type ArchiveEvent,
@@ -109,6 +110,9 @@ export const archiveJob = {
     },
   },
   remainingCount: 'estimatedRemaining',
-  migrations: [{ version: 6, name: 'archive_objects', sql: archiveObjects }],
+  migrations: [
+    { version: 6, name: 'archive_objects', sql: archiveObjects },
+    { version: 7, name: 'archive_checksum_kind', sql: archiveChecksumKind },
+  ],
   lambda: { timeoutSeconds: 900, retryAttempts: 1 },
 } satisfies JobDefinition<typeof archiveTargetSchema, ArchiveEvent, ArchiveEventInput>;

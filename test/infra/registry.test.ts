@@ -55,6 +55,7 @@ describe('one registry of jobs', () => {
       '4 partition_retirements',
       '5 chains',
       '6 archive_objects',
+      '7 archive_checksum_kind',
     ]);
   });
 });

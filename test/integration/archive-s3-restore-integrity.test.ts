@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type pg from 'pg';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { planColumns } from '../../functions/archive/s3/columns';
 import { setObjectStoreFactory } from '../../functions/archive/s3/store';
 import { restoreFromCli } from '../../scripts/cli';
 import { runArchive } from '../support/archive';
@@ -256,5 +257,65 @@ describe('restore --from/--to', () => {
       /--from: expected a day of the calendar as YYYY-MM-DD, got "2025-02-30"/,
     );
     await expect(restoreFromCli(config, db.url, { from: '2025-02-01', to: '2025-13-01', into: 'rr.events_back' })).rejects.toThrow(/--to: /);
+  });
+});
+
+describe("restore checks an object's checksum as the manifest's checksum_kind says it was computed", () => {
+  /** The first writer's checksum of a day's rows, computed by Postgres: md5 over each row's canonical texts, `N` or `V<bytes>:<text>`, a newline after each row. */
+  async function firstWritersChecksum(day: string): Promise<string> {
+    const plans = await planColumns(sql, { schema: 'rr', name: 'events' });
+    const framed = plans
+      .map((p) => `CASE WHEN ${p.select} IS NULL THEN 'N' ELSE 'V' || octet_length(${p.select}) || ':' || ${p.select} END`)
+      .join(', ');
+    const { rows } = await sql.query<{ checksum: string }>(
+      `SELECT md5(string_agg(concat(${framed}) || E'\\n', '' ORDER BY t.id)) AS checksum FROM rr.events AS t WHERE (t.created_at AT TIME ZONE 'UTC')::date = $1::date`,
+      [day],
+    );
+    return rows[0]!.checksum;
+  }
+
+  it('records the kind of every object it writes', async () => {
+    expect((await runArchive(db.url, { targets: [target()] })).targets[0]!.detail).toBeUndefined();
+    const { rows } = await sql.query<{ kind: string }>(`SELECT DISTINCT checksum_kind AS kind FROM housekeeping.archive_objects`);
+    expect(rows).toEqual([{ kind: 'source-fields-sha256' }]);
+  });
+
+  it("recomputes the first writer's md5 of an object written before the kind was recorded: intact, restored; changed, refused", async () => {
+    const config = { targets: [target()] };
+    const before = await postgresRows(sql, 'rr.events');
+    const md5 = await firstWritersChecksum('2025-06-01');
+    expect((await runArchive(db.url, config)).targets[0]!.detail).toBeUndefined();
+    await sql.query(`UPDATE housekeeping.archive_objects SET checksum = $1, checksum_kind = NULL WHERE dt = '2025-06-01'`, [md5]);
+    await sql.query(`CREATE TABLE rr.events_back (LIKE rr.events INCLUDING ALL)`);
+    expect(await restoreFromCli(config, db.url, { from: '2025-06-01', to: '2025-06-01', into: 'rr.events_back' })).toMatchObject({
+      rowsInserted: 23,
+    });
+    expect(await postgresRows(sql, 'rr.events_back')).toEqual(before.filter((row) => JSON.parse(row)[0] <= 23));
+
+    const key = (await sql.query<{ k: string }>(`SELECT object_key AS k FROM housekeeping.archive_objects WHERE dt = '2025-06-01'`)).rows[0]!.k;
+    const bytes = Buffer.from(await getObject(key));
+    const at = bytes.indexOf(createHash('md5').update('5').digest('hex'));
+    bytes[at] = bytes[at] === 0x30 ? 0x31 : 0x30;
+    await putObject(key, bytes);
+    await sql.query(`DROP TABLE rr.events_back; CREATE TABLE rr.events_back (LIKE rr.events INCLUDING ALL)`);
+    await expect(restoreFromCli(config, db.url, { from: '2025-06-01', to: '2025-06-01', into: 'rr.events_back' })).rejects.toThrow(
+      new RegExp(`${key.replace(/[.]/g, '\\.')} is not the object archived \\(its values' checksum is [0-9a-f]{32}, the manifest's ${md5}\\)`),
+    );
+    expect(await postgresRows(sql, 'rr.events_back')).toEqual([]);
+  });
+
+  it('checks size and row count alone where the checksum cannot be recomputed, and refuses a kind it does not know', async () => {
+    const config = { targets: [target()] };
+    expect((await runArchive(db.url, config)).targets[0]!.detail).toBeUndefined();
+    // An earlier writer's sha256 over its PLAIN values: nothing computes it any more.
+    await sql.query(`UPDATE housekeeping.archive_objects SET checksum = repeat('ab', 32), checksum_kind = NULL WHERE dt = '2025-06-01'`);
+    await sql.query(`UPDATE housekeeping.archive_objects SET checksum_kind = 'from-the-future' WHERE dt = '2025-06-02'`);
+    await sql.query(`CREATE TABLE rr.events_back (LIKE rr.events INCLUDING ALL)`);
+    expect(await restoreFromCli(config, db.url, { from: '2025-06-01', to: '2025-06-01', into: 'rr.events_back' })).toMatchObject({
+      rowsInserted: 23,
+    });
+    await expect(restoreFromCli(config, db.url, { from: '2025-06-02', to: '2025-06-02', into: 'rr.events_back' })).rejects.toThrow(
+      /has a checksum of kind from-the-future, which this version does not know: restore with the version that archived it/,
+    );
   });
 });

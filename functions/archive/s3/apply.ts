@@ -10,6 +10,7 @@ import { ArchiveBatchRefused, type ArchiveDestination, type BatchRequest, EMPTY_
 import type { ArchiveCutoffs } from '../plan';
 import type { ArchiveEvent, ArchiveTargetPolicy } from '../policy';
 import type { S3Catalog } from './catalog';
+import { CHECKSUM_KIND } from './checksum';
 import { UnrepresentableValue } from './columns';
 import { CopyReader, copyRows } from './copy';
 import { crashPoint } from './faults';
@@ -316,10 +317,10 @@ export async function s3Destination(options: {
       const ids = await inTransaction(client, async () => {
         const { rows } = await client.query<{ id: string }>(
           sql`INSERT INTO housekeeping.archive_objects
-             (source, bucket, object_key, pending_key, dt, state, run_id, key_columns, first_key, last_key, row_count, checksum, size_bytes, columns)
+             (source, bucket, object_key, pending_key, dt, state, run_id, key_columns, first_key, last_key, row_count, checksum, checksum_kind, size_bytes, columns)
            SELECT ${shown}, ${s3.bucket}, o.object_key, o.pending_key, o.dt, 'committed', ${runId}, ${catalog.keyColumns},
                   ARRAY(SELECT jsonb_array_elements_text(o.first_key)), ARRAY(SELECT jsonb_array_elements_text(o.last_key)),
-                  o.row_count, o.checksum, o.size_bytes, ${columnsJson}::jsonb
+                  o.row_count, o.checksum, ${CHECKSUM_KIND}, o.size_bytes, ${columnsJson}::jsonb
            FROM jsonb_to_recordset(${manifest}::jsonb) AS o(object_key text, pending_key text, dt date, first_key jsonb, last_key jsonb, row_count bigint, checksum text, size_bytes bigint)
            RETURNING id::text`,
         );

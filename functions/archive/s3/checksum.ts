@@ -12,6 +12,9 @@ import { bytesToBigInt, type ColumnPlan, type ScalarKind } from './columns';
  * checksum means the object holds the source's values, whatever the writer's encoders did with
  * them; pages and row groups do not enter it.
  */
+/** The manifest's name for this definition (housekeeping.archive_objects.checksum_kind): restore recomputes by it. */
+export const CHECKSUM_KIND = 'source-fields-sha256';
+
 export class SourceDigest {
   private readonly hash = createHash('sha256');
   readonly fields = new GatheredHash(this.hash);

@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { tryLockTarget, unlockTarget } from '../../../shared/advisory-lock';
 import { inTransaction } from '../../../shared/db';
 import { CatalogError, ConfigError, errorMessage } from '../../../shared/errors';
 import { displayName, parseQualifiedName, type QualifiedName, quoteIdent, quoteQualified } from '../../../shared/identifiers';
+import { CHECKSUM_KIND } from './checksum';
 import { type ColumnPlan, digestSql, planColumns } from './columns';
 import { crashPoint } from './faults';
 import { canonicalRows, describeColumns, readBackChecksum } from './parquet';
@@ -31,8 +33,42 @@ const RELATION_KINDS: Record<string, string> = {
   t: 'a TOAST table',
 };
 
-/** A manifest checksum of the current kind (checksum.ts, sha256 hex); older objects' md5 cannot be recomputed. */
-const CURRENT_CHECKSUM = /^[0-9a-f]{64}$/;
+/**
+ * An object's checksum as the manifest's `checksum_kind` says it was computed, from what restore
+ * read; undefined where it cannot be recomputed (size and row count are still checked). Rows
+ * written before the kind was recorded: a 32-hex md5 over the rows' canonical texts (each `N`
+ * for NULL or `V<bytes>:<text>`, each row ended by a newline), as the first writer computed it;
+ * a 64-hex sha256 over an earlier writer's PLAIN values, which nothing computes any more.
+ */
+async function recomputedChecksum(
+  object: { object_key: string; checksum: string; checksum_kind: string | null },
+  bytes: Uint8Array,
+  plans: ColumnPlan[],
+  rows: Array<Array<string | null>>,
+): Promise<string | undefined> {
+  if (object.checksum_kind === CHECKSUM_KIND) {
+    // The checksum does not depend on NOT NULL (a NULL is framed alike): `into` may declare one the source did not.
+    return (
+      await readBackChecksum(
+        bytes,
+        plans.map((plan) => ({ ...plan, notNull: false })),
+      )
+    ).checksum;
+  }
+  if (object.checksum_kind !== null) {
+    throw new CatalogError(
+      object.object_key,
+      `${object.object_key} has a checksum of kind ${object.checksum_kind}, which this version does not know: restore with the version that archived it`,
+    );
+  }
+  if (!/^[0-9a-f]{32}$/.test(object.checksum)) return undefined;
+  const hash = createHash('md5');
+  for (const row of rows) {
+    for (const text of row) hash.update(text === null ? 'N' : `V${Buffer.byteLength(text)}:${text}`);
+    hash.update('\n');
+  }
+  return hash.digest('hex');
+}
 
 /** SQL turning a canonical text (column `c`) back into the column's value: the inverse of `ColumnPlan.select`. */
 function fromCanonical(plan: ColumnPlan, c: string): string {
@@ -158,9 +194,10 @@ export async function restoreArchived(
     row_count: string;
     size_bytes: string;
     checksum: string;
+    checksum_kind: string | null;
     columns: Array<{ name: string; postgres: string; parquet: string }>;
   }>(
-    `SELECT id::text, object_key, row_count::text, size_bytes::text, checksum, columns FROM housekeeping.archive_objects
+    `SELECT id::text, object_key, row_count::text, size_bytes::text, checksum, checksum_kind, columns FROM housekeeping.archive_objects
      WHERE source = $1 AND bucket = $2 AND state = 'published' AND dt BETWEEN $3::date AND $4::date ORDER BY dt, id`,
     [displayName(source), options.bucket, options.from, options.to],
   );
@@ -267,13 +304,9 @@ export async function restoreArchived(
       let checksum: string | undefined;
       try {
         rows = await canonicalRows(bytes, plans);
-        // The checksum does not depend on NOT NULL (a NULL is framed alike): `into` may declare one the source did not.
-        if (CURRENT_CHECKSUM.test(object.checksum))
-          ({ checksum } = await readBackChecksum(
-            bytes,
-            plans.map((plan) => ({ ...plan, notNull: false })),
-          ));
+        checksum = await recomputedChecksum(object, bytes, plans, rows);
       } catch (error) {
+        if (error instanceof CatalogError) throw error;
         throw notArchived(`it does not read as Parquet: ${errorMessage(error)}`);
       }
       if (rows.length !== Number(object.row_count)) throw notArchived(`${rows.length} rows, the manifest says ${object.row_count}`);
