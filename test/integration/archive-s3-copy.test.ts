@@ -31,14 +31,19 @@ describe('copyRows after a COPY that fails part-way', () => {
     expect(failure.message).toMatch(/statement timeout/);
     // Let a queued ROLLBACK's warning reach process.on('warning').
     await new Promise((r) => setTimeout(r, 50));
-    expect(warnings.filter((w) => w.includes('already executing')), 'a query was queued behind the failing COPY').toEqual([]);
+    expect(
+      warnings.filter((w) => w.includes('already executing')),
+      'a query was queued behind the failing COPY',
+    ).toEqual([]);
     await client.query(`SET statement_timeout = 0`);
     const next = await copyRows(client, tag`SELECT 1::int`);
     expect(next.byteLength).toBeGreaterThan(0);
-    expect((await client.query(`SELECT pg_current_xact_id_if_assigned() IS NULL AS idle, now() = statement_timestamp() AS outside`)).rows[0]).toEqual({
-      idle: true,
-      outside: true,
-    });
+    expect((await client.query(`SELECT pg_current_xact_id_if_assigned() IS NULL AS idle, now() = statement_timestamp() AS outside`)).rows[0]).toEqual(
+      {
+        idle: true,
+        outside: true,
+      },
+    );
   });
 });
 
