@@ -13,8 +13,9 @@ import type { TestS3 } from '../support/s3';
 /**
  * `housekeeper restore` against what a review found (written by a review helper; each test failed
  * before its fix): an object S3 holds that is not what was archived (changed, damaged), an object
- * the manifest does not list, a `--into` table that is the source by storage (a partition of it,
- * a view on it) or narrower than the archived columns, two restores at once, an impossible day.
+ * the manifest does not list, a `--into` table that is the source by storage (a partition or an
+ * INHERITS child of it, a view on it) or narrower than the archived columns, two restores at once
+ * (into one table, or into a partitioned table and its partition), an impossible day.
  */
 
 let db: TestDatabase;
@@ -317,5 +318,60 @@ describe("restore checks an object's checksum as the manifest's checksum_kind sa
     await expect(restoreFromCli(config, db.url, { from: '2025-06-02', to: '2025-06-02', into: 'rr.events_back' })).rejects.toThrow(
       /has a checksum of kind from-the-future, which this version does not know: restore with the version that archived it/,
     );
+  });
+});
+
+// Tables of an inheritance tree (a second review; both failed before their fix).
+const outcomeOf = <T>(p: Promise<T>) =>
+  p.then(
+    (v) => ({ ok: true as const, value: v }),
+    (e: Error) => ({ ok: false as const, error: e }),
+  );
+
+describe('restore --into a table that inherits from the source (INHERITS, not a partition)', () => {
+  it('is refused like a partition of the source: its rows would be read as the source again', async () => {
+    const config = { targets: [target()] };
+    const before = await postgresRows(sql, 'rr.events');
+    expect((await runArchive(db.url, config)).targets[0]!.detail).toBeUndefined();
+    expect((await sql.query(`SELECT count(*)::int AS n FROM rr.events`)).rows[0].n).toBe(1);
+    await sql.query(`CREATE TABLE rr.events_child () INHERITS (rr.events)`);
+    const outcome = await outcomeOf(restoreFromCli(config, db.url, { from: '2025-06-01', to: '2025-06-02', into: 'rr.events_child' }));
+    const inSource = await postgresRows(sql, 'rr.events');
+    const next = inSource.length > 1 ? (await runArchive(db.url, config)).targets[0]!.detail : undefined;
+    expect(
+      inSource.length,
+      `restore into a child of the source put ${inSource.length - 1} archived rows back into what reads of rr.events return ` +
+        `(restore: ${outcome.ok ? JSON.stringify(outcome.value) : outcome.error.message}; the next archive run: ${next ?? 'ok'})`,
+    ).toBe(1);
+    expect(before.length).toBe(41);
+    expect(outcome.ok).toBe(false);
+    expect(!outcome.ok && outcome.error.message).toMatch(
+      /rr\.events_child shares its storage with the archive's source rr\.events \(one is a partition or an inheriting child of the other\)/,
+    );
+  });
+});
+
+describe('two restores at once: one into a partitioned table, one into its partition', () => {
+  it('puts each row in once (the lock is per table name; the partition is the same storage)', async () => {
+    const config = { targets: [target()] };
+    const before = await postgresRows(sql, 'rr.events');
+    expect((await runArchive(db.url, config)).targets[0]!.detail).toBeUndefined();
+    // No unique key (as in the existing test of two restores into one table), partitioned by day.
+    await sql.query(`
+      CREATE TABLE rr.back (id bigint, created_at timestamptz NOT NULL, body text) PARTITION BY RANGE (created_at);
+      CREATE TABLE rr.back_2025 PARTITION OF rr.back FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+      CREATE FUNCTION rr.slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$;
+      CREATE TRIGGER slow AFTER INSERT ON rr.back FOR EACH STATEMENT EXECUTE FUNCTION rr.slow();
+      CREATE TRIGGER slow AFTER INSERT ON rr.back_2025 FOR EACH STATEMENT EXECUTE FUNCTION rr.slow();`);
+    const outcomes = await Promise.all([
+      outcomeOf(restoreFromCli(config, db.url, { from: '2025-06-01', to: '2025-06-02', into: 'rr.back' })),
+      outcomeOf(restoreFromCli(config, db.url, { from: '2025-06-01', to: '2025-06-02', into: 'rr.back_2025' })),
+    ]);
+    const restored = await postgresRows(sql, 'rr.back');
+    const archived = before.filter((row) => !row.includes('fresh'));
+    expect(restored, `outcomes: ${outcomes.map((o) => (o.ok ? JSON.stringify(o.value) : o.error.message)).join(' | ')}`).toEqual(archived);
+    // The one that found the other running says so.
+    for (const outcome of outcomes)
+      if (!outcome.ok) expect(outcome.error.message).toMatch(/another restore into rr\.back or a table of its tree is running/);
   });
 });
